@@ -1,0 +1,1 @@
+"""The ``gsal`` command-line application (Typer + rich). Imports gsal_tf; never the other way."""
