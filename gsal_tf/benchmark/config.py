@@ -1,0 +1,240 @@
+"""The TextureMNIST configuration: one validated, immutable object read from TOML or a dict.
+
+A config file (``configs/benchmark/strong.toml``)::
+
+    image_size = 64          # side of the square images, pixels
+    tiles = 2                # background tiles: 1 (whole), 2 (top/bottom halves), 4 (quadrants)
+    seed = 0                 # training split RNG
+    test_seed = 1907         # test split RNG, independent of ``seed`` on purpose
+    n_train = 10000
+    n_test = 2000
+    digit_scale = [0.75, 1.0]  # side of the (28 px) MNIST box as a fraction of image_size
+
+    [bias]
+    strength = "strong"      # "none" | "weak" | "strong"
+    digit = 0                # the digit tied to the bias texture
+    texture = "checker_coarse"  # name or index in the texture pool
+
+    [textures]
+    names = []               # pool subset (names or indices); empty = the whole pool
+
+Every value is checked here, at the boundary; a bad one raises
+:class:`~gsal_tf.errors.GsalInputError` naming the field and what it accepts.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import tomllib
+from pathlib import Path
+from typing import Any, Mapping, Union
+
+from gsal_tf.errors import GsalInputError
+
+#: Bias settings, weakest first.
+BIAS_STRENGTHS = ("none", "weak", "strong")
+#: Allowed background tilings: whole background, top/bottom halves, quadrants.
+TILINGS = (1, 2, 4)
+
+_DEFAULTS: dict[str, Any] = {
+    "image_size": 64,
+    "tiles": 2,
+    "seed": 0,
+    "test_seed": 1907,
+    "n_train": 10000,
+    "n_test": 2000,
+    "digit_scale": [0.75, 1.0],
+    "bias": {"strength": "strong", "digit": 0, "texture": "checker_coarse"},
+    "textures": {"names": []},
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class BiasConfig:
+    """The context bias: which digit is tied to which background texture, and how strongly.
+
+    Parameters
+    ----------
+    strength : str, default "strong"
+        ``"none"`` (textures drawn at random), ``"weak"`` (every sample of ``digit`` has
+        ``texture`` in one random background tile; the texture still occurs in other samples) or
+        ``"strong"`` (as weak, and ``texture`` occurs nowhere else).
+    digit : int, default 0
+        The biased digit, 0-9.
+    texture : str or int, default "checker_coarse"
+        The bias texture, by name or by index in the texture pool (resolved by ``TextureMNIST``).
+    """
+
+    strength: str = "strong"
+    digit: int = 0
+    texture: Union[str, int] = "checker_coarse"
+
+
+@dataclasses.dataclass(frozen=True)
+class BenchmarkConfig:
+    """A validated TextureMNIST configuration; build it with :func:`load_config`.
+
+    Parameters
+    ----------
+    image_size : int, default 64
+        Side of the square grayscale images, in pixels (32-512).
+    tiles : int, default 2
+        Background tiles, each with its own texture: 1, 2 (top/bottom halves) or 4 (quadrants).
+    seed : int, default 0
+        Seed of the training split.
+    test_seed : int, default 1907
+        Seed of the test split. Kept separate from ``seed`` so that every model trained with any
+        training seed is evaluated on the very same test images.
+    n_train, n_test : int, default 10000, 2000
+        Samples per split written by ``generate`` (``samples`` takes its own ``n``).
+    digit_scale : (float, float), default (0.75, 1.0)
+        Range of the side of the upscaled 28x28 MNIST box, as a fraction of ``image_size``.
+    bias : BiasConfig
+        The context bias.
+    texture_names : tuple of (str or int), default ()
+        Subset of the texture pool to draw from (names or indices); empty means all of it.
+    """
+
+    image_size: int = 64
+    tiles: int = 2
+    seed: int = 0
+    test_seed: int = 1907
+    n_train: int = 10000
+    n_test: int = 2000
+    digit_scale: tuple[float, float] = (0.75, 1.0)
+    bias: BiasConfig = BiasConfig()
+    texture_names: tuple[Union[str, int], ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        """The config in the nested layout of the TOML files (``load_config`` reads it back)."""
+        return {
+            "image_size": self.image_size,
+            "tiles": self.tiles,
+            "seed": self.seed,
+            "test_seed": self.test_seed,
+            "n_train": self.n_train,
+            "n_test": self.n_test,
+            "digit_scale": list(self.digit_scale),
+            "bias": dataclasses.asdict(self.bias),
+            "textures": {"names": list(self.texture_names)},
+        }
+
+    def split_seed(self, split: str) -> int:
+        """The seed of ``split`` ("train" or "test")."""
+        return self.seed if split == "train" else self.test_seed
+
+
+def load_config(source: Union[str, Path, Mapping[str, Any], BenchmarkConfig] = None, **overrides: Any) -> BenchmarkConfig:
+    """Read and validate a TextureMNIST config.
+
+    Parameters
+    ----------
+    source : path, dict or BenchmarkConfig, optional
+        A TOML file, a dict in the same nested layout, or an existing config. ``None`` gives the
+        defaults (the strongly biased setting).
+    **overrides
+        Top-level fields to replace, e.g. ``seed=3, n_train=500``. A dict value for a table
+        (``bias={"strength": "weak"}``) is merged into that table.
+
+    Returns
+    -------
+    BenchmarkConfig
+
+    Raises
+    ------
+    GsalInputError
+        Unreadable file, unknown field or bad value; the message names the field.
+    """
+    raw = copy.deepcopy(_DEFAULTS)
+    _merge(raw, _read_source(source), where="config")
+    _merge(raw, overrides, where="override")
+    return _validate(raw)
+
+
+def _read_source(source: Any) -> dict[str, Any]:
+    if source is None:
+        return {}
+    if isinstance(source, BenchmarkConfig):
+        return source.to_dict()
+    if isinstance(source, Mapping):
+        return copy.deepcopy(dict(source))
+    if isinstance(source, (str, Path)):
+        path = Path(source)
+        if not path.is_file():
+            raise GsalInputError(f"benchmark config {str(path)!r} does not exist; pass a TOML file such as configs/benchmark/strong.toml")
+        try:
+            with path.open("rb") as handle:
+                return tomllib.load(handle)
+        except tomllib.TOMLDecodeError as exc:
+            raise GsalInputError(f"benchmark config {str(path)!r} is not valid TOML: {exc}") from None
+    raise GsalInputError(f"a benchmark config must be a TOML path or a dict, not {type(source).__name__}")
+
+
+def _merge(base: dict[str, Any], update: Mapping[str, Any], where: str) -> None:
+    for key, value in update.items():
+        if key not in _DEFAULTS:
+            raise GsalInputError(f"unknown benchmark {where} field {key!r}; valid fields: {', '.join(_DEFAULTS)}")
+        if isinstance(_DEFAULTS[key], dict):
+            if not isinstance(value, Mapping):
+                raise GsalInputError(f"benchmark field {key!r} must be a table (dict) with keys {', '.join(_DEFAULTS[key])}")
+            for sub in value:
+                if sub not in _DEFAULTS[key]:
+                    raise GsalInputError(f"unknown benchmark field '{key}.{sub}'; valid: {', '.join(_DEFAULTS[key])}")
+            base[key].update(value)
+        else:
+            base[key] = value
+
+
+def _validate(raw: dict[str, Any]) -> BenchmarkConfig:
+    image_size = _int(raw, "image_size", 32, 512)
+    tiles = _int(raw, "tiles", 1, 4)
+    if tiles not in TILINGS:
+        raise GsalInputError(f"tiles must be 1, 2 (top/bottom halves) or 4 (quadrants), got {tiles}")
+    seed = _int(raw, "seed", 0, 2**63 - 1)
+    test_seed = _int(raw, "test_seed", 0, 2**63 - 1)
+    n_train = _int(raw, "n_train", 0, 10**8)
+    n_test = _int(raw, "n_test", 0, 10**8)
+
+    scale = raw["digit_scale"]
+    if (
+        not isinstance(scale, (list, tuple))
+        or len(scale) != 2
+        or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in scale)
+        or not 0.3 <= scale[0] <= scale[1] <= 1.0
+    ):
+        raise GsalInputError(f"digit_scale must be [low, high] with 0.3 <= low <= high <= 1.0 (fraction of image_size), got {scale!r}")
+
+    bias = raw["bias"]
+    strength = bias["strength"]
+    if strength not in BIAS_STRENGTHS:
+        raise GsalInputError(f"bias.strength must be one of {', '.join(BIAS_STRENGTHS)}, got {strength!r}")
+    digit = _int(bias, "digit", 0, 9, prefix="bias.")
+    texture = bias["texture"]
+    if isinstance(texture, bool) or not isinstance(texture, (str, int)) or texture == "":
+        raise GsalInputError(f"bias.texture must be a texture name or an index into the texture pool, got {texture!r}")
+
+    names = raw["textures"]["names"]
+    if not isinstance(names, (list, tuple)) or not all(isinstance(n, (str, int)) and not isinstance(n, bool) for n in names):
+        raise GsalInputError(f"textures.names must be a list of texture names or indices (empty = whole pool), got {names!r}")
+    if len(set(names)) != len(names):
+        raise GsalInputError(f"textures.names lists a texture twice: {names!r}")
+
+    return BenchmarkConfig(
+        image_size=image_size,
+        tiles=tiles,
+        seed=seed,
+        test_seed=test_seed,
+        n_train=n_train,
+        n_test=n_test,
+        digit_scale=(float(scale[0]), float(scale[1])),
+        bias=BiasConfig(strength=strength, digit=digit, texture=texture),
+        texture_names=tuple(names),
+    )
+
+
+def _int(table: Mapping[str, Any], key: str, low: int, high: int, prefix: str = "") -> int:
+    value = table[key]
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise GsalInputError(f"{prefix}{key} must be an integer in [{low}, {high}], got {value!r}")
+    return value

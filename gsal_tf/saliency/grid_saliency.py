@@ -1,0 +1,442 @@
+"""Grid saliency: which context makes a segmentation network predict class c inside a region?
+
+Hoyer, Munoz, Katiyar, Khoreva, Fischer. *Grid Saliency for Context Explanations of Semantic
+Segmentation*. NeurIPS 2019, arXiv:1907.13054.
+
+Notation (shapes per request; every function here is batched over a leading axis N)
+
+- ``x``  image (H,W,C); ``f`` the segmentation network, ``f_c(x)`` (H,W) the probability of class
+  ``c`` at each pixel (outputs at another resolution are resized bilinearly to H×W);
+- ``R``  request mask (H,W) in {0,1}: the pixels whose prediction is explained;
+- ``M``  mask on a coarse grid (gh,gw) in [0,1], upsampled to (H,W) (see :mod:`.masks`);
+- ``a``  the perturbation baseline (H,W,C) (see :mod:`.perturbation`).
+
+Perturbation
+    context mode (default):  ``x' = x∘M + p(x,R)∘(1−M)``,  ``p(x,R) = x∘R + a∘(1−R)``
+    full mode:               ``x' = x∘M + a∘(1−M)``
+
+Objective (see :mod:`.objective`), minimised over ``M ∈ [0,1]^(gh×gw)``
+    ``lam * ||M||_1 / (gh*gw) + ||R ∘ max(f_c(x) − f_c(x'), 0)||_1 / ||R||_1``
+
+The result is the smallest context (the cells of ``M`` that stay on) that keeps the prediction
+inside ``R``. The optimiser is projected Adam (or SGD with momentum) starting from ``M = init``.
+
+Speed: the optimisation of a batch of requests is one call of a compiled graph — a
+``tf.function`` whose loop (``tf.while_loop``) runs all iterations with no Python work per step.
+It is traced once per model, image shape and structural options (mode, upsampling, optimiser,
+output kind, XLA), with a free batch axis, and hyper-parameters (lam, learning rate, iterations,
+init, momentum) are tensors, so a second call, or another explainer on the same model with other
+hyper-parameters, reuses it.
+
+Example
+-------
+>>> import gsal_tf as gs
+>>> explainer = gs.GridSaliency(model, grid_size=(8, 8))
+>>> result = explainer.explain(images, request_masks, class_ids)   # (N,H,W,C), (N,H,W), (N,)
+>>> result.saliency.shape, result.preserved_score   # (N,H,W) in [0,1]; ~1 when converged
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+import weakref
+from typing import Any, Callable
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from gsal_tf.errors import GsalInputError
+from gsal_tf.saliency import objective as obj
+from gsal_tf.saliency import optim
+from gsal_tf.saliency.masks import UPSAMPLINGS, upsample_grid
+from gsal_tf.saliency.perturbation import MODES, BaselineSpec, make_baseline, perturb
+from gsal_tf.saliency.validation import (
+    check_class_ids,
+    check_class_range,
+    check_grid_size,
+    check_images,
+    check_model_output,
+    check_request_masks,
+)
+
+OUTPUT_KINDS = ("probabilities", "logits")
+
+# Compiled optimisation loops, per model (weakly held) and per structural key.
+_GRAPHS: "weakref.WeakKeyDictionary[Any, dict]" = weakref.WeakKeyDictionary()
+_TRACES = {"count": 0}
+
+
+def trace_count() -> int:
+    """How many times an optimisation graph has been traced in this process (for tests/benchmarks)."""
+    return _TRACES["count"]
+
+
+@dataclasses.dataclass
+class Explanation:
+    """The result of :meth:`GridSaliency.explain` for N requests.
+
+    Attributes
+    ----------
+    saliency : float32 (N,H,W) in [0,1] — the optimised mask as applied to the image (upsampled).
+    grid : float32 (N,gh,gw) in [0,1] — the optimised grid mask itself.
+    loss_history : float32 (N,iterations) — the objective at each iteration (before its step).
+    final_loss : float32 (N,) — the objective at the returned mask.
+    preserved_score : float32 (N,) — mean f_c(x') over R divided by mean f_c(x) over R at the
+        returned mask; near 1 means the kept context preserves the prediction (converged).
+    no_context_score : float32 (N,) — the same ratio with all context removed (M = 0): how much
+        the prediction holds without any context (the paper's "only object" check). In full mode,
+        M = 0 removes the whole image.
+    original_score : float32 (N,) — mean f_c(x) over R: how confidently the class is predicted
+        in the request at all (explaining a class the model does not predict there is allowed,
+        e.g. for error analysis, but gives an empty saliency).
+    class_ids : int32 (N,)
+    params : dict — the settings used.
+    seconds : float — wall time of the optimisation.
+    """
+
+    saliency: np.ndarray
+    grid: np.ndarray
+    loss_history: np.ndarray
+    final_loss: np.ndarray
+    preserved_score: np.ndarray
+    no_context_score: np.ndarray
+    original_score: np.ndarray
+    class_ids: np.ndarray
+    params: dict
+    seconds: float
+
+    def __len__(self) -> int:
+        return len(self.saliency)
+
+
+class GridSaliency:
+    """Grid saliency context explanations (Hoyer et al., NeurIPS 2019) for a segmentation model.
+
+    Parameters
+    ----------
+    model : keras.Model or callable
+        Maps images (N,H,W,C) float32 to per-pixel class scores (N,h,w,K). Any resolution h×w is
+        resized bilinearly to H×W. Keras models are called with ``training=False``.
+    grid_size : int or (int, int), default (8, 8)
+        Rows and columns of the mask grid. Each cell covers (H/rows)×(W/cols) pixels.
+    iterations : int, default 100
+        Optimisation steps.
+    lam : float, default 0.05
+        Weight of the mask size term ``||M||_1/(gh*gw)``. Larger gives smaller masks. At 0.05,
+        keeping all of the context costs as much as losing 5% of the class probability in R.
+    baseline : float, tuple, "mean", "blur", "noise", array or callable, default 0.0
+        The perturbation ``a`` that replaces removed pixels (see :mod:`.perturbation`).
+    mode : "context" or "full", default "context"
+        "context" never perturbs the request region (the paper's context explanation);
+        "full" perturbs the whole image.
+    learning_rate : float, default 0.1
+        Step size of the optimiser (in mask units, [0,1]).
+    optimizer : "adam" or "sgd", default "adam"
+        Projected Adam, or projected SGD with ``momentum``.
+    momentum : float, default 0.9
+        Momentum of "sgd" (unused by Adam).
+    init : float, default 0.5
+        Initial value of every grid cell.
+    upsampling : "nearest" or "bilinear", default "nearest"
+        How the grid becomes a per-pixel mask (see :mod:`.masks`).
+    blur_sigma : float, default 5.0
+        σ in pixels of the "blur" baseline.
+    output : "probabilities" or "logits", default "probabilities"
+        What the model returns; softmax is applied to logits.
+    batch_size : int, default 16
+        Requests optimised together in one graph call; more are split into batches.
+    jit_compile : bool, default False
+        Compile the optimisation loop with XLA.
+    seed : int, default 0
+        Seed of the "noise" baseline (the optimisation itself is deterministic).
+    """
+
+    def __init__(
+        self,
+        model: keras.Model | Callable,
+        grid_size: int | tuple[int, int] = (8, 8),
+        iterations: int = 100,
+        lam: float = 0.05,
+        baseline: BaselineSpec = 0.0,
+        mode: str = "context",
+        learning_rate: float = 0.1,
+        optimizer: str = "adam",
+        momentum: float = 0.9,
+        init: float = 0.5,
+        upsampling: str = "nearest",
+        blur_sigma: float = 5.0,
+        output: str = "probabilities",
+        batch_size: int = 16,
+        jit_compile: bool = False,
+        seed: int = 0,
+    ):
+        if not callable(model):
+            raise GsalInputError(f"model must be a Keras model or a callable, got {type(model).__name__}")
+        _check_choice("mode", mode, MODES)
+        _check_choice("optimizer", optimizer, optim.OPTIMIZERS)
+        _check_choice("upsampling", upsampling, UPSAMPLINGS)
+        _check_choice("output", output, OUTPUT_KINDS)
+        _check_number("iterations", iterations, minimum=1, integer=True)
+        _check_number("lam", lam, minimum=0.0)
+        _check_number("learning_rate", learning_rate, minimum=0.0, strict=True)
+        _check_number("momentum", momentum, minimum=0.0)
+        _check_number("init", init, minimum=0.0, maximum=1.0)
+        _check_number("batch_size", batch_size, minimum=1, integer=True)
+        _check_number("blur_sigma", blur_sigma, minimum=0.0, strict=True)
+        self.model = model
+        self.grid_size = check_grid_size(grid_size, None)
+        self.iterations = int(iterations)
+        self.lam = float(lam)
+        self.baseline = baseline
+        self.mode = mode
+        self.learning_rate = float(learning_rate)
+        self.optimizer = optimizer
+        self.momentum = float(momentum)
+        self.init = float(init)
+        self.upsampling = upsampling
+        self.blur_sigma = float(blur_sigma)
+        self.output = output
+        self.batch_size = int(batch_size)
+        self.jit_compile = bool(jit_compile)
+        self.seed = int(seed)
+        self._num_classes: dict[tuple, int] = {}
+
+    @property
+    def params(self) -> dict:
+        """The explainer's settings as plain values (JSON-serialisable except a custom baseline)."""
+        baseline = self.baseline
+        if not isinstance(baseline, (int, float, str, tuple, list)):
+            baseline = type(baseline).__name__
+        return {
+            "grid_size": list(self.grid_size),
+            "iterations": self.iterations,
+            "lam": self.lam,
+            "baseline": list(baseline) if isinstance(baseline, tuple) else baseline,
+            "mode": self.mode,
+            "learning_rate": self.learning_rate,
+            "optimizer": self.optimizer,
+            "momentum": self.momentum,
+            "init": self.init,
+            "upsampling": self.upsampling,
+            "blur_sigma": self.blur_sigma,
+            "output": self.output,
+            "batch_size": self.batch_size,
+            "jit_compile": self.jit_compile,
+            "seed": self.seed,
+        }
+
+    def explain(self, images, request_masks, class_ids) -> Explanation:
+        """Explain the prediction of ``class_ids`` inside ``request_masks``.
+
+        Parameters
+        ----------
+        images : float array (N,H,W,C), in the scale the model expects.
+        request_masks : array (N,H,W) of 0/1 (or bool): the pixels whose prediction is explained.
+        class_ids : int or int array (N,): the class explained for each request.
+
+        Returns
+        -------
+        :class:`Explanation`
+        """
+        images = check_images(images)
+        n, height, width, channels = images.shape
+        check_grid_size(self.grid_size, (height, width))
+        requests = check_request_masks(request_masks, images, self.mode)
+        classes = check_class_ids(class_ids, n)
+        check_class_range(classes, self._probe(images))
+        baseline = make_baseline(self.baseline, images, blur_sigma=self.blur_sigma, seed=self.seed)
+
+        graph = self._graph((height, width, channels))
+        hyper = (
+            tf.constant(self.lam, tf.float32),
+            tf.constant(self.learning_rate, tf.float32),
+            tf.constant(self.iterations, tf.int32),
+            tf.constant(self.init, tf.float32),
+            tf.constant(self.momentum, tf.float32),
+        )
+        parts = []
+        start = time.perf_counter()
+        for lo in range(0, n, self.batch_size):
+            hi = min(n, lo + self.batch_size)
+            out = graph(
+                tf.constant(images[lo:hi]),
+                tf.constant(requests[lo:hi]),
+                tf.constant(classes[lo:hi]),
+                baseline[lo:hi],
+                *hyper,
+            )
+            parts.append({k: v.numpy() for k, v in out.items()})
+        seconds = time.perf_counter() - start
+        merged = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+        return Explanation(
+            saliency=merged["saliency"],
+            grid=merged["grid"],
+            loss_history=merged["loss_history"],
+            final_loss=merged["final_loss"],
+            preserved_score=merged["preserved_score"],
+            no_context_score=merged["no_context_score"],
+            original_score=merged["original_score"],
+            class_ids=classes,
+            params=self.params,
+            seconds=seconds,
+        )
+
+    __call__ = explain
+
+    # -- internals ---------------------------------------------------------------------------
+
+    def _probe(self, images: np.ndarray) -> int:
+        """Run the model once on one image to check its output; return K (cached per shape)."""
+        key = images.shape[1:]
+        if key not in self._num_classes:
+            try:
+                out = _call_model(self.model, tf.constant(images[:1]))
+            except Exception as exc:  # a model that cannot take this input is a user error
+                raise GsalInputError(
+                    f"the model cannot take images of shape {images.shape[1:]} (H,W,C): {_first_line(exc)}"
+                ) from None
+            _, _, k = check_model_output(out, images.shape[1:], self.output)
+            self._num_classes[key] = k
+        return self._num_classes[key]
+
+    def _graph(self, image_shape: tuple[int, int, int]):
+        key = (
+            image_shape,
+            self.grid_size,
+            self.mode,
+            self.upsampling,
+            self.optimizer,
+            self.output,
+            self.jit_compile,
+        )
+        try:
+            per_model = _GRAPHS.setdefault(self.model, {})
+        except TypeError:  # objects that cannot be weakly referenced: cache on the explainer
+            per_model = self.__dict__.setdefault("_own_graphs", {})
+        if key not in per_model:
+            per_model[key] = _build_graph(self.model, *key)
+        return per_model[key]
+
+
+def _build_graph(model, image_shape, grid_size, mode, upsampling, optimizer, output, jit_compile):
+    """Compile the whole optimisation of a batch into one tf.function (see module docstring)."""
+    height, width, channels = image_shape
+    gh, gw = grid_size
+    step = optim.STEPS[optimizer]
+    # Under a float16 compute policy, mask gradients (~1e-3) can underflow in the backward pass:
+    # scale the loss by a constant and unscale the gradient (exact in float32 arithmetic).
+    loss_scale = 2.0**12 if _compute_dtype(model) == "float16" else 1.0
+
+    def class_score(x, class_ids):
+        """f_c(x) resized to (N,H,W)."""
+        scores = tf.cast(_call_model(model, x), tf.float32)
+        if output == "logits":
+            scores = tf.nn.softmax(scores, axis=-1)
+        picked = tf.reduce_sum(scores * tf.one_hot(class_ids, tf.shape(scores)[-1])[:, None, None, :], -1)
+        if picked.shape[1] != height or picked.shape[2] != width:
+            picked = tf.image.resize(picked[..., None], (height, width), method="bilinear")[..., 0]
+        return picked
+
+    def apply(grid, images, requests, baseline):
+        return perturb(images, upsample_grid(grid, (height, width), upsampling), requests, baseline, mode)
+
+    spec = [
+        tf.TensorSpec([None, height, width, channels], tf.float32),
+        tf.TensorSpec([None, height, width], tf.float32),
+        tf.TensorSpec([None], tf.int32),
+        tf.TensorSpec([None, height, width, channels], tf.float32),
+        tf.TensorSpec([], tf.float32),  # lam
+        tf.TensorSpec([], tf.float32),  # learning rate
+        tf.TensorSpec([], tf.int32),  # iterations
+        tf.TensorSpec([], tf.float32),  # init
+        tf.TensorSpec([], tf.float32),  # momentum
+    ]
+
+    @tf.function(input_signature=spec, jit_compile=jit_compile, autograph=False)
+    def optimise(images, requests, class_ids, baseline, lam, learning_rate, iterations, init, momentum):
+        _TRACES["count"] += 1
+        n = tf.shape(images)[0]
+        score = class_score(images, class_ids)
+        grid0 = tf.fill([n, gh, gw], init)
+        history0 = tf.TensorArray(tf.float32, size=iterations, element_shape=[None])
+
+        def body(t, grid, state_a, state_b, history):
+            with tf.GradientTape() as tape:
+                tape.watch(grid)
+                loss = obj.objective(grid, score, class_score(apply(grid, images, requests, baseline), class_ids), requests, lam)
+                scaled = tf.reduce_sum(loss) * loss_scale
+            grad = tape.gradient(scaled, grid) / loss_scale
+            grid, (state_a, state_b) = step(grid, grad, (state_a, state_b), t + 1, learning_rate, momentum)
+            return t + 1, grid, state_a, state_b, history.write(t, loss)
+
+        zeros_a, zeros_b = optim.init_state(grid0)
+        _, grid, _, _, history = tf.while_loop(
+            lambda t, *_: t < iterations,
+            body,
+            (tf.constant(0), grid0, zeros_a, zeros_b, history0),
+            shape_invariants=(
+                tf.TensorShape([]),
+                tf.TensorShape([None, gh, gw]),
+                tf.TensorShape([None, gh, gw]),
+                tf.TensorShape([None, gh, gw]),
+                None,
+            ),
+        )
+        # Final mask and the no-context check (M = 0) in one forward pass of 2N images.
+        both = tf.concat([grid, tf.zeros_like(grid)], 0)
+        x_both = apply(both, tf.tile(images, [2, 1, 1, 1]), tf.tile(requests, [2, 1, 1]), tf.tile(baseline, [2, 1, 1, 1]))
+        s_both = class_score(x_both, tf.tile(class_ids, [2]))
+        s_final, s_empty = s_both[:n], s_both[n:]
+        area = tf.reduce_sum(requests, axis=[1, 2])
+        return {
+            "saliency": upsample_grid(grid, (height, width), upsampling),
+            "grid": grid,
+            "loss_history": tf.transpose(history.stack()),
+            "final_loss": obj.objective(grid, score, s_final, requests, lam),
+            "preserved_score": obj.score_ratio(score, s_final, requests),
+            "no_context_score": obj.score_ratio(score, s_empty, requests),
+            "original_score": tf.reduce_sum(score * requests, axis=[1, 2]) / area,
+        }
+
+    return optimise
+
+
+def _call_model(model, x):
+    if isinstance(model, keras.layers.Layer):
+        return model(x, training=False)
+    return model(x)
+
+
+def _compute_dtype(model) -> str:
+    policy = getattr(model, "dtype_policy", None)
+    return getattr(policy, "compute_dtype", None) or keras.config.dtype_policy().compute_dtype
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:300] if text else type(exc).__name__
+
+
+def _check_choice(name: str, value, choices) -> None:
+    if value not in choices:
+        raise GsalInputError(f"{name} must be one of {', '.join(map(repr, choices))}; got {value!r}")
+
+
+def _check_number(name, value, minimum=None, maximum=None, integer=False, strict=False) -> None:
+    ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool) and np.isfinite(value)
+    if ok and integer:
+        ok = float(value) == int(value)
+    if ok and minimum is not None:
+        ok = value > minimum if strict else value >= minimum
+    if ok and maximum is not None:
+        ok = value <= maximum
+    if not ok:
+        bound = []
+        if minimum is not None:
+            bound.append(f"{'>' if strict else '>='} {minimum}")
+        if maximum is not None:
+            bound.append(f"<= {maximum}")
+        kind = "an integer" if integer else "a number"
+        raise GsalInputError(f"{name} must be {kind} {' and '.join(bound)}; got {value!r}")

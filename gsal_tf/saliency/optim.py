@@ -1,0 +1,44 @@
+"""Projected first-order optimisers written as pure tensor functions for use inside a graph loop.
+
+Each ``*_step(param, grad, state, t, hp)`` returns ``(new_param, new_state)``; the parameter is
+projected back onto [0, 1] after every step (the mask is a keep-fraction). They carry no
+variables, so one traced loop serves every call with any hyper-parameter values.
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+OPTIMIZERS = ("adam", "sgd")
+
+ADAM_BETA1 = 0.9
+ADAM_BETA2 = 0.999
+ADAM_EPSILON = 1e-8
+
+
+def init_state(param: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    """Zero moment buffers shaped like ``param``."""
+    return tf.zeros_like(param), tf.zeros_like(param)
+
+
+def adam_step(param, grad, state, t, learning_rate, momentum=None):
+    """Adam (Kingma & Ba 2015) with bias correction; ``t`` counts steps from 1."""
+    m, v = state
+    m = ADAM_BETA1 * m + (1.0 - ADAM_BETA1) * grad
+    v = ADAM_BETA2 * v + (1.0 - ADAM_BETA2) * tf.square(grad)
+    t = tf.cast(t, param.dtype)
+    m_hat = m / (1.0 - tf.pow(ADAM_BETA1, t))
+    v_hat = v / (1.0 - tf.pow(ADAM_BETA2, t))
+    param = param - learning_rate * m_hat / (tf.sqrt(v_hat) + ADAM_EPSILON)
+    return tf.clip_by_value(param, 0.0, 1.0), (m, v)
+
+
+def sgd_step(param, grad, state, t, learning_rate, momentum):
+    """SGD with (heavy-ball) momentum: ``b = μ b + g; θ = θ − lr b``."""
+    buf, unused = state
+    buf = momentum * buf + grad
+    param = param - learning_rate * buf
+    return tf.clip_by_value(param, 0.0, 1.0), (buf, unused)
+
+
+STEPS = {"adam": adam_step, "sgd": sgd_step}

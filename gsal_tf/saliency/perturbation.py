@@ -1,0 +1,130 @@
+"""Perturbations: what replaces the removed part of an image.
+
+With image ``x`` (N,H,W,C), upsampled mask ``M`` (N,H,W) in [0,1], request mask ``R`` (N,H,W)
+in {0,1} and baseline ``a`` (N,H,W,C):
+
+context mode (the paper's context explanation; the request region is never perturbed)
+    ``x' = x∘M + p(x,R)∘(1−M)``  with  ``p(x,R) = x∘R + a∘(1−R)``
+full mode
+    ``x' = x∘M + a∘(1−M)``
+
+Baselines ``a`` (built once per image, before the optimisation):
+
+- a float, or a per-channel tuple of C floats: a constant image;
+- ``"mean"``: the image's per-channel mean;
+- ``"blur"``: the image blurred with a Gaussian of standard deviation ``blur_sigma`` pixels
+  (written with tf ops; tensorflow-addons is archived and does not import under Keras 3);
+- ``"noise"``: uniform noise in each channel's [min, max] range of the image, from a stateless
+  generator seeded with ``seed`` — the same seed gives the same noise, alone or in a batch;
+- an array of shape (H,W,C) or (N,H,W,C), or a callable ``images (N,H,W,C) -> (N,H,W,C)``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable, Union
+
+import numpy as np
+import tensorflow as tf
+
+from gsal_tf.errors import GsalInputError
+
+BaselineSpec = Union[float, tuple, str, np.ndarray, tf.Tensor, Callable]
+NAMED_BASELINES = ("mean", "blur", "noise")
+MODES = ("context", "full")
+
+
+def perturb(images: tf.Tensor, mask: tf.Tensor, request: tf.Tensor, baseline: tf.Tensor, mode: str) -> tf.Tensor:
+    """The perturbed image x' (N,H,W,C) for masks (N,H,W); formulas in the module docstring."""
+    keep = mask[..., None]
+    if mode == "context":
+        r = request[..., None]
+        removed = images * r + baseline * (1.0 - r)
+    elif mode == "full":
+        removed = baseline
+    else:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    return images * keep + removed * (1.0 - keep)
+
+
+def gaussian_kernel1d(sigma: float, max_radius: int | None = None) -> np.ndarray:
+    """Normalised 1-D Gaussian of standard deviation ``sigma`` pixels, radius ceil(3σ).
+
+    ``max_radius`` truncates the kernel (then renormalises) for images smaller than the kernel.
+    """
+    radius = max(1, int(math.ceil(3.0 * sigma)))
+    if max_radius is not None:
+        radius = max(0, min(radius, max_radius))
+    t = np.arange(-radius, radius + 1, dtype=np.float64)
+    k = np.exp(-0.5 * (t / sigma) ** 2)
+    return (k / k.sum()).astype(np.float32)
+
+
+def gaussian_blur(images: tf.Tensor, sigma: float) -> tf.Tensor:
+    """Separable Gaussian blur of (N,H,W,C) float images, σ in pixels, reflected borders.
+
+    Each channel is blurred on its own (depthwise convolution), so channels do not mix. The
+    kernel radius is ceil(3σ), truncated to fit images smaller than the kernel.
+    """
+    images = tf.convert_to_tensor(images, tf.float32)
+    height, width, channels = images.shape[1], images.shape[2], images.shape[3]
+    kernel = tf.constant(gaussian_kernel1d(sigma, max_radius=min(height, width) - 1))
+    radius = (int(kernel.shape[0]) - 1) // 2
+    if radius == 0:
+        return images
+    vertical = tf.tile(kernel[:, None, None, None], [1, 1, channels, 1])
+    horizontal = tf.tile(kernel[None, :, None, None], [1, 1, channels, 1])
+    x = tf.pad(images, [[0, 0], [radius, radius], [radius, radius], [0, 0]], mode="REFLECT")
+    x = tf.nn.depthwise_conv2d(x, vertical, [1, 1, 1, 1], "VALID")
+    return tf.nn.depthwise_conv2d(x, horizontal, [1, 1, 1, 1], "VALID")
+
+
+def make_baseline(spec: BaselineSpec, images: np.ndarray, *, blur_sigma: float = 5.0, seed: int = 0) -> tf.Tensor:
+    """Build the baseline ``a`` (N,H,W,C) float32 for validated images (N,H,W,C).
+
+    Raises :class:`GsalInputError` for a spec that does not fit the images.
+    """
+    images = np.asarray(images, np.float32)
+    n, height, width, channels = images.shape
+    if isinstance(spec, str):
+        if spec == "mean":
+            return tf.broadcast_to(tf.reduce_mean(images, axis=(1, 2), keepdims=True), images.shape)
+        if spec == "blur":
+            if not blur_sigma > 0:
+                raise GsalInputError(f"blur_sigma must be > 0 pixels, got {blur_sigma}")
+            return gaussian_blur(images, float(blur_sigma))
+        if spec == "noise":
+            low = tf.reduce_min(images, axis=(1, 2), keepdims=True)
+            high = tf.reduce_max(images, axis=(1, 2), keepdims=True)
+            # One noise field per seed, shared by all images (scaled to each image's range), so an
+            # image gets the same baseline whether it is explained alone or in a batch.
+            u = tf.random.stateless_uniform((1, height, width, channels), seed=[int(seed), 0x65A1], dtype=tf.float32)
+            return low + u * (high - low)
+        raise GsalInputError(
+            f"unknown baseline {spec!r}: use a number, a per-channel tuple, one of {NAMED_BASELINES}, "
+            "an array or a callable"
+        )
+    if callable(spec):
+        out = spec(tf.constant(images))
+        return _as_baseline_array(out, images.shape, what="the baseline callable's output")
+    if np.isscalar(spec) or (isinstance(spec, (tuple, list)) and all(np.isscalar(v) for v in spec)):
+        values = np.asarray(spec, np.float32).reshape(-1)
+        if values.size not in (1, channels):
+            raise GsalInputError(
+                f"a constant baseline needs 1 or {channels} values (one per channel), got {values.size}"
+            )
+        if not np.all(np.isfinite(values)):
+            raise GsalInputError("the constant baseline contains NaN or inf")
+        return tf.broadcast_to(tf.constant(values), images.shape)
+    return _as_baseline_array(spec, images.shape, what="the baseline array")
+
+
+def _as_baseline_array(value, shape, what: str) -> tf.Tensor:
+    arr = np.asarray(value, np.float32)
+    if arr.ndim == 3:
+        arr = np.broadcast_to(arr[None], (shape[0],) + arr.shape)
+    if arr.shape != tuple(shape):
+        raise GsalInputError(f"{what} has shape {arr.shape}; it must match the images, (H,W,C) or (N,H,W,C) = {tuple(shape)}")
+    if not np.all(np.isfinite(arr)):
+        raise GsalInputError(f"{what} contains NaN or inf")
+    return tf.constant(arr)

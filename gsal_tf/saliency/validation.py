@@ -1,0 +1,117 @@
+"""Checks on what a user passes to an explainer, done once at the public boundary.
+
+Each check raises :class:`gsal_tf.errors.GsalInputError` with a message that says what to fix.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from gsal_tf.errors import GsalInputError
+
+
+def check_images(images) -> np.ndarray:
+    """Images (N,H,W,C) -> float32 array; finite values."""
+    try:
+        arr = np.asarray(images, dtype=np.float32)
+    except (TypeError, ValueError) as exc:
+        raise GsalInputError(f"images must be a numeric array (N,H,W,C): {exc}") from None
+    if arr.ndim == 3:
+        raise GsalInputError(
+            f"images have shape {arr.shape}; pass a batch (N,H,W,C) — for one image use images[None]"
+        )
+    if arr.ndim != 4 or min(arr.shape) == 0:
+        raise GsalInputError(f"images must have shape (N,H,W,C) with N,H,W,C > 0, got {arr.shape}")
+    bad = ~np.isfinite(arr)
+    if bad.any():
+        n = int(np.argwhere(bad)[0][0])
+        raise GsalInputError(f"image {n} contains NaN or inf pixels ({int(bad.sum())} in all); clean or re-encode it")
+    return arr
+
+
+def check_request_masks(masks, images: np.ndarray, mode: str) -> np.ndarray:
+    """Request masks (N,H,W) or (N,H,W,1), values 0/1 (bool allowed) -> float32 (N,H,W)."""
+    arr = np.asarray(masks)
+    if arr.ndim == 4 and arr.shape[-1] == 1:
+        arr = arr[..., 0]
+    n, height, width = images.shape[:3]
+    if arr.shape != (n, height, width):
+        raise GsalInputError(
+            f"request masks have shape {arr.shape}; they must be (N,H,W) = {(n, height, width)}, one per image"
+        )
+    arr = arr.astype(np.float32)
+    if not np.all((arr == 0) | (arr == 1)):
+        raise GsalInputError("request masks must hold only 0 and 1 (1 = pixels whose prediction is explained)")
+    area = arr.sum(axis=(1, 2))
+    empty = np.flatnonzero(area == 0)
+    if empty.size:
+        raise GsalInputError(f"request {int(empty[0])} is empty (no pixel is 1): there is nothing to explain")
+    if mode == "context":
+        full = np.flatnonzero(area == height * width)
+        if full.size:
+            raise GsalInputError(
+                f"request {int(full[0])} covers the whole image, so there is no context to explain; "
+                "use mode='full' or a smaller request"
+            )
+    return arr
+
+
+def check_class_ids(class_ids, n: int) -> np.ndarray:
+    """Class ids: an int or (N,) ints -> int32 (N,). The range is checked against the model later."""
+    arr = np.asarray(class_ids)
+    if arr.ndim == 0:
+        arr = np.full((n,), arr)
+    if arr.shape != (n,):
+        raise GsalInputError(f"class_ids must be one int or N={n} ints, got shape {arr.shape}")
+    if not np.issubdtype(arr.dtype, np.integer):
+        if np.issubdtype(arr.dtype, np.floating) and np.all(np.isfinite(arr)) and np.all(arr == np.round(arr)):
+            arr = arr.astype(np.int64)
+        else:
+            raise GsalInputError(f"class_ids must be integers, got {arr.dtype}")
+    return arr.astype(np.int32)
+
+
+def check_class_range(class_ids: np.ndarray, num_classes: int) -> None:
+    bad = np.flatnonzero((class_ids < 0) | (class_ids >= num_classes))
+    if bad.size:
+        raise GsalInputError(
+            f"class {int(class_ids[bad[0]])} (request {int(bad[0])}) is out of range: the model has "
+            f"{num_classes} classes, 0..{num_classes - 1}"
+        )
+
+
+def check_model_output(output, image_shape, output_kind: str) -> tuple[int, int, int]:
+    """Check one probe output of the model; return (h, w, K)."""
+    shape = tuple(output.shape)
+    if len(shape) != 4:
+        raise GsalInputError(
+            f"the model's output has shape {shape}; a segmentation model must return per-pixel "
+            "class scores (N,h,w,K)"
+        )
+    _, h, w, k = shape
+    if k < 2:
+        raise GsalInputError(f"the model's output has {k} class channel(s); grid saliency needs K >= 2 classes")
+    values = np.asarray(output, np.float32)
+    if not np.all(np.isfinite(values)):
+        raise GsalInputError("the model returned NaN or inf for this image; check the model and the input scaling")
+    if output_kind == "probabilities" and (values.min() < -1e-3 or values.max() > 1 + 1e-3):
+        raise GsalInputError(
+            f"the model's outputs range over [{values.min():.3g}, {values.max():.3g}], not [0, 1]: they look like "
+            "logits — pass output='logits' (CLI: --output logits)"
+        )
+    return h, w, k
+
+
+def check_grid_size(grid_size, image_hw) -> tuple[int, int]:
+    try:
+        if np.isscalar(grid_size):
+            gh = gw = int(grid_size)
+        else:
+            gh, gw = (int(v) for v in grid_size)
+    except (TypeError, ValueError):
+        raise GsalInputError(f"grid_size must be an int or (rows, cols), got {grid_size!r}") from None
+    if gh < 1 or gw < 1:
+        raise GsalInputError(f"grid_size must be positive, got {(gh, gw)}")
+    if image_hw is not None and (gh > image_hw[0] or gw > image_hw[1]):
+        raise GsalInputError(f"grid_size {(gh, gw)} is finer than the image {tuple(image_hw)}: use at most one cell per pixel")
+    return gh, gw
