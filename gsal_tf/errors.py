@@ -16,3 +16,9 @@ class GsalInputError(GsalError, ValueError):
 
 class IntegrityError(GsalError):
     """A file whose content does not match its recorded checksum (zoo weights)."""
+
+
+def first_line(exc: BaseException, limit: int = 300) -> str:
+    """The first non-empty line of an exception's message, for one-line error reports."""
+    lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+    return lines[0][:limit] if lines else type(exc).__name__

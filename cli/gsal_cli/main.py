@@ -3,11 +3,32 @@
 from __future__ import annotations
 
 import os
+from typing import Optional
 
-# TensorFlow's C++ start-up chatter is noise for a CLI user; real errors still surface.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from typing import Optional  # noqa: E402
+def _quiet_tensorflow_start() -> None:
+    """Import TensorFlow and probe devices with C++ stderr muted.
+
+    TensorFlow's start-up lines (oneDNN notice, "could not find cuda drivers", cuInit errors on
+    CPU machines) are printed by its C++ runtime before Python can filter them; for a CLI user
+    they are noise. Set GSAL_VERBOSE=1 to see them. Python exceptions are unaffected.
+    """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    if os.environ.get("GSAL_VERBOSE"):
+        return
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    try:
+        import tensorflow as tf
+
+        tf.config.list_physical_devices()
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+_quiet_tensorflow_start()
 
 import typer  # noqa: E402
 

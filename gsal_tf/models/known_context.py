@@ -62,9 +62,10 @@ class PatchContextReadout(keras.layers.Layer):
         y0, x0, y1, x1 = self.target_box
         box = np.zeros((height, width), np.float32)
         box[y0:y1, x0:x1] = 1.0
-        p_target = p[:, None, None] * ops.convert_to_tensor(box)  # (N,H,W)
-        onehot_target = ops.one_hot(self.target_class, self.num_classes)
-        onehot_background = ops.one_hot(0, self.num_classes)
+        dtype = images.dtype
+        p_target = p[:, None, None] * ops.convert_to_tensor(box, dtype=dtype)  # (N,H,W)
+        onehot_target = ops.one_hot(self.target_class, self.num_classes, dtype=dtype)
+        onehot_background = ops.one_hot(0, self.num_classes, dtype=dtype)
         return p_target[..., None] * onehot_target + (1.0 - p_target)[..., None] * onehot_background
 
     def compute_output_shape(self, input_shape):

@@ -47,7 +47,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from gsal_tf.errors import GsalInputError
+from gsal_tf.errors import GsalInputError, first_line
 from gsal_tf.saliency import objective as obj
 from gsal_tf.saliency import optim
 from gsal_tf.saliency.masks import UPSAMPLINGS, upsample_grid
@@ -285,6 +285,20 @@ class GridSaliency:
 
     __call__ = explain
 
+    def predict(self, images) -> np.ndarray:
+        """The model's class probabilities (N,H,W,K) float32 at the input resolution.
+
+        Logits are turned into probabilities as in :meth:`explain`; use it to build requests.
+        """
+        images = check_images(images)
+        self._probe(images)
+        scores = tf.cast(_call_model(self.model, tf.constant(images)), tf.float32)
+        if self.output == "logits":
+            scores = tf.nn.softmax(scores, axis=-1)
+        if scores.shape[1:3] != images.shape[1:3]:
+            scores = tf.image.resize(scores, images.shape[1:3], method="bilinear")
+        return scores.numpy()
+
     # -- internals ---------------------------------------------------------------------------
 
     def _probe(self, images: np.ndarray) -> int:
@@ -295,7 +309,7 @@ class GridSaliency:
                 out = _call_model(self.model, tf.constant(images[:1]))
             except Exception as exc:  # a model that cannot take this input is a user error
                 raise GsalInputError(
-                    f"the model cannot take images of shape {images.shape[1:]} (H,W,C): {_first_line(exc)}"
+                    f"the model cannot take images of shape {images.shape[1:]} (H,W,C): {first_line(exc)}"
                 ) from None
             _, _, k = check_model_output(out, images.shape[1:], self.output)
             self._num_classes[key] = k
@@ -413,10 +427,6 @@ def _compute_dtype(model) -> str:
     policy = getattr(model, "dtype_policy", None)
     return getattr(policy, "compute_dtype", None) or keras.config.dtype_policy().compute_dtype
 
-
-def _first_line(exc: Exception) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0][:300] if text else type(exc).__name__
 
 
 def _check_choice(name: str, value, choices) -> None:

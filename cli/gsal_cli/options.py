@@ -1,0 +1,28 @@
+"""Parsing of CLI option values shared by several commands."""
+
+from __future__ import annotations
+
+from gsal_tf.errors import GsalInputError
+
+
+def parse_pair(text: str, option: str, allow_single: bool = False) -> tuple[int, int]:
+    """``"Y,X"`` -> (Y, X) ints; with ``allow_single``, ``"8"`` -> (8, 8)."""
+    try:
+        values = [int(v) for v in text.replace("x", ",").split(",")]
+    except ValueError:
+        values = []
+    if allow_single and len(values) == 1:
+        values = values * 2
+    if len(values) != 2:
+        form = "N or ROWS,COLS" if allow_single else "two integers Y,X"
+        raise GsalInputError(f"{option} {text!r}: expected {form}")
+    return values[0], values[1]
+
+
+def resolve_model(name_or_path: str):
+    """A model from a path (.keras file or SavedModel folder); returns (model, display name)."""
+    from pathlib import Path
+
+    from gsal_tf import io
+
+    return io.load_model(Path(name_or_path)), str(name_or_path)

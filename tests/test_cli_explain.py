@@ -1,0 +1,117 @@
+"""``gsal explain`` end to end: outputs, request options, and one clear error per bad input."""
+
+import json
+
+import cv2
+import keras
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from gsal_cli.main import app
+from gsal_tf.models.known_context import known_context_image, known_context_model
+
+runner = CliRunner()
+SHAPE = (32, 32, 3)
+PATCHES = [(0, 0, 8, 8)]
+TARGET = (12, 12, 20, 20)
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    d = tmp_path_factory.mktemp("cli")
+    model = known_context_model(SHAPE, PATCHES, TARGET, num_classes=3)
+    model.save(d / "model.keras")
+    image = known_context_image(SHAPE, PATCHES, seed=1)
+    cv2.imwrite(str(d / "image.png"), cv2.cvtColor((image * 255).round().astype(np.uint8), cv2.COLOR_RGB2BGR))
+    mask = np.zeros(SHAPE[:2], np.uint8)
+    mask[TARGET[0]:TARGET[2], TARGET[1]:TARGET[3]] = 255
+    cv2.imwrite(str(d / "request.png"), mask)
+    cv2.imwrite(str(d / "empty.png"), np.zeros(SHAPE[:2], np.uint8))
+    cv2.imwrite(str(d / "small.png"), np.zeros((16, 16, 3), np.uint8))
+    bad = image.copy()
+    bad[3, 3, 0] = np.nan
+    np.save(d / "nan.npy", bad)
+    (d / "notanimage.png").write_text("hello")
+    flat = keras.Sequential([keras.Input(SHAPE), keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(3, activation="softmax")])
+    flat.save(d / "classifier.keras")
+    return d
+
+
+def run(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def test_version_and_help():
+    assert run("--version").output.startswith("gsal ")
+    res = run("explain", "--help")
+    assert res.exit_code == 0 and "--request-point" in res.output
+
+
+def test_explain_writes_saliency_overlay_and_summary(files, tmp_path):
+    out = tmp_path / "out"
+    res = run("explain", files / "image.png", "--model", files / "model.keras", "--request", files / "request.png", "--class", 1, "--grid", "4,4", "--iterations", 60, "--out", out)
+    assert res.exit_code == 0, res.output
+    sal = np.load(out / "saliency.npy")
+    assert sal.shape == (32, 32)
+    assert sal[:8, :8].mean() > 0.9 and sal[16:, 16:].max() < 0.05  # the one patch the model reads
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["class_id"] == 1 and summary["preserved_score"] > 0.9
+    assert summary["parameters"]["grid_size"] == [4, 4] and summary["parameters"]["iterations"] == 60
+    overlay = cv2.imread(str(out / "overlay.png"))
+    assert overlay is not None and overlay.shape[0] >= 256
+    assert "preserved score" in res.output
+
+
+def test_request_point_and_request_class_use_the_prediction(files, tmp_path):
+    res = run("explain", files / "image.png", "--model", files / "model.keras", "--request-point", "15,15", "--grid", "4", "--iterations", 40, "--out", tmp_path / "a")
+    assert res.exit_code == 0, res.output
+    summary = json.loads((tmp_path / "a" / "summary.json").read_text())
+    assert summary["class_id"] == 1 and summary["request_pixels"] == 64
+    res = run("explain", files / "image.png", "--model", files / "model.keras", "--request-class", 1, "--grid", "4", "--iterations", 40, "--out", tmp_path / "b")
+    assert res.exit_code == 0, res.output
+    assert json.loads((tmp_path / "b" / "summary.json").read_text())["request_pixels"] == 64
+
+
+def test_config_preset_and_cli_override(files, tmp_path):
+    cfg = tmp_path / "p.toml"
+    cfg.write_text("[explain]\ngrid_size = [2, 2]\niterations = 7\nbaseline = \"blur\"\n")
+    res = run("explain", files / "image.png", "--model", files / "model.keras", "--request", files / "request.png", "--class", 1, "--config", cfg, "--iterations", 9, "--out", tmp_path / "o")
+    assert res.exit_code == 0, res.output
+    params = json.loads((tmp_path / "o" / "summary.json").read_text())["parameters"]
+    assert params["grid_size"] == [2, 2] and params["iterations"] == 9 and params["baseline"] == "blur"
+
+
+def test_demo_runs(tmp_path):
+    res = run("explain", "--demo", "--out", tmp_path / "demo")
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "demo" / "overlay.png").is_file()
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["missing.png", "--model", "{d}/model.keras", "--request-class", "1"], "image not found"),
+        (["{d}/notanimage.png", "--model", "{d}/model.keras", "--request-class", "1"], "cannot read"),
+        (["{d}/image.png", "--model", "{d}/nope.keras", "--request-class", "1"], "model not found"),
+        (["{d}/small.png", "--model", "{d}/model.keras", "--request-point", "1,1"], "cannot take images"),
+        (["{d}/image.png", "--model", "{d}/model.keras", "--request", "{d}/empty.png", "--class", "1"], "empty request"),
+        (["{d}/image.png", "--model", "{d}/model.keras", "--request", "{d}/request.png", "--class", "7"], "out of range"),
+        (["{d}/image.png", "--model", "{d}/model.keras", "--request-class", "2"], "no pixel is predicted as class 2"),
+        (["{d}/nan.npy", "--model", "{d}/model.keras", "--request", "{d}/request.png", "--class", "1"], "NaN"),
+        (["{d}/image.png", "--model", "{d}/classifier.keras", "--request", "{d}/request.png", "--class", "1"], "(N,h,w,K)"),
+        (["{d}/image.png", "--model", "{d}/model.keras", "--request-point", "99,1"], "outside the image"),
+        (["{d}/image.png", "--model", "{d}/model.keras"], "exactly one of"),
+        (["{d}/image.png", "--model", "{d}/model.keras", "--request-class", "1", "--grid", "a,b"], "--grid"),
+        (["{d}/image.png", "--model", "{d}/model.keras", "--request-class", "1", "--mode", "half"], "mode must be one of"),
+        (["{d}/image.png", "--model", "{d}/model.keras", "--request-class", "1", "--baseline", "zeros"], "--baseline"),
+    ],
+)
+def test_bad_input_is_one_red_line_and_no_output(files, tmp_path, args, message):
+    out = tmp_path / "out"
+    res = run("explain", *[a.format(d=files) for a in args], "--iterations", 3, "--out", out)
+    assert res.exit_code == 2, res.output
+    assert message in res.output
+    assert "Traceback" not in res.output
+    assert not out.exists()
+    assert not list(tmp_path.glob(".gsal-stage-*"))
