@@ -1,0 +1,145 @@
+"""Speed of ``GridSaliency.explain`` against its floor and against an eager loop, in one run.
+
+(a) explain / floor — the floor is ``iterations`` calls of ONE compiled step (perturb, forward,
+    backward, Adam update of the mask) of the same model on the same batch: what the
+    optimisation cannot avoid. explain also runs the first forward pass f(x), the final
+    check (one forward of 2N images) and input validation; target ≤ 1.10.
+(b) explain / eager — the same optimisation as a plain eager GradientTape loop.
+(c) explanations per second at batch 1, 8 and 32.
+
+Run: python benchmarks/bench_explain.py [--preset mobilenetv2-tiny] [--iterations 50] [--json out.json]
+Each figure is the median of ``--repeats`` timed runs after one warm-up (tracing excluded).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+import gsal_tf as gs  # noqa: E402
+from gsal_tf.saliency import objective as obj  # noqa: E402
+from gsal_tf.saliency import optim  # noqa: E402
+from gsal_tf.saliency.masks import upsample_grid  # noqa: E402
+from gsal_tf.saliency.perturbation import perturb  # noqa: E402
+
+
+def make_inputs(n, shape, seed=0):
+    rng = np.random.default_rng(seed)
+    images = rng.random((n,) + shape).astype(np.float32)
+    requests = np.zeros((n,) + shape[:2], np.float32)
+    requests[:, 20:44, 20:44] = 1
+    return images, requests, np.full((n,), 3, np.int32)
+
+
+def step_functions(model, explainer, images, requests, class_ids):
+    """One optimisation step (compiled and eager versions) with the explainer's exact math."""
+    height, width = images.shape[1:3]
+    x = tf.constant(images)
+    r = tf.constant(requests)
+    base = tf.zeros_like(x)
+    c = tf.constant(class_ids)
+    lam, lr = tf.constant(explainer.lam), tf.constant(explainer.learning_rate)
+
+    def class_score(inp):
+        probs = model(inp, training=False)
+        return tf.reduce_sum(probs * tf.one_hot(c, probs.shape[-1])[:, None, None, :], -1)
+
+    score = class_score(x)
+
+    def step(grid, m, v, t):
+        with tf.GradientTape() as tape:
+            tape.watch(grid)
+            xp = perturb(x, upsample_grid(grid, (height, width), explainer.upsampling), r, base, explainer.mode)
+            loss = obj.objective(grid, score, class_score(xp), r, lam)
+            total = tf.reduce_sum(loss)
+        g = tape.gradient(total, grid)
+        grid, (m, v) = optim.adam_step(grid, g, (m, v), t, lr)
+        return grid, m, v
+
+    return tf.function(step), step
+
+
+def time_loop(step, n, gh, gw, iterations, init):
+    grid = tf.fill([n, gh, gw], init)
+    m, v = optim.init_state(grid)
+    start = time.perf_counter()
+    for t in range(1, iterations + 1):
+        grid, m, v = step(grid, m, v, tf.constant(t, tf.float32))
+    grid.numpy()
+    return time.perf_counter() - start
+
+
+def median_time(fn, repeats):
+    fn()  # warm-up: tracing and first-call costs excluded
+    return statistics.median(fn_time(fn) for _ in range(repeats))
+
+
+def fn_time(fn):
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--preset", default="mobilenetv2-tiny")
+    parser.add_argument("--iterations", type=int, default=50)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--ratio-batch", type=int, default=8, help="batch size for ratios (a) and (b)")
+    parser.add_argument("--batches", default="1,8,32")
+    parser.add_argument("--json", default=None)
+    args = parser.parse_args()
+
+    shape = (64, 64, 1)
+    model = gs.models.build_preset(args.preset, input_shape=shape, num_classes=11)
+    explainer = gs.GridSaliency(model, grid_size=(8, 8), iterations=args.iterations, batch_size=64)
+    gh, gw = explainer.grid_size
+
+    images, requests, classes = make_inputs(args.ratio_batch, shape)
+    compiled, eager = step_functions(model, explainer, images, requests, classes)
+    t_explain = median_time(lambda: explainer.explain(images, requests, classes), args.repeats)
+    t_floor = median_time(lambda: time_loop(compiled, args.ratio_batch, gh, gw, args.iterations, explainer.init), args.repeats)
+    t_eager = median_time(lambda: time_loop(eager, args.ratio_batch, gh, gw, args.iterations, explainer.init), max(1, args.repeats - 1))
+
+    throughput = {}
+    for b in [int(v) for v in args.batches.split(",")]:
+        xi, ri, ci = make_inputs(b, shape, seed=b)
+        t = median_time(lambda: explainer.explain(xi, ri, ci), args.repeats)
+        throughput[b] = b / t
+
+    report = {
+        "model": f"DeepLabv3+ {args.preset}, input {shape}, {model.count_params()} parameters",
+        "iterations": args.iterations,
+        "grid": [gh, gw],
+        "ratio_batch": args.ratio_batch,
+        "explain_s": t_explain,
+        "floor_s": t_floor,
+        "eager_s": t_eager,
+        "explain_over_floor": t_explain / t_floor,
+        "explain_over_eager": t_explain / t_eager,
+        "explanations_per_s": throughput,
+        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, TF {tf.__version__}, "
+        f"devices {[d.device_type for d in tf.config.list_physical_devices()]}",
+    }
+    print(f"model: {report['model']}; {args.iterations} iterations, grid {gh}x{gw}, batch {args.ratio_batch}")
+    print(f"(a) explain {t_explain:.3f} s / floor {t_floor:.3f} s = {report['explain_over_floor']:.3f}  (target <= 1.10)")
+    print(f"(b) explain {t_explain:.3f} s / eager {t_eager:.3f} s = {report['explain_over_eager']:.3f}")
+    for b, v in throughput.items():
+        print(f"(c) batch {b:>3}: {v:.2f} explanations/s")
+    print(f"machine: {report['machine']}")
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(report, fh, indent=2)
+
+
+if __name__ == "__main__":
+    main()
