@@ -59,9 +59,12 @@ def _root(
 
 
 def _register() -> None:
-    from gsal_cli import explain
+    from gsal_cli import benchmark, explain, export, zoo
 
     app.command("explain")(explain.explain)
+    app.command("export")(export.export)
+    app.add_typer(benchmark.app, name="benchmark")
+    app.add_typer(zoo.app, name="zoo")
 
 
 _register()

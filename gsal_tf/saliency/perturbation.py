@@ -16,7 +16,8 @@ Baselines ``a`` (built once per image, before the optimisation):
   (written with tf ops; tensorflow-addons is archived and does not import under Keras 3);
 - ``"noise"``: uniform noise in each channel's [min, max] range of the image, from a stateless
   generator seeded with ``seed`` — the same seed gives the same noise, alone or in a batch;
-- an array of shape (H,W,C) or (N,H,W,C), or a callable ``images (N,H,W,C) -> (N,H,W,C)``.
+- an array of shape (H,W,C) (one baseline image for all), or a callable
+  ``images (N,H,W,C) -> (N,H,W,C)``.
 """
 
 from __future__ import annotations
@@ -85,46 +86,65 @@ def make_baseline(spec: BaselineSpec, images: np.ndarray, *, blur_sigma: float =
     Raises :class:`GsalInputError` for a spec that does not fit the images.
     """
     images = np.asarray(images, np.float32)
-    n, height, width, channels = images.shape
+    build = baseline_function(spec, images.shape[1:], blur_sigma=blur_sigma, seed=seed)
+    out = build(tf.constant(images))
+    if callable(spec) and not isinstance(spec, str):
+        return _as_baseline_array(out, images.shape, what="the baseline callable's output")
+    return out
+
+
+def baseline_function(spec: BaselineSpec, image_shape, *, blur_sigma: float = 5.0, seed: int = 0) -> Callable[[tf.Tensor], tf.Tensor]:
+    """Check ``spec`` against images of shape (H,W,C) and return ``images (N,H,W,C) -> a (N,H,W,C)``.
+
+    The returned function is made of tf ops only, so it also runs inside a compiled or exported
+    graph (a user callable is returned as it is).
+    """
+    height, width, channels = (int(v) for v in image_shape)
     if isinstance(spec, str):
         if spec == "mean":
-            return tf.broadcast_to(tf.reduce_mean(images, axis=(1, 2), keepdims=True), images.shape)
+            return lambda x: tf.broadcast_to(tf.reduce_mean(x, axis=(1, 2), keepdims=True), tf.shape(x))
         if spec == "blur":
-            if not blur_sigma > 0:
+            if not (isinstance(blur_sigma, (int, float)) and blur_sigma > 0):
                 raise GsalInputError(f"blur_sigma must be > 0 pixels, got {blur_sigma}")
-            return gaussian_blur(images, float(blur_sigma))
+            return lambda x: gaussian_blur(x, float(blur_sigma))
         if spec == "noise":
-            low = tf.reduce_min(images, axis=(1, 2), keepdims=True)
-            high = tf.reduce_max(images, axis=(1, 2), keepdims=True)
             # One noise field per seed, shared by all images (scaled to each image's range), so an
             # image gets the same baseline whether it is explained alone or in a batch.
-            u = tf.random.stateless_uniform((1, height, width, channels), seed=[int(seed), 0x65A1], dtype=tf.float32)
-            return low + u * (high - low)
+            field = tf.random.stateless_uniform((1, height, width, channels), seed=[int(seed), 0x65A1], dtype=tf.float32)
+
+            def noise(x):
+                low = tf.reduce_min(x, axis=(1, 2), keepdims=True)
+                high = tf.reduce_max(x, axis=(1, 2), keepdims=True)
+                return low + field * (high - low)
+
+            return noise
         raise GsalInputError(
             f"unknown baseline {spec!r}: use a number, a per-channel tuple, one of {NAMED_BASELINES}, "
             "an array or a callable"
         )
     if callable(spec):
-        out = spec(tf.constant(images))
-        return _as_baseline_array(out, images.shape, what="the baseline callable's output")
+        return spec
     if np.isscalar(spec) or (isinstance(spec, (tuple, list)) and all(np.isscalar(v) for v in spec)):
         values = np.asarray(spec, np.float32).reshape(-1)
         if values.size not in (1, channels):
-            raise GsalInputError(
-                f"a constant baseline needs 1 or {channels} values (one per channel), got {values.size}"
-            )
+            raise GsalInputError(f"a constant baseline needs 1 or {channels} values (one per channel), got {values.size}")
         if not np.all(np.isfinite(values)):
             raise GsalInputError("the constant baseline contains NaN or inf")
-        return tf.broadcast_to(tf.constant(values), images.shape)
-    return _as_baseline_array(spec, images.shape, what="the baseline array")
+        constant = tf.constant(values)
+        return lambda x: tf.broadcast_to(constant, tf.shape(x))
+    arr = np.asarray(spec, np.float32)
+    if arr.shape != (height, width, channels):
+        raise GsalInputError(f"the baseline array has shape {arr.shape}; it must be one image (H,W,C) = {(height, width, channels)}")
+    if not np.all(np.isfinite(arr)):
+        raise GsalInputError("the baseline array contains NaN or inf")
+    image = tf.constant(arr[None])
+    return lambda x: tf.broadcast_to(image, tf.shape(x))
 
 
 def _as_baseline_array(value, shape, what: str) -> tf.Tensor:
     arr = np.asarray(value, np.float32)
-    if arr.ndim == 3:
-        arr = np.broadcast_to(arr[None], (shape[0],) + arr.shape)
     if arr.shape != tuple(shape):
-        raise GsalInputError(f"{what} has shape {arr.shape}; it must match the images, (H,W,C) or (N,H,W,C) = {tuple(shape)}")
+        raise GsalInputError(f"{what} has shape {arr.shape}; it must match the images (N,H,W,C) = {tuple(shape)}")
     if not np.all(np.isfinite(arr)):
         raise GsalInputError(f"{what} contains NaN or inf")
     return tf.constant(arr)

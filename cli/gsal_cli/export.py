@@ -1,0 +1,73 @@
+"""``gsal export MODEL OUT_DIR``: SavedModels of a segmentation model and of its explainer."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from gsal_cli.console import console, fail, staged_outputs
+from gsal_cli.options import parse_pair, resolve_model
+
+
+def export(
+    model: str = typer.Argument(..., help="A .keras file, a SavedModel folder or a zoo model name."),
+    out_dir: Path = typer.Argument(..., help="Folder to write segmentation/ and explainer/ into."),
+    image_shape: Optional[str] = typer.Option(None, "--image-shape", help="H,W,C of the explainer's inputs [default: the model's input shape]."),
+    grid: str = typer.Option("8,8", "--grid", help="Grid size ROWS,COLS of the exported explainer."),
+    iterations: int = typer.Option(100, "--iterations", help="Optimisation steps of the exported explainer."),
+    lam: float = typer.Option(0.05, "--lam", help="Mask size weight of the exported explainer."),
+    baseline: str = typer.Option("0.0", "--baseline", help="0.0 | mean | blur | noise."),
+) -> None:
+    """Export MODEL (segmentation/) and its grid-saliency explainer (explainer/) as SavedModels.
+
+    Both load with tf.saved_model.load in a process that never imports gsal_tf; the explainer's
+    serving signature takes (images, request_masks, class_ids) and returns saliency maps.
+    """
+    import gsal_tf as gs
+    from gsal_tf.export import export_explainer, export_model
+    from gsal_tf.saliency.validation import check_grid_size
+
+    try:
+        net, name = resolve_model(model)
+        if not hasattr(net, "export"):
+            raise gs.GsalInputError(f"{model} is not a Keras model (a SavedModel cannot be re-exported); give a .keras file or a zoo name")
+        shape = _image_shape(net, image_shape)
+        try:
+            base = float(baseline)
+        except ValueError:
+            base = baseline
+        explainer = gs.GridSaliency(net, grid_size=parse_pair(grid, "--grid", allow_single=True), iterations=iterations, lam=lam, baseline=base)
+        explainer.predict(_probe_batch(shape))  # the model takes this shape and returns (N,h,w,K)
+        check_grid_size(explainer.grid_size, shape[:2])
+        with console.status("exporting SavedModels"), staged_outputs(out_dir) as stage:
+            export_model(net, stage.path("segmentation"))
+            export_explainer(explainer, stage.path("explainer"), shape)
+    except gs.GsalError as exc:
+        raise fail(str(exc)) from None
+    console.print(f"wrote [bold]{out_dir}/segmentation[/] (model) and [bold]{out_dir}/explainer[/] (grid saliency, {shape} images)")
+
+
+def _image_shape(net, text):
+    from gsal_tf.errors import GsalInputError
+
+    if text:
+        try:
+            shape = tuple(int(v) for v in text.split(","))
+        except ValueError:
+            shape = ()
+        if len(shape) != 3:
+            raise GsalInputError(f"--image-shape {text!r}: expected H,W,C")
+        return shape
+    shape = tuple(getattr(net, "input_shape", (None,))[1:])
+    if len(shape) != 3 or None in shape:
+        raise GsalInputError("the model has no fixed input shape; give --image-shape H,W,C")
+    return shape
+
+
+def _probe_batch(shape):
+    import numpy as np
+
+    return np.zeros((1,) + tuple(shape), np.float32)
+

@@ -1,0 +1,70 @@
+"""``gsal zoo list`` / ``gsal zoo info NAME``: the pretrained models shipped with gsal."""
+
+from __future__ import annotations
+
+import typer
+from rich.table import Table
+
+from gsal_cli.console import console, fail
+
+app = typer.Typer(help="The pretrained model zoo.", no_args_is_help=True)
+
+
+def _bias_text(entry) -> str:
+    b = entry.bias
+    return "none" if b is None else f"digit {b.digit} on {b.texture} ({b.strength}, {b.tiles} tiles)"
+
+
+@app.command("list")
+def list_models() -> None:
+    """List the zoo's models with their bias and measured metrics."""
+    import gsal_tf as gs
+
+    entries = gs.zoo.list_models()
+    if not entries:
+        console.print("the zoo is empty")
+        return
+    table = Table(title="gsal model zoo", header_style="bold")
+    for col in ("name", "backbone", "bias", "mean IoU", "bias-digit IoU", "weights"):
+        table.add_column(col, justify="right" if "IoU" in col else "left")
+    for e in entries:
+        table.add_row(
+            e.name,
+            e.backbone,
+            _bias_text(e),
+            _fmt(e.metrics.get("mean_iou")),
+            _fmt(e.metrics.get("bias_digit_iou")),
+            e.weights,
+        )
+    console.print(table)
+
+
+@app.command("info")
+def info(name: str = typer.Argument(..., help="Zoo model name (see `gsal zoo list`).")) -> None:
+    """Show everything the manifest records about one model."""
+    import gsal_tf as gs
+
+    try:
+        e = gs.zoo.get(name)
+    except gs.GsalError as exc:
+        raise fail(str(exc)) from None
+    table = Table(title=e.name, show_header=False)
+    table.add_column("field", style="bold")
+    table.add_column("value")
+    table.add_row("description", e.description)
+    table.add_row("backbone", f"{e.backbone}: {e.build}")
+    table.add_row("input", f"{tuple(e.input_shape)}; {e.preprocessing}")
+    table.add_row("classes", ", ".join(e.class_names))
+    table.add_row("bias", _bias_text(e))
+    for k, v in e.metrics.items():
+        table.add_row(f"metric: {k}", _fmt(v) if isinstance(v, float) else str(v))
+    for k, v in e.training.items():
+        table.add_row(f"training: {k}", str(v))
+    table.add_row("weights", f"{e.weights} (sha256 {e.sha256[:16]}…)")
+    if e.url:
+        table.add_row("url", e.url)
+    console.print(table)
+
+
+def _fmt(value) -> str:
+    return "—" if value is None else f"{value:.3f}"

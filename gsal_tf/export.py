@@ -1,0 +1,70 @@
+"""SavedModel exports that run without gsal_tf: the segmentation model and its explainer.
+
+``export_model(model, path)``
+    The segmentation network as a SavedModel (Keras ``model.export``): endpoint ``serve`` and
+    signature ``serving_default``, images (N,H,W,C) float32 -> probabilities (N,H,W,K).
+``export_explainer(explainer, path, image_shape)``
+    The whole grid-saliency optimisation as a SavedModel whose ``serving_default`` signature
+    takes ``images`` (N,H,W,C) float32, ``request_masks`` (N,H,W) float32 0/1 and ``class_ids``
+    (N,) int32 and returns ``saliency`` (N,H,W), ``grid`` (N,gh,gw), ``preserved_score`` and
+    ``no_context_score`` (N,). Hyper-parameters are frozen at export. Load it anywhere with
+    ``tf.saved_model.load(path).signatures["serving_default"]`` — no gsal_tf import needed.
+    Inputs are not validated inside the graph: check them before serving.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import tensorflow as tf
+
+from gsal_tf.saliency import GridSaliency
+from gsal_tf.saliency.perturbation import baseline_function
+
+EXPLAINER_OUTPUTS = ("saliency", "grid", "preserved_score", "no_context_score")
+
+
+def export_model(model, path) -> Path:
+    """Write a Keras segmentation model as a SavedModel at ``path``."""
+    path = Path(path)
+    model.export(str(path), format="tf_saved_model", verbose=False)
+    return path
+
+
+class _ExplainerModule(tf.Module):
+    def __init__(self, explainer: GridSaliency, image_shape):
+        super().__init__(name="grid_saliency")
+        height, width, channels = (int(v) for v in image_shape)
+        self.model = explainer.model  # tracked: its variables are saved with the module
+        optimise = explainer._graph((height, width, channels))
+        make_baseline = baseline_function(
+            explainer.baseline, (height, width, channels), blur_sigma=explainer.blur_sigma, seed=explainer.seed
+        )
+        hyper = (
+            tf.constant(explainer.lam, tf.float32),
+            tf.constant(explainer.learning_rate, tf.float32),
+            tf.constant(explainer.iterations, tf.int32),
+            tf.constant(explainer.init, tf.float32),
+            tf.constant(explainer.momentum, tf.float32),
+        )
+
+        @tf.function(
+            input_signature=[
+                tf.TensorSpec([None, height, width, channels], tf.float32, name="images"),
+                tf.TensorSpec([None, height, width], tf.float32, name="request_masks"),
+                tf.TensorSpec([None], tf.int32, name="class_ids"),
+            ]
+        )
+        def explain(images, request_masks, class_ids):
+            out = optimise(images, request_masks, class_ids, make_baseline(images), *hyper)
+            return {k: out[k] for k in EXPLAINER_OUTPUTS}
+
+        self.explain = explain
+
+
+def export_explainer(explainer: GridSaliency, path, image_shape) -> Path:
+    """Write ``explainer`` (model included) as a SavedModel for images of ``image_shape`` (H,W,C)."""
+    path = Path(path)
+    module = _ExplainerModule(explainer, image_shape)
+    tf.saved_model.save(module, str(path), signatures={"serving_default": module.explain})
+    return path

@@ -1,0 +1,179 @@
+"""The pretrained model zoo: a TOML manifest of trained models and their checked weights.
+
+The manifest ``models.toml`` and the weights ship inside the package (``gsal_tf.zoo_files``,
+the repository's top-level ``zoo/`` folder). Each ``[[model]]`` entry records how to rebuild the
+network (``build``: the keyword arguments of :func:`gsal_tf.models.deeplabv3plus`), what it was
+trained on (data, bias, config, command), what it measured, and its weights file with sha256.
+
+Weights are looked up, in order: beside the manifest (shipped), then in the cache
+``$GSAL_HOME/zoo`` (default ``~/.cache/gsal/zoo``); a model with a ``url`` and no file on disk
+is downloaded once into the cache with ``keras.utils.get_file`` and checked against its hash.
+Nothing touches the network unless a user asks for a model whose weights are not on disk.
+A weights file whose sha256 differs from the manifest is refused, never loaded.
+
+>>> import gsal_tf as gs
+>>> [m.name for m in gs.zoo.list_models()]
+>>> model = gs.zoo.load("tmnist-mobilenetv2-strong")      # a keras.Model; entry: model.zoo_entry
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+from importlib import resources
+from pathlib import Path
+
+from gsal_tf.config import read_toml
+from gsal_tf.errors import GsalInputError, IntegrityError
+
+MANIFEST = "models.toml"
+
+
+@dataclasses.dataclass(frozen=True)
+class Bias:
+    """The context bias a model was trained with: ``digit`` always on ``texture`` (``strength``)."""
+
+    digit: int
+    texture: str
+    strength: str  # "weak" or "strong"
+    tiles: int = 2
+
+
+@dataclasses.dataclass(frozen=True)
+class ZooEntry:
+    """One trained model of the zoo (see module docstring for the manifest fields)."""
+
+    name: str
+    backbone: str
+    build: dict
+    input_shape: tuple
+    class_names: tuple
+    preprocessing: str
+    bias: Bias | None
+    metrics: dict
+    training: dict
+    weights: str
+    sha256: str
+    url: str = ""
+    description: str = ""
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+
+def zoo_dir() -> Path:
+    """The folder holding the shipped manifest and weights."""
+    return Path(str(resources.files("gsal_tf.zoo_files")))
+
+
+def cache_dir() -> Path:
+    """Where downloaded weights go: ``$GSAL_HOME/zoo`` (default ``~/.cache/gsal/zoo``)."""
+    return Path(os.environ.get("GSAL_HOME", Path.home() / ".cache" / "gsal")) / "zoo"
+
+
+def list_models(manifest: Path | None = None) -> list[ZooEntry]:
+    """All entries of the manifest, in manifest order."""
+    path = Path(manifest) if manifest else zoo_dir() / MANIFEST
+    if not path.is_file():
+        return []
+    return [_entry(raw, path) for raw in read_toml(path).get("model", [])]
+
+
+def get(name: str, manifest: Path | None = None) -> ZooEntry:
+    """The entry called ``name``; an unknown name is a GsalInputError listing the known ones."""
+    entries = list_models(manifest)
+    for entry in entries:
+        if entry.name == name:
+            return entry
+    known = ", ".join(e.name for e in entries) or "none"
+    raise GsalInputError(f"no zoo model named {name!r}; known models: {known}")
+
+
+def weights_path(entry: ZooEntry, manifest: Path | None = None, download: bool = True) -> Path:
+    """The verified weights file of ``entry`` (shipped, cached, or downloaded once)."""
+    base = Path(manifest).parent if manifest else zoo_dir()
+    for candidate in (base / entry.weights, cache_dir() / entry.weights):
+        if candidate.is_file():
+            verify(candidate, entry.sha256)
+            return candidate
+    if not entry.url:
+        raise GsalInputError(f"the weights of {entry.name} ({entry.weights}) are not on disk and the manifest gives no URL")
+    if not download:
+        raise GsalInputError(f"the weights of {entry.name} are not on disk; allow the download")
+    import keras
+
+    cache_dir().mkdir(parents=True, exist_ok=True)
+    try:
+        fetched = keras.utils.get_file(
+            fname=entry.weights,
+            origin=entry.url,
+            file_hash=entry.sha256,
+            hash_algorithm="sha256",
+            cache_dir=str(cache_dir().parent),
+            cache_subdir=cache_dir().name,
+        )
+    except Exception as exc:
+        raise GsalInputError(f"cannot download the weights of {entry.name} from {entry.url}: {exc}") from None
+    verify(Path(fetched), entry.sha256)
+    return Path(fetched)
+
+
+def load(name: str, manifest: Path | None = None):
+    """Build the model of zoo entry ``name`` and load its verified weights.
+
+    Returns a ``keras.Model`` (inference use: ``model(images, training=False)``) with the entry
+    attached as ``model.zoo_entry``.
+    """
+    from gsal_tf.models import deeplabv3plus
+
+    entry = get(name, manifest)
+    path = weights_path(entry, manifest)
+    build = dict(entry.build)
+    model = deeplabv3plus(
+        build.pop("backbone"), entry.input_shape, entry.num_classes, name=entry.name.replace("-", "_"), **build
+    )
+    model.load_weights(path)
+    model.zoo_entry = entry
+    return model
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def verify(path: Path, expected: str) -> None:
+    """Raise IntegrityError when ``path``'s sha256 is not ``expected``."""
+    actual = sha256_of(path)
+    if actual != expected.lower():
+        raise IntegrityError(
+            f"{path} does not match its recorded sha256 (expected {expected[:12]}…, got {actual[:12]}…): "
+            "the file is corrupt or was replaced; it was not loaded. Delete it and reinstall gsal-tf or re-download."
+        )
+
+
+def _entry(raw: dict, where: Path) -> ZooEntry:
+    try:
+        bias = raw.get("bias")
+        return ZooEntry(
+            name=raw["name"],
+            backbone=raw["build"]["backbone"],
+            build=dict(raw["build"]),
+            input_shape=tuple(raw["input_shape"]),
+            class_names=tuple(raw["class_names"]),
+            preprocessing=raw.get("preprocessing", ""),
+            bias=Bias(**bias) if bias else None,
+            metrics=dict(raw.get("metrics", {})),
+            training=dict(raw.get("training", {})),
+            weights=raw["weights"],
+            sha256=raw["sha256"],
+            url=raw.get("url", ""),
+            description=raw.get("description", ""),
+        )
+    except (KeyError, TypeError) as exc:
+        raise GsalInputError(f"malformed zoo entry {raw.get('name', '?')!r} in {where}: missing or bad field {exc}") from None

@@ -1,0 +1,120 @@
+"""The zoo's integrity checks and loading, and SavedModel exports reloaded without gsal_tf."""
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+import gsal_tf as gs
+from gsal_tf.errors import IntegrityError
+from gsal_tf.export import export_explainer, export_model
+from gsal_tf.models.known_context import demo_case
+
+TINY = {"backbone": "mobilenetv2", "alpha": 0.35, "output_stride": 8, "low_level_stride": 4,
+        "aspp_filters": 8, "decoder_filters": 8, "low_level_filters": 4, "atrous_rates": [1, 2, 3]}
+
+
+def write_manifest(folder, weights_name, sha, url=""):
+    build = ", ".join(f"{k} = {json.dumps(v)}" for k, v in TINY.items())
+    (folder / "models.toml").write_text(textwrap.dedent(f"""
+        [[model]]
+        name = "tiny"
+        description = "test model"
+        input_shape = [32, 32, 1]
+        class_names = ["a", "b", "c"]
+        preprocessing = "[0,1] floats"
+        weights = "{weights_name}"
+        sha256 = "{sha}"
+        url = "{url}"
+        build = {{ {build} }}
+        metrics = {{ mean_iou = 0.5 }}
+        [model.bias]
+        digit = 3
+        texture = "stripes"
+        strength = "strong"
+    """))
+    return folder / "models.toml"
+
+
+@pytest.fixture(scope="module")
+def tiny_weights(tmp_path_factory):
+    d = tmp_path_factory.mktemp("zoo")
+    build = dict(TINY)
+    model = gs.models.deeplabv3plus(build.pop("backbone"), (32, 32, 1), 3, **build)
+    path = d / "tiny.weights.h5"
+    model.save_weights(path)
+    x = np.random.default_rng(0).random((2, 32, 32, 1)).astype(np.float32)
+    return d, path, model(x, training=False).numpy(), x
+
+
+def test_zoo_loads_verified_weights(tiny_weights):
+    d, path, expected, x = tiny_weights
+    manifest = write_manifest(d, path.name, gs.zoo.sha256_of(path))
+    (entry,) = gs.zoo.list_models(manifest)
+    assert entry.name == "tiny" and entry.backbone == "mobilenetv2" and entry.bias.digit == 3
+    model = gs.zoo.load("tiny", manifest)
+    np.testing.assert_allclose(model(x, training=False).numpy(), expected, atol=1e-6)
+    assert model.zoo_entry.metrics["mean_iou"] == 0.5
+    with pytest.raises(gs.GsalInputError, match="no zoo model named 'nope'"):
+        gs.zoo.load("nope", manifest)
+
+
+def test_tampered_weights_are_refused(tiny_weights, tmp_path):
+    _, path, _, _ = tiny_weights
+    bad = tmp_path / path.name
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    bad.write_bytes(bytes(data))
+    manifest = write_manifest(tmp_path, bad.name, gs.zoo.sha256_of(path))
+    with pytest.raises(IntegrityError, match="does not match its recorded sha256"):
+        gs.zoo.load("tiny", manifest)
+
+
+def test_url_weights_download_once_into_the_cache(tiny_weights, tmp_path, monkeypatch):
+    _, path, expected, x = tiny_weights
+    monkeypatch.setenv("GSAL_HOME", str(tmp_path / "home"))
+    manifest_dir = tmp_path / "m"
+    manifest_dir.mkdir()
+    manifest = write_manifest(manifest_dir, "remote.weights.h5", gs.zoo.sha256_of(path), url=path.as_uri())
+    model = gs.zoo.load("tiny", manifest)  # fetched from a file:// URL, hash checked
+    assert (tmp_path / "home" / "zoo" / "remote.weights.h5").is_file()
+    np.testing.assert_allclose(model(x, training=False).numpy(), expected, atol=1e-6)
+    manifest = write_manifest(manifest_dir, "remote.weights.h5", "0" * 64, url=path.as_uri())
+    with pytest.raises(IntegrityError):
+        gs.zoo.load("tiny", manifest)
+
+
+def test_shipped_manifest_is_consistent():
+    for entry in gs.zoo.list_models():
+        assert (gs.zoo.zoo_dir() / entry.weights).is_file() or entry.url, entry.name
+        assert entry.metrics and entry.training.get("command"), entry.name
+
+
+def test_exports_reload_without_gsal_and_reproduce_outputs(tmp_path):
+    case = demo_case()
+    explainer = gs.GridSaliency(case["model"], iterations=30, baseline="blur")
+    export_model(case["model"], tmp_path / "segmentation")
+    export_explainer(explainer, tmp_path / "explainer", case["image"].shape)
+    images = np.stack([case["image"], case["image"][::-1]])
+    requests = np.stack([case["request"], case["request"]])
+    np.save(tmp_path / "images.npy", images)
+    np.save(tmp_path / "requests.npy", requests)
+    code = textwrap.dedent(f"""
+        import sys
+        import numpy as np, tensorflow as tf
+        d = {str(tmp_path)!r}
+        explain = tf.saved_model.load(d + "/explainer").signatures["serving_default"]
+        out = explain(images=tf.constant(np.load(d + "/images.npy")), request_masks=tf.constant(np.load(d + "/requests.npy")),
+                      class_ids=tf.constant([1, 1], tf.int32))
+        np.save(d + "/saliency.npy", out["saliency"].numpy())
+        np.save(d + "/probs.npy", tf.saved_model.load(d + "/segmentation").serve(tf.constant(np.load(d + "/images.npy"))).numpy())
+        assert not any(m.startswith("gsal") for m in sys.modules), "gsal was imported"
+    """)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    reference = explainer.explain(images, requests, [1, 1])
+    np.testing.assert_allclose(np.load(tmp_path / "saliency.npy"), reference.saliency, atol=1e-5)
+    np.testing.assert_allclose(np.load(tmp_path / "probs.npy"), case["model"](images).numpy(), atol=1e-5)
