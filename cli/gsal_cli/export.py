@@ -14,7 +14,7 @@ from gsal_cli.options import parse_pair, resolve_model
 def export(
     model: str = typer.Argument(..., help="A .keras file, a SavedModel folder or a zoo model name."),
     out_dir: Path = typer.Argument(..., help="Folder to write segmentation/ and explainer/ into."),
-    image_shape: Optional[str] = typer.Option(None, "--image-shape", help="H,W,C of the explainer's inputs [default: the model's input shape]."),
+    image_shape: Optional[str] = typer.Option(None, "--image-shape", help="H,W,C of the explainer's inputs (default: the model's input shape)."),
     grid: str = typer.Option("8,8", "--grid", help="Grid size ROWS,COLS of the exported explainer."),
     iterations: int = typer.Option(100, "--iterations", help="Optimisation steps of the exported explainer."),
     lam: float = typer.Option(0.05, "--lam", help="Mask size weight of the exported explainer."),

@@ -8,7 +8,9 @@ A config file (``configs/benchmark/strong.toml``)::
     test_seed = 1907         # test split RNG, independent of ``seed`` on purpose
     n_train = 10000
     n_test = 2000
-    digit_scale = [0.75, 1.0]  # side of the (28 px) MNIST box as a fraction of image_size
+    digit_scale = [0.8, 1.0] # side of the (28 px) MNIST box as a fraction of image_size
+    digit_dilation = 1       # pixels added to each side of the strokes (per 64 px of image)
+    contrast = [0.5, 1.0]    # range of each region's contrast; its brightness offset is random too
 
     [bias]
     strength = "strong"      # "none" | "weak" | "strong"
@@ -44,7 +46,9 @@ _DEFAULTS: dict[str, Any] = {
     "test_seed": 1907,
     "n_train": 10000,
     "n_test": 2000,
-    "digit_scale": [0.75, 1.0],
+    "digit_scale": [0.8, 1.0],
+    "digit_dilation": 1,
+    "contrast": [0.5, 1.0],
     "bias": {"strength": "strong", "digit": 0, "texture": "checker_coarse"},
     "textures": {"names": []},
 }
@@ -63,7 +67,8 @@ class BiasConfig:
     digit : int, default 0
         The biased digit, 0-9.
     texture : str or int, default "checker_coarse"
-        The bias texture, by name or by index in the texture pool (resolved by ``TextureMNIST``).
+        The bias texture, by name or by position in the pool in use, i.e. after the
+        ``textures.names`` selection (resolved by ``TextureMNIST``).
     """
 
     strength: str = "strong"
@@ -88,8 +93,17 @@ class BenchmarkConfig:
         training seed is evaluated on the very same test images.
     n_train, n_test : int, default 10000, 2000
         Samples per split written by ``generate`` (``samples`` takes its own ``n``).
-    digit_scale : (float, float), default (0.75, 1.0)
+    digit_scale : (float, float), default (0.8, 1.0)
         Range of the side of the upscaled 28x28 MNIST box, as a fraction of ``image_size``.
+    digit_dilation : int, default 1
+        Pixels added to each side of the digit strokes, per 64 pixels of image (0-4). Upscaled
+        MNIST strokes are only ~5 px wide at 64 px; a little more lets the foreground texture
+        show inside them.
+    contrast : (float, float), default (0.5, 1.0)
+        Each region (foreground, every tile) shows ``low + c * texture`` with ``c ~ U(contrast)``
+        and ``low ~ U(0, 1 - c)``, drawn per sample. Foreground and background draw from the same
+        distribution, so intensity alone never identifies the digit, while a random level
+        difference mostly keeps the digit visible. ``[1.0, 1.0]`` keeps every texture full-range.
     bias : BiasConfig
         The context bias.
     texture_names : tuple of (str or int), default ()
@@ -102,7 +116,9 @@ class BenchmarkConfig:
     test_seed: int = 1907
     n_train: int = 10000
     n_test: int = 2000
-    digit_scale: tuple[float, float] = (0.75, 1.0)
+    digit_scale: tuple[float, float] = (0.8, 1.0)
+    digit_dilation: int = 1
+    contrast: tuple[float, float] = (0.5, 1.0)
     bias: BiasConfig = BiasConfig()
     texture_names: tuple[Union[str, int], ...] = ()
 
@@ -116,6 +132,8 @@ class BenchmarkConfig:
             "n_train": self.n_train,
             "n_test": self.n_test,
             "digit_scale": list(self.digit_scale),
+            "digit_dilation": self.digit_dilation,
+            "contrast": list(self.contrast),
             "bias": dataclasses.asdict(self.bias),
             "textures": {"names": list(self.texture_names)},
         }
@@ -125,7 +143,7 @@ class BenchmarkConfig:
         return self.seed if split == "train" else self.test_seed
 
 
-def load_config(source: Union[str, Path, Mapping[str, Any], BenchmarkConfig] = None, **overrides: Any) -> BenchmarkConfig:
+def load_config(source: Union[str, Path, Mapping[str, Any], BenchmarkConfig, None] = None, **overrides: Any) -> BenchmarkConfig:
     """Read and validate a TextureMNIST config.
 
     Parameters
@@ -196,14 +214,9 @@ def _validate(raw: dict[str, Any]) -> BenchmarkConfig:
     n_train = _int(raw, "n_train", 0, 10**8)
     n_test = _int(raw, "n_test", 0, 10**8)
 
-    scale = raw["digit_scale"]
-    if (
-        not isinstance(scale, (list, tuple))
-        or len(scale) != 2
-        or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in scale)
-        or not 0.3 <= scale[0] <= scale[1] <= 1.0
-    ):
-        raise GsalInputError(f"digit_scale must be [low, high] with 0.3 <= low <= high <= 1.0 (fraction of image_size), got {scale!r}")
+    digit_scale = _range(raw, "digit_scale", 0.3, 1.0, what="fraction of image_size")
+    digit_dilation = _int(raw, "digit_dilation", 0, 4)
+    contrast = _range(raw, "contrast", 0.1, 1.0, what="texture contrast")
 
     bias = raw["bias"]
     strength = bias["strength"]
@@ -227,7 +240,9 @@ def _validate(raw: dict[str, Any]) -> BenchmarkConfig:
         test_seed=test_seed,
         n_train=n_train,
         n_test=n_test,
-        digit_scale=(float(scale[0]), float(scale[1])),
+        digit_scale=digit_scale,
+        digit_dilation=digit_dilation,
+        contrast=contrast,
         bias=BiasConfig(strength=strength, digit=digit, texture=texture),
         texture_names=tuple(names),
     )
@@ -238,3 +253,15 @@ def _int(table: Mapping[str, Any], key: str, low: int, high: int, prefix: str = 
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
         raise GsalInputError(f"{prefix}{key} must be an integer in [{low}, {high}], got {value!r}")
     return value
+
+
+def _range(table: Mapping[str, Any], key: str, low: float, high: float, what: str) -> tuple[float, float]:
+    value = table[key]
+    if (
+        not isinstance(value, (list, tuple))
+        or len(value) != 2
+        or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
+        or not low <= value[0] <= value[1] <= high
+    ):
+        raise GsalInputError(f"{key} must be [low, high] with {low} <= low <= high <= {high} ({what}), got {value!r}")
+    return float(value[0]), float(value[1])
