@@ -162,3 +162,15 @@ def test_bad_models_and_options():
     with pytest.raises(gs.GsalInputError, match="baseline"):
         model = known_context_model(SHAPE, [(0, 0, 8, 8)], TARGET)
         gs.GridSaliency(model, baseline="zeros", iterations=2).explain(x, r, [1])
+
+
+def test_graph_cache_does_not_keep_a_deleted_model_alive():
+    import gc
+    import weakref
+
+    model = known_context_model(SHAPE, [(0, 0, 8, 8)], TARGET)
+    gs.GridSaliency(model, grid_size=(4, 4), iterations=2).explain(images(1), requests(1), [1])
+    ref = weakref.ref(model)
+    del model
+    gc.collect()
+    assert ref() is None

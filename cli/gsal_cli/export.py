@@ -27,7 +27,7 @@ def export(
     """
     import gsal_tf as gs
     from gsal_tf.export import export_explainer, export_model
-    from gsal_tf.saliency.validation import check_grid_size
+    from gsal_tf.validation import check_grid_size
 
     try:
         net, name = resolve_model(model)

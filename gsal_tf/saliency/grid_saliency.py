@@ -39,32 +39,28 @@ Example
 from __future__ import annotations
 
 import dataclasses
-import time
-import weakref
-from typing import Any, Callable
+from typing import Callable
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from gsal_tf.errors import GsalInputError, first_line
+from gsal_tf.core import OUTPUT_KINDS, cached_graph, call_model, class_probability, loss_scale, probe_num_classes, run_batched
+from gsal_tf.errors import GsalInputError
 from gsal_tf.saliency import objective as obj
 from gsal_tf.saliency import optim
 from gsal_tf.saliency.masks import UPSAMPLINGS, upsample_grid
 from gsal_tf.saliency.perturbation import MODES, BaselineSpec, make_baseline, perturb
-from gsal_tf.saliency.validation import (
+from gsal_tf.validation import (
+    check_choice,
     check_class_ids,
     check_class_range,
     check_grid_size,
     check_images,
-    check_model_output,
+    check_number,
     check_request_masks,
 )
 
-OUTPUT_KINDS = ("probabilities", "logits")
-
-# Compiled optimisation loops, per model (weakly held) and per structural key.
-_GRAPHS: "weakref.WeakKeyDictionary[Any, dict]" = weakref.WeakKeyDictionary()
 _TRACES = {"count": 0}
 
 
@@ -174,17 +170,17 @@ class GridSaliency:
     ):
         if not callable(model):
             raise GsalInputError(f"model must be a Keras model or a callable, got {type(model).__name__}")
-        _check_choice("mode", mode, MODES)
-        _check_choice("optimizer", optimizer, optim.OPTIMIZERS)
-        _check_choice("upsampling", upsampling, UPSAMPLINGS)
-        _check_choice("output", output, OUTPUT_KINDS)
-        _check_number("iterations", iterations, minimum=1, integer=True)
-        _check_number("lam", lam, minimum=0.0)
-        _check_number("learning_rate", learning_rate, minimum=0.0, strict=True)
-        _check_number("momentum", momentum, minimum=0.0)
-        _check_number("init", init, minimum=0.0, maximum=1.0)
-        _check_number("batch_size", batch_size, minimum=1, integer=True)
-        _check_number("blur_sigma", blur_sigma, minimum=0.0, strict=True)
+        check_choice("mode", mode, MODES)
+        check_choice("optimizer", optimizer, optim.OPTIMIZERS)
+        check_choice("upsampling", upsampling, UPSAMPLINGS)
+        check_choice("output", output, OUTPUT_KINDS)
+        check_number("iterations", iterations, minimum=1, integer=True)
+        check_number("lam", lam, minimum=0.0)
+        check_number("learning_rate", learning_rate, minimum=0.0, strict=True)
+        check_number("momentum", momentum, minimum=0.0)
+        check_number("init", init, minimum=0.0, maximum=1.0)
+        check_number("batch_size", batch_size, minimum=1, integer=True)
+        check_number("blur_sigma", blur_sigma, minimum=0.0, strict=True)
         self.model = model
         self.grid_size = check_grid_size(grid_size, None)
         self.iterations = int(iterations)
@@ -256,20 +252,7 @@ class GridSaliency:
             tf.constant(self.init, tf.float32),
             tf.constant(self.momentum, tf.float32),
         )
-        parts = []
-        start = time.perf_counter()
-        for lo in range(0, n, self.batch_size):
-            hi = min(n, lo + self.batch_size)
-            out = graph(
-                tf.constant(images[lo:hi]),
-                tf.constant(requests[lo:hi]),
-                tf.constant(classes[lo:hi]),
-                baseline[lo:hi],
-                *hyper,
-            )
-            parts.append({k: v.numpy() for k, v in out.items()})
-        seconds = time.perf_counter() - start
-        merged = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+        merged, seconds = run_batched(graph, (images, requests, classes, baseline), hyper, self.batch_size)
         return Explanation(
             saliency=merged["saliency"],
             grid=merged["grid"],
@@ -292,7 +275,7 @@ class GridSaliency:
         """
         images = check_images(images)
         self._probe(images)
-        scores = tf.cast(_call_model(self.model, tf.constant(images)), tf.float32)
+        scores = tf.cast(call_model(self.model, tf.constant(images)), tf.float32)
         if self.output == "logits":
             scores = tf.nn.softmax(scores, axis=-1)
         if scores.shape[1:3] != images.shape[1:3]:
@@ -302,56 +285,31 @@ class GridSaliency:
     # -- internals ---------------------------------------------------------------------------
 
     def _probe(self, images: np.ndarray) -> int:
-        """Run the model once on one image to check its output; return K (cached per shape)."""
+        """Check the model's output on one image; return K (cached per image shape)."""
         key = images.shape[1:]
         if key not in self._num_classes:
-            try:
-                out = _call_model(self.model, tf.constant(images[:1]))
-            except Exception as exc:  # a model that cannot take this input is a user error
-                raise GsalInputError(
-                    f"the model cannot take images of shape {images.shape[1:]} (H,W,C): {first_line(exc)}"
-                ) from None
-            _, _, k = check_model_output(out, images.shape[1:], self.output)
-            self._num_classes[key] = k
+            self._num_classes[key] = probe_num_classes(self.model, images, self.output)
         return self._num_classes[key]
 
     def _graph(self, image_shape: tuple[int, int, int]):
-        key = (
-            image_shape,
-            self.grid_size,
-            self.mode,
-            self.upsampling,
-            self.optimizer,
-            self.output,
-            self.jit_compile,
-        )
-        try:
-            per_model = _GRAPHS.setdefault(self.model, {})
-        except TypeError:  # objects that cannot be weakly referenced: cache on the explainer
-            per_model = self.__dict__.setdefault("_own_graphs", {})
-        if key not in per_model:
-            per_model[key] = _build_graph(self.model, *key)
-        return per_model[key]
+        key = ("grid_saliency", image_shape, self.grid_size, self.mode, self.upsampling, self.optimizer, self.output, self.jit_compile)
+        return cached_graph(self, self.model, key, lambda get_model: _build_graph(get_model, *key[1:]))
 
 
-def _build_graph(model, image_shape, grid_size, mode, upsampling, optimizer, output, jit_compile):
-    """Compile the whole optimisation of a batch into one tf.function (see module docstring)."""
+def _build_graph(get_model, image_shape, grid_size, mode, upsampling, optimizer, output, jit_compile):
+    """Compile the whole optimisation of a batch into one tf.function (see module docstring).
+
+    The graph reads the model through ``get_model`` (a weak reference), so the cache of
+    compiled graphs never keeps a model alive.
+    """
     height, width, channels = image_shape
     gh, gw = grid_size
     step = optim.STEPS[optimizer]
-    # Under a float16 compute policy, mask gradients (~1e-3) can underflow in the backward pass:
-    # scale the loss by a constant and unscale the gradient (exact in float32 arithmetic).
-    loss_scale = 2.0**12 if _compute_dtype(model) == "float16" else 1.0
+    scale = loss_scale(get_model())
 
     def class_score(x, class_ids):
         """f_c(x) resized to (N,H,W)."""
-        scores = tf.cast(_call_model(model, x), tf.float32)
-        if output == "logits":
-            scores = tf.nn.softmax(scores, axis=-1)
-        picked = tf.reduce_sum(scores * tf.one_hot(class_ids, tf.shape(scores)[-1])[:, None, None, :], -1)
-        if picked.shape[1] != height or picked.shape[2] != width:
-            picked = tf.image.resize(picked[..., None], (height, width), method="bilinear")[..., 0]
-        return picked
+        return class_probability(get_model(), x, class_ids, output, (height, width))
 
     def apply(grid, images, requests, baseline):
         return perturb(images, upsample_grid(grid, (height, width), upsampling), requests, baseline, mode)
@@ -380,8 +338,8 @@ def _build_graph(model, image_shape, grid_size, mode, upsampling, optimizer, out
             with tf.GradientTape() as tape:
                 tape.watch(grid)
                 loss = obj.objective(grid, score, class_score(apply(grid, images, requests, baseline), class_ids), requests, lam)
-                scaled = tf.reduce_sum(loss) * loss_scale
-            grad = tape.gradient(scaled, grid) / loss_scale
+                scaled = tf.reduce_sum(loss) * scale
+            grad = tape.gradient(scaled, grid) / scale
             grid, (state_a, state_b) = step(grid, grad, (state_a, state_b), t + 1, learning_rate, momentum)
             return t + 1, grid, state_a, state_b, history.write(t, loss)
 
@@ -416,37 +374,3 @@ def _build_graph(model, image_shape, grid_size, mode, upsampling, optimizer, out
 
     return optimise
 
-
-def _call_model(model, x):
-    if isinstance(model, keras.layers.Layer):
-        return model(x, training=False)
-    return model(x)
-
-
-def _compute_dtype(model) -> str:
-    policy = getattr(model, "dtype_policy", None)
-    return getattr(policy, "compute_dtype", None) or keras.config.dtype_policy().compute_dtype
-
-
-
-def _check_choice(name: str, value, choices) -> None:
-    if value not in choices:
-        raise GsalInputError(f"{name} must be one of {', '.join(map(repr, choices))}; got {value!r}")
-
-
-def _check_number(name, value, minimum=None, maximum=None, integer=False, strict=False) -> None:
-    ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool) and np.isfinite(value)
-    if ok and integer:
-        ok = float(value) == int(value)
-    if ok and minimum is not None:
-        ok = value > minimum if strict else value >= minimum
-    if ok and maximum is not None:
-        ok = value <= maximum
-    if not ok:
-        bound = []
-        if minimum is not None:
-            bound.append(f"{'>' if strict else '>='} {minimum}")
-        if maximum is not None:
-            bound.append(f"<= {maximum}")
-        kind = "an integer" if integer else "a number"
-        raise GsalInputError(f"{name} must be {kind} {' and '.join(bound)}; got {value!r}")

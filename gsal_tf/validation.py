@@ -115,3 +115,28 @@ def check_grid_size(grid_size, image_hw) -> tuple[int, int]:
     if image_hw is not None and (gh > image_hw[0] or gw > image_hw[1]):
         raise GsalInputError(f"grid_size {(gh, gw)} is finer than the image {tuple(image_hw)}: use at most one cell per pixel")
     return gh, gw
+
+
+def check_choice(name: str, value, choices) -> None:
+    """``value`` must be one of ``choices``."""
+    if value not in choices:
+        raise GsalInputError(f"{name} must be one of {', '.join(map(repr, choices))}; got {value!r}")
+
+
+def check_number(name, value, minimum=None, maximum=None, integer=False, strict=False) -> None:
+    """A finite real (or integer) within [minimum, maximum] (``strict``: > minimum)."""
+    ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool) and np.isfinite(value)
+    if ok and integer:
+        ok = float(value) == int(value)
+    if ok and minimum is not None:
+        ok = value > minimum if strict else value >= minimum
+    if ok and maximum is not None:
+        ok = value <= maximum
+    if not ok:
+        bound = []
+        if minimum is not None:
+            bound.append(f"{'>' if strict else '>='} {minimum}")
+        if maximum is not None:
+            bound.append(f"<= {maximum}")
+        kind = "an integer" if integer else "a number"
+        raise GsalInputError(f"{name} must be {kind} {' and '.join(bound)}; got {value!r}")

@@ -1,0 +1,26 @@
+"""Gradient attribution methods to compare grid saliency against, one module per method.
+
+Every method explains the mean probability of a class over a request mask and shares grid
+saliency's call, so swapping methods is one line::
+
+    explainer = gs.attributions.IntegratedGradients(model, steps=32)   # or VanillaGradients, SmoothGrad
+    result = explainer.explain(images, request_masks, class_ids)       # (N,H,W,C), (N,H,W), (N,)
+    result.saliency                                                    # (N,H,W) in [0,1]
+
+See :mod:`.base` for the shared score, channel reduction and normalisation.
+"""
+
+from gsal_tf.attributions.base import Attribution, GradientExplainer, trace_count
+from gsal_tf.attributions.gradients import VanillaGradients
+from gsal_tf.attributions.integrated_gradients import IntegratedGradients, IntegratedGradientsAttribution
+from gsal_tf.attributions.smoothgrad import SmoothGrad
+
+__all__ = [
+    "Attribution",
+    "GradientExplainer",
+    "IntegratedGradients",
+    "IntegratedGradientsAttribution",
+    "SmoothGrad",
+    "VanillaGradients",
+    "trace_count",
+]
