@@ -107,14 +107,11 @@ def cosine_schedule(peak: float, total_steps: int, warmup_steps: int):
 
 
 def evaluate_segmentation(model, images: np.ndarray, segmentation: np.ndarray, batch_size: int = 64) -> dict:
-    """Mean IoU and per-class IoU of ``model`` on images (N,H,W,C) with labels (N,H,W)."""
+    """Mean IoU, per-class IoU and pixel accuracy of ``model`` on images (N,H,W,C), labels (N,H,W)."""
     from gsal_tf import metrics
+    from gsal_tf.evaluation import segmentation_confusion
 
-    confusion = np.zeros((NUM_CLASSES, NUM_CLASSES), np.int64)
-    for lo in range(0, len(images), batch_size):
-        probs = model(images[lo:lo + batch_size], training=False)
-        pred = np.asarray(probs).argmax(-1)
-        confusion += metrics.confusion_matrix(pred, segmentation[lo:lo + batch_size], NUM_CLASSES)
+    confusion = segmentation_confusion(model, images, segmentation, batch_size)
     iou = metrics.iou_per_class(confusion)
     return {
         "mean_iou": float(np.nanmean(iou)),

@@ -88,3 +88,63 @@ def write_png(path, rgb: np.ndarray) -> None:
     ok = cv2.imwrite(str(path), cv2.cvtColor(np.asarray(rgb, np.uint8), cv2.COLOR_RGB2BGR))
     if not ok:
         raise GsalInputError(f"cannot write {path}")
+
+
+def _text(img, text, org, scale=0.45, colour=(20, 20, 20), thickness=1):
+    cv2.putText(img, str(text), org, cv2.FONT_HERSHEY_SIMPLEX, scale, colour, thickness, cv2.LINE_AA)
+
+
+def matrix_figure(values: np.ndarray, row_labels, col_labels, title: str, vmax: float | None = None, cell: int = 44) -> np.ndarray:
+    """A heatmap of a (rows, cols) matrix with its values written in the cells (NaN: grey '-')."""
+    values = np.asarray(values, np.float64)
+    rows, cols = values.shape
+    left, top = 90, 50
+    img = np.full((top + rows * cell + 30, left + cols * cell + 20, 3), 255, np.uint8)
+    finite = values[np.isfinite(values)]
+    vmax = vmax if vmax is not None else (float(finite.max()) if finite.size and finite.max() > 0 else 1.0)
+    _text(img, title, (8, 20), 0.5)
+    for j, label in enumerate(col_labels):
+        _text(img, label, (left + j * cell + cell // 3, top - 8))
+    for i, label in enumerate(row_labels):
+        _text(img, label, (6, top + i * cell + cell // 2 + 5))
+        for j in range(cols):
+            y0, x0 = top + i * cell, left + j * cell
+            v = values[i, j]
+            if np.isfinite(v):
+                colour = heatmap(np.array([[v]]), 0.0, vmax)[0, 0]
+                img[y0:y0 + cell - 2, x0:x0 + cell - 2] = colour
+                ink = (255, 255, 255) if v < 0.6 * vmax else (0, 0, 0)
+                _text(img, f"{v:.2f}", (x0 + 4, y0 + cell // 2 + 4), 0.38, ink)
+            else:
+                img[y0:y0 + cell - 2, x0:x0 + cell - 2] = 200
+                _text(img, "-", (x0 + cell // 2 - 4, y0 + cell // 2 + 4))
+    return img
+
+
+def bar_figure(bars: dict, title: str, chance: float | None = 0.5, ymax: float = 1.0, height: int = 260) -> np.ndarray:
+    """Vertical bars ``{label: (mean, std or None)}`` on [0, ymax], a dashed line at ``chance``."""
+    width_bar, gap, left, top, bottom = 84, 26, 50, 40, 40
+    width = left + len(bars) * (width_bar + gap) + gap
+    img = np.full((top + height + bottom, width, 3), 255, np.uint8)
+    _text(img, title, (8, 20), 0.5)
+    y_of = lambda v: int(top + height - height * min(max(v, 0.0), ymax) / ymax)  # noqa: E731
+    cv2.line(img, (left, top), (left, top + height), (0, 0, 0), 1)
+    cv2.line(img, (left, top + height), (width - 10, top + height), (0, 0, 0), 1)
+    for tick in np.linspace(0, ymax, 5):
+        _text(img, f"{tick:.2f}", (4, y_of(tick) + 4), 0.35)
+        cv2.line(img, (left - 3, y_of(tick)), (left, y_of(tick)), (0, 0, 0), 1)
+    palette = [(66, 133, 244), (219, 68, 55), (244, 160, 0), (15, 157, 88), (171, 71, 188), (0, 172, 193)]
+    for k, (label, (mean, std)) in enumerate(bars.items()):
+        x0 = left + gap + k * (width_bar + gap)
+        if mean is not None and np.isfinite(mean):
+            cv2.rectangle(img, (x0, y_of(mean)), (x0 + width_bar, top + height), palette[k % len(palette)], -1)
+            _text(img, f"{mean:.2f}", (x0 + 16, y_of(mean) - 6), 0.4)
+            if std is not None and np.isfinite(std):
+                xc = x0 + width_bar // 2
+                cv2.line(img, (xc, y_of(mean - std)), (xc, y_of(mean + std)), (0, 0, 0), 1)
+        _text(img, label[:14], (x0, top + height + 18), 0.38)
+    if chance is not None:
+        for x in range(left, width - 10, 12):
+            cv2.line(img, (x, y_of(chance)), (min(x + 6, width - 10), y_of(chance)), (90, 90, 90), 1)
+        _text(img, "chance", (width - 62, y_of(chance) - 4), 0.35, (90, 90, 90))
+    return img

@@ -99,9 +99,10 @@ def _summary_table(card: dict) -> Table:
 
 
 def _register() -> None:
-    from gsal_cli import bench_train
+    from gsal_cli import bench_evaluate, bench_train
 
     app.command("train")(bench_train.train)
+    app.command("evaluate")(bench_evaluate.evaluate)
 
 
 _register()

@@ -1,0 +1,158 @@
+"""``gsal benchmark evaluate``: has a model picked up the bias, and do explanations find it?"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import typer
+from rich.table import Table
+
+from gsal_cli.console import console, fail, staged_outputs
+from gsal_cli.options import parse_pair, resolve_model
+
+
+def evaluate(
+    model: str = typer.Option(..., "--model", "-m", help="Zoo name, .keras file or SavedModel folder of the (biased) model."),
+    data: Path = typer.Option(..., "--data", help="TextureMNIST folder with the model's bias (its test split is evaluated)."),
+    out: Path = typer.Option(..., "--out", help="Output folder: report.json, cbd.png, cbl.png, iou.png."),
+    reference: Optional[str] = typer.Option(None, "--reference", help="Unbiased model of the same backbone (default for zoo models: the zoo's unbiased one)."),
+    unbiased_data: Optional[Path] = typer.Option(None, "--unbiased-data", help="Unbiased TextureMNIST folder for the IoU comparison (default: regenerated from --data's card when its MNIST file is available)."),
+    bias_digit: Optional[int] = typer.Option(None, "--bias-digit", help="The model's bias digit (default: from the zoo entry or the data card)."),
+    methods: str = typer.Option(",".join(("grid", "gradients", "smoothgrad", "integrated-gradients")), "--methods", help="Comma-separated: grid, gradients, smoothgrad, integrated-gradients."),
+    per_digit: int = typer.Option(20, "--per-digit", help="Requests per digit for CBD."),
+    biased: int = typer.Option(100, "--biased", help="Biased requests of the bias digit for CBL."),
+    grid: str = typer.Option("8,8", "--grid", help="Grid saliency grid size."),
+    iterations: int = typer.Option(100, "--iterations", help="Grid saliency iterations."),
+    lam: float = typer.Option(0.05, "--lam", help="Grid saliency mask-size weight."),
+) -> None:
+    """Per-digit IoU against the unbiased model, CBD per digit and CBL, for grid saliency and the gradient methods."""
+    import gsal_tf as gs
+    from gsal_tf import evaluation
+
+    try:
+        net, model_name = resolve_model(model)
+        entry = getattr(net, "zoo_entry", None)
+        card = gs.benchmark.read_card(data)
+        digit = _bias_digit(bias_digit, entry, card)
+        ref, ref_name = _reference(reference, entry)
+        samples = gs.benchmark.load_samples(data, "test")
+        unbiased, unbiased_source = _unbiased_samples(unbiased_data, data, card)
+        explainers = evaluation.make_explainers(
+            net, [m.strip() for m in methods.split(",") if m.strip()],
+            {"grid_size": parse_pair(grid, "--grid", allow_single=True), "iterations": iterations, "lam": lam},
+        )
+        with console.status("per-digit IoU"):
+            iou = evaluation.iou_comparison(net, ref, unbiased, digit)
+        status = console.status("explaining")
+        with status:
+            stats = evaluation.bias_statistics(
+                explainers, samples, digit, per_digit=per_digit, biased=biased,
+                on_method=lambda name, n: status.update(f"{name}: explaining {n} requests"),
+            )
+        report = {
+            "model": model_name,
+            "reference": ref_name,
+            "data": str(data),
+            "unbiased_data": unbiased_source,
+            "bias_digit": digit,
+            "bias": card.get("config", {}).get("bias"),
+            "iou": iou,
+            "explanations": stats,
+            "settings": {"per_digit": per_digit, "biased": biased, "grid": grid, "iterations": iterations, "lam": lam},
+        }
+        with staged_outputs(out) as stage:
+            stage.path("report.json").write_text(json.dumps(report, indent=2))
+            _figures(stage, report)
+    except gs.GsalError as exc:
+        raise fail(str(exc)) from None
+    _print(report)
+    console.print(f"wrote [bold]{out}/[/] report.json, cbd.png, cbl.png, iou.png")
+
+
+def _bias_digit(given, entry, card):
+    if given is not None:
+        return given
+    if entry is not None and entry.bias is not None:
+        return entry.bias.digit
+    bias = card.get("config", {}).get("bias", {})
+    return bias.get("digit") if bias.get("strength", "none") != "none" else None
+
+
+def _reference(reference, entry):
+    import gsal_tf as gs
+
+    if reference:
+        net, name = resolve_model(reference)
+        return net, name
+    if entry is not None and entry.bias is not None:
+        for candidate in gs.zoo.list_models():
+            if candidate.bias is None and candidate.backbone == entry.backbone:
+                return gs.zoo.load(candidate.name), candidate.name
+    return None, None
+
+
+def _unbiased_samples(unbiased_data, data, card):
+    """Unbiased test samples: given, regenerated from the card's MNIST, or the data itself."""
+    import gsal_tf as gs
+
+    if unbiased_data is not None:
+        return gs.benchmark.load_samples(unbiased_data, "test"), str(unbiased_data)
+    config = card.get("config", {})
+    if config.get("bias", {}).get("strength", "none") == "none":
+        return gs.benchmark.load_samples(data, "test"), str(data)
+    mnist = card.get("mnist")
+    if mnist and Path(mnist).is_file():
+        cfg = gs.benchmark.load_config(config, bias={"strength": "none"})
+        n = card["splits"]["test"]["n"]
+        return gs.benchmark.TextureMNIST(cfg, mnist=mnist).samples("test", n=n), f"regenerated unbiased test split (MNIST {mnist})"
+    console.print("[yellow]warning:[/] no unbiased data; the IoU comparison uses the biased test split (give --unbiased-data)")
+    return gs.benchmark.load_samples(data, "test"), str(data)
+
+
+def _figures(stage, report):
+    from gsal_tf import viz
+
+    methods = report["explanations"]["methods"]
+    names = list(methods)
+    matrix = np.array([[np.nan if v is None else v for v in methods[m]["cbd_by_digit"]] for m in names])
+    title = f"CBD: mean context saliency per digit (bias digit {report['bias_digit']})"
+    viz.write_png(stage.path("cbd.png"), viz.matrix_figure(matrix, names, [str(d) for d in range(10)], title))
+    bars = {m: (methods[m].get("cbl_mean"), methods[m].get("cbl_std")) for m in names}
+    if names and "inflation_cbl_mean" in methods[names[0]]:
+        bars["inflation"] = (methods[names[0]]["inflation_cbl_mean"], None)
+    viz.write_png(stage.path("cbl.png"), viz.bar_figure(bars, "CBL: share of context saliency on the biased tile"))
+    rows = [report["iou"]["iou"]] + ([report["iou"]["reference_iou"]] if report["reference"] else [])
+    labels = ["model"] + (["reference"] if report["reference"] else [])
+    iou = np.array([[np.nan if v is None else v for v in r] for r in rows])
+    viz.write_png(stage.path("iou.png"), viz.matrix_figure(iou, labels, [str(d) for d in range(10)] + ["bg"], "IoU per class (unbiased test set)", vmax=1.0))
+
+
+def _print(report):
+    iou = report["iou"]
+    table = Table(title="Has the network picked up the bias? IoU on unbiased data", header_style="bold")
+    table.add_column("model", max_width=22)
+    for d in range(10):
+        table.add_column(str(d) + ("*" if d == report["bias_digit"] else ""), justify="right")
+    table.add_column("mean", justify="right")
+    table.add_row("explained", *[_f(v, 2) for v in iou["iou"][:10]], _f(iou["mean_iou"], 2))
+    if report["reference"]:
+        table.add_row("reference", *[_f(v, 2) for v in iou["reference_iou"][:10]], _f(iou["reference_mean_iou"], 2))
+    console.print(table)
+    methods = report["explanations"]["methods"]
+    console.print(f"explained: {report['model']}; reference: {report['reference'] or 'none'}; * = bias digit")
+    stats = Table(title="Context bias detection (CBD) and localisation (CBL)", header_style="bold")
+    for col in ("method", "CBD bias digit", "CBD others", "ratio", "CBL", "CBL n", "inflation CBL", "time"):
+        stats.add_column(col, justify="left" if col == "method" else "right")
+    for name, row in methods.items():
+        stats.add_row(
+            name, _f(row.get("cbd_bias_digit")), _f(row.get("cbd_other_digits")), _f(row.get("cbd_ratio"), 1),
+            _f(row.get("cbl_mean")), str(row.get("cbl_n", "—")), _f(row.get("inflation_cbl_mean")), f"{row['seconds']:.0f}s",
+        )
+    console.print(stats)
+
+
+def _f(value, digits=3):
+    return "—" if value is None else f"{value:.{digits}f}"

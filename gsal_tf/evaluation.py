@@ -1,0 +1,170 @@
+"""The paper's TextureMNIST bias evaluation (Hoyer et al., NeurIPS 2019, section 4).
+
+Three questions about a network trained with a context bias (the bias digit always on the bias
+texture, in one background tile):
+
+1. Has the network picked up the bias? Per-digit IoU on the *unbiased* test set, against the
+   unbiased network of the same backbone (:func:`iou_comparison`): the bias digit's IoU drops
+   when its texture cue is missing.
+2. Does an explanation *detect* it? CBD, the mean saliency over the context of each digit's
+   ground-truth mask (:func:`bias_statistics`): high on the bias digit, near zero elsewhere.
+3. Does it *localise* it? CBL, the share of the context saliency on the biased tile, over biased
+   samples of the bias digit (two tiles: chance 0.5), beside the inflation baseline (the request
+   dilated to the same context area).
+
+Requests are the digit's ground-truth mask, class = the digit; context = every other pixel.
+Every explainer with ``explain(images, request_masks, class_ids) -> .saliency`` fits.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Mapping
+
+import numpy as np
+
+from gsal_tf import metrics
+
+NUM_DIGITS = 10
+NUM_CLASSES = 11
+
+
+def segmentation_confusion(model, images: np.ndarray, segmentation: np.ndarray, batch_size: int = 64) -> np.ndarray:
+    """Confusion matrix (11,11) of ``model``'s argmax on images (N,H,W,C) against labels (N,H,W)."""
+    confusion = np.zeros((NUM_CLASSES, NUM_CLASSES), np.int64)
+    for lo in range(0, len(images), batch_size):
+        probs = np.asarray(model(images[lo:lo + batch_size], training=False))
+        confusion += metrics.confusion_matrix(probs.argmax(-1), segmentation[lo:lo + batch_size], NUM_CLASSES)
+    return confusion
+
+
+def segmentation_iou(model, images: np.ndarray, segmentation: np.ndarray, batch_size: int = 64) -> np.ndarray:
+    """Per-class IoU (11,) of ``model`` on images (N,H,W,C) with labels (N,H,W); NaN if absent."""
+    return metrics.iou_per_class(segmentation_confusion(model, images, segmentation, batch_size))
+
+
+def iou_comparison(model, reference, samples: Mapping[str, np.ndarray], bias_digit: int | None) -> dict:
+    """Per-class IoU of ``model`` and ``reference`` on the same (unbiased) samples, and the drop.
+
+    Returns lists (11,) ``iou``, ``reference_iou``, ``drop`` (reference − model), the mean IoUs,
+    and for a bias digit: ``bias_digit_drop`` and ``other_digits_mean_drop``.
+    """
+    seg = samples["segmentation"].astype(np.int64)
+    iou = segmentation_iou(model, samples["image"], seg)
+    ref = segmentation_iou(reference, samples["image"], seg) if reference is not None else np.full(NUM_CLASSES, np.nan)
+    drop = ref - iou
+    out = {
+        "iou": _list(iou),
+        "reference_iou": _list(ref),
+        "drop": _list(drop),
+        "mean_iou": _nanmean(iou),
+        "reference_mean_iou": _nanmean(ref),
+    }
+    if bias_digit is not None:
+        others = [d for d in range(NUM_DIGITS) if d != bias_digit]
+        out["bias_digit_iou"] = float(iou[bias_digit])
+        out["bias_digit_drop"] = float(drop[bias_digit])
+        out["other_digits_mean_drop"] = _nanmean(drop[others])
+    return out
+
+
+def select_requests(samples: Mapping[str, np.ndarray], per_digit: int, bias_digit: int | None, biased: int) -> np.ndarray:
+    """Indices of the evaluated samples: the first ``per_digit`` of each digit, plus up to
+    ``biased`` biased samples of the bias digit (for CBL). Sorted, without repeats."""
+    digits = samples["digit"]
+    chosen = [np.flatnonzero(digits == d)[:per_digit] for d in range(NUM_DIGITS)]
+    if bias_digit is not None:
+        chosen.append(np.flatnonzero((digits == bias_digit) & samples["is_biased"])[:biased])
+    return np.unique(np.concatenate(chosen))
+
+
+def bias_statistics(
+    explainers: Mapping[str, object],
+    samples: Mapping[str, np.ndarray],
+    bias_digit: int | None,
+    per_digit: int = 20,
+    biased: int = 100,
+    on_method: Callable[[str, int], None] | None = None,
+) -> dict:
+    """CBD per digit and CBL on the bias digit, for every explainer on the same requests.
+
+    Parameters
+    ----------
+    explainers : name -> explainer (``GridSaliency``, ``VanillaGradients``, ...).
+    samples : a TextureMNIST sample dict (image, digit_mask, digit, is_biased, biased_tile_mask).
+    bias_digit : the model's bias digit, or None for an unbiased model (no CBL).
+    per_digit : requests per digit for CBD.
+    biased : biased requests of the bias digit for CBL.
+    on_method : called with (method name, number of requests) before each method runs.
+
+    Returns
+    -------
+    dict with ``requests`` (the sample indices) and per method: ``cbd_by_digit`` (10,),
+    ``cbd_bias_digit``, ``cbd_other_digits`` (mean over the other digits), ``cbd_ratio``
+    (bias / others), ``cbl_mean``, ``cbl_std``, ``cbl_n``, ``cbl_nan`` (requests with no salient
+    context), ``inflation_cbl_mean`` — and ``seconds``.
+    """
+    idx = select_requests(samples, per_digit, bias_digit, biased)
+    images = samples["image"][idx]
+    requests = samples["digit_mask"][idx].astype(np.float32)
+    digits = samples["digit"][idx].astype(np.int32)
+    cbl_rows = (digits == bias_digit) & samples["is_biased"][idx] if bias_digit is not None else np.zeros(len(idx), bool)
+    report = {"requests": idx.tolist(), "bias_digit": bias_digit, "methods": {}}
+    for name, explainer in explainers.items():
+        if on_method:
+            on_method(name, len(idx))
+        result = explainer.explain(images, requests, digits)
+        saliency = np.asarray(result.saliency, np.float32)
+        cbd_values = metrics.cbd(saliency, requests)
+        by_digit = metrics.cbd_by_class(cbd_values, digits, NUM_DIGITS)
+        row = {"cbd_by_digit": _list(by_digit), "seconds": float(result.seconds)}
+        if bias_digit is not None:
+            others = np.delete(by_digit, bias_digit)
+            row["cbd_bias_digit"] = _list(by_digit[bias_digit:bias_digit + 1])[0]
+            row["cbd_other_digits"] = _nanmean(others)
+            if row["cbd_other_digits"] is not None and np.isfinite(by_digit[bias_digit]):
+                row["cbd_ratio"] = float(by_digit[bias_digit] / max(row["cbd_other_digits"], 1e-12))
+        if cbl_rows.any():
+            cbl = metrics.cbl(saliency[cbl_rows], requests[cbl_rows], samples["biased_tile_mask"][idx][cbl_rows])
+            inflation = metrics.inflation_cbl(requests[cbl_rows], samples["biased_tile_mask"][idx][cbl_rows], saliency[cbl_rows])
+            row.update(
+                cbl_mean=_nanmean(cbl),
+                cbl_std=float(np.nanstd(cbl)) if np.isfinite(cbl).any() else None,
+                cbl_n=int(np.isfinite(cbl).sum()),
+                cbl_nan=int(np.isnan(cbl).sum()),
+                inflation_cbl_mean=_nanmean(inflation),
+            )
+        report["methods"][name] = row
+    return report
+
+
+def _nanmean(values) -> float | None:
+    values = np.asarray(values, np.float64)
+    return float(np.nanmean(values)) if np.isfinite(values).any() else None
+
+
+def _list(values) -> list:
+    return [None if not np.isfinite(v) else float(v) for v in np.asarray(values, np.float64)]
+
+
+METHODS = ("grid", "gradients", "smoothgrad", "integrated-gradients")
+
+
+def make_explainers(model, methods=METHODS, grid_options: Mapping | None = None, batch_size: int = 32) -> dict:
+    """Explainers by name for :func:`bias_statistics`: grid saliency and the gradient methods.
+
+    ``grid_options`` are GridSaliency keyword arguments (grid size, iterations, lam, ...).
+    """
+    from gsal_tf.attributions import IntegratedGradients, SmoothGrad, VanillaGradients
+    from gsal_tf.errors import GsalInputError
+    from gsal_tf.saliency import GridSaliency
+
+    factories = {
+        "grid": lambda: GridSaliency(model, **{"batch_size": batch_size, **dict(grid_options or {})}),
+        "gradients": lambda: VanillaGradients(model, batch_size=batch_size),
+        "smoothgrad": lambda: SmoothGrad(model, batch_size=batch_size),
+        "integrated-gradients": lambda: IntegratedGradients(model, batch_size=batch_size),
+    }
+    unknown = [m for m in methods if m not in factories]
+    if unknown:
+        raise GsalInputError(f"unknown method(s) {', '.join(unknown)}; choose from {', '.join(METHODS)}")
+    return {m: factories[m]() for m in methods}
