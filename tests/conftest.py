@@ -2,6 +2,9 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+from pathlib import Path  # noqa: E402
+
+import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
@@ -9,3 +12,42 @@ import pytest  # noqa: E402
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)
+
+
+def draw_digits(rng: np.random.Generator, per_class: int) -> tuple[np.ndarray, np.ndarray]:
+    """MNIST-like 28x28 uint8 digits: the numeral drawn with a thick font at a jittered position."""
+    images, labels = [], []
+    for digit in range(10):
+        for _ in range(per_class):
+            image = np.zeros((28, 28), np.uint8)
+            origin = (7 + int(rng.integers(-2, 3)), 22 + int(rng.integers(-2, 3)))
+            cv2.putText(image, str(digit), origin, cv2.FONT_HERSHEY_SIMPLEX, 0.8, 255, 2)
+            images.append(image)
+            labels.append(digit)
+    return np.stack(images), np.array(labels, np.uint8)
+
+
+@pytest.fixture(scope="session")
+def mnist(tmp_path_factory) -> Path:
+    """A tiny fake MNIST in Keras' mnist.npz layout (80 train, 40 test digits)."""
+    rng = np.random.default_rng(0)
+    x_train, y_train = draw_digits(rng, 8)
+    x_test, y_test = draw_digits(rng, 4)
+    path = tmp_path_factory.mktemp("mnist") / "mnist.npz"
+    np.savez(path, x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test)
+    return path
+
+
+TINY_DEEPLAB = {"alpha": 0.35, "output_stride": 8, "low_level_stride": 4, "aspp_filters": 8,
+                "decoder_filters": 8, "low_level_filters": 4, "atrous_rates": (1, 2, 3)}
+
+
+@pytest.fixture(scope="session")
+def tiny_deeplab_file(tmp_path_factory) -> Path:
+    """An untrained, very small DeepLabv3+ (MobileNetV2) for 64x64x1 TextureMNIST, saved as .keras."""
+    import gsal_tf as gs
+
+    model = gs.models.deeplabv3plus("mobilenetv2", (64, 64, 1), 11, **TINY_DEEPLAB)
+    path = tmp_path_factory.mktemp("tiny") / "tiny.keras"
+    model.save(path)
+    return path

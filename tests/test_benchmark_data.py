@@ -18,29 +18,6 @@ CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "benchmark"
 STRIPES = ["stripes_h_fine", "stripes_v_fine", "stripes_h_wide", "stripes_v_wide"]
 
 
-def _draw_digits(rng: np.random.Generator, per_class: int) -> tuple[np.ndarray, np.ndarray]:
-    """MNIST-like 28x28 uint8 digits: the numeral drawn with a thick font at a jittered position."""
-    images, labels = [], []
-    for digit in range(10):
-        for _ in range(per_class):
-            image = np.zeros((28, 28), np.uint8)
-            origin = (7 + int(rng.integers(-2, 3)), 22 + int(rng.integers(-2, 3)))
-            cv2.putText(image, str(digit), origin, cv2.FONT_HERSHEY_SIMPLEX, 0.8, 255, 2)
-            images.append(image)
-            labels.append(digit)
-    return np.stack(images), np.array(labels, np.uint8)
-
-
-@pytest.fixture(scope="module")
-def mnist(tmp_path_factory) -> Path:
-    rng = np.random.default_rng(0)
-    x_train, y_train = _draw_digits(rng, 8)
-    x_test, y_test = _draw_digits(rng, 4)
-    path = tmp_path_factory.mktemp("mnist") / "mnist.npz"
-    np.savez(path, x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test)
-    return path
-
-
 def _data(mnist: Path, config: str = "strong", **overrides) -> TextureMNIST:
     return TextureMNIST(load_config(CONFIGS / f"{config}.toml", **overrides), mnist=mnist)
 

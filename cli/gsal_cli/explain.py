@@ -13,7 +13,7 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from gsal_cli.console import console, fail, staged_outputs
-from gsal_cli.options import parse_pair, resolve_model
+from gsal_cli.options import build_request, parse_pair, resolve_model
 
 
 def explain(
@@ -42,7 +42,7 @@ def explain(
     and summary.json (parameters, scores, timing) to the output folder.
     """
     import gsal_tf as gs
-    from gsal_tf import io, requests, viz
+    from gsal_tf import io, viz
     from gsal_tf.config import explain_options
 
     try:
@@ -68,7 +68,7 @@ def explain(
             explainer = gs.GridSaliency(net, **options)
             if req is None:
                 progress.update(task, description="predicting")
-                req, cls = _build_request(explainer, img, request, request_class, request_point, class_id, requests)
+                req, cls = build_request(explainer, img, request, request_class, request_point, class_id)
             progress.update(task, description=f"optimising the {explainer.grid_size[0]}x{explainer.grid_size[1]} grid mask ({explainer.iterations} iterations)")
             start = time.perf_counter()
             result = explainer.explain(img[None], req[None], [cls])
@@ -109,27 +109,6 @@ def _cli_options(grid, iterations, lam, baseline, mode, upsampling, output_kind,
         if value is not None:
             options[name] = value
     return options
-
-
-def _build_request(explainer, img, request, request_class, request_point, class_id, requests):
-    """The request mask (H,W) and the class to explain, from exactly one of the request options."""
-    from gsal_tf.errors import GsalInputError
-
-    given = [name for name, v in (("--request", request), ("--request-class", request_class), ("--request-point", request_point)) if v is not None]
-    if len(given) != 1:
-        raise GsalInputError("give exactly one of --request MASK, --request-class C or --request-point Y,X" + (f" (got {', '.join(given)})" if given else ""))
-    if request is not None:
-        req = requests.mask_from_image(request, shape=img.shape[:2])
-        if class_id is not None:
-            return req, class_id
-        labels = requests.label_map(explainer.predict(img[None])[0])
-        return req, int(np.bincount(labels[req > 0]).argmax())
-    labels = requests.label_map(explainer.predict(img[None])[0])
-    if request_class is not None:
-        return requests.class_request(labels, request_class), request_class if class_id is None else class_id
-    y, x = parse_pair(request_point, "--request-point")
-    req = requests.component_request(labels, (y, x))
-    return req, int(labels[y, x]) if class_id is None else class_id
 
 
 def _summary(result, req, model_name, image, seconds) -> dict:

@@ -59,9 +59,10 @@ def _root(
 
 
 def _register() -> None:
-    from gsal_cli import benchmark, explain, export, zoo
+    from gsal_cli import benchmark, compare, explain, export, zoo
 
     app.command("explain")(explain.explain)
+    app.command("compare-backbones")(compare.compare_backbones)
     app.command("export")(export.export)
     app.add_typer(benchmark.app, name="benchmark")
     app.add_typer(zoo.app, name="zoo")

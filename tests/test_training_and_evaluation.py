@@ -1,0 +1,107 @@
+"""Training lowers the loss; `evaluate` and `compare-backbones` run end to end on tiny data/models."""
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+import gsal_tf as gs
+from gsal_cli.main import app
+from gsal_tf.compare import rank_correlation, top_cell_iou
+from gsal_tf.models.known_context import known_context_image, known_context_model
+from gsal_tf.training import TrainConfig, class_weights, train
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def strong_dir(mnist, tmp_path_factory):
+    out = tmp_path_factory.mktemp("strong")
+    cfg = gs.benchmark.load_config(CONFIGS / "benchmark" / "strong.toml", n_train=96, n_test=60)
+    gs.benchmark.TextureMNIST(cfg, mnist=mnist).generate(out)
+    return out
+
+
+def test_class_weights_balance_the_mean_pixel_weight():
+    seg = np.array([[[10, 10, 10, 1]]])
+    w = class_weights(seg, power=1.0, num_classes=11)
+    assert w[1] > w[10]
+    freq = np.array([0, 0.25] + [0] * 8 + [0.75])
+    assert np.isclose((w * freq).sum(), 1.0)
+
+
+def test_short_training_lowers_the_loss(strong_dir, tmp_path):
+    from conftest import TINY_DEEPLAB
+
+    model_opts = {k: v for k, v in TINY_DEEPLAB.items()}
+    cfg = TrainConfig(preset="mobilenetv2-tiny", model=model_opts, epochs=3, batch_size=16, learning_rate=5e-3, warmup_epochs=0.2, val_fraction=0.1)
+    metrics = train(strong_dir, tmp_path / "run", cfg)
+    history = json.loads((tmp_path / "run" / "history.json").read_text())
+    assert history[-1]["loss"] < history[0]["loss"]
+    assert (tmp_path / "run" / "model.keras").is_file()
+    assert 0.0 <= metrics["test"]["mean_iou"] <= 1.0 and len(metrics["test"]["iou_per_class"]) == 11
+
+
+def test_train_config_file_and_bad_values(tmp_path):
+    cfg = TrainConfig.from_toml(CONFIGS / "train" / "mobilenetv2.toml", epochs=2)
+    assert cfg.epochs == 2 and cfg.preset == "mobilenetv2-tiny"
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[train]\nepochz = 3\n")
+    with pytest.raises(gs.GsalInputError, match="unknown option"):
+        TrainConfig.from_toml(bad)
+
+
+def test_evaluate_end_to_end_writes_report_and_figures(strong_dir, tiny_deeplab_file, tmp_path):
+    out = tmp_path / "eval"
+    res = runner.invoke(app, ["benchmark", "evaluate", "--model", str(tiny_deeplab_file), "--data", str(strong_dir),
+                              "--reference", str(tiny_deeplab_file), "--unbiased-data", str(strong_dir), "--out", str(out),
+                              "--methods", "grid,gradients", "--per-digit", "2", "--biased", "4", "--iterations", "5"])
+    assert res.exit_code == 0, res.output
+    report = json.loads((out / "report.json").read_text())
+    assert report["bias_digit"] == 0
+    grid = report["explanations"]["methods"]["grid"]
+    assert len(grid["cbd_by_digit"]) == 10 and grid["cbl_n"] + grid["cbl_nan"] == 4
+    assert report["iou"]["drop"][0] == 0.0  # the reference is the same model
+    for name in ("cbd.png", "cbl.png", "iou.png"):
+        img = cv2.imread(str(out / name))
+        assert img is not None and img.shape[0] > 100 and img.shape[1] > 200
+    assert cv2.imread(str(out / "cbd.png")).shape[0] == 50 + 2 * 44 + 30  # two methods, one row each
+
+
+def test_evaluate_bad_input(tmp_path, tiny_deeplab_file):
+    res = runner.invoke(app, ["benchmark", "evaluate", "--model", str(tiny_deeplab_file), "--data", str(tmp_path / "none"), "--out", str(tmp_path / "o")])
+    assert res.exit_code == 2 and not (tmp_path / "o").exists()
+
+
+def test_agreement_metrics_by_hand():
+    a = np.array([[0.9, 0.1], [0.0, 0.5]])
+    b = np.array([[0.8, 0.0], [0.2, 0.7]])
+    assert top_cell_iou(a, b, fraction=0.5) == 1.0  # both top-2 cells are {0, 3}
+    assert top_cell_iou(a, np.array([[0.0, 0.9], [0.8, 0.1]]), fraction=0.5) == 0.0
+    assert np.isclose(rank_correlation(a, b), 0.8)  # ranks (3,1,0,2) vs (3,0,1,2): 1 - 6*2/(4*15)
+    assert np.isnan(rank_correlation(a, np.zeros((2, 2))))
+
+
+def test_compare_backbones_end_to_end(tmp_path):
+    shape, target = (32, 32, 1), (12, 12, 20, 20)
+    left = known_context_model(shape, [(0, 0, 8, 8)], target)
+    right = known_context_model(shape, [(0, 0, 8, 8), (24, 24, 32, 32)], target)
+    left.save(tmp_path / "left.keras")
+    right.save(tmp_path / "right.keras")
+    np.save(tmp_path / "image.npy", known_context_image(shape, [(0, 0, 8, 8), (24, 24, 32, 32)]))
+    out = tmp_path / "cmp"
+    res = runner.invoke(app, ["compare-backbones", str(tmp_path / "image.npy"), "--models", f"{tmp_path / 'left.keras'},{tmp_path / 'right.keras'}",
+                              "--request-point", "15,15", "--grid", "4", "--iterations", "60", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    summary = json.loads((out / "comparison.json").read_text())
+    assert summary["class_id"] == 1 and summary["request_pixels"] == 64
+    assert summary["models"]["left"]["salient_context_share"] < summary["models"]["right"]["salient_context_share"]
+    (agree,) = summary["agreement"]
+    assert 0.0 < agree["top_cell_iou"] < 1.0
+    fig = cv2.imread(str(out / "comparison.png"))
+    assert fig.shape == (256, 5 * 256 + 4 * 6, 3)  # image + 2 x (prediction, saliency)
+    assert np.load(out / "saliency_right.npy").shape == (32, 32)
