@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Optional
+
 import typer
 from rich.table import Table
 
@@ -68,3 +71,40 @@ def info(name: str = typer.Argument(..., help="Zoo model name (see `gsal zoo lis
 
 def _fmt(value) -> str:
     return "—" if value is None else f"{value:.3f}"
+
+
+@app.command("build")
+def build(
+    plan: Path = typer.Option(Path("configs/zoo/zoo.toml"), "--plan", help="Zoo plan: [[model]] entries with name, data, train (paths relative to the current folder)."),
+    mnist: Optional[Path] = typer.Option(None, "--mnist", help="MNIST in Keras' mnist.npz layout (default: keras.datasets download)."),
+    work: Path = typer.Option(Path("runs/zoo"), "--work", help="Folder for generated data and training runs."),
+    zoo_dir: Optional[Path] = typer.Option(None, "--zoo-dir", help="Where weights and models.toml go (default: the package's zoo)."),
+    only: Optional[str] = typer.Option(None, "--only", help="Comma-separated entry names to build."),
+    n_train: Optional[int] = typer.Option(None, "--n-train", help="Override the training samples of every data config."),
+    force: bool = typer.Option(False, "--force", help="Rebuild entries already in the zoo."),
+) -> None:
+    """Generate data, train and measure each planned model, and record it in the zoo manifest."""
+    import gsal_tf as gs
+    from gsal_tf.zoo_build import build_model, read_plan
+
+    try:
+        entries = read_plan(plan)
+        if only:
+            wanted = {n.strip() for n in only.split(",")}
+            unknown = wanted - {e["name"] for e in entries}
+            if unknown:
+                raise gs.GsalInputError(f"--only: {', '.join(sorted(unknown))} not in {plan}")
+            entries = [e for e in entries if e["name"] in wanted]
+        for entry in entries:
+            record = build_model(
+                entry, mnist, work, zoo_dir or gs.zoo.zoo_dir(), n_train=n_train, force=force,
+                on_epoch=lambda e, row, name=entry["name"]: console.print(
+                    f"{name} epoch {e:>2}: loss {row['loss']:.4f} val mIoU {row['val_mean_iou']:.4f}{' *' if row['best'] else ''} {row['seconds']:.0f}s"
+                ),
+                log=console.print,
+            )
+            if record:
+                m = record["metrics"]
+                console.print(f"[bold]{record['name']}[/]: mean IoU {m['mean_iou']:.3f}, bias-digit IoU {m['bias_digit_iou']:.3f} ({m['train_minutes']} min)")
+    except gs.GsalError as exc:
+        raise fail(str(exc)) from None

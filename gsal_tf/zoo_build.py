@@ -1,0 +1,191 @@
+"""Building the zoo: generate data, train, measure, and record each model in the manifest.
+
+A zoo plan (``configs/zoo/zoo.toml``) lists ``[[model]]`` entries: ``name``, ``data`` (a
+benchmark config), ``train`` (a training config), ``description``. For each entry
+:func:`build_model`:
+
+1. generates its TextureMNIST folder (once per data config, reused by later entries) and the
+   unbiased evaluation folder;
+2. trains the network (:func:`gsal_tf.training.train`, best checkpoint by validation mIoU);
+3. measures mean IoU over the 11 classes and the bias digit's IoU on the *unbiased* test split;
+4. copies the weights into the zoo folder and writes the entry (with sha256, the configs and the
+   command that reproduces it) into ``models.toml``.
+
+An entry whose weights are already in the zoo is skipped unless ``force``.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Callable
+
+from gsal_tf.config import read_toml
+from gsal_tf.errors import GsalInputError
+
+CLASS_NAMES = [str(d) for d in range(10)] + ["background"]
+PREPROCESSING = "grayscale 64x64 float32 in [0, 1] (the model rescales to [-1, 1] itself)"
+UNBIASED_DATA = "configs/benchmark/unbiased.toml"
+
+
+def read_plan(path) -> list[dict]:
+    """The ``[[model]]`` entries of a zoo plan, each with name, data, train and description."""
+    plan = read_toml(path).get("model", [])
+    for entry in plan:
+        missing = {"name", "data", "train"} - set(entry)
+        if missing:
+            raise GsalInputError(f"zoo plan {path}: entry {entry.get('name', '?')!r} lacks {', '.join(sorted(missing))}")
+    return plan
+
+
+def build_model(
+    entry: dict,
+    mnist,
+    work_dir,
+    zoo_dir,
+    root=".",
+    n_train: int | None = None,
+    force: bool = False,
+    on_epoch: Callable[[int, dict], None] | None = None,
+    log: Callable[[str], None] = print,
+) -> dict | None:
+    """Build one zoo entry (see module docstring); return its manifest record, or None if skipped."""
+    from gsal_tf import benchmark, zoo
+    from gsal_tf.training import TrainConfig, train
+
+    root, work_dir, zoo_dir = Path(root), Path(work_dir), Path(zoo_dir)
+    weights_name = f"{entry['name']}.weights.h5"
+    existing = {e.name: e for e in zoo.list_models(zoo_dir / zoo.MANIFEST)}
+    if not force and entry["name"] in existing and (zoo_dir / weights_name).is_file():
+        log(f"{entry['name']}: already in the zoo, skipped (use force to rebuild)")
+        return None
+
+    data_cfg = benchmark.load_config(root / entry["data"], **({"n_train": n_train} if n_train else {}))
+    data_dir = _generate(data_cfg, mnist, work_dir, log)
+    eval_dir = _generate(benchmark.load_config(root / UNBIASED_DATA, **({"n_train": n_train} if n_train else {})), mnist, work_dir, log)
+    train_cfg = TrainConfig.from_toml(root / entry["train"])
+    run_dir = work_dir / entry["name"]
+    log(f"{entry['name']}: training {train_cfg.preset} for {train_cfg.epochs} epochs on {data_dir.name}")
+    metrics = train(data_dir, run_dir, train_cfg, eval_dir=eval_dir, on_epoch_end=on_epoch)
+
+    zoo_dir.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(run_dir / "model.weights.h5", zoo_dir / weights_name)
+    bias = data_cfg.bias
+    test = metrics["test"]
+    record = {
+        "name": entry["name"],
+        "description": entry.get("description", ""),
+        "input_shape": [data_cfg.image_size, data_cfg.image_size, 1],
+        "class_names": CLASS_NAMES,
+        "preprocessing": PREPROCESSING,
+        "weights": weights_name,
+        "sha256": zoo.sha256_of(zoo_dir / weights_name),
+        "url": "",
+        "build": _build_args(train_cfg),
+        "metrics": {
+            "mean_iou": round(test["mean_iou"], 4),
+            "bias_digit_iou": round(test["iou_per_class"][bias.digit], 4) if test["iou_per_class"][bias.digit] is not None else -1.0,
+            "iou_per_class": [round(v, 4) if v is not None else -1.0 for v in test["iou_per_class"]],
+            "measured_on": f"unbiased test split ({test['samples']} samples, test_seed {data_cfg.test_seed})",
+            "best_val_mean_iou": round(metrics["best_val_mean_iou"], 4),
+            "best_epoch": metrics["best_epoch"],
+            "train_minutes": round(metrics["train_seconds"] / 60, 1),
+            "parameters": metrics["parameters"],
+        },
+        "training": {
+            "data_config": entry["data"],
+            "train_config": entry["train"],
+            "train_samples": metrics["train_samples"],
+            "mnist": "MNIST in Keras' mnist.npz layout (10,000 digits: 8,000 train / 2,000 test)",
+            "command": f"gsal zoo build --plan configs/zoo/zoo.toml --mnist MNIST.npz --only {entry['name']}"
+            + (f" --n-train {n_train}" if n_train else ""),
+        },
+    }
+    if bias.strength != "none":
+        record["bias"] = {"digit": bias.digit, "texture": _texture_name(data_dir), "strength": bias.strength, "tiles": data_cfg.tiles}
+    (run_dir / "zoo_record.json").write_text(json.dumps(record, indent=2))
+    write_manifest(zoo_dir / zoo.MANIFEST, {**{e: _record_of(existing[e]) for e in existing}, entry["name"]: record})
+    return record
+
+
+def _generate(cfg, mnist, work_dir: Path, log) -> Path:
+    """Generate the dataset of ``cfg`` under ``work_dir`` once (keyed by strength and size)."""
+    from gsal_tf import benchmark
+
+    out = work_dir / f"data-{cfg.bias.strength}-{cfg.n_train}"
+    card = out / "card.json"
+    if card.is_file() and json.loads(card.read_text()).get("config") == cfg.to_dict():
+        return out
+    log(f"generating {out.name}")
+    if out.exists():
+        shutil.rmtree(out)
+    benchmark.TextureMNIST(cfg, mnist=mnist).generate(out)
+    return out
+
+
+def _texture_name(data_dir: Path) -> str:
+    return json.loads((data_dir / "card.json").read_text())["bias_texture"]["name"]
+
+
+def _build_args(train_cfg) -> dict:
+    from gsal_tf.models import PRESETS
+
+    args = {**PRESETS[train_cfg.preset], **train_cfg.model}
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in args.items()}
+
+
+def _record_of(entry) -> dict:
+    """A ZooEntry back to its manifest record."""
+    record = {
+        "name": entry.name,
+        "description": entry.description,
+        "input_shape": list(entry.input_shape),
+        "class_names": list(entry.class_names),
+        "preprocessing": entry.preprocessing,
+        "weights": entry.weights,
+        "sha256": entry.sha256,
+        "url": entry.url,
+        "build": entry.build,
+        "metrics": entry.metrics,
+        "training": entry.training,
+    }
+    if entry.bias is not None:
+        record["bias"] = {"digit": entry.bias.digit, "texture": entry.bias.texture, "strength": entry.bias.strength, "tiles": entry.bias.tiles}
+    return record
+
+
+def _toml_value(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{k} = {_toml_value(v)}" for k, v in value.items()) + " }"
+    raise TypeError(f"cannot write {type(value).__name__} to TOML")
+
+
+def write_manifest(path: Path, records: dict) -> None:
+    """Write ``{name: record}`` as the zoo's TOML manifest (one ``[[model]]`` per record)."""
+    lines = [
+        "# gsal model zoo: DeepLabv3+ models trained on TextureMNIST with this package's pipeline.",
+        "# Written by `gsal zoo build`; each entry says how it was trained and what it measured.",
+        "",
+    ]
+    for record in records.values():
+        lines.append("[[model]]")
+        tables = {k: v for k, v in record.items() if isinstance(v, dict)}
+        for key, value in record.items():
+            if key not in tables:
+                lines.append(f"{key} = {_toml_value(value)}")
+        for key, table in tables.items():
+            lines.append(f"[model.{key}]")
+            lines.extend(f"{k} = {_toml_value(v)}" for k, v in table.items())
+        lines.append("")
+    tmp = path.with_suffix(".toml.part")
+    tmp.write_text("\n".join(lines))
+    tmp.replace(path)
