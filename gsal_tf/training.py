@@ -7,7 +7,10 @@ Recipe (every value is a field of the ``[train]`` table of a TOML config, see ``
   training split (power 0.5 by default: the background, ~80% of the pixels, would otherwise
   dominate and digits would be under-segmented), normalised so the mean pixel weight is 1;
 - optimiser: AdamW with a linear warm-up then a cosine decay of the learning rate to 1% of its
-  peak, over all steps of all epochs;
+  peak, over all steps of all epochs. The peak matters most: for the small DeepLabs of the zoo
+  on TextureMNIST (8,000 samples, 3 epochs) 3e-3 reached 0.21 validation mIoU, 1e-2 reached 0.68;
+- batch norm momentum 0.9 (see :mod:`gsal_tf.models.layers`): the moving statistics must settle
+  within a short from-scratch run, or inference-mode predictions are wrong;
 - validation: the last ``val_fraction`` of the training split is held out (never trained on);
   the checkpoint with the best validation mean IoU is kept — the test split is not looked at
   while training;
@@ -44,7 +47,7 @@ class TrainConfig:
     model: dict = dataclasses.field(default_factory=dict)
     epochs: int = 12
     batch_size: int = 32
-    learning_rate: float = 3e-3
+    learning_rate: float = 1e-2
     weight_decay: float = 1e-4
     warmup_epochs: float = 0.5
     class_weight_power: float = 0.5

@@ -99,10 +99,11 @@ def _summary_table(card: dict) -> Table:
 
 
 def _register() -> None:
-    from gsal_cli import bench_evaluate, bench_train
+    from gsal_cli import bench_evaluate, bench_protocol, bench_train
 
     app.command("train")(bench_train.train)
     app.command("evaluate")(bench_evaluate.evaluate)
+    app.command("protocol")(bench_protocol.protocol)
 
 
 _register()

@@ -331,8 +331,9 @@ class TextureMNIST:
         """``(N, S, S)`` uint8 images: textured digit over textured tiles.
 
         Region r (0: foreground, k + 1: tile k) shows ``low_r + c_r * texture`` with
-        ``c_r ~ U(contrast)`` and ``low_r ~ U(0, 1 - c_r)``; foreground and background share that
-        law, so brightness says nothing about which region is the digit.
+        ``c_r ~ U(contrast)`` and ``low_r ~ U(0, 1 - c_r)``, then mapped into the region's
+        ``foreground_levels`` / ``background_levels`` interval; with the default intervals
+        foreground and background share one law, so brightness says nothing about the digit.
         """
         size = self.config.image_size
         low_c, high_c = self.config.contrast
@@ -343,6 +344,9 @@ class TextureMNIST:
         for k, (top, bottom, left, right) in enumerate(self._boxes):
             crop = self._crop(tile_textures[:, k], u_offsets[:, k + 1], bottom - top, right - left)
             background[:, top:bottom, left:right] = low[:, k + 1] + contrast[:, k + 1] * crop
+        (f_lo, f_hi), (b_lo, b_hi) = self.config.foreground_levels, self.config.background_levels
+        foreground = f_lo + (f_hi - f_lo) * foreground
+        background = b_lo + (b_hi - b_lo) * background
         image = digit_mask * foreground + (1 - digit_mask) * background
         return np.round(image * 255).astype(np.uint8)
 

@@ -13,10 +13,12 @@ from __future__ import annotations
 import keras
 
 # DeepLab and keras.applications both use epsilon 1e-3, which keeps ImageNet / published
-# checkpoints numerically compatible. Momentum 0.99 (not the 0.999 of keras.applications) lets
-# the moving statistics settle within the few hundred steps of a short from-scratch training.
+# checkpoints numerically compatible. Momentum 0.9 (not the 0.999 of keras.applications): from
+# scratch, activations start with variances ~1e-3 while moving variances start at 1, and with
+# 0.99 a 330-step run still predicted no digit pixel right in inference mode (87% in training
+# mode, measured on plain MNIST digits); 0.9 settles within a few dozen steps.
 BN_EPSILON = 1e-3
-BN_MOMENTUM = 0.99
+BN_MOMENTUM = 0.9
 
 
 def batch_norm(x, name: str):
@@ -89,3 +91,25 @@ def make_divisible(value: float, divisor: int = 8) -> int:
     if rounded < 0.9 * value:
         rounded += divisor
     return rounded
+
+
+class StrideSchedule:
+    """Turns nominal strides into (stride, rate) pairs for a target output stride.
+
+    Mirrors DeepLab's ``stack_blocks_dense``: once ``current_stride == output_stride`` a strided
+    unit runs with stride 1 and the atrous rate of the units after it is multiplied instead.
+    """
+
+    def __init__(self, output_stride: int, current_stride: int = 1):
+        self.output_stride = output_stride
+        self.current_stride = current_stride
+        self.rate = 1
+
+    def next(self, stride: int) -> tuple[int, int]:
+        """Return ``(stride, rate)`` for a unit with nominal ``stride``."""
+        if self.current_stride == self.output_stride:
+            rate = self.rate
+            self.rate *= stride
+            return 1, rate
+        self.current_stride *= stride
+        return stride, 1

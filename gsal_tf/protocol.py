@@ -1,0 +1,178 @@
+"""The paper's bias protocol: generate → train → evaluate over bias digits, textures and strengths.
+
+A protocol config (``configs/protocol/*.toml``) names the backbones, bias digits, bias textures
+and strengths; each combination is one *run*: its TextureMNIST data is generated, a network is
+trained on it, and :mod:`gsal_tf.evaluation` measures the IoU drop against the unbiased network
+of the same backbone (trained once per backbone) plus CBD and CBL for every explanation method.
+Each finished run writes ``results/<run>.json``; a repeated command skips finished runs, so an
+interrupted protocol resumes where it stopped. :func:`summarise` averages over runs per backbone,
+strength and method and reports the spread (standard deviation over runs).
+
+The reduced protocol (``configs/protocol/reduced.toml``: 3 digits × 2 textures × weak/strong,
+MobileNetV2) is sized for a CPU; the paper's full protocol (10 digits × 5 textures × 5 datasets)
+is the same code with longer lists.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import json
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from gsal_tf.config import read_toml
+from gsal_tf.errors import GsalInputError
+
+
+@dataclasses.dataclass
+class Protocol:
+    backbones: list
+    bias_digits: list
+    textures: list
+    strengths: list
+    data_config: str
+    unbiased_config: str
+    train_configs: dict
+    n_train: int | None = None
+    n_test: int | None = None
+    epochs: int | None = None
+    evaluate: dict = dataclasses.field(default_factory=dict)
+
+    @classmethod
+    def from_toml(cls, path) -> "Protocol":
+        raw = read_toml(path)
+        table = dict(raw.get("protocol", {}))
+        table["evaluate"] = dict(raw.get("evaluate", {}))
+        table["train_configs"] = dict(raw.get("train_configs", {}))
+        fields = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(table) - fields
+        if unknown:
+            raise GsalInputError(f"unknown key(s) {', '.join(sorted(unknown))} in [protocol] of {path}")
+        try:
+            protocol = cls(**table)
+        except TypeError as exc:
+            raise GsalInputError(f"{path}: {exc}") from None
+        for backbone in protocol.backbones:
+            if backbone not in protocol.train_configs:
+                raise GsalInputError(f"{path}: no [train_configs] entry for backbone {backbone!r}")
+        if not set(protocol.strengths) <= {"weak", "strong"}:
+            raise GsalInputError(f"{path}: strengths must be 'weak' and/or 'strong', got {protocol.strengths}")
+        return protocol
+
+    def runs(self) -> list[dict]:
+        """Every (backbone, digit, texture, strength) combination, with a stable run name."""
+        return [
+            {"backbone": b, "digit": int(d), "texture": t, "strength": s, "name": f"{b}-{s}-digit{d}-{t}"}
+            for b, s, d, t in itertools.product(self.backbones, self.strengths, self.bias_digits, self.textures)
+        ]
+
+
+def run_protocol(protocol: Protocol, mnist, out_dir, on_event: Callable[[str, dict], None] | None = None) -> dict:
+    """Run every unfinished run of ``protocol`` under ``out_dir``; return :func:`summarise`."""
+    from gsal_tf import benchmark, evaluation
+    from gsal_tf.training import TrainConfig, train
+
+    out_dir = Path(out_dir)
+    (out_dir / "results").mkdir(parents=True, exist_ok=True)
+    event = on_event or (lambda kind, info: None)
+    sizes = {k: v for k, v in (("n_train", protocol.n_train), ("n_test", protocol.n_test)) if v}
+
+    def data_for(config_path, **bias) -> tuple[Path, object]:
+        cfg = benchmark.load_config(config_path, **sizes, **({"bias": bias} if bias else {}))
+        key = "unbiased" if cfg.bias.strength == "none" else f"{cfg.bias.strength}-digit{cfg.bias.digit}-{cfg.bias.texture}"
+        folder = out_dir / "data" / key
+        if not (folder / "card.json").is_file():
+            event("generate", {"data": key})
+            benchmark.TextureMNIST(cfg, mnist=mnist).generate(folder)
+        return folder, cfg
+
+    def trained(backbone, data_dir, name, eval_dir):
+        run_dir = out_dir / "models" / name
+        if not (run_dir / "metrics.json").is_file():
+            cfg = TrainConfig.from_toml(protocol.train_configs[backbone], epochs=protocol.epochs)
+            event("train", {"run": name})
+            train(data_dir, run_dir, cfg, eval_dir=eval_dir)
+        import keras
+
+        return keras.saving.load_model(run_dir / "model.keras")
+
+    unbiased_dir, _ = data_for(protocol.unbiased_config)
+    unbiased = benchmark.load_samples(unbiased_dir, "test")
+    references = {b: trained(b, unbiased_dir, f"{b}-unbiased", unbiased_dir) for b in protocol.backbones}
+    for run in protocol.runs():
+        result_file = out_dir / "results" / f"{run['name']}.json"
+        if result_file.is_file():
+            event("skip", run)
+            continue
+        data_dir, cfg = data_for(protocol.data_config, strength=run["strength"], digit=run["digit"], texture=run["texture"])
+        model = trained(run["backbone"], data_dir, run["name"], unbiased_dir)
+        event("evaluate", run)
+        opts = dict(protocol.evaluate)
+        methods = opts.pop("methods", list(evaluation.METHODS))
+        per_digit, biased = opts.pop("per_digit", 20), opts.pop("biased", 100)
+        explainers = evaluation.make_explainers(model, methods, opts)
+        samples = benchmark.load_samples(data_dir, "test")
+        report = {
+            **run,
+            "iou": evaluation.iou_comparison(model, references[run["backbone"]], unbiased, run["digit"]),
+            "explanations": evaluation.bias_statistics(explainers, samples, run["digit"], per_digit=per_digit, biased=biased),
+        }
+        report["explanations"].pop("requests")
+        tmp = result_file.with_suffix(".part")
+        tmp.write_text(json.dumps(report, indent=2))
+        tmp.replace(result_file)
+        event("done", run)
+    return summarise(out_dir / "results")
+
+
+def summarise(results_dir) -> dict:
+    """Mean and standard deviation over runs, per backbone, strength and method.
+
+    Returns ``{"runs": n, "groups": {"<backbone>/<strength>": {"iou_drop_bias_digit": [mean, std],
+    "iou_drop_other_digits": [...], "methods": {method: {"cbl": [mean, std], "cbd_ratio": [...],
+    "cbd_bias_digit": [...], "cbd_other_digits": [...]}}, "runs": n}}, "cbd_matrix": {...}}``;
+    ``cbd_matrix[backbone/strength/method]`` is bias digit × evaluated digit (mean over textures).
+    """
+    files = sorted(Path(results_dir).glob("*.json"))
+    reports = [json.loads(f.read_text()) for f in files]
+    groups: dict = {}
+    matrices: dict = {}
+    for r in reports:
+        key = f"{r['backbone']}/{r['strength']}"
+        g = groups.setdefault(key, {"runs": 0, "_iou": [], "_other": [], "_methods": {}})
+        g["runs"] += 1
+        g["_iou"].append(r["iou"].get("bias_digit_drop"))
+        g["_other"].append(r["iou"].get("other_digits_mean_drop"))
+        for method, row in r["explanations"]["methods"].items():
+            m = g["_methods"].setdefault(method, {"cbl": [], "cbd_ratio": [], "cbd_bias_digit": [], "cbd_other_digits": [], "inflation_cbl": []})
+            m["cbl"].append(row.get("cbl_mean"))
+            m["cbd_ratio"].append(row.get("cbd_ratio"))
+            m["cbd_bias_digit"].append(row.get("cbd_bias_digit"))
+            m["cbd_other_digits"].append(row.get("cbd_other_digits"))
+            m["inflation_cbl"].append(row.get("inflation_cbl_mean"))
+            rows = matrices.setdefault(f"{key}/{method}", {})
+            rows.setdefault(r["digit"], []).append([np.nan if v is None else v for v in row["cbd_by_digit"]])
+    summary = {"runs": len(reports), "groups": {}, "cbd_matrix": {}}
+    for key, g in groups.items():
+        summary["groups"][key] = {
+            "runs": g["runs"],
+            "iou_drop_bias_digit": _mean_std(g["_iou"]),
+            "iou_drop_other_digits": _mean_std(g["_other"]),
+            "methods": {m: {k: _mean_std(v) for k, v in vals.items()} for m, vals in g["_methods"].items()},
+        }
+    for key, rows in matrices.items():
+        digits = sorted(rows)
+        summary["cbd_matrix"][key] = {
+            "bias_digits": digits,
+            "values": [np.nanmean(np.array(rows[d], np.float64), axis=0).tolist() for d in digits],
+        }
+    return summary
+
+
+def _mean_std(values) -> list:
+    v = np.array([np.nan if x is None else x for x in values], np.float64)
+    v = v[np.isfinite(v)]
+    return [float(v.mean()), float(v.std())] if v.size else [None, None]
