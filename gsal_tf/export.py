@@ -40,13 +40,7 @@ class _ExplainerModule(tf.Module):
         make_baseline = baseline_function(
             explainer.baseline, (height, width, channels), blur_sigma=explainer.blur_sigma, seed=explainer.seed
         )
-        hyper = (
-            tf.constant(explainer.lam, tf.float32),
-            tf.constant(explainer.learning_rate, tf.float32),
-            tf.constant(explainer.iterations, tf.int32),
-            tf.constant(explainer.init, tf.float32),
-            tf.constant(explainer.momentum, tf.float32),
-        )
+        hyper = explainer.hyper_tensors()
 
         @tf.function(
             input_signature=[

@@ -157,11 +157,15 @@ def train(
 
     weights = class_weights(y_train, config.class_weight_power)
     weight_table = tf.constant(weights)
+
+    def with_pixel_weights(x, y):
+        return x, y, tf.gather(weight_table, y)
+
     dataset = (
         tf.data.Dataset.from_tensor_slices((x_train, y_train))
         .shuffle(len(x_train), seed=config.seed, reshuffle_each_iteration=True)
         .batch(config.batch_size, drop_remainder=True)
-        .map(lambda x, y: (x, y, tf.gather(weight_table, y)), num_parallel_calls=tf.data.AUTOTUNE)
+        .map(with_pixel_weights, num_parallel_calls=tf.data.AUTOTUNE)
         .prefetch(tf.data.AUTOTUNE)
     )
     steps_per_epoch = len(x_train) // config.batch_size

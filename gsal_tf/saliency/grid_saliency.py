@@ -245,14 +245,7 @@ class GridSaliency:
         baseline = make_baseline(self.baseline, images, blur_sigma=self.blur_sigma, seed=self.seed)
 
         graph = self._graph((height, width, channels))
-        hyper = (
-            tf.constant(self.lam, tf.float32),
-            tf.constant(self.learning_rate, tf.float32),
-            tf.constant(self.iterations, tf.int32),
-            tf.constant(self.init, tf.float32),
-            tf.constant(self.momentum, tf.float32),
-        )
-        merged, seconds = run_batched(graph, (images, requests, classes, baseline), hyper, self.batch_size)
+        merged, seconds = run_batched(graph, (images, requests, classes, baseline), self.hyper_tensors(), self.batch_size)
         return Explanation(
             saliency=merged["saliency"],
             grid=merged["grid"],
@@ -281,6 +274,16 @@ class GridSaliency:
         if scores.shape[1:3] != images.shape[1:3]:
             scores = tf.image.resize(scores, images.shape[1:3], method="bilinear")
         return scores.numpy()
+
+    def hyper_tensors(self) -> tuple:
+        """(lam, learning_rate, iterations, init, momentum) as the scalar tensors the graph takes."""
+        return (
+            tf.constant(self.lam, tf.float32),
+            tf.constant(self.learning_rate, tf.float32),
+            tf.constant(self.iterations, tf.int32),
+            tf.constant(self.init, tf.float32),
+            tf.constant(self.momentum, tf.float32),
+        )
 
     # -- internals ---------------------------------------------------------------------------
 

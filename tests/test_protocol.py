@@ -1,0 +1,64 @@
+"""`gsal benchmark protocol` end to end on tiny data: runs, resumes, summarises."""
+
+import json
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from gsal_cli.main import app
+from gsal_tf.protocol import Protocol, summarise
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_protocol_runs_once_and_resumes(mnist, tmp_path):
+    from conftest import TINY_DEEPLAB
+
+    train = tmp_path / "train.toml"
+    model = "\n".join(f"{k} = {json.dumps(list(v) if isinstance(v, tuple) else v)}" for k, v in TINY_DEEPLAB.items())
+    train.write_text(f"[model]\npreset = \"mobilenetv2-tiny\"\n{model}\n[train]\nepochs = 1\nbatch_size = 16\n")
+    config = tmp_path / "protocol.toml"
+    config.write_text(f"""
+[protocol]
+backbones = ["mobilenetv2"]
+bias_digits = [3]
+textures = ["checker_coarse"]
+strengths = ["strong"]
+data_config = "{ROOT / 'configs/benchmark/strong.toml'}"
+unbiased_config = "{ROOT / 'configs/benchmark/unbiased.toml'}"
+n_train = 48
+n_test = 40
+[train_configs]
+mobilenetv2 = "{train}"
+[evaluate]
+methods = ["grid", "gradients"]
+per_digit = 1
+biased = 3
+iterations = 3
+""")
+    assert [r["name"] for r in Protocol.from_toml(config).runs()] == ["mobilenetv2-strong-digit3-checker_coarse"]
+    out = tmp_path / "out"
+    args = ["benchmark", "protocol", "--config", str(config), "--mnist", str(mnist), "--out", str(out)]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["runs"] == 1
+    group = summary["groups"]["mobilenetv2/strong"]
+    assert set(group["methods"]) == {"grid", "gradients"}
+    assert summary["cbd_matrix"]["mobilenetv2/strong/grid"]["bias_digits"] == [3]
+    assert (out / "cbl.png").is_file() and (out / "cbd_mobilenetv2_strong_grid.png").is_file()
+    again = CliRunner().invoke(app, args)  # finished runs are not redone
+    assert again.exit_code == 0 and "skip" in again.output and "train" not in again.output.replace("train_configs", "")
+    assert summarise(out / "results") == summary
+
+
+def test_protocol_config_errors(tmp_path):
+    import pytest
+
+    import gsal_tf as gs
+
+    bad = tmp_path / "p.toml"
+    bad.write_text('[protocol]\nbackbones = ["xception"]\nbias_digits = [1]\ntextures = ["a"]\nstrengths = ["weak"]\n'
+                   'data_config = "x"\nunbiased_config = "y"\n[train_configs]\nmobilenetv2 = "z"\n')
+    with pytest.raises(gs.GsalInputError, match="no \\[train_configs\\] entry for backbone 'xception'"):
+        Protocol.from_toml(bad)
