@@ -73,21 +73,23 @@ BACKBONE_OPTIONS = {
 OUTPUT_STRIDES = (8, 16)
 LOW_LEVEL_STRIDES = (2, 4)
 
-# Presets for the 64×64 benchmark zoo. Both use output stride 8 and low-level features at
-# stride 2: MNIST strokes are 2-4 px wide at 64×64, and logits at stride 4 (16×16) blur them
-# away, while at stride 2 the decoder sees every stroke. Atrous rates (2, 4, 6) span the 8×8
-# feature map of a 64×64 input; DeepLab's (12, 24, 36) would put every tap but the centre
-# outside it. Sizes and throughput: see the README of gsal_tf.models / the test suite.
+# Presets of the 64×64 TextureMNIST zoo. Output stride 16 with low-level features at stride 2:
+# MNIST strokes are 2-4 px wide at 64×64 and logits at stride 4 (16×16) blur them away, while
+# the decoder at stride 2 sees every stroke; on this CPU, stride 16 + decoder at stride 2 (32
+# filters) trains as fast as stride 8 + decoder at stride 4 (measured: 190 s vs 196 s for the
+# same 4 x 8,000 samples). Atrous rates (1, 2, 3) fit the 4×4 feature map of a 64×64 input;
+# DeepLab's (6, 12, 18) would put every tap but the centre outside it. Weights files: 1.3 MB
+# (MobileNetV2, width 0.35) and 3.8 MB (Xception, width 0.2, 4 middle-flow blocks).
 PRESETS: dict[str, dict] = {
     "mobilenetv2-tiny": {
-        "backbone": "mobilenetv2", "alpha": 0.35, "output_stride": 8, "low_level_stride": 2,
-        "aspp_filters": 64, "decoder_filters": 64, "low_level_filters": 24,
-        "atrous_rates": (2, 4, 6),
+        "backbone": "mobilenetv2", "alpha": 0.35, "output_stride": 16, "low_level_stride": 2,
+        "aspp_filters": 64, "decoder_filters": 32, "low_level_filters": 24,
+        "atrous_rates": (1, 2, 3),
     },
     "xception-tiny": {
-        "backbone": "xception", "width": 0.25, "middle_blocks": 4, "output_stride": 8,
-        "low_level_stride": 2, "aspp_filters": 64, "decoder_filters": 64,
-        "low_level_filters": 24, "atrous_rates": (2, 4, 6),
+        "backbone": "xception", "width": 0.2, "middle_blocks": 4, "output_stride": 16,
+        "low_level_stride": 2, "aspp_filters": 64, "decoder_filters": 32,
+        "low_level_filters": 24, "atrous_rates": (1, 2, 3),
     },
 }
 
