@@ -15,7 +15,7 @@ app = typer.Typer(help="The pretrained model zoo.", no_args_is_help=True)
 
 def _bias_text(entry) -> str:
     b = entry.bias
-    return "none" if b is None else f"digit {b.digit} on {b.texture} ({b.strength}, {b.tiles} tiles)"
+    return "none" if b is None else f"{b.strength}: digit {b.digit} on {b.texture}"
 
 
 @app.command("list")
@@ -28,17 +28,13 @@ def list_models() -> None:
         console.print("the zoo is empty")
         return
     table = Table(title="gsal model zoo", header_style="bold")
-    for col in ("name", "backbone", "bias", "mean IoU", "bias-digit IoU", "weights"):
-        table.add_column(col, justify="right" if "IoU" in col else "left")
+    table.add_column("name", no_wrap=True)
+    table.add_column("backbone")
+    table.add_column("bias")
+    table.add_column("mIoU", justify="right")
+    table.add_column("IoU of digit 0 (bias digit)", justify="right")
     for e in entries:
-        table.add_row(
-            e.name,
-            e.backbone,
-            _bias_text(e),
-            _fmt(e.metrics.get("mean_iou")),
-            _fmt(e.metrics.get("bias_digit_iou")),
-            e.weights,
-        )
+        table.add_row(e.name, e.backbone, _bias_text(e), _fmt(e.metrics.get("mean_iou")), _fmt(e.metrics.get("bias_digit_iou")))
     console.print(table)
 
 

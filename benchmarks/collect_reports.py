@@ -1,0 +1,30 @@
+"""Collect `gsal benchmark evaluate` reports into the README's markdown tables.
+
+Usage: python benchmarks/collect_reports.py REPORTS_DIR
+"""
+
+import json
+import sys
+from pathlib import Path
+
+
+def fmt(v, digits=3):
+    return "—" if v is None else f"{v:.{digits}f}"
+
+
+def main(folder: Path) -> None:
+    reports = {p.parent.name: json.loads(p.read_text()) for p in sorted(folder.glob("*/report.json"))}
+    print("| model | bias digit IoU (model / unbiased) | other digits' mean IoU drop | method | CBL | inflation CBL | CBD bias digit | CBD others | CBD ratio |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for name, r in reports.items():
+        iou, d = r["iou"], r["bias_digit"]
+        first = True
+        for method, m in r["explanations"]["methods"].items():
+            lead = f"| {r['model']} | {fmt(iou['iou'][d])} / {fmt(iou['reference_iou'][d])} | {fmt(iou.get('other_digits_mean_drop'))} " if first else "| | | "
+            print(lead + f"| {method} | {fmt(m.get('cbl_mean'))} (n={m.get('cbl_n')}) | {fmt(m.get('inflation_cbl_mean'))} | "
+                  f"{fmt(m.get('cbd_bias_digit'))} | {fmt(m.get('cbd_other_digits'))} | {fmt(m.get('cbd_ratio'), 1)} |")
+            first = False
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1]))

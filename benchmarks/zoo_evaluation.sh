@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Reproduces the README's "Benchmark results": the bias evaluation of the shipped zoo.
+# Usage: bash benchmarks/zoo_evaluation.sh MNIST.npz OUT_DIR [PER_DIGIT] [BIASED]
+set -euo pipefail
+mnist=${1:?MNIST.npz in Keras layout}; out=${2:?output folder}; per_digit=${3:-10}; biased=${4:-60}
+for s in unbiased weak strong; do
+  [ -f "$out/data/$s/card.json" ] || gsal benchmark generate --config configs/benchmark/$s.toml --mnist "$mnist" --n-train 0 --n-test 2000 --out "$out/data/$s"
+done
+for backbone in mobilenetv2 xception; do
+  for s in strong weak; do
+    gsal benchmark evaluate --model tmnist-$backbone-$s --data "$out/data/$s" --unbiased-data "$out/data/unbiased" \
+      --out "$out/reports/$backbone-$s" --per-digit "$per_digit" --biased "$biased"
+  done
+done
+python benchmarks/collect_reports.py "$out/reports"
