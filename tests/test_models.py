@@ -46,7 +46,8 @@ def test_numpy_integers_are_accepted_and_serialise():
 @pytest.mark.parametrize("low_level_stride", [2, 4])
 def test_low_level_stride(low_level_stride):
     model = tiny("mobilenetv2", output_stride=8, low_level_stride=low_level_stride)
-    assert model.get_layer("decoder_low_level_proj").input.shape[1:3] == (64 // low_level_stride,) * 2
+    low_level = model.get_layer("decoder_low_level_proj").input
+    assert low_level.shape[1:3] == (64 // low_level_stride,) * 2
     assert model.output.shape == (None, 64, 64, 5)
 
 

@@ -26,7 +26,7 @@ def evaluate(
     biased: int = typer.Option(100, "--biased", help="Biased requests of the bias digit for CBL."),
     grid: str = typer.Option("8,8", "--grid", help="Grid saliency grid size."),
     iterations: int = typer.Option(100, "--iterations", help="Grid saliency iterations."),
-    lam: float = typer.Option(0.05, "--lam", help="Grid saliency mask-size weight."),
+    lam: float = typer.Option(0.5, "--lam", help="Grid saliency mask-size weight."),
 ) -> None:
     """Per-digit IoU against the unbiased model, CBD per digit and CBL, for grid saliency and the gradient methods."""
     import gsal_tf as gs

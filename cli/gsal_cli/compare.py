@@ -24,7 +24,7 @@ def compare_backbones(
     demo: bool = typer.Option(False, "--demo", help="Use the bundled demo image and request."),
     grid: str = typer.Option("8,8", "--grid", help="Grid size ROWS,COLS."),
     iterations: int = typer.Option(100, "--iterations", help="Optimisation steps."),
-    lam: float = typer.Option(0.05, "--lam", help="Mask-size weight."),
+    lam: float = typer.Option(0.5, "--lam", help="Mask-size weight."),
     top_fraction: float = typer.Option(0.2, "--top", help="Fraction of grid cells compared by the top-cell IoU."),
     pixel_scale: float = typer.Option(1 / 255, "--pixel-scale", help="Multiplier for 8-bit image pixels (default 1/255 → [0,1])."),
     out: Path = typer.Option(Path("gsal-out/compare"), "--out", "-o", help="Output folder."),

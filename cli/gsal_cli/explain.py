@@ -27,7 +27,7 @@ def explain(
     config: Optional[Path] = typer.Option(None, "--config", help="TOML preset with an [explain] table (see configs/explain/)."),
     grid: Optional[str] = typer.Option(None, "--grid", help="Grid size ROWS,COLS (or one number) (default: 8,8)."),
     iterations: Optional[int] = typer.Option(None, "--iterations", help="Optimisation steps (default: 100)."),
-    lam: Optional[float] = typer.Option(None, "--lam", help="Weight of the mask size term (default: 0.05)."),
+    lam: Optional[float] = typer.Option(None, "--lam", help="Weight of the mask size term (default: 0.5)."),
     baseline: Optional[str] = typer.Option(None, "--baseline", help="0.0 | R,G,B | mean | blur | noise (default: 0.0)."),
     mode: Optional[str] = typer.Option(None, "--mode", help="context | full (default: context)."),
     upsampling: Optional[str] = typer.Option(None, "--upsampling", help="nearest | bilinear (default: nearest)."),

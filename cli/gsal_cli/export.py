@@ -17,7 +17,7 @@ def export(
     image_shape: Optional[str] = typer.Option(None, "--image-shape", help="H,W,C of the explainer's inputs (default: the model's input shape)."),
     grid: str = typer.Option("8,8", "--grid", help="Grid size ROWS,COLS of the exported explainer."),
     iterations: int = typer.Option(100, "--iterations", help="Optimisation steps of the exported explainer."),
-    lam: float = typer.Option(0.05, "--lam", help="Mask size weight of the exported explainer."),
+    lam: float = typer.Option(0.5, "--lam", help="Mask size weight of the exported explainer."),
     baseline: str = typer.Option("0.0", "--baseline", help="0.0 | mean | blur | noise."),
 ) -> None:
     """Export MODEL (segmentation/) and its grid-saliency explainer (explainer/) as SavedModels.

@@ -35,7 +35,8 @@ def fixed_padding(x, kernel_size: int, rate: int, name: str):
     """
     total = kernel_size + (kernel_size - 1) * (rate - 1) - 1
     before = total // 2
-    return keras.layers.ZeroPadding2D(((before, total - before), (before, total - before)), name=name)(x)
+    pad = (before, total - before)
+    return keras.layers.ZeroPadding2D((pad, pad), name=name)(x)
 
 
 def conv_bn(x, filters: int, name: str, *, kernel_size: int = 1, strides: int = 1,

@@ -119,9 +119,13 @@ class GridSaliency:
         Rows and columns of the mask grid. Each cell covers (H/rows)×(W/cols) pixels.
     iterations : int, default 100
         Optimisation steps.
-    lam : float, default 0.05
-        Weight of the mask size term ``||M||_1/(gh*gw)``. Larger gives smaller masks. At 0.05,
-        keeping all of the context costs as much as losing 5% of the class probability in R.
+    lam : float, default 0.5
+        Weight of the mask size term ``||M||_1/(gh*gw)``. Larger gives smaller masks. At 0.5,
+        keeping all of the context costs as much as losing half of the class probability in R,
+        so only context the prediction clearly needs is kept. Chosen on held-out strongly biased
+        TextureMNIST samples (test_seed 4242, not the evaluation split) with the zoo's MobileNetV2:
+        context-bias localisation 0.81 / 0.91 / 0.92 / 0.98 / 0.97 and preserved score
+        1.00 / 0.96 / 0.95 / 0.95 / 0.91 for lam 0.05 / 0.2 / 0.3 / 0.5 / 1.0.
     baseline : float, tuple, "mean", "blur", "noise", array or callable, default 0.0
         The perturbation ``a`` that replaces removed pixels (see :mod:`.perturbation`).
     mode : "context" or "full", default "context"
@@ -154,7 +158,7 @@ class GridSaliency:
         model: keras.Model | Callable,
         grid_size: int | tuple[int, int] = (8, 8),
         iterations: int = 100,
-        lam: float = 0.05,
+        lam: float = 0.5,
         baseline: BaselineSpec = 0.0,
         mode: str = "context",
         learning_rate: float = 0.1,
