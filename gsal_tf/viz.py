@@ -98,7 +98,7 @@ def matrix_figure(values: np.ndarray, row_labels, col_labels, title: str, vmax: 
     """A heatmap of a (rows, cols) matrix with its values written in the cells (NaN: grey '-')."""
     values = np.asarray(values, np.float64)
     rows, cols = values.shape
-    left, top = 90, 50
+    left, top = 150, 50
     img = np.full((top + rows * cell + 30, left + cols * cell + 20, 3), 255, np.uint8)
     finite = values[np.isfinite(values)]
     vmax = vmax if vmax is not None else (float(finite.max()) if finite.size and finite.max() > 0 else 1.0)
@@ -123,7 +123,7 @@ def matrix_figure(values: np.ndarray, row_labels, col_labels, title: str, vmax: 
 
 def bar_figure(bars: dict, title: str, chance: float | None = 0.5, ymax: float = 1.0, height: int = 260) -> np.ndarray:
     """Vertical bars ``{label: (mean, std or None)}`` on [0, ymax], a dashed line at ``chance``."""
-    width_bar, gap, left, top, bottom = 84, 26, 50, 40, 40
+    width_bar, gap, left, top, bottom = 110, 26, 50, 40, 40
     width = left + len(bars) * (width_bar + gap) + gap
     img = np.full((top + height + bottom, width, 3), 255, np.uint8)
     _text(img, title, (8, 20), 0.5)
@@ -142,7 +142,7 @@ def bar_figure(bars: dict, title: str, chance: float | None = 0.5, ymax: float =
             if std is not None and np.isfinite(std):
                 xc = x0 + width_bar // 2
                 cv2.line(img, (xc, y_of(mean - std)), (xc, y_of(mean + std)), (0, 0, 0), 1)
-        _text(img, label[:14], (x0, top + height + 18), 0.38)
+        _text(img, label[:20], (x0, top + height + 18), 0.38)
     if chance is not None:
         for x in range(left, width - 10, 12):
             cv2.line(img, (x, y_of(chance)), (min(x + 6, width - 10), y_of(chance)), (90, 90, 90), 1)
