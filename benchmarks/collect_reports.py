@@ -1,6 +1,6 @@
 """Collect `gsal benchmark evaluate` reports into the README's markdown tables.
 
-Usage: python benchmarks/collect_reports.py REPORTS_DIR
+Usage: python benchmarks/collect_reports.py REPORTS_DIR   (or --zoo for the zoo table)
 """
 
 import json
@@ -26,5 +26,21 @@ def main(folder: Path) -> None:
             first = False
 
 
+
+
+def zoo_table() -> None:
+    """The README's zoo table, from the shipped manifest."""
+    import gsal_tf as gs
+
+    print("| name | backbone | bias | mean IoU (11 classes) | IoU of digit 0 | best epoch (of 4) | train samples | train time | weights |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for e in gs.zoo.list_models():
+        m = e.metrics
+        bias = "none" if e.bias is None else f"{e.bias.strength}: digit {e.bias.digit} on {e.bias.texture}"
+        size = (gs.zoo.zoo_dir() / e.weights).stat().st_size / 1e6
+        print(f"| `{e.name}` | {e.backbone} | {bias} | {m['mean_iou']:.3f} | {m['bias_digit_iou']:.3f} | "
+              f"{m['best_epoch']} | {e.training['train_samples']} | {m['train_minutes']} min | {size:.1f} MB |")
+
+
 if __name__ == "__main__":
-    main(Path(sys.argv[1]))
+    zoo_table() if sys.argv[1] == "--zoo" else main(Path(sys.argv[1]))

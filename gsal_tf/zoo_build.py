@@ -70,7 +70,7 @@ def build_model(
     metrics = train(data_dir, run_dir, train_cfg, eval_dir=eval_dir, on_epoch_end=on_epoch)
 
     zoo_dir.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(run_dir / "model.weights.h5", zoo_dir / weights_name)
+    export_weights(_build_args(train_cfg), (data_cfg.image_size, data_cfg.image_size, 1), run_dir / "model.keras", zoo_dir / weights_name)
     bias = data_cfg.bias
     test = metrics["test"]
     record = {
@@ -107,6 +107,20 @@ def build_model(
     (run_dir / "zoo_record.json").write_text(json.dumps(record, indent=2))
     write_manifest(zoo_dir / zoo.MANIFEST, {**{e: _record_of(existing[e]) for e in existing}, entry["name"]: record})
     return record
+
+
+def export_weights(build: dict, input_shape, trained, target: Path) -> None:
+    """Write only the model's weights (no optimiser state) of ``trained`` to ``target``.
+
+    A checkpoint saved during training also holds AdamW's two moment buffers (3x the size);
+    the zoo ships a fresh, uncompiled copy of the network with the trained weights loaded.
+    """
+    from gsal_tf.models import deeplabv3plus
+
+    args = dict(build)
+    model = deeplabv3plus(args.pop("backbone"), input_shape, len(CLASS_NAMES), **args)
+    model.load_weights(trained)
+    model.save_weights(target)
 
 
 def _generate(cfg, mnist, work_dir: Path, log) -> Path:
