@@ -7,7 +7,8 @@ preserves it, how much context it needs (salient context share = mean saliency o
 pixels), and how far the models agree on *which* context matters:
 
 - ``top_cell_iou(a, b, fraction)``: IoU of the top ``fraction`` of grid cells of two grids
-  (by value, ties broken by position);
+  (by value, ties broken by position; NaN when a grid is constant, e.g. a model that keeps no
+  context at all, since it then has no top cells);
 - ``rank_correlation(a, b)``: Spearman's ρ between two grids' cell values (Pearson correlation
   of their average ranks; NaN when a grid is constant).
 """
@@ -23,8 +24,10 @@ from gsal_tf.requests import label_map
 
 
 def top_cell_iou(a: np.ndarray, b: np.ndarray, fraction: float = 0.2) -> float:
-    """IoU of the ``ceil(fraction * cells)`` highest cells of grids ``a`` and ``b`` (same shape)."""
+    """IoU of the ``ceil(fraction * cells)`` highest cells of grids ``a`` and ``b`` (same shape); NaN if one is constant."""
     a, b = np.asarray(a, np.float64).ravel(), np.asarray(b, np.float64).ravel()
+    if a.min() == a.max() or b.min() == b.max():
+        return float("nan")
     k = max(1, int(np.ceil(fraction * a.size)))
     top_a = set(np.argsort(-a, kind="stable")[:k].tolist())
     top_b = set(np.argsort(-b, kind="stable")[:k].tolist())

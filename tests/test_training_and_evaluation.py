@@ -84,6 +84,7 @@ def test_agreement_metrics_by_hand():
     assert top_cell_iou(a, np.array([[0.0, 0.9], [0.8, 0.1]]), fraction=0.5) == 0.0
     assert np.isclose(rank_correlation(a, b), 0.8)  # ranks (3,1,0,2) vs (3,0,1,2): 1 - 6*2/(4*15)
     assert np.isnan(rank_correlation(a, np.zeros((2, 2))))
+    assert np.isnan(top_cell_iou(a, np.zeros((2, 2))))  # a model that keeps no context has no top cells
 
 
 def test_compare_backbones_end_to_end(tmp_path):

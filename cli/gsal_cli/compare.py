@@ -112,5 +112,6 @@ def _print(summary):
         agree.add_column(col, justify="left" if col == "models" else "right")
     for row in summary["agreement"]:
         rho = row["rank_correlation"]
-        agree.add_row(f"{row['a']} vs {row['b']}", f"{row['top_cell_iou']:.3f}", "—" if rho != rho else f"{rho:.3f}")
+        iou = row["top_cell_iou"]
+        agree.add_row(f"{row['a']} vs {row['b']}", "—" if iou != iou else f"{iou:.3f}", "—" if rho != rho else f"{rho:.3f}")
     console.print(agree)
