@@ -26,18 +26,11 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import gsal_tf as gs  # noqa: E402
+from _common import make_inputs  # noqa: E402
 from gsal_tf.saliency import objective as obj  # noqa: E402
 from gsal_tf.saliency import optim  # noqa: E402
 from gsal_tf.saliency.masks import upsample_grid  # noqa: E402
 from gsal_tf.saliency.perturbation import perturb  # noqa: E402
-
-
-def make_inputs(n, shape, seed=0):
-    rng = np.random.default_rng(seed)
-    images = rng.random((n,) + shape).astype(np.float32)
-    requests = np.zeros((n,) + shape[:2], np.float32)
-    requests[:, 20:44, 20:44] = 1
-    return images, requests, np.full((n,), 3, np.int32)
 
 
 def step_functions(model, explainer, images, requests, class_ids):

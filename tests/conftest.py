@@ -51,3 +51,14 @@ def tiny_deeplab_file(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("tiny") / "tiny.keras"
     model.save(path)
     return path
+
+
+@pytest.fixture
+def tiny_train_config(tmp_path) -> Path:
+    """A training TOML for the tiny DeepLab: one epoch, batch 16."""
+    import json
+
+    lines = [f"{k} = {json.dumps(list(v) if isinstance(v, tuple) else v)}" for k, v in TINY_DEEPLAB.items()]
+    path = tmp_path / "train.toml"
+    path.write_text("[model]\npreset = \"mobilenetv2-tiny\"\n" + "\n".join(lines) + "\n[train]\nepochs = 1\nbatch_size = 16\n")
+    return path

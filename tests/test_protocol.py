@@ -11,12 +11,8 @@ from gsal_tf.protocol import Protocol, summarise
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_protocol_runs_once_and_resumes(mnist, tmp_path):
-    from conftest import TINY_DEEPLAB
-
-    train = tmp_path / "train.toml"
-    model = "\n".join(f"{k} = {json.dumps(list(v) if isinstance(v, tuple) else v)}" for k, v in TINY_DEEPLAB.items())
-    train.write_text(f"[model]\npreset = \"mobilenetv2-tiny\"\n{model}\n[train]\nepochs = 1\nbatch_size = 16\n")
+def test_protocol_runs_once_and_resumes(mnist, tmp_path, tiny_train_config):
+    train = tiny_train_config
     config = tmp_path / "protocol.toml"
     config.write_text(f"""
 [protocol]

@@ -1,6 +1,5 @@
 """`gsal zoo build` end to end on tiny data: generate, train, measure, record, then load."""
 
-import json
 from pathlib import Path
 
 from typer.testing import CliRunner
@@ -11,12 +10,8 @@ from gsal_cli.main import app
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_zoo_build_records_a_loadable_verified_model(mnist, tmp_path):
-    from conftest import TINY_DEEPLAB
-
-    train_cfg = tmp_path / "train.toml"
-    model = "\n".join(f"{k} = {json.dumps(list(v) if isinstance(v, tuple) else v)}" for k, v in TINY_DEEPLAB.items())
-    train_cfg.write_text(f"[model]\npreset = \"mobilenetv2-tiny\"\n{model}\n[train]\nepochs = 1\nbatch_size = 16\n")
+def test_zoo_build_records_a_loadable_verified_model(mnist, tmp_path, tiny_train_config):
+    train_cfg = tiny_train_config
     plan = tmp_path / "plan.toml"
     plan.write_text(
         f'[[model]]\nname = "tiny-strong"\ndata = "{ROOT / "configs/benchmark/strong.toml"}"\ntrain = "{train_cfg}"\ndescription = "test"\n'
