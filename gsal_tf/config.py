@@ -13,7 +13,7 @@ def read_toml(path) -> dict:
     """Parse a TOML file; a missing or malformed file is a GsalInputError naming the problem."""
     path = Path(path)
     if not path.is_file():
-        raise GsalInputError(f"config file not found: {path}")
+        raise GsalInputError(f"config file {str(path)!r} does not exist; give the path of a TOML file (see configs/)")
     try:
         with path.open("rb") as fh:
             return tomllib.load(fh)

@@ -28,10 +28,10 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import tomllib
 from pathlib import Path
 from typing import Any, Mapping, Union
 
+from gsal_tf.config import read_toml
 from gsal_tf.errors import GsalInputError
 
 #: Bias settings, weakest first.
@@ -189,14 +189,7 @@ def _read_source(source: Any) -> dict[str, Any]:
     if isinstance(source, Mapping):
         return copy.deepcopy(dict(source))
     if isinstance(source, (str, Path)):
-        path = Path(source)
-        if not path.is_file():
-            raise GsalInputError(f"benchmark config {str(path)!r} does not exist; pass a TOML file such as configs/benchmark/strong.toml")
-        try:
-            with path.open("rb") as handle:
-                return tomllib.load(handle)
-        except tomllib.TOMLDecodeError as exc:
-            raise GsalInputError(f"benchmark config {str(path)!r} is not valid TOML: {exc}") from None
+        return read_toml(source)
     raise GsalInputError(f"a benchmark config must be a TOML path or a dict, not {type(source).__name__}")
 
 
