@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Reproduces the README's "Benchmark results": the bias evaluation of the shipped zoo.
 # Usage: bash benchmarks/zoo_evaluation.sh MNIST.npz OUT_DIR [PER_DIGIT] [BIASED]
+# A model whose report is already in OUT_DIR is not evaluated again (delete it to redo).
 set -euo pipefail
 mnist=${1:?MNIST.npz in Keras layout}; out=${2:?output folder}; per_digit=${3:-10}; biased=${4:-60}
 for s in unbiased weak strong; do
@@ -8,6 +9,7 @@ for s in unbiased weak strong; do
 done
 for backbone in mobilenetv2 xception; do
   for s in strong weak; do
+    [ -f "$out/reports/$backbone-$s/report.json" ] && continue
     gsal benchmark evaluate --model tmnist-$backbone-$s --data "$out/data/$s" --unbiased-data "$out/data/unbiased" \
       --out "$out/reports/$backbone-$s" --per-digit "$per_digit" --biased "$biased"
   done

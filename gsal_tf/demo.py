@@ -1,7 +1,8 @@
 """The bundled demo behind ``gsal explain --demo`` and ``gsal compare-backbones --demo``.
 
 The demo image is a test sample of strongly biased TextureMNIST shipped with the zoo
-(``samples/demo.npz``): a 0 — the bias digit — with the bias texture in its top tile. The demo
+(``samples/demo.npz``, written by ``gsal zoo build`` from the plan's ``[demo]`` config): the bias
+digit with the bias texture in its top tile. The demo
 explains the zoo's strongly biased MobileNetV2: the request is the digit, the class is the digit
 the model predicts there, and the context saliency should fall on the biased tile. The
 comparison demo explains the same request with the strongly biased MobileNetV2 and Xception.

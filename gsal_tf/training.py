@@ -202,7 +202,7 @@ def train(
                 on_epoch_end(epoch + 1, row)
 
     start = time.perf_counter()
-    model.fit(dataset, epochs=config.epochs, verbose=0, callbacks=[_Epochs()])
+    model.fit(dataset, epochs=config.epochs, verbose=0, shuffle=False, callbacks=[_Epochs()])  # the dataset shuffles itself
     train_seconds = time.perf_counter() - start
 
     model.load_weights(best_weights)

@@ -1,7 +1,8 @@
 """Building the zoo: generate data, train, measure, and record each model in the manifest.
 
 A zoo plan (``configs/zoo/zoo.toml``) lists ``[[model]]`` entries: ``name``, ``data`` (a
-benchmark config), ``train`` (a training config), ``description``. For each entry
+benchmark config), ``train`` (a training config), ``description``, and optionally ``epochs`` /
+``seed`` overriding the training config. For each entry
 :func:`build_model`:
 
 1. generates its TextureMNIST folder (once per data config, reused by later entries) and the
@@ -12,6 +13,10 @@ benchmark config), ``train`` (a training config), ``description``. For each entr
    command that reproduces it) into ``models.toml``.
 
 An entry whose weights are already in the zoo is skipped unless ``force``.
+
+A plan may also name the demo sample (``[demo] data = "<benchmark config>"``):
+:func:`write_demo_sample` writes ``samples/demo.npz`` (the sample ``gsal explain --demo``
+explains) from that config's test split, so the shipped sample is reproducible too.
 """
 
 from __future__ import annotations
@@ -27,6 +32,11 @@ from gsal_tf.errors import GsalInputError
 CLASS_NAMES = [str(d) for d in range(10)] + ["background"]
 PREPROCESSING = "grayscale 64x64 float32 in [0, 1] (the model rescales to [-1, 1] itself)"
 UNBIASED_DATA = "configs/benchmark/unbiased.toml"
+
+
+DEMO_SAMPLE = "samples/demo.npz"
+#: Keys a plan entry may set to override its training config (recorded in the manifest).
+TRAIN_OVERRIDES = ("epochs", "seed")
 
 
 def read_plan(path) -> list[dict]:
@@ -64,7 +74,8 @@ def build_model(
     data_cfg = benchmark.load_config(root / entry["data"], **({"n_train": n_train} if n_train else {}))
     data_dir = _generate(data_cfg, mnist, work_dir, log)
     eval_dir = _generate(benchmark.load_config(root / UNBIASED_DATA, **({"n_train": n_train} if n_train else {})), mnist, work_dir, log)
-    train_cfg = TrainConfig.from_toml(root / entry["train"])
+    overrides = {k: entry[k] for k in TRAIN_OVERRIDES if k in entry}
+    train_cfg = TrainConfig.from_toml(root / entry["train"], **overrides)
     run_dir = work_dir / entry["name"]
     log(f"{entry['name']}: training {train_cfg.preset} for {train_cfg.epochs} epochs on {data_dir.name}")
     metrics = train(data_dir, run_dir, train_cfg, eval_dir=eval_dir, on_epoch_end=on_epoch)
@@ -96,6 +107,7 @@ def build_model(
         "training": {
             "data_config": entry["data"],
             "train_config": entry["train"],
+            **({"train_overrides": overrides} if overrides else {}),
             "train_samples": metrics["train_samples"],
             "mnist": "MNIST in Keras' mnist.npz layout (10,000 digits: 8,000 train / 2,000 test)",
             "command": f"gsal zoo build --plan configs/zoo/zoo.toml --mnist MNIST.npz --only {entry['name']}"
@@ -105,7 +117,9 @@ def build_model(
     if bias.strength != "none":
         record["bias"] = {"digit": bias.digit, "texture": _texture_name(data_dir), "strength": bias.strength, "tiles": data_cfg.tiles}
     (run_dir / "zoo_record.json").write_text(json.dumps(record, indent=2))
-    write_manifest(zoo_dir / zoo.MANIFEST, {**{e: _record_of(existing[e]) for e in existing}, entry["name"]: record})
+    # Re-read the manifest: another build may have finished while this one trained.
+    current = {e.name: e for e in zoo.list_models(zoo_dir / zoo.MANIFEST)}
+    write_manifest(zoo_dir / zoo.MANIFEST, {**{e: _record_of(current[e]) for e in current}, entry["name"]: record})
     return record
 
 
@@ -203,3 +217,48 @@ def write_manifest(path: Path, records: dict) -> None:
     tmp = path.with_suffix(".toml.part")
     tmp.write_text("\n".join(lines))
     tmp.replace(path)
+
+
+def demo_config(plan_path) -> str | None:
+    """The benchmark config named by the plan's ``[demo]`` table, or None."""
+    demo = read_toml(plan_path).get("demo", {})
+    if demo and "data" not in demo:
+        raise GsalInputError(f"zoo plan {plan_path}: [demo] needs data = \"<benchmark config>\"")
+    return demo.get("data")
+
+
+def write_demo_sample(data_config, mnist, zoo_dir, root=".") -> Path:
+    """Write ``zoo_dir/samples/demo.npz``: the first biased test sample of the config's bias digit
+    whose bias texture lies in the top tile.
+
+    Keys: ``image`` (H,W,1) float32 in [0,1], ``digit_mask`` and ``biased_tile_mask`` (H,W)
+    float32, ``digit`` and ``biased_tile`` (0 = top) int64. Deterministic: the test split depends
+    only on the config (its ``test_seed``) and MNIST.
+    """
+    import numpy as np
+
+    from gsal_tf import benchmark
+
+    cfg = benchmark.load_config(Path(root) / data_config)
+    if cfg.bias.strength == "none":
+        raise GsalInputError(f"{data_config}: the demo sample needs a biased config (bias.strength weak or strong)")
+    samples = benchmark.TextureMNIST(cfg, mnist=mnist).samples("test")
+    half = cfg.image_size // 2
+    top = samples["biased_tile_mask"][:, :half].mean(axis=(1, 2)) > 0.5
+    candidates = np.flatnonzero((samples["digit"] == cfg.bias.digit) & samples["is_biased"] & top)
+    if not len(candidates):
+        raise GsalInputError(f"{data_config}: no biased test sample of digit {cfg.bias.digit} with the bias texture on top")
+    i = int(candidates[0])
+    target = Path(zoo_dir) / DEMO_SAMPLE
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(target.stem + ".part.npz")
+    np.savez_compressed(
+        tmp,
+        image=samples["image"][i].astype(np.float32),
+        digit_mask=samples["digit_mask"][i].astype(np.float32),
+        biased_tile_mask=samples["biased_tile_mask"][i].astype(np.float32),
+        digit=np.int64(samples["digit"][i]),
+        biased_tile=np.int64(0),
+    )
+    tmp.replace(target)
+    return target

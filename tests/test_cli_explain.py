@@ -48,6 +48,16 @@ def test_version_and_help():
     assert res.exit_code == 0 and "--request-point" in res.output
 
 
+@pytest.mark.parametrize(
+    "command, text",
+    [(("explain",), "[explain] table"), (("benchmark", "train"), "[model] and [train] tables"), (("zoo", "build"), "[[model]] entries")],
+)
+def test_help_keeps_toml_table_names(command, text):
+    """rich markup must not swallow the bracketed TOML table names in option help."""
+    res = runner.invoke(app, [*command, "--help"], terminal_width=200)
+    assert res.exit_code == 0 and text in " ".join(res.output.split())
+
+
 def test_explain_writes_saliency_overlay_and_summary(files, tmp_path):
     out = tmp_path / "out"
     res = run("explain", files / "image.png", "--model", files / "model.keras", "--request", files / "request.png", "--class", 1, "--grid", "4,4", "--iterations", 60, "--out", out)

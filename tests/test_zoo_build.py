@@ -2,30 +2,38 @@
 
 from pathlib import Path
 
+import numpy as np
 from typer.testing import CliRunner
 
 import gsal_tf as gs
 from gsal_cli.main import app
 
 ROOT = Path(__file__).resolve().parents[1]
+STRONG = ROOT / "configs/benchmark/strong.toml"
 
 
 def test_zoo_build_records_a_loadable_verified_model(mnist, tmp_path, tiny_train_config):
     train_cfg = tiny_train_config
     plan = tmp_path / "plan.toml"
     plan.write_text(
-        f'[[model]]\nname = "tiny-strong"\ndata = "{ROOT / "configs/benchmark/strong.toml"}"\ntrain = "{train_cfg}"\ndescription = "test"\n'
+        f'[[model]]\nname = "tiny-strong"\ndata = "{STRONG}"\ntrain = "{train_cfg}"\ndescription = "test"\n'
+        f'[demo]\ndata = "{STRONG}"\n'
     )
+    bias = gs.benchmark.load_config(STRONG).bias
     zoo_dir = tmp_path / "zoo"
     args = ["zoo", "build", "--plan", str(plan), "--mnist", str(mnist), "--work", str(tmp_path / "work"),
             "--zoo-dir", str(zoo_dir), "--n-train", "64"]
     res = CliRunner().invoke(app, args)
     assert res.exit_code == 0, res.output
     (entry,) = gs.zoo.list_models(zoo_dir / "models.toml")
-    assert entry.name == "tiny-strong" and entry.bias.strength == "strong" and entry.bias.digit == 0
+    assert entry.name == "tiny-strong" and entry.bias.strength == "strong" and entry.bias.digit == bias.digit
     assert 0.0 <= entry.metrics["mean_iou"] <= 1.0 and len(entry.metrics["iou_per_class"]) == 11
     assert "gsal zoo build" in entry.training["command"]
     loaded = gs.zoo.load("tiny-strong", zoo_dir / "models.toml")
     assert loaded.output_shape == (None, 64, 64, 11)
+    with np.load(zoo_dir / "samples/demo.npz") as demo:  # the plan's [demo]: a biased bias digit, texture on top
+        assert int(demo["digit"]) == bias.digit and demo["image"].shape == (64, 64, 1)
+        assert demo["biased_tile_mask"][:32].mean() > 0.5 and not demo["biased_tile_mask"][32:].any()
+        assert demo["digit_mask"].any() and not (demo["digit_mask"] * demo["biased_tile_mask"]).any()
     again = CliRunner().invoke(app, args)  # already built: skipped, manifest unchanged
     assert again.exit_code == 0 and "skipped" in again.output

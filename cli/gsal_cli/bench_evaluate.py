@@ -26,7 +26,7 @@ def evaluate(
     biased: int = typer.Option(100, "--biased", help="Biased requests of the bias digit for CBL."),
     grid: str = typer.Option("8,8", "--grid", help="Grid saliency grid size."),
     iterations: int = typer.Option(100, "--iterations", help="Grid saliency iterations."),
-    lam: float = typer.Option(0.5, "--lam", help="Grid saliency mask-size weight."),
+    lam: Optional[float] = typer.Option(None, "--lam", help="Grid saliency mask-size weight (default: GridSaliency's, 1.0)."),
 ) -> None:
     """Per-digit IoU against the unbiased model, CBD per digit and CBL, for grid saliency and the gradient methods."""
     import gsal_tf as gs
@@ -42,7 +42,7 @@ def evaluate(
         unbiased, unbiased_source = _unbiased_samples(unbiased_data, data, card)
         explainers = evaluation.make_explainers(
             net, [m.strip() for m in methods.split(",") if m.strip()],
-            {"grid_size": parse_pair(grid, "--grid", allow_single=True), "iterations": iterations, "lam": lam},
+            {"grid_size": parse_pair(grid, "--grid", allow_single=True), "iterations": iterations, **({"lam": lam} if lam is not None else {})},
         )
         with console.status("per-digit IoU"):
             iou = evaluation.iou_comparison(net, ref, unbiased, digit)
@@ -61,7 +61,8 @@ def evaluate(
             "bias": card.get("config", {}).get("bias"),
             "iou": iou,
             "explanations": stats,
-            "settings": {"per_digit": per_digit, "biased": biased, "grid": grid, "iterations": iterations, "lam": lam},
+            "settings": {"per_digit": per_digit, "biased": biased,
+                         **({"grid_saliency": explainers["grid"].params} if "grid" in explainers else {"grid": grid, "iterations": iterations, "lam": lam})},
         }
         with staged_outputs(out) as stage:
             stage.path("report.json").write_text(json.dumps(report, indent=2))
@@ -133,19 +134,26 @@ def _figures(stage, report):
 def _print(report):
     iou = report["iou"]
     table = Table(title="Has the network picked up the bias? IoU on unbiased data", header_style="bold")
-    table.add_column("model", max_width=22)
-    for d in range(10):
-        table.add_column(str(d) + ("*" if d == report["bias_digit"] else ""), justify="right")
-    table.add_column("mean", justify="right")
-    table.add_row("explained", *[_f(v, 2) for v in iou["iou"][:10]], _f(iou["mean_iou"], 2))
+    table.add_column("class")
+    table.add_column("explained", justify="right")
     if report["reference"]:
-        table.add_row("reference", *[_f(v, 2) for v in iou["reference_iou"][:10]], _f(iou["reference_mean_iou"], 2))
+        table.add_column("reference", justify="right")
+        table.add_column("drop", justify="right")
+    rows = [(str(d) + (" *" if d == report["bias_digit"] else ""), d) for d in range(10)] + [("mean", None)]
+    for label, d in rows:
+        ours = iou["mean_iou"] if d is None else iou["iou"][d]
+        cells = [_f(ours)]
+        if report["reference"]:
+            ref = iou["reference_mean_iou"] if d is None else iou["reference_iou"][d]
+            cells += [_f(ref), _f(None if ours is None or ref is None else ref - ours)]
+        table.add_row(label, *cells, style="bold" if d == report["bias_digit"] else None)
     console.print(table)
     methods = report["explanations"]["methods"]
     console.print(f"explained: {report['model']}; reference: {report['reference'] or 'none'}; * = bias digit")
-    stats = Table(title="Context bias detection (CBD) and localisation (CBL)", header_style="bold")
-    for col in ("method", "CBD bias digit", "CBD others", "ratio", "CBL", "CBL n", "inflation CBL", "time"):
-        stats.add_column(col, justify="left" if col == "method" else "right")
+    stats = Table(title="Context bias detection (CBD) and localisation (CBL)", header_style="bold",
+                  caption="n: CBL requests with salient context; infl. CBL: inflation baseline (chance 0.5)")
+    for col in ("method", "CBD bias", "CBD other", "ratio", "CBL", "n", "infl. CBL", "time"):
+        stats.add_column(col, justify="left" if col == "method" else "right", no_wrap=col == "method", min_width=20 if col == "method" else None)
     for name, row in methods.items():
         stats.add_row(
             name, _f(row.get("cbd_bias_digit")), _f(row.get("cbd_other_digits")), _f(row.get("cbd_ratio"), 1),

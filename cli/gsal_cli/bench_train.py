@@ -16,7 +16,7 @@ def train(
     data: Path = typer.Option(..., "--data", help="Folder written by `gsal benchmark generate`."),
     out: Path = typer.Option(..., "--out", help="Output folder (model.keras, model.weights.h5, history.json, metrics.json)."),
     backbone: Optional[str] = typer.Option(None, "--backbone", help="mobilenetv2 | xception (uses its '-tiny' preset) (default: from --config)."),
-    config: Optional[Path] = typer.Option(None, "--config", help="TOML with [model] and [train] tables (see configs/train/)."),
+    config: Optional[Path] = typer.Option(None, "--config", help="TOML with \\[model] and \\[train] tables (see configs/train/)."),
     epochs: Optional[int] = typer.Option(None, "--epochs", help="Override the config's epochs."),
     eval_data: Optional[Path] = typer.Option(None, "--eval-data", help="Folder whose test split gives the final metrics (default: --data)."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Override the config's seed."),

@@ -24,7 +24,7 @@ def compare_backbones(
     demo: bool = typer.Option(False, "--demo", help="Use the bundled demo image and request."),
     grid: str = typer.Option("8,8", "--grid", help="Grid size ROWS,COLS."),
     iterations: int = typer.Option(100, "--iterations", help="Optimisation steps."),
-    lam: float = typer.Option(0.5, "--lam", help="Mask-size weight."),
+    lam: Optional[float] = typer.Option(None, "--lam", help="Mask-size weight (default: GridSaliency's, 1.0)."),
     top_fraction: float = typer.Option(0.2, "--top", help="Fraction of grid cells compared by the top-cell IoU."),
     pixel_scale: float = typer.Option(1 / 255, "--pixel-scale", help="Multiplier for 8-bit image pixels (default 1/255 → [0,1])."),
     out: Path = typer.Option(Path("gsal-out/compare"), "--out", "-o", help="Output folder."),
@@ -61,7 +61,7 @@ def compare_backbones(
         if not demo:
             first = gs.GridSaliency(next(iter(nets.values())))
             req, cls = build_request(first, img, request, request_class, request_point, class_id)
-        grid_options = {"grid_size": parse_pair(grid, "--grid", allow_single=True), "iterations": iterations, "lam": lam}
+        grid_options = {"grid_size": parse_pair(grid, "--grid", allow_single=True), "iterations": iterations, **({"lam": lam} if lam is not None else {})}
         with console.status(f"explaining with {len(nets)} models"):
             result = compare_models(nets, img, req, cls, grid_options, top_fraction)
         summary = {

@@ -17,7 +17,7 @@ def export(
     image_shape: Optional[str] = typer.Option(None, "--image-shape", help="H,W,C of the explainer's inputs (default: the model's input shape)."),
     grid: str = typer.Option("8,8", "--grid", help="Grid size ROWS,COLS of the exported explainer."),
     iterations: int = typer.Option(100, "--iterations", help="Optimisation steps of the exported explainer."),
-    lam: float = typer.Option(0.5, "--lam", help="Mask size weight of the exported explainer."),
+    lam: Optional[float] = typer.Option(None, "--lam", help="Mask size weight of the exported explainer (default: GridSaliency's, 1.0)."),
     baseline: str = typer.Option("0.0", "--baseline", help="0.0 | mean | blur | noise."),
 ) -> None:
     """Export MODEL (segmentation/) and its grid-saliency explainer (explainer/) as SavedModels.
@@ -38,7 +38,7 @@ def export(
             base = float(baseline)
         except ValueError:
             base = baseline
-        explainer = gs.GridSaliency(net, grid_size=parse_pair(grid, "--grid", allow_single=True), iterations=iterations, lam=lam, baseline=base)
+        explainer = gs.GridSaliency(net, grid_size=parse_pair(grid, "--grid", allow_single=True), iterations=iterations, baseline=base, **({"lam": lam} if lam is not None else {}))
         explainer.predict(_probe_batch(shape))  # the model takes this shape and returns (N,h,w,K)
         check_grid_size(explainer.grid_size, shape[:2])
         with console.status("exporting SavedModels"), staged_outputs(out_dir) as stage:

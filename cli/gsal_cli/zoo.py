@@ -15,7 +15,7 @@ app = typer.Typer(help="The pretrained model zoo.", no_args_is_help=True)
 
 def _bias_text(entry) -> str:
     b = entry.bias
-    return "none" if b is None else f"{b.strength}: digit {b.digit} on {b.texture}"
+    return "none" if b is None else f"{b.strength}: {b.digit} on {b.texture}"
 
 
 @app.command("list")
@@ -27,14 +27,16 @@ def list_models() -> None:
     if not entries:
         console.print("the zoo is empty")
         return
-    table = Table(title="gsal model zoo", header_style="bold")
+    unbiased = {e.backbone: e for e in entries if e.bias is None}
+    table = Table(title="gsal model zoo", header_style="bold",
+                  caption="bias-digit IoU on unbiased test data: this model (the unbiased model of its backbone)")
     table.add_column("name", no_wrap=True)
     table.add_column("backbone")
     table.add_column("bias")
     table.add_column("mIoU", justify="right")
-    table.add_column("IoU of digit 0 (bias digit)", justify="right")
+    table.add_column("bias-digit IoU", justify="right")
     for e in entries:
-        table.add_row(e.name, e.backbone, _bias_text(e), _fmt(e.metrics.get("mean_iou")), _fmt(e.metrics.get("bias_digit_iou")))
+        table.add_row(e.name, e.backbone, _bias_text(e), _fmt(e.metrics.get("mean_iou")), _bias_digit_iou(e, unbiased.get(e.backbone)))
     console.print(table)
 
 
@@ -65,13 +67,22 @@ def info(name: str = typer.Argument(..., help="Zoo model name (see `gsal zoo lis
     console.print(table)
 
 
+def _bias_digit_iou(entry, reference) -> str:
+    """'0.045 (0.750)': the entry's IoU on its bias digit and the unbiased model's, '—' if unbiased."""
+    if entry.bias is None:
+        return "—"
+    own = entry.metrics.get("iou_per_class", [None] * 10)[entry.bias.digit]
+    ref = reference.metrics.get("iou_per_class", [None] * 10)[entry.bias.digit] if reference else None
+    return _fmt(own) + (f" ({_fmt(ref)})" if ref is not None else "")
+
+
 def _fmt(value) -> str:
     return "—" if value is None else f"{value:.3f}"
 
 
 @app.command("build")
 def build(
-    plan: Path = typer.Option(Path("configs/zoo/zoo.toml"), "--plan", help="Zoo plan: [[model]] entries with name, data, train (paths relative to the current folder)."),
+    plan: Path = typer.Option(Path("configs/zoo/zoo.toml"), "--plan", help="Zoo plan: \\[\\[model]] entries with name, data, train (paths relative to the current folder)."),
     mnist: Optional[Path] = typer.Option(None, "--mnist", help="MNIST in Keras' mnist.npz layout (default: keras.datasets download)."),
     work: Path = typer.Option(Path("runs/zoo"), "--work", help="Folder for generated data and training runs."),
     zoo_dir: Optional[Path] = typer.Option(None, "--zoo-dir", help="Where weights and models.toml go (default: the package's zoo)."),
@@ -81,7 +92,7 @@ def build(
 ) -> None:
     """Generate data, train and measure each planned model, and record it in the zoo manifest."""
     import gsal_tf as gs
-    from gsal_tf.zoo_build import build_model, read_plan
+    from gsal_tf.zoo_build import DEMO_SAMPLE, build_model, demo_config, read_plan, write_demo_sample
 
     try:
         entries = read_plan(plan)
@@ -91,6 +102,7 @@ def build(
             if unknown:
                 raise gs.GsalInputError(f"--only: {', '.join(sorted(unknown))} not in {plan}")
             entries = [e for e in entries if e["name"] in wanted]
+        demo_data = demo_config(plan)
         for entry in entries:
             record = build_model(
                 entry, mnist, work, zoo_dir or gs.zoo.zoo_dir(), n_train=n_train, force=force,
@@ -102,5 +114,8 @@ def build(
             if record:
                 m = record["metrics"]
                 console.print(f"[bold]{record['name']}[/]: mean IoU {m['mean_iou']:.3f}, bias-digit IoU {m['bias_digit_iou']:.3f} ({m['train_minutes']} min)")
+        target = Path(zoo_dir or gs.zoo.zoo_dir())
+        if demo_data and (force or not (target / DEMO_SAMPLE).is_file()):
+            console.print(f"demo sample: {write_demo_sample(demo_data, mnist, target)} (from {demo_data})")
     except gs.GsalError as exc:
         raise fail(str(exc)) from None
