@@ -1,6 +1,7 @@
 """Collect `gsal benchmark evaluate` reports into the README's markdown tables.
 
-Usage: python benchmarks/collect_reports.py REPORTS_DIR   (or --zoo for the zoo table)
+Usage: python benchmarks/collect_reports.py REPORTS_DIR   (or --zoo for the zoo table,
+       or --protocol PROTOCOL_OUT_DIR for the protocol's averaged and per-run tables)
 """
 
 import json
@@ -49,5 +50,61 @@ def zoo_table() -> None:
               f"{m['best_epoch']} of {epochs} | {e.training['train_samples']} | {m['train_minutes']} min | {size:.1f} MB |")
 
 
+PICKED_UP_DROP = 0.05
+METHOD_ORDER = ["grid", "gradients", "smoothgrad", "integrated-gradients"]
+
+
+def pm(pair, digits=3):
+    mean, std = pair
+    return "—" if mean is None else f"{mean:.{digits}f} ± {std:.{digits}f}"
+
+
+def protocol_tables(out_dir: Path) -> None:
+    """The README's protocol tables: mean ± std over runs, then one row per run."""
+    from gsal_tf.protocol import summarise
+
+    summary = summarise(out_dir / "results")
+    print(f"{summary['runs']} runs. Mean ± std over runs:\n")
+    print("| backbone / bias | runs | IoU drop, bias digit | IoU drop, other digits | method | CBL | inflation CBL | CBD ratio |")
+    print("|---|---|---|---|---|---|---|---|")
+    for key, g in sorted(summary["groups"].items()):
+        first = True
+        for method, m in g["methods"].items():
+            lead = f"| {key} | {g['runs']} | {pm(g['iou_drop_bias_digit'])} | {pm(g['iou_drop_other_digits'])} " if first else "| | | | "
+            print(lead + f"| {method} | {pm(m['cbl'])} | {pm(m['inflation_cbl'])} | {pm(m['cbd_ratio'], 1)} |")
+            first = False
+    # Runs whose network picked the bias up, judged by the IoU drop alone (not by any explanation).
+    picked: dict = {}
+    for f in sorted((out_dir / "results").glob("*.json")):
+        r = json.loads(f.read_text())
+        drop = r["iou"].get("bias_digit_drop")
+        if drop is not None and drop >= PICKED_UP_DROP:
+            for method, m in r["explanations"]["methods"].items():
+                if m.get("cbl_mean") is not None:
+                    picked.setdefault(r["strength"], {}).setdefault(method, []).append(m["cbl_mean"])
+    print(f"\nRuns that picked the bias up (bias-digit IoU drop ≥ {PICKED_UP_DROP}), mean CBL:\n")
+    print("| bias | runs | " + " | ".join(METHOD_ORDER) + " |")
+    print("|---|---|" + "---|" * len(METHOD_ORDER))
+    for strength, by_method in sorted(picked.items()):
+        n = max(len(v) for v in by_method.values())
+        print(f"| {strength} | {n} | " + " | ".join(fmt(sum(by_method[m]) / len(by_method[m])) if by_method.get(m) else "—" for m in METHOD_ORDER) + " |")
+    print("\nPer run (grid saliency):\n")
+    print("| run | bias-digit IoU (model / unbiased) | grid CBL (n) | grid CBD ratio | best other method's CBL |")
+    print("|---|---|---|---|---|")
+    for f in sorted((out_dir / "results").glob("*.json")):
+        r = json.loads(f.read_text())
+        d, iou, methods = r["digit"], r["iou"], r["explanations"]["methods"]
+        g = methods["grid"]
+        others = {k: v.get("cbl_mean") for k, v in methods.items() if k != "grid" and v.get("cbl_mean") is not None}
+        best = max(others, key=others.get) if others else None
+        print(f"| {r['name']} | {fmt(iou['iou'][d])} / {fmt(iou['reference_iou'][d])} | {fmt(g.get('cbl_mean'))} ({g.get('cbl_n')}) | "
+              f"{fmt(g.get('cbd_ratio'), 1)} | {best}: {fmt(others.get(best))} |" if best else "| — |")
+
+
 if __name__ == "__main__":
-    zoo_table() if sys.argv[1] == "--zoo" else main(Path(sys.argv[1]))
+    if sys.argv[1] == "--zoo":
+        zoo_table()
+    elif sys.argv[1] == "--protocol":
+        protocol_tables(Path(sys.argv[2]))
+    else:
+        main(Path(sys.argv[1]))

@@ -54,13 +54,19 @@ def protocol(
 
 
 def _print(summary):
-    table = Table(title=f"bias protocol: {summary['runs']} runs (mean ± std over runs)", header_style="bold")
-    for col in ("backbone/strength", "method", "CBL", "inflation CBL", "CBD ratio", "IoU drop bias digit", "IoU drop others"):
-        table.add_column(col, justify="left" if col in ("backbone/strength", "method") else "right")
+    """One table per backbone/strength: the IoU drop in the title, a row per method."""
     for group, g in summary["groups"].items():
+        table = Table(
+            title=f"{group}: {g['runs']} runs, mean ± std; IoU drop on the bias digit {_ms(g['iou_drop_bias_digit'], 2)}, "
+            f"on the others {_ms(g['iou_drop_other_digits'], 2)}",
+            header_style="bold",
+        )
+        table.add_column("method", no_wrap=True)
+        for col in ("CBL", "inflation CBL", "CBD ratio"):
+            table.add_column(col, justify="right", no_wrap=True)
         for method, m in g["methods"].items():
-            table.add_row(group, method, _ms(m["cbl"]), _ms(m["inflation_cbl"]), _ms(m["cbd_ratio"], 1), _ms(g["iou_drop_bias_digit"]), _ms(g["iou_drop_other_digits"]))
-    console.print(table)
+            table.add_row(method, _ms(m["cbl"]), _ms(m["inflation_cbl"]), _ms(m["cbd_ratio"], 1))
+        console.print(table)
 
 
 def _ms(pair, digits=3):
