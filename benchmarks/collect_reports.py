@@ -36,14 +36,13 @@ def zoo_table() -> None:
 
     entries = gs.zoo.list_models()
     digit = next(e.bias.digit for e in entries if e.bias is not None)
-    unbiased = {e.backbone: e for e in entries if e.bias is None}
     print(f"| name | backbone | bias | mean IoU (11 classes) | IoU of digit {digit} (model / unbiased) | best epoch | train samples | train time | weights |")
     print("|---|---|---|---|---|---|---|---|---|")
     for e in entries:
         m = e.metrics
         bias = "none" if e.bias is None else f"{e.bias.strength}: digit {e.bias.digit} on {e.bias.texture}"
-        ref = unbiased[e.backbone].metrics["iou_per_class"][digit] if e.backbone in unbiased else None
-        pair = f"{m['iou_per_class'][digit]:.3f}" + (f" / {ref:.3f}" if e.bias is not None and ref is not None else "")
+        own, ref = gs.zoo.bias_digit_ious(e, entries, digit)
+        pair = fmt(own) + (f" / {fmt(ref)}" if e.bias is not None and ref is not None else "")
         epochs = TrainConfig.from_toml(e.training["train_config"]).epochs
         size = (gs.zoo.zoo_dir() / e.weights).stat().st_size / 1e6
         print(f"| `{e.name}` | {e.backbone} | {bias} | {m['mean_iou']:.3f} | {pair} | "
@@ -73,10 +72,10 @@ def protocol_tables(out_dir: Path) -> None:
             lead = f"| {key} | {g['runs']} | {pm(g['iou_drop_bias_digit'])} | {pm(g['iou_drop_other_digits'])} " if first else "| | | | "
             print(lead + f"| {method} | {pm(m['cbl'])} | {pm(m['inflation_cbl'])} | {pm(m['cbd_ratio'], 1)} |")
             first = False
+    runs = [json.loads(f.read_text()) for f in sorted((out_dir / "results").glob("*.json"))]
     # Runs whose network picked the bias up, judged by the IoU drop alone (not by any explanation).
     picked: dict = {}
-    for f in sorted((out_dir / "results").glob("*.json")):
-        r = json.loads(f.read_text())
+    for r in runs:
         drop = r["iou"].get("bias_digit_drop")
         if drop is not None and drop >= PICKED_UP_DROP:
             for method, m in r["explanations"]["methods"].items():
@@ -91,8 +90,7 @@ def protocol_tables(out_dir: Path) -> None:
     print("\nPer run (grid saliency):\n")
     print("| run | bias-digit IoU (model / unbiased) | grid CBL (n) | grid CBD ratio | best other method's CBL |")
     print("|---|---|---|---|---|")
-    for f in sorted((out_dir / "results").glob("*.json")):
-        r = json.loads(f.read_text())
+    for r in runs:
         d, iou, methods = r["digit"], r["iou"], r["explanations"]["methods"]
         g = methods["grid"]
         others = {k: v.get("cbl_mean") for k, v in methods.items() if k != "grid" and v.get("cbl_mean") is not None}

@@ -81,6 +81,17 @@ def list_models(manifest: Path | None = None) -> list[ZooEntry]:
     return [_entry(raw, path) for raw in read_toml(path).get("model", [])]
 
 
+def bias_digit_ious(entry: ZooEntry, entries: list[ZooEntry], digit: int | None = None) -> tuple:
+    """(IoU of ``entry``, IoU of the unbiased entry of its backbone) on ``digit`` (default: the
+    entry's bias digit), from the recorded per-class IoU; None where unknown."""
+    digit = entry.bias.digit if digit is None and entry.bias is not None else digit
+    if digit is None:
+        return None, None
+    reference = next((e for e in entries if e.bias is None and e.backbone == entry.backbone), None)
+    own = entry.metrics.get("iou_per_class", [None] * 10)[digit]
+    return own, reference.metrics.get("iou_per_class", [None] * 10)[digit] if reference else None
+
+
 def get(name: str, manifest: Path | None = None) -> ZooEntry:
     """The entry called ``name``; an unknown name is a GsalInputError listing the known ones."""
     entries = list_models(manifest)

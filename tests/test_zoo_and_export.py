@@ -118,3 +118,15 @@ def test_exports_reload_without_gsal_and_reproduce_outputs(tmp_path):
     reference = explainer.explain(images, requests, [1, 1])
     np.testing.assert_allclose(np.load(tmp_path / "saliency.npy"), reference.saliency, atol=1e-5)
     np.testing.assert_allclose(np.load(tmp_path / "probs.npy"), case["model"](images).numpy(), atol=1e-5)
+
+
+def test_bias_digit_ious_pair_each_biased_model_with_its_backbones_unbiased_one():
+    entries = gs.zoo.list_models()
+    for e in entries:
+        own, ref = gs.zoo.bias_digit_ious(e, entries)
+        if e.bias is None:
+            assert (own, ref) == (None, None)
+            continue
+        unbiased = next(u for u in entries if u.bias is None and u.backbone == e.backbone)
+        assert own == e.metrics["iou_per_class"][e.bias.digit]
+        assert ref == unbiased.metrics["iou_per_class"][e.bias.digit]

@@ -27,7 +27,6 @@ def list_models() -> None:
     if not entries:
         console.print("the zoo is empty")
         return
-    unbiased = {e.backbone: e for e in entries if e.bias is None}
     table = Table(title="gsal model zoo", header_style="bold",
                   caption="bias-digit IoU on unbiased test data: this model (the unbiased model of its backbone)")
     table.add_column("name", no_wrap=True)
@@ -36,7 +35,7 @@ def list_models() -> None:
     table.add_column("mIoU", justify="right")
     table.add_column("bias-digit IoU", justify="right")
     for e in entries:
-        table.add_row(e.name, e.backbone, _bias_text(e), _fmt(e.metrics.get("mean_iou")), _bias_digit_iou(e, unbiased.get(e.backbone)))
+        table.add_row(e.name, e.backbone, _bias_text(e), _fmt(e.metrics.get("mean_iou")), _bias_digit_iou(e, entries))
     console.print(table)
 
 
@@ -67,12 +66,13 @@ def info(name: str = typer.Argument(..., help="Zoo model name (see `gsal zoo lis
     console.print(table)
 
 
-def _bias_digit_iou(entry, reference) -> str:
+def _bias_digit_iou(entry, entries) -> str:
     """'0.045 (0.750)': the entry's IoU on its bias digit and the unbiased model's, '—' if unbiased."""
+    import gsal_tf as gs
+
     if entry.bias is None:
         return "—"
-    own = entry.metrics.get("iou_per_class", [None] * 10)[entry.bias.digit]
-    ref = reference.metrics.get("iou_per_class", [None] * 10)[entry.bias.digit] if reference else None
+    own, ref = gs.zoo.bias_digit_ious(entry, entries)
     return _fmt(own) + (f" ({_fmt(ref)})" if ref is not None else "")
 
 
