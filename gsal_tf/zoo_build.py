@@ -5,8 +5,9 @@ benchmark config), ``train`` (a training config), ``description``, and optionall
 ``seed`` overriding the training config. For each entry
 :func:`build_model`:
 
-1. generates its TextureMNIST folder (once per data config, reused by later entries) and the
-   unbiased evaluation folder;
+1. generates its TextureMNIST folder and the folder of its unbiased counterpart (the same
+   config with ``bias.strength = "none"``: same image law, sizes and test seed) — each once per
+   distinct config, reused by later entries;
 2. trains the network (:func:`gsal_tf.training.train`, best checkpoint by validation mIoU);
 3. measures mean IoU over the 11 classes and the bias digit's IoU on the *unbiased* test split;
 4. copies the weights into the zoo folder and writes the entry (with sha256, the configs and the
@@ -21,6 +22,7 @@ explains) from that config's test split, so the shipped sample is reproducible t
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -31,7 +33,6 @@ from gsal_tf.errors import GsalInputError
 
 CLASS_NAMES = [str(d) for d in range(10)] + ["background"]
 PREPROCESSING = "grayscale 64x64 float32 in [0, 1] (the model rescales to [-1, 1] itself)"
-UNBIASED_DATA = "configs/benchmark/unbiased.toml"
 
 
 DEMO_SAMPLE = "samples/demo.npz"
@@ -73,7 +74,7 @@ def build_model(
 
     data_cfg = benchmark.load_config(root / entry["data"], **({"n_train": n_train} if n_train else {}))
     data_dir = _generate(data_cfg, mnist, work_dir, log)
-    eval_dir = _generate(benchmark.load_config(root / UNBIASED_DATA, **({"n_train": n_train} if n_train else {})), mnist, work_dir, log)
+    eval_dir = _generate(unbiased_counterpart(data_cfg), mnist, work_dir, log)
     overrides = {k: entry[k] for k in TRAIN_OVERRIDES if k in entry}
     train_cfg = TrainConfig.from_toml(root / entry["train"], **overrides)
     run_dir = work_dir / entry["name"]
@@ -137,11 +138,32 @@ def export_weights(build: dict, input_shape, trained, target: Path) -> None:
     model.save_weights(target)
 
 
-def _generate(cfg, mnist, work_dir: Path, log) -> Path:
-    """Generate the dataset of ``cfg`` under ``work_dir`` once (keyed by strength and size)."""
+def unbiased_counterpart(cfg):
+    """``cfg`` with the bias switched off: the data a biased model's IoU is measured on.
+
+    Only the test split is read from it, so it generates no training samples. The bias digit and
+    texture stay in the config but draw nothing when the strength is ``"none"``.
+    """
     from gsal_tf import benchmark
 
-    out = work_dir / f"data-{cfg.bias.strength}-{cfg.n_train}"
+    return benchmark.load_config(cfg, bias={"strength": "none"}, n_train=0)
+
+
+def data_dir_name(cfg) -> str:
+    """Folder name of the data generated from ``cfg``: ``data-<strength>-<n_train>-<hash8>``.
+
+    The hash covers the whole config, so two configs never share a folder (two plan entries with
+    different image laws but the same strength used to overwrite each other's data).
+    """
+    digest = hashlib.sha256(json.dumps(cfg.to_dict(), sort_keys=True).encode()).hexdigest()[:8]
+    return f"data-{cfg.bias.strength}-{cfg.n_train}-{digest}"
+
+
+def _generate(cfg, mnist, work_dir: Path, log) -> Path:
+    """Generate the dataset of ``cfg`` under ``work_dir`` once (see :func:`data_dir_name`)."""
+    from gsal_tf import benchmark
+
+    out = work_dir / data_dir_name(cfg)
     card = out / "card.json"
     if card.is_file() and json.loads(card.read_text()).get("config") == cfg.to_dict():
         return out

@@ -46,6 +46,10 @@ iterations = 3
     again = CliRunner().invoke(app, args)  # finished runs are not redone
     assert again.exit_code == 0 and "skip" in again.output and "train" not in again.output.replace("train_configs", "")
     assert summarise(out / "results") == summary
+    # Resuming into a folder whose data came from another config is refused, not silently mixed.
+    config.write_text(config.read_text().replace("n_test = 40", "n_test = 32"))
+    changed = CliRunner().invoke(app, args)
+    assert changed.exit_code == 2 and "another config" in changed.output and "Traceback" not in changed.output
 
 
 def test_protocol_config_errors(tmp_path):

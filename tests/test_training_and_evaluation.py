@@ -107,3 +107,36 @@ def test_compare_backbones_end_to_end(tmp_path):
     fig = cv2.imread(str(out / "comparison.png"))
     assert fig.shape == (256, 5 * 256 + 4 * 6, 3)  # image + 2 x (prediction, saliency)
     assert np.load(out / "saliency_right.npy").shape == (32, 32)
+
+
+def test_bias_reliance_on_models_with_known_answers():
+    """Paired test: same digits without / with the bias texture (top half = 1); NumPy reference."""
+    from gsal_tf.evaluation import bias_reliance
+
+    digits = np.array([9, 9, 3, 9])
+    mask = np.zeros((4, 8, 8), np.float32)
+    mask[:, 5:7, 2:6] = 1  # 8 digit pixels per sample, half of them in the left half
+    without = {"digit": digits, "digit_mask": mask, "image": np.zeros((4, 8, 8, 1), np.float32)}
+    textured = np.zeros((4, 8, 8, 1), np.float32)
+    textured[:, :4] = 1
+    with_bias = {**without, "image": textured}
+
+    def onehot(classes):  # (N,8,8) ints -> (N,8,8,11) probabilities
+        return np.eye(11, dtype=np.float32)[classes]
+
+    def reads_texture(x, training=False):  # 9 everywhere iff the top half is bright, else 0
+        on = x[:, :4].mean(axis=(1, 2, 3)) > 0.5
+        return onehot(np.where(on[:, None, None], 9, 0) * np.ones((1, 8, 8), int))
+
+    def ignores_it_left_nine(x, training=False):  # 9 on the left half whatever the texture
+        return onehot(np.broadcast_to(np.where(np.arange(8) < 4, 9, 3), (len(x), 8, 8)))
+
+    r = bias_reliance(reads_texture, without, with_bias, 9, batch_size=2)
+    assert (r["called_without"], r["called_with"], r["gain"], r["samples"]) == (0.0, 1.0, 1.0, 3)
+    r = bias_reliance(ignores_it_left_nine, without, with_bias, 9)
+    expected = float((mask[digits == 9][:, :, :4] > 0).sum() / (mask[digits == 9] > 0).sum())  # 0.5
+    assert r["called_without"] == r["called_with"] == pytest.approx(expected) and r["gain"] == 0.0
+    with pytest.raises(ValueError, match="same digits"):
+        bias_reliance(reads_texture, without, {**with_bias, "digit": digits[::-1]}, 9)
+    with pytest.raises(ValueError, match="no sample of digit 7"):
+        bias_reliance(reads_texture, without, with_bias, 7)

@@ -37,3 +37,26 @@ def test_zoo_build_records_a_loadable_verified_model(mnist, tmp_path, tiny_train
         assert demo["digit_mask"].any() and not (demo["digit_mask"] * demo["biased_tile_mask"]).any()
     again = CliRunner().invoke(app, args)  # already built: skipped, manifest unchanged
     assert again.exit_code == 0 and "skipped" in again.output
+
+
+def test_each_data_config_gets_its_own_folder_and_biased_models_are_measured_on_their_unbiased_twin(mnist):
+    """Two plan entries with the same strength but different image laws must not share data, and
+    a biased model's IoU is measured on its own config with the bias switched off."""
+    from gsal_tf.zoo_build import data_dir_name, unbiased_counterpart
+
+    weak = gs.benchmark.load_config(ROOT / "configs/benchmark/weak.toml", n_test=40)
+    other_law = gs.benchmark.load_config(weak, foreground_levels=[0.0, 1.0], background_levels=[0.0, 1.0])
+    assert data_dir_name(weak) != data_dir_name(other_law)
+    assert data_dir_name(weak) == data_dir_name(gs.benchmark.load_config(weak))
+    assert data_dir_name(unbiased_counterpart(weak)) != data_dir_name(unbiased_counterpart(other_law))
+
+    twin = unbiased_counterpart(weak)
+    assert twin.bias.strength == "none" and twin.n_train == 0
+    assert {k: v for k, v in twin.to_dict().items() if k not in ("bias", "n_train")} == \
+        {k: v for k, v in weak.to_dict().items() if k not in ("bias", "n_train")}
+    # The bias digit and texture left in the twin draw nothing: its test split is the unbiased config's.
+    ours = gs.benchmark.TextureMNIST(twin, mnist=mnist).samples("test", n=40)
+    shipped = gs.benchmark.TextureMNIST(gs.benchmark.load_config(ROOT / "configs/benchmark/unbiased.toml", n_test=40),
+                                        mnist=mnist).samples("test", n=40)
+    assert all(np.array_equal(ours[k], shipped[k]) for k in ours)
+    assert not ours["is_biased"].any()
