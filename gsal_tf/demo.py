@@ -31,6 +31,12 @@ def demo_sample() -> dict | None:
         return {k: data[k] for k in data.files}
 
 
+def predicted_digit(labels: np.ndarray, request: np.ndarray) -> int:
+    """The digit (0-9) the model predicts most often inside ``request`` (H,W); ``labels`` (H,W)
+    are its per-pixel classes (10 = background, never chosen: the demo explains a digit)."""
+    return int(np.bincount(labels[request > 0].ravel(), minlength=11)[:10].argmax())
+
+
 def load_demo() -> dict:
     """Return ``model``, ``name``, ``image`` (H,W,C), ``request`` (H,W), ``class_id``, ``description``."""
     from gsal_tf import zoo
@@ -41,7 +47,7 @@ def load_demo() -> dict:
         model = zoo.load(DEMO_MODEL)
         image, request = sample["image"].astype(np.float32), sample["digit_mask"].astype(np.float32)
         labels = label_map(np.asarray(model(image[None], training=False))[0])
-        class_id = int(np.bincount(labels[request > 0], minlength=11).argmax())
+        class_id = predicted_digit(labels, request)
         tile = "top" if int(sample["biased_tile"]) == 0 else "bottom"
         return {
             "model": model,

@@ -97,7 +97,6 @@ def build_model(
         "build": _build_args(train_cfg),
         "metrics": {
             "mean_iou": round(test["mean_iou"], 4),
-            "bias_digit_iou": round(test["iou_per_class"][bias.digit], 4) if test["iou_per_class"][bias.digit] is not None else -1.0,
             "iou_per_class": [round(v, 4) if v is not None else -1.0 for v in test["iou_per_class"]],
             "measured_on": f"unbiased test split ({test['samples']} samples, test_seed {data_cfg.test_seed})",
             "best_val_mean_iou": round(metrics["best_val_mean_iou"], 4),
@@ -115,7 +114,9 @@ def build_model(
             + (f" --n-train {n_train}" if n_train else ""),
         },
     }
-    if bias.strength != "none":
+    if bias.strength != "none":  # an unbiased model has no bias digit (its config's digit is unused)
+        digit_iou = test["iou_per_class"][bias.digit]
+        record["metrics"]["bias_digit_iou"] = round(digit_iou, 4) if digit_iou is not None else -1.0
         record["bias"] = {"digit": bias.digit, "texture": _texture_name(data_dir), "strength": bias.strength, "tiles": data_cfg.tiles}
     (run_dir / "zoo_record.json").write_text(json.dumps(record, indent=2))
     # Re-read the manifest: another build may have finished while this one trained.

@@ -251,6 +251,36 @@ def test_user_texture_folder(mnist, tmp_path):
         TextureMNIST(cfg, mnist=mnist, textures=tmp_path / "missing")
 
 
+def _write_gif(path, gray):
+    """A valid GIF of ``gray`` (H,W) uint8, quantised to 128 levels, without a GIF library:
+    7-bit LZW with a clear code every 100 pixels keeps every code 8 bits wide, so the code
+    stream is the pixel indices themselves."""
+    import struct
+
+    h, w = gray.shape
+    index = (gray // 2).astype(np.uint8).ravel()
+    codes = []
+    for lo in range(0, index.size, 100):
+        codes += [128] + index[lo:lo + 100].tolist()  # 128 = clear code
+    data = bytes(codes + [129])  # 129 = end of information
+    blocks = b"".join(bytes([len(data[i:i + 255])]) + data[i:i + 255] for i in range(0, len(data), 255))
+    palette = bytes(v for i in range(128) for v in (2 * i,) * 3)
+    path.write_bytes(b"GIF89a" + struct.pack("<HHBBB", w, h, 0xF6, 0, 0) + palette
+                     + b"\x2c" + struct.pack("<HHHHB", 0, 0, w, h, 0) + b"\x07" + blocks + b"\x00\x3b")
+
+
+def test_user_texture_folder_reads_gif(tmp_path):
+    from gsal_tf.benchmark.textures import folder_pool
+
+    stripes = np.repeat((np.arange(24) % 6 < 3)[:, None] * 200 + 20, 24, axis=1).astype(np.uint8)
+    _write_gif(tmp_path / "stripes.gif", stripes)
+    cv2.imwrite(str(tmp_path / "same.png"), (stripes // 2) * 2)
+    pool = folder_pool(tmp_path, image_size=64)
+    assert pool.names == ["same", "stripes"]
+    np.testing.assert_allclose(pool.canvases[1], pool.canvases[0], atol=1e-6)  # the GIF's pixels, tiled
+    assert pool.canvases[1].std() > 0.1
+
+
 # --- storage ------------------------------------------------------------------------------------
 
 
@@ -317,6 +347,20 @@ def test_cli_generate_end_to_end(mnist, tmp_path):
     assert "wrote" in result.output and "biased" in result.output
     assert [p.name for p in tmp_path.iterdir()] == ["strong"], "no scratch folders left behind"
 
+    # A user texture folder has no "bricks": the bias texture and digit can be chosen on the command line.
+    folder = tmp_path / "textures"
+    folder.mkdir()
+    for i in range(4):
+        cv2.imwrite(str(folder / f"t{i}.png"), np.random.default_rng(i).integers(0, 256, (40, 40), dtype=np.uint8))
+    mine = tmp_path / "mine"
+    result = CliRunner().invoke(_cli(), args + ["--textures", str(folder), "--bias-texture", "t2", "--bias-digit", "4",
+                                                "--n-train", "40", "--n-test", "0", "--out", str(mine)])
+    assert result.exit_code == 0, result.output
+    card = json.loads((mine / "card.json").read_text())
+    assert card["config"]["bias"]["digit"] == 4 and card["bias_texture"] == {"index": 2, "name": "t2"}
+    s = load_samples(mine, "train")
+    assert (s["tile_textures"][s["is_biased"], s["biased_tile"][s["is_biased"]]] == 2).all() and (s["digit"][s["is_biased"]] == 4).all()
+
 
 @pytest.mark.parametrize(
     "extra, message",
@@ -324,6 +368,8 @@ def test_cli_generate_end_to_end(mnist, tmp_path):
         (["--n-train", "-3"], "n_train"),
         (["--mnist", "missing.npz"], "does not exist"),
         (["--textures", "no-such-folder"], "does not exist"),
+        (["--bias-texture", "no-such-texture"], "set [bias] texture"),
+        (["--bias-digit", "12"], "bias.digit"),
     ],
 )
 def test_cli_bad_input_exits_2_without_output(mnist, tmp_path, extra, message):

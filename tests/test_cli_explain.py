@@ -125,3 +125,14 @@ def test_bad_input_is_one_red_line_and_no_output(files, tmp_path, args, message)
     assert "Traceback" not in res.output
     assert not out.exists()
     assert not list(tmp_path.glob(".gsal-stage-*"))
+
+
+def test_demo_class_is_the_predicted_digit_never_background():
+    from gsal_tf.demo import predicted_digit
+
+    labels = np.full((8, 8), 10)
+    labels[2:4, 2:4] = 9   # 4 pixels of 9, 2 of 4, the rest of the request is background
+    labels[5, 5:7] = 4
+    request = np.zeros((8, 8), np.float32)
+    request[1:7, 1:7] = 1
+    assert predicted_digit(labels, request) == 9

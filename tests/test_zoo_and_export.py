@@ -91,6 +91,10 @@ def test_shipped_manifest_is_consistent():
     for entry in gs.zoo.list_models():
         assert (gs.zoo.zoo_dir() / entry.weights).is_file() or entry.url, entry.name
         assert entry.metrics and entry.training.get("command"), entry.name
+        if entry.bias is None:  # no bias digit to report (the unbiased config's digit is unused)
+            assert "bias_digit_iou" not in entry.metrics, entry.name
+        else:
+            assert entry.metrics["bias_digit_iou"] == entry.metrics["iou_per_class"][entry.bias.digit], entry.name
 
 
 def test_exports_reload_without_gsal_and_reproduce_outputs(tmp_path):

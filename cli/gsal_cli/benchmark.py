@@ -20,6 +20,11 @@ app = typer.Typer(
 )
 
 
+def _texture_choice(text: Optional[str]):
+    """--bias-texture: an index when it is a number, else a texture name."""
+    return None if text is None else int(text) if text.strip().isdigit() else text
+
+
 @app.command("generate")
 def generate(
     config: Path = typer.Option(..., "--config", help="Benchmark TOML, e.g. configs/benchmark/strong.toml."),
@@ -29,6 +34,8 @@ def generate(
     seed: Optional[int] = typer.Option(None, "--seed", help="Training split seed (default: the config's). The test split keeps its own test_seed."),
     n_train: Optional[int] = typer.Option(None, "--n-train", help="Training samples (default: the config's n_train)."),
     n_test: Optional[int] = typer.Option(None, "--n-test", help="Test samples (default: the config's n_test)."),
+    bias_digit: Optional[int] = typer.Option(None, "--bias-digit", help="Digit tied to the bias texture (default: the config's)."),
+    bias_texture: Optional[str] = typer.Option(None, "--bias-texture", help="Bias texture: a name in the pool (with --textures: a file stem) or an index (default: the config's)."),
 ) -> None:
     """Generate a TextureMNIST dataset: compressed .npz shards plus card.json (config and counts).
 
@@ -38,6 +45,9 @@ def generate(
     from gsal_tf.errors import GsalError
 
     overrides = {k: v for k, v in (("seed", seed), ("n_train", n_train), ("n_test", n_test)) if v is not None}
+    bias = {k: v for k, v in (("digit", bias_digit), ("texture", _texture_choice(bias_texture))) if v is not None}
+    if bias:
+        overrides["bias"] = bias
     try:
         cfg = benchmark.load_config(config, **overrides)
         data = benchmark.TextureMNIST(cfg, mnist=mnist, textures=textures)

@@ -11,6 +11,7 @@ from typing import Iterator
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 console = Console()
 err_console = Console(stderr=True)
@@ -21,7 +22,8 @@ EXIT_USAGE = 2
 
 def fail(message: str) -> typer.Exit:
     """Print one red error line and return the Exit to raise: ``raise fail("...")``."""
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    # Messages name config tables ("[bias] texture"): escape them, or rich reads them as markup.
+    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     return typer.Exit(code=EXIT_USAGE)
 
 

@@ -113,7 +113,8 @@ def build(
             )
             if record:
                 m = record["metrics"]
-                console.print(f"[bold]{record['name']}[/]: mean IoU {m['mean_iou']:.3f}, bias-digit IoU {m['bias_digit_iou']:.3f} ({m['train_minutes']} min)")
+                digit = f", bias-digit IoU {m['bias_digit_iou']:.3f}" if "bias_digit_iou" in m else ""
+                console.print(f"[bold]{record['name']}[/]: mean IoU {m['mean_iou']:.3f}{digit} ({m['train_minutes']} min)")
         target = Path(zoo_dir or gs.zoo.zoo_dir())
         if demo_data and (force or not (target / DEMO_SAMPLE).is_file()):
             console.print(f"demo sample: {write_demo_sample(demo_data, mnist, target)} (from {demo_data})")

@@ -122,7 +122,10 @@ class TextureMNIST:
         pool = builtin_pool(cfg.image_size) if textures is None else folder_pool(textures, cfg.image_size)
         self.pool: TexturePool = pool.select(cfg.texture_names)
         self.biased = cfg.bias.strength != "none"
-        self.bias_texture = self.pool.index(cfg.bias.texture) if self.biased else -1
+        try:
+            self.bias_texture = self.pool.index(cfg.bias.texture) if self.biased else -1
+        except GsalInputError as exc:
+            raise GsalInputError(f"bias texture: {exc} (set [bias] texture in the benchmark config)") from None
         # Strong bias takes the bias texture out of every other sample, so the rest of the pool
         # must still fill the foreground and all tiles with distinct textures.
         needed = cfg.tiles + (2 if cfg.bias.strength == "strong" else 1)

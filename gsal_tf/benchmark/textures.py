@@ -27,7 +27,7 @@ from gsal_tf.errors import GsalInputError
 #: Texture canvases are this many times larger than the image, to leave room for random crops.
 CANVAS_FACTOR = 4
 #: Extensions read from a user texture folder (anything cv2 can decode).
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".pgm", ".ppm", ".pbm")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".pgm", ".ppm", ".pbm")
 
 _Grid = tuple[np.ndarray, np.ndarray, float]  # (y, x, scale): pixel coordinates and image_size / 64
 
@@ -331,11 +331,23 @@ def folder_pool(folder: Union[str, Path], image_size: int = 64) -> TexturePool:
     side = CANVAS_FACTOR * image_size
     canvases = []
     for path in files:
-        image = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+        image = _read_gray(path)
         if image is None:
             raise GsalInputError(f"cannot read texture image {str(path)!r}; use a common image format (png, jpg, bmp, tif)")
         canvases.append(_fit_canvas(normalise(image), side))
     return TexturePool(names, np.stack(canvases), str(folder))
+
+
+def _read_gray(path: Path) -> np.ndarray | None:
+    """An image file as grayscale uint8 (H,W), or None if unreadable. OpenCV's imread has no GIF
+    decoder, so a GIF is read as the first frame through its FFmpeg video backend."""
+    image = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+    if image is None and path.suffix.lower() == ".gif":
+        capture = cv2.VideoCapture(str(path))
+        ok, frame = capture.read()
+        capture.release()
+        image = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY) if ok and frame is not None else None
+    return image
 
 
 def _fit_canvas(texture: np.ndarray, side: int) -> np.ndarray:

@@ -1,0 +1,26 @@
+"""The wheel holds every module of the library and the CLI, and the zoo (a non-editable install works)."""
+
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import gsal_tf as gs
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_wheel_ships_every_package_and_the_zoo(tmp_path):
+    # An editable install serves modules straight from the source tree, so a package left out of
+    # pyproject.toml's list only shows after `pip install .`: build the wheel and look inside.
+    subprocess.run([sys.executable, "-m", "pip", "wheel", str(ROOT), "--no-deps", "--no-build-isolation", "-q",
+                    "-w", str(tmp_path)], check=True, capture_output=True, cwd=tmp_path)
+    (wheel,) = tmp_path.glob("gsal_tf-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    for source_root, installed_as in ((ROOT / "gsal_tf", "gsal_tf"), (ROOT / "cli" / "gsal_cli", "gsal_cli")):
+        for module in source_root.rglob("*.py"):
+            wanted = f"{installed_as}/{module.relative_to(source_root).as_posix()}"
+            assert wanted in names, f"{wanted} missing from the wheel (add its package to pyproject.toml)"
+    for entry in gs.zoo.list_models():
+        assert f"gsal_tf/zoo_files/{entry.weights}" in names
+    assert {"gsal_tf/zoo_files/models.toml", "gsal_tf/zoo_files/samples/demo.npz"} <= names
