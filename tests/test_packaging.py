@@ -1,5 +1,6 @@
 """The wheel holds every module of the library and the CLI, and the zoo (a non-editable install works)."""
 
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -13,9 +14,16 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_wheel_ships_every_package_and_the_zoo(tmp_path):
     # An editable install serves modules straight from the source tree, so a package left out of
     # pyproject.toml's list only shows after `pip install .`: build the wheel and look inside.
-    subprocess.run([sys.executable, "-m", "pip", "wheel", str(ROOT), "--no-deps", "--no-build-isolation", "-q",
-                    "-w", str(tmp_path)], check=True, capture_output=True, cwd=tmp_path)
-    (wheel,) = tmp_path.glob("gsal_tf-*.whl")
+    # Built from a copy of the sources, so no build/ folder is left in (or reused from) the checkout.
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, src / name)
+    for name in ("gsal_tf", "cli", "zoo"):
+        shutil.copytree(ROOT / name, src / name, ignore=shutil.ignore_patterns("__pycache__"))
+    subprocess.run([sys.executable, "-m", "pip", "wheel", str(src), "--no-deps", "--no-build-isolation", "-q",
+                    "-w", str(tmp_path / "dist")], check=True, capture_output=True, cwd=tmp_path)
+    (wheel,) = (tmp_path / "dist").glob("gsal_tf-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     for source_root, installed_as in ((ROOT / "gsal_tf", "gsal_tf"), (ROOT / "cli" / "gsal_cli", "gsal_cli")):
         for module in source_root.rglob("*.py"):
