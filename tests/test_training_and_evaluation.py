@@ -55,6 +55,14 @@ def test_train_config_file_and_bad_values(tmp_path):
         TrainConfig.from_toml(bad)
 
 
+def test_train_cli_refuses_a_backbone_that_contradicts_the_recipe(strong_dir, tmp_path):
+    out = tmp_path / "never"
+    res = runner.invoke(app, ["benchmark", "train", "--data", str(strong_dir), "--backbone", "mobilenetv2",
+                              "--config", str(CONFIGS / "train" / "xception.toml"), "--out", str(out)])
+    assert res.exit_code == 2 and "does not match" in res.output and "configs/train/mobilenetv2.toml" in res.output
+    assert "Traceback" not in res.output and not out.exists()
+
+
 def test_evaluate_end_to_end_writes_report_and_figures(strong_dir, tiny_deeplab_file, tmp_path):
     out = tmp_path / "eval"
     res = runner.invoke(app, ["benchmark", "evaluate", "--model", str(tiny_deeplab_file), "--data", str(strong_dir),

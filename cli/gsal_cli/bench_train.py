@@ -31,6 +31,13 @@ def train(
             if backbone not in gs.models.BACKBONES:
                 raise gs.GsalInputError(f"--backbone {backbone!r}: choose one of {', '.join(gs.models.BACKBONES)}")
             overrides["preset"] = f"{backbone}-tiny"
+            if config is not None:  # a recipe's [model] options belong to its own backbone
+                own = gs.models.PRESETS[TrainConfig.from_toml(config).preset]["backbone"]
+                if own != backbone:
+                    raise gs.GsalInputError(
+                        f"--backbone {backbone} does not match {config}, a {own} recipe; drop --backbone "
+                        f"or give a {backbone} config (e.g. configs/train/{backbone}.toml)"
+                    )
         if config is not None:
             cfg = TrainConfig.from_toml(config, **overrides)
         else:
