@@ -7,8 +7,11 @@
     The whole grid-saliency optimisation as a SavedModel whose ``serving_default`` signature
     takes ``images`` (N,H,W,C) float32, ``request_masks`` (N,H,W) float32 0/1 and ``class_ids``
     (N,) int32 and returns ``saliency`` (N,H,W), ``grid`` (N,gh,gw), ``preserved_score`` and
-    ``no_context_score`` (N,). Hyper-parameters are frozen at export. Load it anywhere with
-    ``tf.saved_model.load(path).signatures["serving_default"]`` — no gsal_tf import needed.
+    ``no_context_score`` (N,). Hyper-parameters are frozen at export. Load it anywhere, no gsal_tf
+    import needed: ``loaded = tf.saved_model.load(path)``, then
+    ``loaded.signatures["serving_default"](images=..., request_masks=..., class_ids=...)``. Keep
+    ``loaded`` alive while you use the signature: it owns the network's variables, and a signature
+    taken from a temporary (``tf.saved_model.load(path).signatures[...]``) fails once it is collected.
     Inputs are not validated inside the graph: check them before serving.
 """
 
