@@ -42,7 +42,7 @@ def main() -> None:
         model = io.load_model(name) if Path(name).exists() else gs.zoo.load(name)
         r = bias_reliance(model, without, with_bias, digit)
         print(f"| {name} | {r['called_without']:.3f} | {r['called_with']:.3f} | {r['gain']:+.3f} |", flush=True)
-    print(f"\n{r['samples']} test samples of digit {digit}, each textured both ways.")
+    print(f"\n{int((without['digit'] == digit).sum())} test samples of digit {digit}, each textured both ways.")
 
 
 if __name__ == "__main__":
