@@ -30,7 +30,7 @@ def main() -> None:
     args = parser.parse_args()
 
     biased_cfg = gs.benchmark.load_config(CONFIGS / "strong.toml", n_test=args.n_test)
-    plain_cfg = gs.benchmark.load_config(biased_cfg, bias={"strength": "none"})
+    plain_cfg = gs.benchmark.unbiased_counterpart(biased_cfg)
     without = gs.benchmark.TextureMNIST(plain_cfg, mnist=args.mnist).samples("test", n=args.n_test)
     with_bias = gs.benchmark.TextureMNIST(biased_cfg, mnist=args.mnist).samples("test", n=args.n_test)
     digit, texture = biased_cfg.bias.digit, biased_cfg.bias.texture
@@ -39,7 +39,7 @@ def main() -> None:
     print(f"| model | pixels of {digit} called {digit}: without `{texture}` | with `{texture}` | gain |")
     print("|---|---|---|---|")
     for name in names:
-        model = io.load_model(name) if Path(name).exists() else gs.zoo.load(name)
+        model = io.load_model(name)
         r = bias_reliance(model, without, with_bias, digit)
         print(f"| {name} | {r['called_without']:.3f} | {r['called_with']:.3f} | {r['gain']:+.3f} |", flush=True)
     print(f"\n{int((without['digit'] == digit).sum())} test samples of digit {digit}, each textured both ways.")

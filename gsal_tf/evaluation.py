@@ -31,12 +31,17 @@ NUM_DIGITS = 10
 NUM_CLASSES = 11
 
 
+def predicted_labels(model, images: np.ndarray, batch_size: int = 64):
+    """Yield ``(start, labels)`` per batch: ``model``'s argmax class (B,H,W) of images[start:start+B]."""
+    for lo in range(0, len(images), batch_size):
+        yield lo, np.asarray(model(images[lo:lo + batch_size], training=False)).argmax(-1)
+
+
 def segmentation_confusion(model, images: np.ndarray, segmentation: np.ndarray, batch_size: int = 64) -> np.ndarray:
     """Confusion matrix (11,11) of ``model``'s argmax on images (N,H,W,C) against labels (N,H,W)."""
     confusion = np.zeros((NUM_CLASSES, NUM_CLASSES), np.int64)
-    for lo in range(0, len(images), batch_size):
-        probs = np.asarray(model(images[lo:lo + batch_size], training=False))
-        confusion += metrics.confusion_matrix(probs.argmax(-1), segmentation[lo:lo + batch_size], NUM_CLASSES)
+    for lo, labels in predicted_labels(model, images, batch_size):
+        confusion += metrics.confusion_matrix(labels, segmentation[lo:lo + len(labels)], NUM_CLASSES)
     return confusion
 
 
@@ -91,14 +96,10 @@ def bias_reliance(model, without: Mapping[str, np.ndarray], with_bias: Mapping[s
         raise ValueError(f"no sample of digit {bias_digit} to measure")
 
     def called(samples) -> float:
-        hits = total = 0.0
-        for lo in range(0, keep.size, batch_size):
-            idx = keep[lo:lo + batch_size]
-            pred = np.asarray(model(samples["image"][idx], training=False)).argmax(-1)
-            mask = samples["digit_mask"][idx] > 0.5
-            hits += float(((pred == bias_digit) & mask).sum())
-            total += float(mask.sum())
-        return hits / total
+        mask = samples["digit_mask"][keep] > 0.5
+        hits = sum(float(((labels == bias_digit) & mask[lo:lo + len(labels)]).sum())
+                   for lo, labels in predicted_labels(model, samples["image"][keep], batch_size))
+        return hits / float(mask.sum())
 
     a, b = called(without), called(with_bias)
     return {"called_without": a, "called_with": b, "gain": b - a, "samples": int(keep.size)}

@@ -48,7 +48,10 @@ def load_image(path, scale: float = 1.0 / 255.0) -> np.ndarray:
 
 
 def load_model(path):
-    """Load a segmentation model from a ``.keras`` file or a SavedModel folder.
+    """Load a segmentation model from a ``.keras`` file, a SavedModel folder or a zoo name.
+
+    A name that is not a path on disk but names a zoo entry loads that zoo model
+    (:func:`gsal_tf.zoo.load`, sha256-checked).
 
     A ``.keras`` file loads under Keras safe mode (gsal's own layers are registered on import).
     A SavedModel loads as a callable over its serving signature; a signature with several outputs
@@ -61,6 +64,10 @@ def load_model(path):
 
     path = Path(path)
     if not path.exists():
+        from gsal_tf import zoo
+
+        if str(path) in {e.name for e in zoo.list_models()}:
+            return zoo.load(str(path))
         raise GsalInputError(f"model not found: {path} (give a .keras file, a SavedModel folder, or a zoo name)")
     if path.is_dir():
         if not (path / "saved_model.pb").is_file():

@@ -84,13 +84,13 @@ def run_protocol(protocol: Protocol, mnist, out_dir, on_event: Callable[[str, di
         cfg = benchmark.load_config(config_path, **sizes, **({"bias": bias} if bias else {}))
         key = "unbiased" if cfg.bias.strength == "none" else f"{cfg.bias.strength}-digit{cfg.bias.digit}-{cfg.bias.texture}"
         folder = out_dir / "data" / key
-        card = folder / "card.json"
-        if card.is_file() and json.loads(card.read_text()).get("config") != cfg.to_dict():
+        made = (folder / "card.json").is_file()
+        if made and not benchmark.generated_from(folder, cfg):
             raise GsalInputError(
                 f"{folder} holds data generated from another config (the protocol's data config, sizes or "
                 f"bias changed since it was made); use a new --out folder, or delete {out_dir} to start over"
             )
-        if not card.is_file():
+        if not made:
             event("generate", {"data": key})
             benchmark.TextureMNIST(cfg, mnist=mnist).generate(folder)
         return folder, cfg

@@ -81,13 +81,18 @@ def list_models(manifest: Path | None = None) -> list[ZooEntry]:
     return [_entry(raw, path) for raw in read_toml(path).get("model", [])]
 
 
+def unbiased_reference(entry: ZooEntry, entries: list[ZooEntry]) -> ZooEntry | None:
+    """The unbiased entry of ``entry``'s backbone: what a biased model's IoU is compared with."""
+    return next((e for e in entries if e.bias is None and e.backbone == entry.backbone), None)
+
+
 def bias_digit_ious(entry: ZooEntry, entries: list[ZooEntry], digit: int | None = None) -> tuple:
     """(IoU of ``entry``, IoU of the unbiased entry of its backbone) on ``digit`` (default: the
     entry's bias digit), from the recorded per-class IoU; None where unknown."""
     digit = entry.bias.digit if digit is None and entry.bias is not None else digit
     if digit is None:
         return None, None
-    reference = next((e for e in entries if e.bias is None and e.backbone == entry.backbone), None)
+    reference = unbiased_reference(entry, entries)
     own = entry.metrics.get("iou_per_class", [None] * 10)[digit]
     return own, reference.metrics.get("iou_per_class", [None] * 10)[digit] if reference else None
 

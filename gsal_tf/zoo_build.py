@@ -74,7 +74,7 @@ def build_model(
 
     data_cfg = benchmark.load_config(root / entry["data"], **({"n_train": n_train} if n_train else {}))
     data_dir = _generate(data_cfg, mnist, work_dir, log)
-    eval_dir = _generate(unbiased_counterpart(data_cfg), mnist, work_dir, log)
+    eval_dir = _generate(benchmark.unbiased_counterpart(data_cfg), mnist, work_dir, log)
     overrides = {k: entry[k] for k in TRAIN_OVERRIDES if k in entry}
     train_cfg = TrainConfig.from_toml(root / entry["train"], **overrides)
     run_dir = work_dir / entry["name"]
@@ -139,17 +139,6 @@ def export_weights(build: dict, input_shape, trained, target: Path) -> None:
     model.save_weights(target)
 
 
-def unbiased_counterpart(cfg):
-    """``cfg`` with the bias switched off: the data a biased model's IoU is measured on.
-
-    Only the test split is read from it, so it generates no training samples. The bias digit and
-    texture stay in the config but draw nothing when the strength is ``"none"``.
-    """
-    from gsal_tf import benchmark
-
-    return benchmark.load_config(cfg, bias={"strength": "none"}, n_train=0)
-
-
 def data_dir_name(cfg) -> str:
     """Folder name of the data generated from ``cfg``: ``data-<strength>-<n_train>-<hash8>``.
 
@@ -165,8 +154,7 @@ def _generate(cfg, mnist, work_dir: Path, log) -> Path:
     from gsal_tf import benchmark
 
     out = work_dir / data_dir_name(cfg)
-    card = out / "card.json"
-    if card.is_file() and json.loads(card.read_text()).get("config") == cfg.to_dict():
+    if benchmark.generated_from(out, cfg):
         return out
     log(f"generating {out.name}")
     if out.exists():
@@ -176,7 +164,9 @@ def _generate(cfg, mnist, work_dir: Path, log) -> Path:
 
 
 def _texture_name(data_dir: Path) -> str:
-    return json.loads((data_dir / "card.json").read_text())["bias_texture"]["name"]
+    from gsal_tf import benchmark
+
+    return benchmark.read_card(data_dir)["bias_texture"]["name"]
 
 
 def _build_args(train_cfg) -> dict:

@@ -89,9 +89,9 @@ def _reference(reference, entry):
         net, name = resolve_model(reference)
         return net, name
     if entry is not None and entry.bias is not None:
-        for candidate in gs.zoo.list_models():
-            if candidate.bias is None and candidate.backbone == entry.backbone:
-                return gs.zoo.load(candidate.name), candidate.name
+        candidate = gs.zoo.unbiased_reference(entry, gs.zoo.list_models())
+        if candidate is not None:
+            return gs.zoo.load(candidate.name), candidate.name
     return None, None
 
 

@@ -21,15 +21,9 @@ def parse_pair(text: str, option: str, allow_single: bool = False) -> tuple[int,
 
 def resolve_model(name_or_path: str):
     """A model from a path (.keras file or SavedModel folder) or a zoo name: (model, display name)."""
-    from pathlib import Path
-
-    import gsal_tf as gs
     from gsal_tf import io
 
-    path = Path(name_or_path)
-    if not path.exists() and name_or_path in {e.name for e in gs.zoo.list_models()}:
-        return gs.zoo.load(name_or_path), name_or_path
-    return io.load_model(path), str(name_or_path)
+    return io.load_model(name_or_path), str(name_or_path)
 
 
 def build_request(explainer, img, request, request_class, request_point, class_id):

@@ -5,8 +5,8 @@
 """
 
 from gsal_tf.benchmark import textures
-from gsal_tf.benchmark.config import BenchmarkConfig, BiasConfig, load_config
-from gsal_tf.benchmark.storage import load_dataset, load_samples, read_card
+from gsal_tf.benchmark.config import BenchmarkConfig, BiasConfig, load_config, unbiased_counterpart
+from gsal_tf.benchmark.storage import generated_from, load_dataset, load_samples, read_card
 from gsal_tf.benchmark.texture_mnist import TextureMNIST, tile_boxes, tile_map
 from gsal_tf.benchmark.textures import texture_names
 
@@ -18,8 +18,10 @@ __all__ = [
     "load_dataset",
     "load_samples",
     "read_card",
+    "generated_from",
     "texture_names",
     "textures",
     "tile_boxes",
     "tile_map",
+    "unbiased_counterpart",
 ]

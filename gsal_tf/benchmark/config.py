@@ -181,6 +181,13 @@ def load_config(source: Union[str, Path, Mapping[str, Any], BenchmarkConfig, Non
     return _validate(raw)
 
 
+def unbiased_counterpart(cfg: BenchmarkConfig) -> BenchmarkConfig:
+    """``cfg`` with the bias switched off and no training samples: the test data a biased model's
+    IoU is measured on (same image law, sizes and ``test_seed``, so the same digits). The bias
+    digit and texture stay in the config but draw nothing when the strength is ``"none"``."""
+    return load_config(cfg, bias={"strength": "none"}, n_train=0)
+
+
 def _read_source(source: Any) -> dict[str, Any]:
     if source is None:
         return {}

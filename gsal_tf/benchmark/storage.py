@@ -90,6 +90,12 @@ def read_card(directory: Union[str, Path]) -> dict[str, Any]:
     return card
 
 
+def generated_from(directory: Union[str, Path], cfg) -> bool:
+    """True when ``directory`` holds a dataset generated from exactly ``cfg`` (its card's config)."""
+    path = Path(directory) / CARD_NAME
+    return path.is_file() and read_card(directory).get("config") == cfg.to_dict()
+
+
 def load_compact(directory: Union[str, Path], split: str, n: Optional[int] = None, verify: bool = True) -> dict[str, np.ndarray]:
     """The compact arrays of the first ``n`` samples (all when ``None``) of ``split``."""
     directory = Path(directory)
