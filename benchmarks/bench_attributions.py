@@ -8,7 +8,7 @@ runs one extra forward pass for the reported scores (N images for SmoothGrad, 2N
 samples/steps run in a ``tf.while_loop`` inside one graph, so the ratio can be below 1 (no
 Python dispatch per pass).
 
-Run: python benchmarks/bench_attributions.py [--preset mobilenetv2-tiny] [--batch 8] [--json out.json]
+Run: python benchmarks/bench_attributions.py [--architecture mobilenetv2-tiny] [--batch 8] [--json out.json]
 Each figure is the median of ``--repeats`` timed runs after one warm-up (tracing excluded);
 explain and its floor are timed alternately, so a change of machine load affects both.
 """
@@ -16,19 +16,16 @@ explain and its floor are timed alternately, so a change of machine load affects
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import statistics
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import gsal_tf as gs  # noqa: E402
-from _common import make_inputs  # noqa: E402
+from _common import finish, machine, make_inputs  # noqa: E402
 
 
 def compiled_pass(model, images, requests, class_ids):
@@ -76,7 +73,7 @@ def paired_medians(fn_a, fn_b, repeats):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--preset", default="mobilenetv2-tiny")
+    parser.add_argument("--architecture", default="mobilenetv2-tiny")
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--samples", type=int, default=25, help="SmoothGrad samples")
     parser.add_argument("--steps", type=int, default=32, help="integrated gradients steps")
@@ -85,7 +82,7 @@ def main():
     args = parser.parse_args()
 
     shape = (64, 64, 1)
-    model = gs.models.build_preset(args.preset, input_shape=shape, num_classes=11)
+    model = gs.models.build_architecture(args.architecture, input_shape=shape, num_classes=11)
     images, requests, classes = make_inputs(args.batch, shape)
     step = compiled_pass(model, images, requests, classes)
     x = tf.constant(images)
@@ -112,12 +109,11 @@ def main():
         )
 
     report = {
-        "model": f"DeepLabv3+ {args.preset}, input {shape}, {model.count_params()} parameters",
+        "model": f"DeepLabv3+ {args.architecture}, input {shape}, {model.count_params()} parameters",
         "batch": args.batch,
         "repeats": args.repeats,
         "methods": rows,
-        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, TF {tf.__version__}, "
-        f"devices {[d.device_type for d in tf.config.list_physical_devices()]}",
+        "machine": machine(),
     }
     print(f"model: {report['model']}; batch {args.batch}, median of {args.repeats}")
     print(f"{'method':<20} {'passes':>6} {'explain s':>10} {'floor s':>10} {'ratio':>7} {'expl/s':>8}")
@@ -126,10 +122,7 @@ def main():
             f"{r['method']:<20} {r['passes']:>6} {r['explain_s']:>10.3f} {r['floor_s']:>10.3f} "
             f"{r['explain_over_floor']:>7.3f} {r['explanations_per_s']:>8.2f}"
         )
-    print(f"machine: {report['machine']}")
-    if args.json:
-        with open(args.json, "w") as fh:
-            json.dump(report, fh, indent=2)
+    finish(report, args.json)
 
 
 if __name__ == "__main__":

@@ -7,26 +7,23 @@
 (b) explain / eager — the same optimisation as a plain eager GradientTape loop.
 (c) explanations per second at batch 1, 8 and 32.
 
-Run: python benchmarks/bench_explain.py [--preset mobilenetv2-tiny] [--iterations 50] [--json out.json]
+Run: python benchmarks/bench_explain.py [--architecture mobilenetv2-tiny] [--iterations 50] [--json out.json]
 Each figure is the median of ``--repeats`` timed runs after one warm-up (tracing excluded).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import statistics
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import gsal_tf as gs  # noqa: E402
-from _common import make_inputs  # noqa: E402
+from _common import finish, machine, make_inputs  # noqa: E402
 from gsal_tf.saliency import objective as obj  # noqa: E402
 from gsal_tf.saliency import optim  # noqa: E402
 from gsal_tf.saliency.masks import upsample_grid  # noqa: E402
@@ -84,7 +81,7 @@ def fn_time(fn):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--preset", default="mobilenetv2-tiny")
+    parser.add_argument("--architecture", default="mobilenetv2-tiny")
     parser.add_argument("--iterations", type=int, default=50)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--ratio-batch", type=int, default=8, help="batch size for ratios (a) and (b)")
@@ -93,7 +90,7 @@ def main():
     args = parser.parse_args()
 
     shape = (64, 64, 1)
-    model = gs.models.build_preset(args.preset, input_shape=shape, num_classes=11)
+    model = gs.models.build_architecture(args.architecture, input_shape=shape, num_classes=11)
     explainer = gs.GridSaliency(model, grid_size=(8, 8), iterations=args.iterations, batch_size=64)
     gh, gw = explainer.grid_size
 
@@ -110,7 +107,7 @@ def main():
         throughput[b] = b / t
 
     report = {
-        "model": f"DeepLabv3+ {args.preset}, input {shape}, {model.count_params()} parameters",
+        "model": f"DeepLabv3+ {args.architecture}, input {shape}, {model.count_params()} parameters",
         "iterations": args.iterations,
         "grid": [gh, gw],
         "ratio_batch": args.ratio_batch,
@@ -120,18 +117,14 @@ def main():
         "explain_over_floor": t_explain / t_floor,
         "explain_over_eager": t_explain / t_eager,
         "explanations_per_s": throughput,
-        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, TF {tf.__version__}, "
-        f"devices {[d.device_type for d in tf.config.list_physical_devices()]}",
+        "machine": machine(),
     }
     print(f"model: {report['model']}; {args.iterations} iterations, grid {gh}x{gw}, batch {args.ratio_batch}")
     print(f"(a) explain {t_explain:.3f} s / floor {t_floor:.3f} s = {report['explain_over_floor']:.3f}  (target <= 1.10)")
     print(f"(b) explain {t_explain:.3f} s / eager {t_eager:.3f} s = {report['explain_over_eager']:.3f}")
     for b, v in throughput.items():
         print(f"(c) batch {b:>3}: {v:.2f} explanations/s")
-    print(f"machine: {report['machine']}")
-    if args.json:
-        with open(args.json, "w") as fh:
-            json.dump(report, fh, indent=2)
+    finish(report, args.json)
 
 
 if __name__ == "__main__":

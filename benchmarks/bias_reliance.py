@@ -4,7 +4,7 @@ The same test digits (test_seed of the configs) are textured twice: at random (u
 and with the bias texture in one tile for every bias digit (strongly biased config: same digits,
 sizes and positions; the bias texture moved into one tile of each bias digit and out of every
 other sample). For each model: the share of the bias digit's
-pixels it calls that digit, without and with the texture (gsal_tf.evaluation.bias_reliance).
+pixels it calls that digit, without and with the texture (gsal_tf.benchmark.evaluation.bias_reliance).
 
 Usage: python benchmarks/bias_reliance.py MNIST.npz [MODEL ...]   (zoo names or .keras files;
        default: every zoo model)  [--n-test 2000]
@@ -16,8 +16,8 @@ import argparse
 from pathlib import Path
 
 import gsal_tf as gs
-from gsal_tf import io
-from gsal_tf.evaluation import bias_reliance
+from gsal_tf import loading
+from gsal_tf.benchmark.evaluation import bias_reliance
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "benchmark"
 
@@ -39,7 +39,7 @@ def main() -> None:
     print(f"| model | pixels of {digit} called {digit}: without `{texture}` | with `{texture}` | gain |")
     print("|---|---|---|---|")
     for name in names:
-        model = io.load_model(name)
+        model = loading.load_model(name)
         r = bias_reliance(model, without, with_bias, digit)
         print(f"| {name} | {r['called_without']:.3f} | {r['called_with']:.3f} | {r['gain']:+.3f} |", flush=True)
     print(f"\n{int((without['digit'] == digit).sum())} test samples of digit {digit}, each textured both ways.")

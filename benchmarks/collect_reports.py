@@ -4,9 +4,11 @@ Usage: python benchmarks/collect_reports.py REPORTS_DIR   (or --zoo for the zoo 
        or --protocol PROTOCOL_OUT_DIR for the protocol's averaged and per-run tables)
 """
 
-import json
 import sys
 from pathlib import Path
+
+from gsal_tf.benchmark.protocol import read_report, read_results
+from gsal_tf.explainer import METHODS
 
 
 def fmt(v, digits=3):
@@ -14,7 +16,7 @@ def fmt(v, digits=3):
 
 
 def main(folder: Path) -> None:
-    reports = {p.parent.name: json.loads(p.read_text()) for p in sorted(folder.glob("*/report.json"))}
+    reports = {p.parent.name: read_report(p) for p in sorted(folder.glob("*/report.json"))}
     print("| model | bias digit IoU (model / unbiased) | other digits' mean IoU drop | method | CBL | inflation CBL | CBD bias digit | CBD others | CBD ratio |")
     print("|---|---|---|---|---|---|---|---|---|")
     for name, r in reports.items():
@@ -32,7 +34,7 @@ def main(folder: Path) -> None:
 def zoo_table() -> None:
     """The README's zoo table, from the shipped manifest (run from the repository root)."""
     import gsal_tf as gs
-    from gsal_tf.training import TrainConfig
+    from gsal_tf.benchmark.training import TrainConfig
 
     entries = gs.zoo.list_models()
     digit = next(e.bias.digit for e in entries if e.bias is not None)
@@ -50,7 +52,6 @@ def zoo_table() -> None:
 
 
 PICKED_UP_DROP = 0.05
-METHOD_ORDER = ["grid", "gradients", "smoothgrad", "integrated-gradients"]
 
 
 def pm(pair, digits=3):
@@ -60,7 +61,7 @@ def pm(pair, digits=3):
 
 def protocol_tables(out_dir: Path) -> None:
     """The README's protocol tables: mean ± std over runs, then one row per run."""
-    from gsal_tf.protocol import summarise
+    from gsal_tf.benchmark.protocol import summarise
 
     summary = summarise(out_dir / "results")
     print(f"{summary['runs']} runs. Mean ± std over runs:\n")
@@ -72,7 +73,7 @@ def protocol_tables(out_dir: Path) -> None:
             lead = f"| {key} | {g['runs']} | {pm(g['iou_drop_bias_digit'])} | {pm(g['iou_drop_other_digits'])} " if first else "| | | | "
             print(lead + f"| {method} | {pm(m['cbl'])} | {pm(m['inflation_cbl'])} | {pm(m['cbd_ratio'], 1)} |")
             first = False
-    runs = [json.loads(f.read_text()) for f in sorted((out_dir / "results").glob("*.json"))]
+    runs = read_results(out_dir / "results")
     # Runs whose network picked the bias up, judged by the IoU drop alone (not by any explanation).
     picked: dict = {}
     for r in runs:
@@ -82,18 +83,18 @@ def protocol_tables(out_dir: Path) -> None:
                 if m.get("cbl_mean") is not None:
                     picked.setdefault(r["strength"], {}).setdefault(method, []).append(m["cbl_mean"])
     print(f"\nRuns that picked the bias up (bias-digit IoU drop ≥ {PICKED_UP_DROP}), mean CBL:\n")
-    print("| bias | runs | " + " | ".join(METHOD_ORDER) + " |")
-    print("|---|---|" + "---|" * len(METHOD_ORDER))
+    print("| bias | runs | " + " | ".join(METHODS) + " |")
+    print("|---|---|" + "---|" * len(METHODS))
     for strength, by_method in sorted(picked.items()):
         n = max(len(v) for v in by_method.values())
-        print(f"| {strength} | {n} | " + " | ".join(fmt(sum(by_method[m]) / len(by_method[m])) if by_method.get(m) else "—" for m in METHOD_ORDER) + " |")
+        print(f"| {strength} | {n} | " + " | ".join(fmt(sum(by_method[m]) / len(by_method[m])) if by_method.get(m) else "—" for m in METHODS) + " |")
     print("\nPer run (grid saliency):\n")
     print("| run | bias-digit IoU (model / unbiased) | grid CBL (n) | grid CBD ratio | best other method's CBL |")
     print("|---|---|---|---|---|")
     for r in runs:
         d, iou, methods = r["digit"], r["iou"], r["explanations"]["methods"]
-        g = methods["grid"]
-        others = {k: v.get("cbl_mean") for k, v in methods.items() if k != "grid" and v.get("cbl_mean") is not None}
+        g = methods["grid_saliency"]
+        others = {k: v.get("cbl_mean") for k, v in methods.items() if k != "grid_saliency" and v.get("cbl_mean") is not None}
         best = max(others, key=others.get) if others else None
         print(f"| {r['name']} | {fmt(iou['iou'][d])} / {fmt(iou['reference_iou'][d])} | {fmt(g.get('cbl_mean'))} ({g.get('cbl_n')}) | "
               f"{fmt(g.get('cbd_ratio'), 1)} | {best}: {fmt(others.get(best))} |" if best else "| — |")

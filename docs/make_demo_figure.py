@@ -10,7 +10,7 @@ import numpy as np
 
 import gsal_tf as gs
 from gsal_tf import viz
-from gsal_tf.demo import load_demo
+from gsal_tf.zoo.demo import load_demo
 
 
 def main() -> None:

@@ -1,8 +1,38 @@
-"""gsal_tf — grid saliency context explanations for Keras segmentation networks."""
+"""gsal_tf — grid saliency context explanations for Keras segmentation networks.
+
+The package, one concept per place:
+
+- :mod:`gsal_tf.saliency` — the method (grid saliency: masks, perturbations, objective, optimisers);
+- :mod:`gsal_tf.attributions` — the comparison methods (vanilla gradients, SmoothGrad, integrated gradients);
+- :mod:`gsal_tf.explainer` — what every method shares (the base class, the result interface, method names);
+- :mod:`gsal_tf.models` — the networks (DeepLabv3+ with MobileNetV2 / aligned Xception, known-context models);
+- :mod:`gsal_tf.zoo` — trained networks (manifest, build, demo);
+- :mod:`gsal_tf.requests` — which pixels to explain;
+- :mod:`gsal_tf.metrics` — IoU, CBD, CBL, the inflation baseline;
+- :mod:`gsal_tf.compare` — one request explained by several networks;
+- :mod:`gsal_tf.viz` — pictures; :mod:`gsal_tf.export` — SavedModels; :mod:`gsal_tf.loading` — files;
+- :mod:`gsal_tf.benchmark` — TextureMNIST: data, training, evaluation, the bias protocol.
+"""
 
 from gsal_tf._version import __version__
 from gsal_tf import attributions, benchmark, models, requests, zoo
 from gsal_tf.errors import GsalError, GsalInputError
+from gsal_tf.explainer import METHODS, Explainer, ExplanationResult, make_explainer
 from gsal_tf.saliency import Explanation, GridSaliency
 
-__all__ = ["__version__", "GridSaliency", "Explanation", "GsalError", "GsalInputError", "requests", "benchmark", "models", "zoo", "attributions"]
+__all__ = [
+    "__version__",
+    "GridSaliency",
+    "Explanation",
+    "Explainer",
+    "ExplanationResult",
+    "METHODS",
+    "make_explainer",
+    "GsalError",
+    "GsalInputError",
+    "requests",
+    "benchmark",
+    "models",
+    "zoo",
+    "attributions",
+]

@@ -3,8 +3,8 @@ Xception on Cityscapes), for any set of segmentation models that take the same i
 
 For every model the same request R and class c are explained with the same grid-saliency
 settings; the table reports what each model predicts inside R, how well the kept context
-preserves it, how much context it needs (salient context share = mean saliency over the context
-pixels), and how far the models agree on *which* context matters:
+preserves it, how much context it needs (the salient context share, :func:`gsal_tf.metrics.cbd`:
+the mean saliency over the context pixels), and how far the models agree on *which* context matters:
 
 - ``top_cell_iou(a, b, fraction)``: IoU of the top ``fraction`` of grid cells of two grids
   (by value, ties broken by position; NaN when a grid is constant, e.g. a model that keeps no
@@ -20,7 +20,9 @@ from typing import Mapping
 
 import numpy as np
 
-from gsal_tf.requests import label_map
+from gsal_tf import metrics
+from gsal_tf.requests import label_map, predicted_class
+from gsal_tf.saliency import GridSaliency
 
 
 def top_cell_iou(a: np.ndarray, b: np.ndarray, fraction: float = 0.2) -> float:
@@ -59,24 +61,21 @@ def compare_models(models: Mapping[str, object], image: np.ndarray, request: np.
     Returns ``{"models": {name: {...}}, "agreement": [{a, b, top_cell_iou, rank_correlation}],
     "saliency": {name: (H,W)}, "prediction": {name: (H,W) labels}}``.
     """
-    from gsal_tf.saliency import GridSaliency
-
     per_model, saliency, prediction, grids = {}, {}, {}, {}
-    context = request < 0.5
     for name, model in models.items():
         explainer = GridSaliency(model, **dict(grid_options or {}))
         labels = label_map(explainer.predict(image[None])[0])
         result = explainer.explain(image[None], request[None], [class_id])
         inside = labels[request > 0.5]
-        counts = np.bincount(inside, minlength=int(inside.max()) + 1)
+        predicted = predicted_class(labels, request)
         per_model[name] = {
-            "predicted_class_in_request": int(counts.argmax()),
-            "predicted_share": float(counts.max() / inside.size),
+            "predicted_class_in_request": predicted,
+            "predicted_share": float((inside == predicted).mean()),
             "class_share": float((inside == class_id).mean()),
             "original_score": float(result.original_score[0]),
             "preserved_score": float(result.preserved_score[0]),
             "no_context_score": float(result.no_context_score[0]),
-            "salient_context_share": float(result.saliency[0][context].mean()),
+            "salient_context_share": float(metrics.cbd(result.saliency, request[None])[0]),
             "seconds": float(result.seconds),
         }
         saliency[name], prediction[name], grids[name] = result.saliency[0], labels, result.grid[0]

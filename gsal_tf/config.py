@@ -1,4 +1,4 @@
-"""TOML presets (stdlib ``tomllib``): reading them, and checking their keys against an API."""
+"""TOML configs (stdlib ``tomllib``): reading them, and checking their keys against an API."""
 
 from __future__ import annotations
 
@@ -32,12 +32,3 @@ def keyword_options(table: dict, target, where: str, exclude: tuple[str, ...] = 
         raise GsalInputError(f"unknown option(s) {', '.join(unknown)} in {where}; known: {', '.join(sorted(params))}")
     return {k: tuple(v) if isinstance(v, list) else v for k, v in table.items()}
 
-
-def explain_options(path) -> dict:
-    """The ``[explain]`` table of a TOML preset as GridSaliency keyword arguments."""
-    from gsal_tf.saliency import GridSaliency
-
-    table = read_toml(path).get("explain")
-    if not isinstance(table, dict):
-        raise GsalInputError(f"{path} has no [explain] table")
-    return keyword_options(table, GridSaliency.__init__, f"[explain] of {path}", exclude=("model",))

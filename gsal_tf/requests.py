@@ -109,6 +109,20 @@ def mask_from_image(path, shape: tuple[int, int] | None = None, threshold: int =
     return _nonempty(img > threshold, f"request mask {path} has no pixel brighter than {threshold}")
 
 
+def predicted_class(prediction, request, exclude=()) -> int:
+    """The class predicted most often inside ``request`` (H,W) 0/1: the class a request of that
+    region explains by default. Classes in ``exclude`` (e.g. a background class) are never chosen;
+    ties go to the smaller id.
+    """
+    labels = label_map(prediction)
+    inside = labels[np.asarray(request) > 0.5]
+    if inside.size == 0:
+        raise GsalInputError("empty request: there is no predicted class inside it")
+    counts = np.bincount(inside.ravel(), minlength=max(int(inside.max()), *exclude, 0) + 1)
+    counts[list(exclude)] = -1
+    return int(counts.argmax())
+
+
 def _nonempty(mask: np.ndarray, message: str) -> np.ndarray:
     if not mask.any():
         raise GsalInputError(f"empty request: {message}")

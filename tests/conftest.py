@@ -60,5 +60,5 @@ def tiny_train_config(tmp_path) -> Path:
 
     lines = [f"{k} = {json.dumps(list(v) if isinstance(v, tuple) else v)}" for k, v in TINY_DEEPLAB.items()]
     path = tmp_path / "train.toml"
-    path.write_text("[model]\npreset = \"mobilenetv2-tiny\"\n" + "\n".join(lines) + "\n[train]\nepochs = 1\nbatch_size = 16\n")
+    path.write_text("[model]\narchitecture = \"mobilenetv2-tiny\"\n" + "\n".join(lines) + "\n[train]\nepochs = 1\nbatch_size = 16\n")
     return path

@@ -10,6 +10,7 @@ import pytest
 import gsal_tf as gs
 from gsal_tf.attributions import IntegratedGradients, SmoothGrad, VanillaGradients, trace_count
 from gsal_tf.errors import GsalInputError
+from gsal_tf.explainer import METHODS as METHOD_NAMES, ExplanationResult
 from gsal_tf.models.known_context import known_context_image, known_context_model
 
 H, W, C, K = 6, 5, 2, 3
@@ -170,7 +171,8 @@ def test_result_fields_swap_with_grid_saliency(prob_model, batch):
     for explainer in (gs.GridSaliency(prob_model, grid_size=(2, 1), iterations=2, mode="full"), *(m(prob_model) for m in METHODS)):
         res = explainer(images, requests, classes)
         assert res.saliency.shape == (4, H, W) and res.class_ids.shape == (4,)
-        assert res.original_score.shape == (4,) and isinstance(res.params, dict) and res.seconds >= 0
+        assert res.original_score.shape == (4,) and isinstance(res, ExplanationResult)
+        assert res.params["method"] == explainer.method in METHOD_NAMES and res.seconds > 0
 
 
 def test_low_resolution_output_is_resized():

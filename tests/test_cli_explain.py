@@ -83,7 +83,7 @@ def test_request_point_and_request_class_use_the_prediction(files, tmp_path):
     assert json.loads((tmp_path / "b" / "summary.json").read_text())["request_pixels"] == 64
 
 
-def test_config_preset_and_cli_override(files, tmp_path):
+def test_config_file_and_cli_override(files, tmp_path):
     cfg = tmp_path / "p.toml"
     cfg.write_text("[explain]\ngrid_size = [2, 2]\niterations = 7\nbaseline = \"blur\"\n")
     res = run("explain", files / "image.png", "--model", files / "model.keras", "--request", files / "request.png", "--class", 1, "--config", cfg, "--iterations", 9, "--out", tmp_path / "o")
@@ -128,7 +128,7 @@ def test_bad_input_is_one_red_line_and_no_output(files, tmp_path, args, message)
 
 
 def test_demo_class_is_the_predicted_digit_never_background():
-    from gsal_tf.demo import predicted_digit
+    from gsal_tf.zoo.demo import predicted_digit
 
     labels = np.full((8, 8), 10)
     labels[2:4, 2:4] = 9   # 4 pixels of 9, 2 of 4, the rest of the request is background

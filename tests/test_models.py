@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from gsal_tf.errors import GsalInputError
-from gsal_tf.models import PRESETS, build_preset, deeplabv3plus
+from gsal_tf.models import ARCHITECTURES, build_architecture, deeplabv3plus
 
 # Tiny widths keep every build and forward pass well under a second on a CPU.
 TINY_HEAD = {"aspp_filters": 8, "decoder_filters": 8, "low_level_filters": 8}
@@ -120,7 +120,7 @@ def test_keras_round_trip_in_safe_mode(backbone, tmp_path, rng):
     (lambda: tiny("mobilenetv2", dropout=1.0), "dropout must be in [0, 1)"),
     (lambda: tiny("xception", backbone_weights="imagenet"), "backbone_weights=None"),
     (lambda: tiny("mobilenetv2", alpha=0.3, backbone_weights="imagenet"), "alpha in"),
-    (lambda: build_preset("mobilenetv2-huge"), "choose one of"),
+    (lambda: build_architecture("mobilenetv2-huge"), "choose one of"),
 ])
 def test_bad_arguments_say_what_to_fix(call, hint):
     with pytest.raises(GsalInputError) as error:
@@ -159,10 +159,10 @@ def test_imagenet_weights_from_a_file_reproduce_the_application(tmp_path, rng):
     np.testing.assert_allclose(np.asarray(ours), np.asarray(theirs), atol=1e-4)
 
 
-@pytest.mark.parametrize("preset", sorted(PRESETS))
-def test_presets_fit_in_five_megabytes(preset, tmp_path):
-    model = build_preset(preset, (64, 64, 1), 11)
-    path = tmp_path / "preset.weights.h5"
+@pytest.mark.parametrize("architecture", sorted(ARCHITECTURES))
+def test_architectures_fit_in_five_megabytes(architecture, tmp_path):
+    model = build_architecture(architecture, (64, 64, 1), 11)
+    path = tmp_path / "architecture.weights.h5"
     model.save_weights(path)
     assert path.stat().st_size <= 5_000_000
     assert model.output.shape == (None, 64, 64, 11)

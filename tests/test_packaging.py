@@ -29,6 +29,8 @@ def test_wheel_ships_every_package_and_the_zoo(tmp_path):
         for module in source_root.rglob("*.py"):
             wanted = f"{installed_as}/{module.relative_to(source_root).as_posix()}"
             assert wanted in names, f"{wanted} missing from the wheel (add its package to pyproject.toml)"
-    for entry in gs.zoo.list_models():
+    entries = gs.zoo.list_models()
+    assert len(entries) == 6
+    for entry in entries:
         assert f"gsal_tf/zoo_files/{entry.weights}" in names
     assert {"gsal_tf/zoo_files/models.toml", "gsal_tf/zoo_files/samples/demo.npz"} <= names

@@ -6,7 +6,7 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from gsal_cli.main import app
-from gsal_tf.protocol import Protocol, summarise
+from gsal_tf.benchmark.protocol import Protocol, summarise
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -27,7 +27,7 @@ n_test = 40
 [train_configs]
 mobilenetv2 = "{train}"
 [evaluate]
-methods = ["grid", "gradients"]
+methods = ["grid_saliency", "vanilla_gradients"]
 per_digit = 1
 biased = 3
 iterations = 3
@@ -40,9 +40,9 @@ iterations = 3
     summary = json.loads((out / "summary.json").read_text())
     assert summary["runs"] == 1
     group = summary["groups"]["mobilenetv2/strong"]
-    assert set(group["methods"]) == {"grid", "gradients"}
-    assert summary["cbd_matrix"]["mobilenetv2/strong/grid"]["bias_digits"] == [3]
-    assert (out / "cbl.png").is_file() and (out / "cbd_mobilenetv2_strong_grid.png").is_file()
+    assert set(group["methods"]) == {"grid_saliency", "vanilla_gradients"}
+    assert summary["cbd_matrix"]["mobilenetv2/strong/grid_saliency"]["bias_digits"] == [3]
+    assert (out / "cbl.png").is_file() and (out / "cbd_mobilenetv2_strong_grid_saliency.png").is_file()
     again = CliRunner().invoke(app, args)  # finished runs are not redone
     assert again.exit_code == 0 and "skip" in again.output and "train" not in again.output.replace("train_configs", "")
     assert summarise(out / "results") == summary

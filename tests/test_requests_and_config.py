@@ -1,4 +1,4 @@
-"""Request helpers (pure NumPy) and the TOML explain preset."""
+"""Request helpers (pure NumPy) and the TOML explain config."""
 
 import inspect
 from pathlib import Path
@@ -9,7 +9,6 @@ import pytest
 
 import gsal_tf as gs
 from gsal_tf import requests
-from gsal_tf.config import explain_options
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -56,14 +55,14 @@ def test_box_and_file_requests(tmp_path):
         requests.mask_from_image(tmp_path / "none.png")
 
 
-def test_default_preset_equals_the_api_defaults():
-    preset = explain_options(ROOT / "configs" / "explain" / "default.toml")
+def test_default_explain_config_equals_the_api_defaults():
+    config = gs.GridSaliency.options_from_toml(ROOT / "configs" / "explain" / "default.toml")
     defaults = {k: p.default for k, p in inspect.signature(gs.GridSaliency.__init__).parameters.items() if k not in ("self", "model")}
-    assert preset == defaults
+    assert config == defaults
 
 
-def test_preset_with_unknown_key_is_refused(tmp_path):
+def test_explain_config_with_unknown_key_is_refused(tmp_path):
     p = tmp_path / "x.toml"
     p.write_text("[explain]\nlamda = 0.1\n")
     with pytest.raises(gs.GsalInputError, match="unknown option"):
-        explain_options(p)
+        gs.GridSaliency.options_from_toml(p)

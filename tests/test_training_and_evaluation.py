@@ -12,7 +12,7 @@ import gsal_tf as gs
 from gsal_cli.main import app
 from gsal_tf.compare import rank_correlation, top_cell_iou
 from gsal_tf.models.known_context import known_context_image, known_context_model
-from gsal_tf.training import TrainConfig, class_weights, train
+from gsal_tf.benchmark.training import TrainConfig, class_weights, train
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 runner = CliRunner()
@@ -38,7 +38,7 @@ def test_short_training_lowers_the_loss(strong_dir, tmp_path):
     from conftest import TINY_DEEPLAB
 
     model_opts = {k: v for k, v in TINY_DEEPLAB.items()}
-    cfg = TrainConfig(preset="mobilenetv2-tiny", model=model_opts, epochs=3, batch_size=16, learning_rate=5e-3, warmup_epochs=0.2, val_fraction=0.1)
+    cfg = TrainConfig(architecture="mobilenetv2-tiny", model=model_opts, epochs=3, batch_size=16, learning_rate=5e-3, warmup_epochs=0.2, val_fraction=0.1)
     metrics = train(strong_dir, tmp_path / "run", cfg)
     history = json.loads((tmp_path / "run" / "history.json").read_text())
     assert history[-1]["loss"] < history[0]["loss"]
@@ -48,7 +48,10 @@ def test_short_training_lowers_the_loss(strong_dir, tmp_path):
 
 def test_train_config_file_and_bad_values(tmp_path):
     cfg = TrainConfig.from_toml(CONFIGS / "train" / "mobilenetv2.toml", epochs=2)
-    assert cfg.epochs == 2 and cfg.preset == "mobilenetv2-tiny"
+    assert cfg.epochs == 2 and cfg.architecture == "mobilenetv2-tiny"
+    legacy = tmp_path / "legacy.toml"  # the [model] key's name before version 0.2
+    legacy.write_text('[model]\npreset = "xception-tiny"\n[train]\nepochs = 1\n')
+    assert TrainConfig.from_toml(legacy).architecture == "xception-tiny"
     bad = tmp_path / "bad.toml"
     bad.write_text("[train]\nepochz = 3\n")
     with pytest.raises(gs.GsalInputError, match="unknown option"):
@@ -72,7 +75,8 @@ def test_evaluate_end_to_end_writes_report_and_figures(strong_dir, tiny_deeplab_
     report = json.loads((out / "report.json").read_text())
     digit = gs.benchmark.load_config(CONFIGS / "benchmark" / "strong.toml").bias.digit
     assert report["bias_digit"] == digit
-    grid = report["explanations"]["methods"]["grid"]
+    assert set(report["explanations"]["methods"]) == {"grid_saliency", "vanilla_gradients"}  # old names are aliases
+    grid = report["explanations"]["methods"]["grid_saliency"]
     assert len(grid["cbd_by_digit"]) == 10 and grid["cbl_n"] + grid["cbl_nan"] == 4
     assert report["iou"]["drop"][digit] == 0.0  # the reference is the same model
     for name in ("cbd.png", "cbl.png", "iou.png"):
@@ -119,7 +123,7 @@ def test_compare_backbones_end_to_end(tmp_path):
 
 def test_bias_reliance_on_models_with_known_answers():
     """Paired test: same digits without / with the bias texture (top half = 1); NumPy reference."""
-    from gsal_tf.evaluation import bias_reliance
+    from gsal_tf.benchmark.evaluation import bias_reliance
 
     digits = np.array([9, 9, 3, 9])
     mask = np.zeros((4, 8, 8), np.float32)
@@ -144,7 +148,7 @@ def test_bias_reliance_on_models_with_known_answers():
     r = bias_reliance(ignores_it_left_nine, without, with_bias, 9)
     expected = float((mask[digits == 9][:, :, :4] > 0).sum() / (mask[digits == 9] > 0).sum())  # 0.5
     assert r["called_without"] == r["called_with"] == pytest.approx(expected) and r["gain"] == 0.0
-    with pytest.raises(ValueError, match="same digits"):
+    with pytest.raises(gs.GsalInputError, match="same digits"):
         bias_reliance(reads_texture, without, {**with_bias, "digit": digits[::-1]}, 9)
-    with pytest.raises(ValueError, match="no sample of digit 7"):
+    with pytest.raises(gs.GsalInputError, match="no sample of digit 7"):
         bias_reliance(reads_texture, without, with_bias, 7)

@@ -87,7 +87,11 @@ def test_url_weights_download_once_into_the_cache(tiny_weights, tmp_path, monkey
         gs.zoo.load("tiny", manifest)
 
 
+SHIPPED = [f"tmnist-{backbone}-{bias}" for bias in ("unbiased", "strong", "weak") for backbone in ("mobilenetv2", "xception")]
+
+
 def test_shipped_manifest_is_consistent():
+    assert sorted(gs.zoo.names()) == sorted(SHIPPED)  # the loops below must not pass on an empty zoo
     for entry in gs.zoo.list_models():
         assert (gs.zoo.zoo_dir() / entry.weights).is_file() or entry.url, entry.name
         assert entry.metrics and entry.training.get("command"), entry.name
@@ -103,7 +107,7 @@ def _export_case(kind):
     if kind == "known-context":
         case = demo_case()
         return case["model"], case["image"], case["request"], 1
-    from gsal_tf.demo import demo_sample
+    from gsal_tf.zoo.demo import demo_sample
 
     sample = demo_sample()
     return gs.zoo.load("tmnist-xception-strong"), sample["image"], sample["digit_mask"].astype(np.float32), int(sample["digit"])
@@ -142,6 +146,7 @@ def test_exports_reload_without_gsal_and_reproduce_outputs(tmp_path, kind):
 
 def test_bias_digit_ious_pair_each_biased_model_with_its_backbones_unbiased_one():
     entries = gs.zoo.list_models()
+    assert sorted(e.name for e in entries) == sorted(SHIPPED)
     for e in entries:
         own, ref = gs.zoo.bias_digit_ious(e, entries)
         if e.bias is None:
@@ -150,3 +155,16 @@ def test_bias_digit_ious_pair_each_biased_model_with_its_backbones_unbiased_one(
         unbiased = next(u for u in entries if u.bias is None and u.backbone == e.backbone)
         assert own == e.metrics["iou_per_class"][e.bias.digit]
         assert ref == unbiased.metrics["iou_per_class"][e.bias.digit]
+
+
+def test_a_missing_manifest_is_an_error_not_an_empty_zoo(tmp_path):
+    with pytest.raises(gs.GsalInputError, match="manifest .* is missing"):
+        gs.zoo.list_models(tmp_path / "models.toml")
+
+
+def test_from_preset_is_the_zoo_model():
+    model = gs.models.from_preset("tmnist-mobilenetv2-strong")
+    reference = gs.zoo.load("tmnist-mobilenetv2-strong")
+    x = np.random.default_rng(0).random((1, 64, 64, 1), dtype=np.float32)
+    assert model.zoo_entry.name == "tmnist-mobilenetv2-strong"
+    np.testing.assert_array_equal(np.asarray(model(x, training=False)), np.asarray(reference(x, training=False)))

@@ -43,7 +43,7 @@ def test_each_data_config_gets_its_own_folder_and_biased_models_are_measured_on_
     """Two plan entries with the same strength but different image laws must not share data, and
     a biased model's IoU is measured on its own config with the bias switched off."""
     from gsal_tf.benchmark import unbiased_counterpart
-    from gsal_tf.zoo_build import data_dir_name
+    from gsal_tf.benchmark import data_dir_name
 
     weak = gs.benchmark.load_config(ROOT / "configs/benchmark/weak.toml", n_test=40)
     other_law = gs.benchmark.load_config(weak, foreground_levels=[0.0, 1.0], background_levels=[0.0, 1.0])

@@ -1,4 +1,13 @@
-"""``gsal compare-backbones``: one request explained by several models, side by side."""
+"""``gsal compare-backbones``: one request explained by several models, side by side.
+
+The paper's architecture comparison (MobileNetV2 vs Xception backbones): the same image, request
+and class are explained with each model under the same grid-saliency settings
+(:func:`gsal_tf.compare.compare_models`). The command prints what each model predicts in the
+request and how much context it needs, and how far the models agree on which context matters;
+it writes ``comparison.png`` (the image with the request; per model its prediction and context
+saliency), ``comparison.json`` and ``saliency_<model>.npy``. Image, models and request come from
+the same options as ``gsal explain`` (the request is built from the first model's prediction).
+"""
 
 from __future__ import annotations
 
@@ -11,7 +20,7 @@ import typer
 from rich.table import Table
 
 from gsal_cli.console import console, fail, staged_outputs
-from gsal_cli.options import build_request, parse_pair, resolve_model
+from gsal_cli.options import build_request, image_input, parse_pair, resolve_model
 
 
 def compare_backbones(
@@ -35,23 +44,19 @@ def compare_backbones(
     comparison.json and saliency_<model>.npy.
     """
     import gsal_tf as gs
-    from gsal_tf import io, viz
+    from gsal_tf import viz
+    from gsal_tf.benchmark.classes import NUM_CLASSES
     from gsal_tf.compare import compare_models
 
     try:
-        if demo and image is not None:
-            raise gs.GsalInputError("--demo uses the bundled image; drop IMAGE or drop --demo")
         names = [m.strip() for m in models.split(",") if m.strip()] if models else []
+        img = image_input(image, demo, pixel_scale)
         if demo:
-            from gsal_tf.demo import demo_comparison
+            from gsal_tf.zoo.demo import demo_comparison
 
             case = demo_comparison()
             names = names or case["models"]
             img, req, cls = case["image"], case["request"], case["class_id"] if class_id is None else class_id
-        elif image is None:
-            raise gs.GsalInputError("give an IMAGE (or --demo)")
-        else:
-            img = io.load_image(image, scale=pixel_scale)
         if len(names) < 2:
             raise gs.GsalInputError("give at least two models: --models A,B")
         nets = {}
@@ -74,8 +79,9 @@ def compare_backbones(
         }
         panels = [viz.outline(viz.upscale(viz.to_display(img)), viz.upscale(req.astype(np.uint8)))]
         for name in nets:
-            num_classes = int(max(result["prediction"][name].max() + 1, cls + 1, 2))
-            pred = viz.outline(viz.upscale(viz.labels_to_colour(result["prediction"][name], max(num_classes, 11))), viz.upscale(req.astype(np.uint8)))
+            # One colour per class id; at least the TextureMNIST layout, so the demo's colours are stable.
+            num_classes = int(max(result["prediction"][name].max() + 1, cls + 1, NUM_CLASSES))
+            pred = viz.outline(viz.upscale(viz.labels_to_colour(result["prediction"][name], num_classes)), viz.upscale(req.astype(np.uint8)))
             panels += [pred, viz.overlay(img, result["saliency"][name], req)]
         with staged_outputs(out) as stage:
             viz.write_png(stage.path("comparison.png"), viz.side_by_side(panels))
@@ -103,7 +109,7 @@ def _print(summary):
             f"{row['original_score']:.3f}",
             f"{row['preserved_score']:.3f}",
             f"{row['no_context_score']:.3f}",
-            f"{row['salient_context_share']:.3f}",
+            "—" if row["salient_context_share"] != row["salient_context_share"] else f"{row['salient_context_share']:.3f}",
             f"{row['seconds']:.1f}s",
         )
     console.print(table)

@@ -13,7 +13,7 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from gsal_cli.console import console, fail, staged_outputs
-from gsal_cli.options import build_request, parse_pair, resolve_model
+from gsal_cli.options import build_request, image_input, parse_pair, resolve_model
 
 
 def explain(
@@ -24,7 +24,7 @@ def explain(
     request_point: Optional[str] = typer.Option(None, "--request-point", help="Request = the predicted component under pixel Y,X."),
     class_id: Optional[int] = typer.Option(None, "--class", "-c", help="Class to explain (default: the request's predicted class)."),
     demo: bool = typer.Option(False, "--demo", help="Explain the bundled demo image with the bundled model."),
-    config: Optional[Path] = typer.Option(None, "--config", help="TOML preset with an \\[explain] table (see configs/explain/)."),
+    config: Optional[Path] = typer.Option(None, "--config", help="TOML config with an \\[explain] table (see configs/explain/)."),
     grid: Optional[str] = typer.Option(None, "--grid", help="Grid size ROWS,COLS (or one number) (default: 8,8)."),
     iterations: Optional[int] = typer.Option(None, "--iterations", help="Optimisation steps (default: 100)."),
     lam: Optional[float] = typer.Option(None, "--lam", help="Weight of the mask size term (default: 1.0)."),
@@ -42,28 +42,27 @@ def explain(
     and summary.json (parameters, scores, timing) to the output folder.
     """
     import gsal_tf as gs
-    from gsal_tf import io, viz
-    from gsal_tf.config import explain_options
+    from gsal_tf import viz
 
     try:
-        options = explain_options(config) if config else {}
+        options = gs.GridSaliency.options_from_toml(config) if config else {}
         options.update(_cli_options(grid, iterations, lam, baseline, mode, upsampling, output_kind, seed))
         with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console, transient=True) as progress:
             task = progress.add_task("loading model and image", total=None)
+            if demo and model is not None:
+                raise gs.GsalInputError("--demo uses the bundled model; drop --model or drop --demo")
+            if not demo and model is None:
+                raise gs.GsalInputError("give an IMAGE and --model PATH (or use --demo)")
+            img = image_input(image, demo, pixel_scale)
             if demo:
-                if image is not None or model is not None:
-                    raise fail("--demo uses the bundled image and model; drop IMAGE/--model or drop --demo")
-                from gsal_tf.demo import load_demo
+                from gsal_tf.zoo.demo import load_demo
 
                 case = load_demo()
                 net, model_name, img = case["model"], case["name"], case["image"]
                 req, cls, stem = case["request"], case["class_id"], "demo"
                 console.print(f"[bold]demo[/]: {case['description']}")
             else:
-                if image is None or model is None:
-                    raise fail("give an IMAGE and --model PATH (or use --demo)")
                 net, model_name = resolve_model(model)
-                img = io.load_image(image, scale=pixel_scale)
                 req, cls, stem = None, class_id, image.stem
             explainer = gs.GridSaliency(net, **options)
             if req is None:
@@ -90,7 +89,7 @@ def explain(
 
 
 def _cli_options(grid, iterations, lam, baseline, mode, upsampling, output_kind, seed) -> dict:
-    """Only the options given on the command line (they override a --config preset)."""
+    """Only the options given on the command line (they override a --config file)."""
     from gsal_tf.errors import GsalInputError
 
     options = {}
@@ -112,8 +111,9 @@ def _cli_options(grid, iterations, lam, baseline, mode, upsampling, output_kind,
 
 
 def _summary(result, req, model_name, image, seconds) -> dict:
-    saliency = result.saliency[0]
-    context = req < 0.5
+    from gsal_tf import metrics
+
+    share = float(metrics.cbd(result.saliency, req[None])[0])  # NaN: a full-mode request without context
     return {
         "image": str(image) if image else "demo",
         "model": model_name,
@@ -124,7 +124,7 @@ def _summary(result, req, model_name, image, seconds) -> dict:
         "preserved_score": float(result.preserved_score[0]),
         "no_context_score": float(result.no_context_score[0]),
         "final_loss": float(result.final_loss[0]),
-        "salient_context_share": float(saliency[context].mean()) if context.any() else 0.0,
+        "salient_context_share": None if np.isnan(share) else share,
         "grid": result.grid[0].round(4).tolist(),
         "seconds": round(seconds, 4),
     }
@@ -140,7 +140,8 @@ def _print_table(summary: dict) -> None:
     table.add_row("mean f_c in request", f"{summary['original_score']:.3f}")
     table.add_row("preserved score (kept context)", f"{summary['preserved_score']:.3f}")
     table.add_row("score without any context", f"{summary['no_context_score']:.3f}")
-    table.add_row("salient context share", f"{summary['salient_context_share']:.3f}")
+    share = summary["salient_context_share"]
+    table.add_row("salient context share", "— (no context)" if share is None else f"{share:.3f}")
     table.add_row("final loss", f"{summary['final_loss']:.4f}")
     table.add_row("time", f"{summary['seconds']:.2f} s")
     console.print(table)

@@ -1,6 +1,10 @@
-"""Parsing of CLI option values shared by several commands."""
+"""What several commands read from their options: value pairs, models, the image, the request."""
 
 from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
 
 from gsal_tf.errors import GsalInputError
 
@@ -21,30 +25,41 @@ def parse_pair(text: str, option: str, allow_single: bool = False) -> tuple[int,
 
 def resolve_model(name_or_path: str):
     """A model from a path (.keras file or SavedModel folder) or a zoo name: (model, display name)."""
-    from gsal_tf import io
+    from gsal_tf import loading
 
-    return io.load_model(name_or_path), str(name_or_path)
+    return loading.load_model(name_or_path), str(name_or_path)
+
+
+def image_input(image: Path | None, demo: bool, pixel_scale: float) -> np.ndarray | None:
+    """The image (H,W,C) to explain: None with ``--demo`` (the demo brings its own), else IMAGE read
+    with 8-bit pixels times ``pixel_scale``; exactly one of the two must be given."""
+    from gsal_tf import loading
+
+    if demo and image is not None:
+        raise GsalInputError("--demo uses the bundled image; drop IMAGE or drop --demo")
+    if demo:
+        return None
+    if image is None:
+        raise GsalInputError("give an IMAGE (or use --demo)")
+    return loading.load_image(image, scale=pixel_scale)
 
 
 def build_request(explainer, img, request, request_class, request_point, class_id):
-    """The request mask (H,W) and the class to explain, from exactly one of the request options."""
-    import numpy as np
+    """The request mask (H,W) and the class to explain, from exactly one of the request options.
 
+    The class defaults to the one the model predicts most often inside the request
+    (:func:`gsal_tf.requests.predicted_class`).
+    """
     from gsal_tf import requests
-    from gsal_tf.errors import GsalInputError
 
     given = [name for name, v in (("--request", request), ("--request-class", request_class), ("--request-point", request_point)) if v is not None]
     if len(given) != 1:
         raise GsalInputError("give exactly one of --request MASK, --request-class C or --request-point Y,X" + (f" (got {', '.join(given)})" if given else ""))
+    labels = requests.label_map(explainer.predict(img[None])[0])
     if request is not None:
         req = requests.mask_from_image(request, shape=img.shape[:2])
-        if class_id is not None:
-            return req, class_id
-        labels = requests.label_map(explainer.predict(img[None])[0])
-        return req, int(np.bincount(labels[req > 0]).argmax())
-    labels = requests.label_map(explainer.predict(img[None])[0])
-    if request_class is not None:
-        return requests.class_request(labels, request_class), request_class if class_id is None else class_id
-    y, x = parse_pair(request_point, "--request-point")
-    req = requests.component_request(labels, (y, x))
-    return req, int(labels[y, x]) if class_id is None else class_id
+    elif request_class is not None:
+        req = requests.class_request(labels, request_class)
+    else:
+        req = requests.component_request(labels, parse_pair(request_point, "--request-point"))
+    return req, requests.predicted_class(labels, req) if class_id is None else class_id

@@ -23,7 +23,10 @@ def list_models() -> None:
     """List the zoo's models with their bias and measured metrics."""
     import gsal_tf as gs
 
-    entries = gs.zoo.list_models()
+    try:
+        entries = gs.zoo.list_models()
+    except gs.GsalError as exc:
+        raise fail(str(exc)) from None
     if not entries:
         console.print("the zoo is empty")
         return
@@ -92,7 +95,8 @@ def build(
 ) -> None:
     """Generate data, train and measure each planned model, and record it in the zoo manifest."""
     import gsal_tf as gs
-    from gsal_tf.zoo_build import DEMO_SAMPLE, build_model, demo_config, read_plan, write_demo_sample
+    from gsal_tf.zoo.build import build_model, demo_config, read_plan, write_demo_sample
+    from gsal_tf.zoo.demo import SAMPLE
 
     try:
         entries = read_plan(plan)
@@ -116,7 +120,7 @@ def build(
                 digit = f", bias-digit IoU {m['bias_digit_iou']:.3f}" if "bias_digit_iou" in m else ""
                 console.print(f"[bold]{record['name']}[/]: mean IoU {m['mean_iou']:.3f}{digit} ({m['train_minutes']} min)")
         target = Path(zoo_dir or gs.zoo.zoo_dir())
-        if demo_data and (force or not (target / DEMO_SAMPLE).is_file()):
+        if demo_data and (force or not (target / SAMPLE).is_file()):
             console.print(f"demo sample: {write_demo_sample(demo_data, mnist, target)} (from {demo_data})")
     except gs.GsalError as exc:
         raise fail(str(exc)) from None

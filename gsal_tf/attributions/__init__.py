@@ -10,10 +10,11 @@ saliency's call, so swapping methods is one line::
 See :mod:`.base` for the shared score, channel reduction and normalisation.
 """
 
-from gsal_tf.attributions.base import Attribution, GradientExplainer, trace_count
+from gsal_tf.attributions.base import Attribution, GradientExplainer
 from gsal_tf.attributions.gradients import VanillaGradients
 from gsal_tf.attributions.integrated_gradients import IntegratedGradients, IntegratedGradientsAttribution
 from gsal_tf.attributions.smoothgrad import SmoothGrad
+from gsal_tf.explainer import trace_count
 
 __all__ = [
     "Attribution",

@@ -1,5 +1,5 @@
 """What the gradient attribution methods share: the request score, its input gradient, the result
-type, input checks and the compiled-graph cache.
+type and the graph that runs a method's body (the rest comes from :class:`gsal_tf.explainer.Explainer`).
 
 For an image ``x`` (H,W,C), a request mask ``R`` (H,W) in {0,1} and a class ``c``, every method
 explains the request score
@@ -30,31 +30,17 @@ from typing import Any, Callable
 import numpy as np
 import tensorflow as tf
 
-from gsal_tf.core import OUTPUT_KINDS, cached_graph, class_probability, loss_scale, probe_num_classes, run_batched
 from gsal_tf.errors import GsalInputError
-from gsal_tf.validation import (
-    check_choice,
-    check_class_ids,
-    check_class_range,
-    check_images,
-    check_number,
-    check_request_masks,
-)
-
-_TRACES = {"count": 0}
+from gsal_tf.explainer import Explainer, ExplanationResult, class_probability, count_trace, loss_scale, run_batched
+from gsal_tf.validation import check_class_ids, check_class_range, check_images, check_request_masks
 
 GradientFn = Callable[[tf.Tensor, tf.Tensor, tf.Tensor], tuple]
 ScoreFn = Callable[[tf.Tensor, tf.Tensor, tf.Tensor], tf.Tensor]
 ReduceFn = Callable[[tf.Tensor], tf.Tensor]
 
 
-def trace_count() -> int:
-    """How many times an attribution graph has been traced in this process (for tests/benchmarks)."""
-    return _TRACES["count"]
-
-
 @dataclasses.dataclass
-class Attribution:
+class Attribution(ExplanationResult):
     """The result of a gradient method's ``explain`` for N requests.
 
     Attributes
@@ -66,57 +52,34 @@ class Attribution:
         itself (integrated gradients).
     original_score : float32 (N,) — ``s_c(x)``, the mean probability of the class over R.
     class_ids : int32 (N,)
-    params : dict — the settings used.
+    params : dict — the settings used (``params["method"]``: the method's name).
     seconds : float — wall time of the graph calls.
+
+    It extends :class:`gsal_tf.explainer.ExplanationResult`, as every explainer's result does.
     """
 
-    saliency: np.ndarray
     raw: np.ndarray
-    original_score: np.ndarray
-    class_ids: np.ndarray
-    params: dict
-    seconds: float
-
-    def __len__(self) -> int:
-        return len(self.saliency)
 
 
-class GradientExplainer:
-    """Base of the gradient methods: validation, batching and the compiled graph.
+class GradientExplainer(Explainer):
+    """Base of the gradient methods: the request score, its gradient and the compiled graph.
 
     A method sets ``method`` (its name), ``result_type`` and implements ``_method_params``,
     ``_hyper_inputs`` (scalar tensors), ``_image_inputs`` (per-image tensors (N,...)) and the
     static graph body ``_attribute``.
     """
 
-    method = "gradient"
     result_type = Attribution
 
     def __init__(self, model, batch_size: int, output: str, absolute: bool, jit_compile: bool):
-        if not callable(model):
-            raise GsalInputError(f"model must be a Keras model or a callable, got {type(model).__name__}")
-        check_choice("output", output, OUTPUT_KINDS)
-        check_number("batch_size", batch_size, minimum=1, integer=True)
+        super().__init__(model, output=output, batch_size=batch_size, jit_compile=jit_compile)
         if not isinstance(absolute, (bool, np.bool_)):
             raise GsalInputError(f"absolute must be True or False, got {absolute!r}")
-        self.model = model
-        self.batch_size = int(batch_size)
-        self.output = output
         self.absolute = bool(absolute)
-        self.jit_compile = bool(jit_compile)
-        self._num_classes: dict[tuple, int] = {}
 
     @property
     def params(self) -> dict:
-        """The explainer's settings as plain values."""
-        return {
-            "method": self.method,
-            **self._method_params(),
-            "output": self.output,
-            "absolute": self.absolute,
-            "batch_size": self.batch_size,
-            "jit_compile": self.jit_compile,
-        }
+        return {**super().params, "absolute": self.absolute}
 
     def explain(self, images, request_masks, class_ids) -> Attribution:
         """Attribute the mean probability of ``class_ids`` inside ``request_masks`` to the pixels.
@@ -136,20 +99,15 @@ class GradientExplainer:
         n, height, width, channels = images.shape
         requests = check_request_masks(request_masks, images, "full")
         classes = check_class_ids(class_ids, n)
-        check_class_range(classes, self._probe(images))
+        check_class_range(classes, self.num_classes(images))
         per_image = self._image_inputs(images)
         hyper = self._hyper_inputs()
 
-        graph = self._graph((height, width, channels))
+        graph = self.compiled_graph((height, width, channels))
         merged, seconds = run_batched(graph, (images, requests, classes, *per_image), hyper, self.batch_size)
         return self.result_type(**merged, class_ids=classes, params=self.params, seconds=seconds)
 
-    __call__ = explain
-
     # -- what a method provides --------------------------------------------------------------
-
-    def _method_params(self) -> dict:
-        return {}
 
     def _hyper_inputs(self) -> list[tf.Tensor]:
         """Scalar tensors passed to every graph call (their specs: ``_hyper_specs``)."""
@@ -172,20 +130,13 @@ class GradientExplainer:
         """Graph body: return ``{"raw": (N,H,W), "original_score": (N,), ...}``."""
         raise NotImplementedError
 
-    # -- internals ---------------------------------------------------------------------------
+    # -- the compiled graph ----------------------------------------------------------------------
 
-    def _probe(self, images: np.ndarray) -> int:
-        """Check the model's output on one image; return K (cached per image shape)."""
-        key = images.shape[1:]
-        if key not in self._num_classes:
-            self._num_classes[key] = probe_num_classes(self.model, images, self.output)
-        return self._num_classes[key]
+    def _graph_key(self) -> tuple:
+        return (self.output, self.absolute, self.jit_compile)
 
-    def _graph(self, image_shape: tuple[int, int, int]):
-        key = (type(self).__name__, image_shape, self.output, self.absolute, self.jit_compile)
-        return cached_graph(
-            self, self.model, key, lambda get_model: build_graph(get_model, type(self), image_shape, self.output, self.absolute, self.jit_compile)
-        )
+    def _build_graph(self, get_model, image_shape):
+        return build_graph(get_model, type(self), image_shape, self.output, self.absolute, self.jit_compile)
 
 
 def build_graph(get_model: Callable[[], Any], method: type, image_shape, output: str, absolute: bool, jit_compile: bool):
@@ -221,7 +172,7 @@ def build_graph(get_model: Callable[[], Any], method: type, image_shape, output:
 
     @tf.function(input_signature=spec, jit_compile=jit_compile, autograph=False)
     def attribute(images, requests, class_ids, *extra):
-        _TRACES["count"] += 1
+        count_trace(method.method)
         out = method._attribute(gradient, score, reduce, images, requests, class_ids, *extra)
         out["saliency"] = normalise(out["raw"])
         return out
@@ -242,4 +193,4 @@ def check_seed(seed) -> int:
     return int(seed)
 
 
-__all__ = ["Attribution", "GradientExplainer", "trace_count", "normalise", "check_seed"]
+__all__ = ["Attribution", "GradientExplainer", "normalise", "check_seed"]

@@ -34,6 +34,7 @@ import numpy as np
 import tensorflow as tf
 
 from gsal_tf.attributions.base import Attribution, GradientExplainer, check_seed
+from gsal_tf.explainer import describe_baseline
 from gsal_tf.validation import check_number
 from gsal_tf.saliency.perturbation import BaselineSpec, make_baseline
 
@@ -96,12 +97,9 @@ class IntegratedGradients(GradientExplainer):
         self.seed = check_seed(seed)
 
     def _method_params(self) -> dict:
-        baseline = self.baseline
-        if not isinstance(baseline, (int, float, str, tuple, list)):
-            baseline = type(baseline).__name__
         return {
             "steps": self.steps,
-            "baseline": list(baseline) if isinstance(baseline, tuple) else baseline,
+            "baseline": describe_baseline(self.baseline),
             "blur_sigma": self.blur_sigma,
             "seed": self.seed,
         }

@@ -21,6 +21,7 @@ from typing import Any, Optional, Union
 
 import numpy as np
 
+from gsal_tf.benchmark.classes import BACKGROUND
 from gsal_tf.errors import GsalInputError, IntegrityError
 
 CARD_NAME = "card.json"
@@ -28,9 +29,6 @@ CARD_FORMAT = "gsal-texture-mnist"
 CARD_VERSION = 1
 #: Samples per shard; also the generator's block size (see ``texture_mnist``).
 SHARD_SIZE = 1000
-#: Segmentation label of background pixels (digits are 0-9).
-BACKGROUND = 10
-NUM_CLASSES = 11
 
 #: Per-sample records stored next to the pixel arrays.
 RECORD_FIELDS = ("digit", "is_biased", "biased_tile", "tile_textures", "foreground_texture", "mnist_index")

@@ -49,6 +49,8 @@ Example::
 
 from __future__ import annotations
 
+import hashlib
+import json
 import time
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional, Union
@@ -56,7 +58,7 @@ from typing import Any, Callable, Mapping, Optional, Union
 import numpy as np
 
 from gsal_tf._version import __version__
-from gsal_tf.benchmark import storage
+from gsal_tf.benchmark import classes, storage
 from gsal_tf.benchmark.config import BenchmarkConfig, load_config
 from gsal_tf.benchmark.digits import SPLITS, load_mnist, place_digits
 from gsal_tf.benchmark.textures import TexturePool, builtin_pool, folder_pool
@@ -202,8 +204,8 @@ class TextureMNIST:
             "version": storage.CARD_VERSION,
             "generator": f"gsal_tf {__version__}",
             "config": cfg.to_dict(),
-            "num_classes": storage.NUM_CLASSES,
-            "background_class": storage.BACKGROUND,
+            "num_classes": classes.NUM_CLASSES,
+            "background_class": classes.BACKGROUND,
             "textures": {"source": self.pool.source, "names": self.texture_names},
             "bias_texture": {"index": self.bias_texture, "name": self.texture_names[self.bias_texture] if self.biased else None},
             "mnist": self.mnist.source,
@@ -284,7 +286,7 @@ class TextureMNIST:
         foreground_texture, tile_textures, biased_tile = self._choose_textures(keys, u_tile, is_biased)
         image = self._render(digit_mask, foreground_texture, tile_textures, u_offsets, u_levels)
 
-        segmentation = np.where(digit_mask > 0, digit[:, None, None], storage.BACKGROUND).astype(np.uint8)
+        segmentation = np.where(digit_mask > 0, digit[:, None, None], classes.BACKGROUND).astype(np.uint8)
         in_biased_tile = self._tile_map[None] == biased_tile[:, None, None]
         biased_tile_mask = in_biased_tile & (digit_mask == 0) & is_biased[:, None, None]
         return {
@@ -367,3 +369,38 @@ def _blocks(n: int) -> list[tuple[int, int]]:
     """``(block index, samples in it)`` covering ``n`` samples."""
     full = storage.SHARD_SIZE
     return [(b, min(full, n - b * full)) for b in range(-(-n // full))]
+
+
+def data_dir_name(cfg: BenchmarkConfig) -> str:
+    """A folder name unique to ``cfg``: ``data-<strength>-<n_train>-<hash8>``, the hash over the
+    whole config, so two configs never share a folder."""
+    digest = hashlib.sha256(json.dumps(cfg.to_dict(), sort_keys=True).encode()).hexdigest()[:8]
+    return f"data-{cfg.bias.strength}-{cfg.n_train}-{digest}"
+
+
+def generate_once(cfg: BenchmarkConfig, folder: Union[str, Path], mnist=None, textures=None,
+                  on_generate: Optional[Callable[[Path], None]] = None) -> Path:
+    """The dataset of ``cfg`` in ``folder``, generated only if it is not there yet.
+
+    The one policy for reusing generated data (the protocol and ``gsal zoo build`` follow it):
+
+    - a folder generated from exactly ``cfg`` (its card's config) is reused as it is;
+    - a folder without a card (a generation that was interrupted: the card is written last) is
+      generated again, over the partial files;
+    - a folder generated from another config is refused with a GsalInputError — data of one
+      config is never silently mixed with, or replaced by, data of another.
+
+    ``on_generate(folder)`` is called before a generation starts.
+    """
+    folder = Path(folder)
+    if (folder / storage.CARD_NAME).is_file():
+        if storage.generated_from(folder, cfg):
+            return folder
+        raise GsalInputError(
+            f"{folder} holds data generated from another config (the data config, its sizes or its bias "
+            f"changed since it was made); use a new output folder, or delete {folder} to generate it again"
+        )
+    if on_generate:
+        on_generate(folder)
+    TextureMNIST(cfg, mnist=mnist, textures=textures).generate(folder)
+    return folder

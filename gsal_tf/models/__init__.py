@@ -1,10 +1,33 @@
 """Segmentation networks to explain: DeepLabv3+ with MobileNetV2 or aligned Xception backbones.
 
 ``deeplabv3plus(backbone, input_shape, num_classes, output_stride=16, ...)`` builds a model;
-``PRESETS`` / ``build_preset(name, ...)`` give the small configurations of the model zoo.
+``ARCHITECTURES`` / ``build_architecture(name, ...)`` give the small untrained configurations of
+the model zoo, and ``from_preset(name)`` a trained one (keras-hub's convention: a preset is an
+architecture with its weights; the presets are the zoo's entries, ``gsal_tf.zoo.list_models()``).
 """
 
-from gsal_tf.models.deeplab import BACKBONES, PRESETS, build_preset, deeplabv3plus
+from gsal_tf.models.deeplab import ARCHITECTURES, BACKBONES, build_architecture, deeplabv3plus
+from gsal_tf.models import presets
 from gsal_tf.models.known_context import PatchContextReadout, known_context_model
 
-__all__ = ["BACKBONES", "PRESETS", "build_preset", "deeplabv3plus", "known_context_model", "PatchContextReadout"]
+#: Names before version 0.2 (an architecture used to be called a preset).
+PRESETS = ARCHITECTURES
+build_preset = build_architecture
+
+
+def from_preset(name: str, manifest=None):
+    """The trained model of zoo entry ``name`` (a ``keras.Model``, sha256-checked weights; the
+    entry as ``model.zoo_entry``); the same as :func:`gsal_tf.zoo.load`. Names: ``gsal zoo list``
+    or ``gsal_tf.zoo.names()``."""
+    return presets.load(name, manifest)
+
+
+__all__ = [
+    "ARCHITECTURES",
+    "BACKBONES",
+    "build_architecture",
+    "deeplabv3plus",
+    "from_preset",
+    "known_context_model",
+    "PatchContextReadout",
+]

@@ -73,14 +73,14 @@ BACKBONE_OPTIONS = {
 OUTPUT_STRIDES = (8, 16)
 LOW_LEVEL_STRIDES = (2, 4)
 
-# Presets of the 64×64 TextureMNIST zoo (configs/train/*.toml). Output stride 16 (a 4×4 feature
+# Architectures (no weights) of the 64×64 TextureMNIST zoo (configs/train/*.toml). Output stride 16 (a 4×4 feature
 # map: context enough to tell the digit) with the decoder at stride 2: strokes are 6-10 px wide,
 # and even perfect logits pooled to stride 4 and upsampled bilinearly cap the test mean IoU at
 # 0.92 (stride 2: 0.98, stride 8: 0.66). Atrous rates (1, 2, 3) fit the 4×4 map; DeepLab's
 # (6, 12, 18) would leave only the centre tap inside it. Weights files: 1.85 MB (MobileNetV2,
 # alpha 0.35) and 4.43 MB (Xception, width 0.2, 4 middle-flow blocks). Training at batch 32 on
 # the 2-core development CPU: about 150 and 125 samples/s.
-PRESETS: dict[str, dict] = {
+ARCHITECTURES: dict[str, dict] = {
     "mobilenetv2-tiny": {
         "backbone": "mobilenetv2", "alpha": 0.35, "output_stride": 16, "low_level_stride": 2,
         "aspp_filters": 64, "decoder_filters": 32, "low_level_filters": 24,
@@ -188,15 +188,17 @@ def deeplabv3plus(backbone: str, input_shape: Sequence[int], num_classes: int,
     return model
 
 
-def build_preset(preset: str, input_shape: Sequence[int] = (64, 64, 1), num_classes: int = 11,
-                 **overrides) -> keras.Model:
-    """Build the DeepLabv3+ of :data:`PRESETS` ``[preset]``; ``overrides`` replace its entries.
+def build_architecture(architecture: str, input_shape: Sequence[int] = (64, 64, 1), num_classes: int = 11,
+                       **overrides) -> keras.Model:
+    """Build the untrained DeepLabv3+ of :data:`ARCHITECTURES` ``[architecture]``; ``overrides``
+    replace its entries. (A *preset*, as in keras-hub, is an architecture with trained weights:
+    :func:`gsal_tf.models.from_preset`.)
 
-    Example: ``build_preset("mobilenetv2-tiny", (64, 64, 1), 11)``.
+    Example: ``build_architecture("mobilenetv2-tiny", (64, 64, 1), 11)``.
     """
-    if preset not in PRESETS:
-        raise GsalInputError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}.")
-    kwargs = {**PRESETS[preset], **overrides}
+    if architecture not in ARCHITECTURES:
+        raise GsalInputError(f"unknown architecture {architecture!r}; choose one of {sorted(ARCHITECTURES)}.")
+    kwargs = {**ARCHITECTURES[architecture], **overrides}
     return deeplabv3plus(kwargs.pop("backbone"), input_shape, num_classes, **kwargs)
 
 

@@ -45,8 +45,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from gsal_tf.core import OUTPUT_KINDS, cached_graph, call_model, class_probability, loss_scale, probe_num_classes, run_batched
+from gsal_tf.config import keyword_options, read_toml
 from gsal_tf.errors import GsalInputError
+from gsal_tf.explainer import Explainer, ExplanationResult, class_probability, count_trace, describe_baseline, loss_scale, run_batched
 from gsal_tf.saliency import objective as obj
 from gsal_tf.saliency import optim
 from gsal_tf.saliency.masks import UPSAMPLINGS, upsample_grid
@@ -61,16 +62,9 @@ from gsal_tf.validation import (
     check_request_masks,
 )
 
-_TRACES = {"count": 0}
-
-
-def trace_count() -> int:
-    """How many times an optimisation graph has been traced in this process (for tests/benchmarks)."""
-    return _TRACES["count"]
-
 
 @dataclasses.dataclass
-class Explanation:
+class Explanation(ExplanationResult):
     """The result of :meth:`GridSaliency.explain` for N requests.
 
     Attributes
@@ -88,26 +82,20 @@ class Explanation:
         in the request at all (explaining a class the model does not predict there is allowed,
         e.g. for error analysis, but gives an empty saliency).
     class_ids : int32 (N,)
-    params : dict — the settings used.
+    params : dict — the settings used (``params["method"] == "grid_saliency"``).
     seconds : float — wall time of the optimisation.
+
+    It extends :class:`gsal_tf.explainer.ExplanationResult`, as every explainer's result does.
     """
 
-    saliency: np.ndarray
     grid: np.ndarray
     loss_history: np.ndarray
     final_loss: np.ndarray
     preserved_score: np.ndarray
     no_context_score: np.ndarray
-    original_score: np.ndarray
-    class_ids: np.ndarray
-    params: dict
-    seconds: float
-
-    def __len__(self) -> int:
-        return len(self.saliency)
 
 
-class GridSaliency:
+class GridSaliency(Explainer):
     """Grid saliency context explanations (Hoyer et al., NeurIPS 2019) for a segmentation model.
 
     Parameters
@@ -172,6 +160,8 @@ class GridSaliency:
         Seed of the "noise" baseline (the optimisation itself is deterministic).
     """
 
+    method = "grid_saliency"
+
     def __init__(
         self,
         model: keras.Model | Callable,
@@ -191,20 +181,16 @@ class GridSaliency:
         jit_compile: bool = False,
         seed: int = 0,
     ):
-        if not callable(model):
-            raise GsalInputError(f"model must be a Keras model or a callable, got {type(model).__name__}")
+        super().__init__(model, output=output, batch_size=batch_size, jit_compile=jit_compile)
         check_choice("mode", mode, MODES)
         check_choice("optimizer", optimizer, optim.OPTIMIZERS)
         check_choice("upsampling", upsampling, UPSAMPLINGS)
-        check_choice("output", output, OUTPUT_KINDS)
         check_number("iterations", iterations, minimum=1, integer=True)
         check_number("lam", lam, minimum=0.0)
         check_number("learning_rate", learning_rate, minimum=0.0, strict=True)
         check_number("momentum", momentum, minimum=0.0)
         check_number("init", init, minimum=0.0, maximum=1.0)
-        check_number("batch_size", batch_size, minimum=1, integer=True)
         check_number("blur_sigma", blur_sigma, minimum=0.0, strict=True)
-        self.model = model
         self.grid_size = check_grid_size(grid_size, None)
         self.iterations = int(iterations)
         self.lam = float(lam)
@@ -216,23 +202,14 @@ class GridSaliency:
         self.init = float(init)
         self.upsampling = upsampling
         self.blur_sigma = float(blur_sigma)
-        self.output = output
-        self.batch_size = int(batch_size)
-        self.jit_compile = bool(jit_compile)
         self.seed = int(seed)
-        self._num_classes: dict[tuple, int] = {}
 
-    @property
-    def params(self) -> dict:
-        """The explainer's settings as plain values (JSON-serialisable except a custom baseline)."""
-        baseline = self.baseline
-        if not isinstance(baseline, (int, float, str, tuple, list)):
-            baseline = type(baseline).__name__
+    def _method_params(self) -> dict:
         return {
             "grid_size": list(self.grid_size),
             "iterations": self.iterations,
             "lam": self.lam,
-            "baseline": list(baseline) if isinstance(baseline, tuple) else baseline,
+            "baseline": describe_baseline(self.baseline),
             "mode": self.mode,
             "learning_rate": self.learning_rate,
             "optimizer": self.optimizer,
@@ -240,9 +217,6 @@ class GridSaliency:
             "init": self.init,
             "upsampling": self.upsampling,
             "blur_sigma": self.blur_sigma,
-            "output": self.output,
-            "batch_size": self.batch_size,
-            "jit_compile": self.jit_compile,
             "seed": self.seed,
         }
 
@@ -264,10 +238,10 @@ class GridSaliency:
         check_grid_size(self.grid_size, (height, width))
         requests = check_request_masks(request_masks, images, self.mode)
         classes = check_class_ids(class_ids, n)
-        check_class_range(classes, self._probe(images))
+        check_class_range(classes, self.num_classes(images))
         baseline = make_baseline(self.baseline, images, blur_sigma=self.blur_sigma, seed=self.seed)
 
-        graph = self._graph((height, width, channels))
+        graph = self.compiled_graph((height, width, channels))
         merged, seconds = run_batched(graph, (images, requests, classes, baseline), self.hyper_tensors(), self.batch_size)
         return Explanation(
             saliency=merged["saliency"],
@@ -282,22 +256,6 @@ class GridSaliency:
             seconds=seconds,
         )
 
-    __call__ = explain
-
-    def predict(self, images) -> np.ndarray:
-        """The model's class probabilities (N,H,W,K) float32 at the input resolution.
-
-        Logits are turned into probabilities as in :meth:`explain`; use it to build requests.
-        """
-        images = check_images(images)
-        self._probe(images)
-        scores = tf.cast(call_model(self.model, tf.constant(images)), tf.float32)
-        if self.output == "logits":
-            scores = tf.nn.softmax(scores, axis=-1)
-        if scores.shape[1:3] != images.shape[1:3]:
-            scores = tf.image.resize(scores, images.shape[1:3], method="bilinear")
-        return scores.numpy()
-
     def hyper_tensors(self) -> tuple:
         """(lam, learning_rate, iterations, init, momentum) as the scalar tensors the graph takes."""
         return (
@@ -308,18 +266,21 @@ class GridSaliency:
             tf.constant(self.momentum, tf.float32),
         )
 
-    # -- internals ---------------------------------------------------------------------------
+    @classmethod
+    def options_from_toml(cls, path) -> dict:
+        """The ``[explain]`` table of a TOML config (see ``configs/explain/``) as keyword arguments."""
+        table = read_toml(path).get("explain")
+        if not isinstance(table, dict):
+            raise GsalInputError(f"{path} has no [explain] table")
+        return keyword_options(table, cls.__init__, f"[explain] of {path}", exclude=("model",))
 
-    def _probe(self, images: np.ndarray) -> int:
-        """Check the model's output on one image; return K (cached per image shape)."""
-        key = images.shape[1:]
-        if key not in self._num_classes:
-            self._num_classes[key] = probe_num_classes(self.model, images, self.output)
-        return self._num_classes[key]
+    # -- the compiled graph ----------------------------------------------------------------------
 
-    def _graph(self, image_shape: tuple[int, int, int]):
-        key = ("grid_saliency", image_shape, self.grid_size, self.mode, self.upsampling, self.optimizer, self.output, self.jit_compile)
-        return cached_graph(self, self.model, key, lambda get_model: _build_graph(get_model, *key[1:]))
+    def _graph_key(self) -> tuple:
+        return (self.grid_size, self.mode, self.upsampling, self.optimizer, self.output, self.jit_compile)
+
+    def _build_graph(self, get_model, image_shape):
+        return _build_graph(get_model, image_shape, *self._graph_key())
 
 
 def _build_graph(get_model, image_shape, grid_size, mode, upsampling, optimizer, output, jit_compile):
@@ -354,7 +315,7 @@ def _build_graph(get_model, image_shape, grid_size, mode, upsampling, optimizer,
 
     @tf.function(input_signature=spec, jit_compile=jit_compile, autograph=False)
     def optimise(images, requests, class_ids, baseline, lam, learning_rate, iterations, init, momentum):
-        _TRACES["count"] += 1
+        count_trace("grid_saliency")
         n = tf.shape(images)[0]
         score = class_score(images, class_ids)
         grid0 = tf.fill([n, gh, gw], init)

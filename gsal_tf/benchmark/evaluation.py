@@ -21,14 +21,17 @@ Every explainer with ``explain(images, request_masks, class_ids) -> .saliency`` 
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Callable, Mapping
 
 import numpy as np
 
 from gsal_tf import metrics
-
-NUM_DIGITS = 10
-NUM_CLASSES = 11
+from gsal_tf.benchmark.classes import NUM_CLASSES, NUM_DIGITS
+from gsal_tf.config import keyword_options
+from gsal_tf.errors import GsalInputError
+from gsal_tf.explainer import METHODS, make_explainer, method_name
+from gsal_tf.saliency import GridSaliency
 
 
 def predicted_labels(model, images: np.ndarray, batch_size: int = 64):
@@ -90,10 +93,10 @@ def bias_reliance(model, without: Mapping[str, np.ndarray], with_bias: Mapping[s
     zero for a network that ignores the texture) and ``samples``.
     """
     if not np.array_equal(without["digit"], with_bias["digit"]):
-        raise ValueError("bias_reliance needs the same digits in both sample sets (same test_seed and size)")
+        raise GsalInputError("bias_reliance needs the same digits in both sample sets (same test_seed and size)")
     keep = np.flatnonzero(without["digit"] == bias_digit)
     if keep.size == 0:
-        raise ValueError(f"no sample of digit {bias_digit} to measure")
+        raise GsalInputError(f"no sample of digit {bias_digit} to measure")
 
     def called(samples) -> float:
         mask = samples["digit_mask"][keep] > 0.5
@@ -119,8 +122,8 @@ def bias_statistics(
     explainers: Mapping[str, object],
     samples: Mapping[str, np.ndarray],
     bias_digit: int | None,
-    per_digit: int = 20,
-    biased: int = 100,
+    per_digit: int | None = None,
+    biased: int | None = None,
     on_method: Callable[[str, int], None] | None = None,
 ) -> dict:
     """CBD per digit and CBL on the bias digit, for every explainer on the same requests.
@@ -130,8 +133,8 @@ def bias_statistics(
     explainers : name -> explainer (``GridSaliency``, ``VanillaGradients``, ...).
     samples : a TextureMNIST sample dict (image, digit_mask, digit, is_biased, biased_tile_mask).
     bias_digit : the model's bias digit, or None for an unbiased model (no CBL).
-    per_digit : requests per digit for CBD.
-    biased : biased requests of the bias digit for CBL.
+    per_digit : requests per digit for CBD (default :attr:`EvaluationSettings.per_digit`).
+    biased : biased requests of the bias digit for CBL (default :attr:`EvaluationSettings.biased`).
     on_method : called with (method name, number of requests) before each method runs.
 
     Returns
@@ -141,6 +144,9 @@ def bias_statistics(
     (bias / others), ``cbl_mean``, ``cbl_std``, ``cbl_n``, ``cbl_nan`` (requests with no salient
     context), ``inflation_cbl_mean`` — and ``seconds``.
     """
+    defaults = EvaluationSettings()
+    per_digit = defaults.per_digit if per_digit is None else per_digit
+    biased = defaults.biased if biased is None else biased
     idx = select_requests(samples, per_digit, bias_digit, biased)
     images = samples["image"][idx]
     requests = samples["digit_mask"][idx].astype(np.float32)
@@ -184,25 +190,47 @@ def _list(values) -> list:
     return [None if not np.isfinite(v) else float(v) for v in np.asarray(values, np.float64)]
 
 
-METHODS = ("grid", "gradients", "smoothgrad", "integrated-gradients")
+@dataclasses.dataclass
+class EvaluationSettings:
+    """What an evaluation runs: ``gsal benchmark evaluate`` options and the ``[evaluate]`` table of
+    a protocol config.
 
-
-def make_explainers(model, methods=METHODS, grid_options: Mapping | None = None, batch_size: int = 32) -> dict:
-    """Explainers by name for :func:`bias_statistics`: grid saliency and the gradient methods.
-
-    ``grid_options`` are GridSaliency keyword arguments (grid size, iterations, lam, ...).
+    Attributes
+    ----------
+    methods : names of :data:`gsal_tf.explainer.METHODS` (old names are accepted), default all.
+    per_digit : int, default 20 — requests per digit for CBD.
+    biased : int, default 100 — biased requests of the bias digit for CBL.
+    batch_size : int, default 32 — requests per graph call, for every method.
+    grid_saliency : dict — keyword arguments of :class:`gsal_tf.GridSaliency` (``grid_size``,
+        ``iterations``, ``lam``, ...); its defaults otherwise.
     """
-    from gsal_tf.attributions import IntegratedGradients, SmoothGrad, VanillaGradients
-    from gsal_tf.errors import GsalInputError
-    from gsal_tf.saliency import GridSaliency
 
-    factories = {
-        "grid": lambda: GridSaliency(model, **{"batch_size": batch_size, **dict(grid_options or {})}),
-        "gradients": lambda: VanillaGradients(model, batch_size=batch_size),
-        "smoothgrad": lambda: SmoothGrad(model, batch_size=batch_size),
-        "integrated-gradients": lambda: IntegratedGradients(model, batch_size=batch_size),
-    }
-    unknown = [m for m in methods if m not in factories]
-    if unknown:
-        raise GsalInputError(f"unknown method(s) {', '.join(unknown)}; choose from {', '.join(METHODS)}")
-    return {m: factories[m]() for m in methods}
+    methods: tuple = METHODS
+    per_digit: int = 20
+    biased: int = 100
+    batch_size: int = 32
+    grid_saliency: dict = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self):
+        self.methods = tuple(method_name(m) for m in self.methods)
+        for name in ("per_digit", "biased", "batch_size"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < (1 if name == "batch_size" else 0):
+                raise GsalInputError(f"{name} must be a non-negative integer (batch_size >= 1), got {value!r}")
+        self.grid_saliency = keyword_options(dict(self.grid_saliency), GridSaliency.__init__, "grid saliency options", exclude=("model",))
+
+    @classmethod
+    def from_table(cls, table: Mapping, where: str) -> "EvaluationSettings":
+        """From a TOML ``[evaluate]`` table: the fields above, any other key is a GridSaliency option."""
+        own = {f.name for f in dataclasses.fields(cls)} - {"grid_saliency"}
+        fields = {k: v for k, v in table.items() if k in own}
+        grid = {k: v for k, v in table.items() if k not in own}
+        try:
+            return cls(**fields, grid_saliency=grid)
+        except GsalInputError as exc:
+            raise GsalInputError(f"{where}: {exc}") from None
+
+    def explainers(self, model) -> dict:
+        """One explainer per method, by name, for :func:`bias_statistics`."""
+        grid = {"batch_size": self.batch_size, **self.grid_saliency}
+        return {m: make_explainer(m, model, **(grid if m == "grid_saliency" else {"batch_size": self.batch_size})) for m in self.methods}

@@ -12,6 +12,11 @@ from rich.table import Table
 
 from gsal_cli.console import console, fail, staged_outputs
 from gsal_cli.options import parse_pair, resolve_model
+from gsal_tf.benchmark.classes import DIGITS
+from gsal_tf.benchmark.evaluation import EvaluationSettings
+from gsal_tf.explainer import METHODS
+
+DEFAULTS = EvaluationSettings()
 
 
 def evaluate(
@@ -21,16 +26,16 @@ def evaluate(
     reference: Optional[str] = typer.Option(None, "--reference", help="Unbiased model of the same backbone (default for zoo models: the zoo's unbiased one)."),
     unbiased_data: Optional[Path] = typer.Option(None, "--unbiased-data", help="Unbiased TextureMNIST folder for the IoU comparison (default: regenerated from --data's card when its MNIST file is available)."),
     bias_digit: Optional[int] = typer.Option(None, "--bias-digit", help="The model's bias digit (default: from the zoo entry or the data card)."),
-    methods: str = typer.Option(",".join(("grid", "gradients", "smoothgrad", "integrated-gradients")), "--methods", help="Comma-separated: grid, gradients, smoothgrad, integrated-gradients."),
-    per_digit: int = typer.Option(20, "--per-digit", help="Requests per digit for CBD."),
-    biased: int = typer.Option(100, "--biased", help="Biased requests of the bias digit for CBL."),
+    methods: str = typer.Option(",".join(DEFAULTS.methods), "--methods", help=f"Comma-separated, of: {', '.join(METHODS)}."),
+    per_digit: int = typer.Option(DEFAULTS.per_digit, "--per-digit", help="Requests per digit for CBD."),
+    biased: int = typer.Option(DEFAULTS.biased, "--biased", help="Biased requests of the bias digit for CBL."),
     grid: str = typer.Option("8,8", "--grid", help="Grid saliency grid size."),
     iterations: int = typer.Option(100, "--iterations", help="Grid saliency iterations."),
     lam: Optional[float] = typer.Option(None, "--lam", help="Grid saliency mask-size weight (default: GridSaliency's, 1.0)."),
 ) -> None:
     """Per-digit IoU against the unbiased model, CBD per digit and CBL, for grid saliency and the gradient methods."""
     import gsal_tf as gs
-    from gsal_tf import evaluation
+    from gsal_tf.benchmark import evaluation
 
     try:
         net, model_name = resolve_model(model)
@@ -40,16 +45,17 @@ def evaluate(
         ref, ref_name = _reference(reference, entry)
         samples = gs.benchmark.load_samples(data, "test")
         unbiased, unbiased_source = _unbiased_samples(unbiased_data, data, card)
-        explainers = evaluation.make_explainers(
-            net, [m.strip() for m in methods.split(",") if m.strip()],
-            {"grid_size": parse_pair(grid, "--grid", allow_single=True), "iterations": iterations, **({"lam": lam} if lam is not None else {})},
+        settings = EvaluationSettings(
+            methods=[m.strip() for m in methods.split(",") if m.strip()], per_digit=per_digit, biased=biased,
+            grid_saliency={"grid_size": parse_pair(grid, "--grid", allow_single=True), "iterations": iterations, **({"lam": lam} if lam is not None else {})},
         )
+        explainers = settings.explainers(net)
         with console.status("per-digit IoU"):
             iou = evaluation.iou_comparison(net, ref, unbiased, digit)
         status = console.status("explaining")
         with status:
             stats = evaluation.bias_statistics(
-                explainers, samples, digit, per_digit=per_digit, biased=biased,
+                explainers, samples, digit, per_digit=settings.per_digit, biased=settings.biased,
                 on_method=lambda name, n: status.update(f"{name}: explaining {n} requests"),
             )
         report = {
@@ -61,8 +67,8 @@ def evaluate(
             "bias": card.get("config", {}).get("bias"),
             "iou": iou,
             "explanations": stats,
-            "settings": {"per_digit": per_digit, "biased": biased,
-                         **({"grid_saliency": explainers["grid"].params} if "grid" in explainers else {"grid": grid, "iterations": iterations, "lam": lam})},
+            "settings": {"per_digit": settings.per_digit, "biased": settings.biased,
+                         "methods": {name: explainer.params for name, explainer in explainers.items()}},
         }
         with staged_outputs(out) as stage:
             stage.path("report.json").write_text(json.dumps(report, indent=2))
@@ -120,7 +126,7 @@ def _figures(stage, report):
     names = list(methods)
     matrix = np.array([[np.nan if v is None else v for v in methods[m]["cbd_by_digit"]] for m in names])
     title = f"CBD: mean context saliency per digit (bias digit {report['bias_digit']})"
-    viz.write_png(stage.path("cbd.png"), viz.matrix_figure(matrix, names, [str(d) for d in range(10)], title))
+    viz.write_png(stage.path("cbd.png"), viz.matrix_figure(matrix, names, [str(d) for d in DIGITS], title))
     bars = {m: (methods[m].get("cbl_mean"), methods[m].get("cbl_std")) for m in names}
     if names and "inflation_cbl_mean" in methods[names[0]]:
         bars["inflation"] = (methods[names[0]]["inflation_cbl_mean"], None)
@@ -128,7 +134,7 @@ def _figures(stage, report):
     rows = [report["iou"]["iou"]] + ([report["iou"]["reference_iou"]] if report["reference"] else [])
     labels = ["model"] + (["reference"] if report["reference"] else [])
     iou = np.array([[np.nan if v is None else v for v in r] for r in rows])
-    viz.write_png(stage.path("iou.png"), viz.matrix_figure(iou, labels, [str(d) for d in range(10)] + ["bg"], "IoU per class (unbiased test set)", vmax=1.0))
+    viz.write_png(stage.path("iou.png"), viz.matrix_figure(iou, labels, [str(d) for d in DIGITS] + ["bg"], "IoU per class (unbiased test set)", vmax=1.0))
 
 
 def _print(report):
@@ -139,7 +145,7 @@ def _print(report):
     if report["reference"]:
         table.add_column("reference", justify="right")
         table.add_column("drop", justify="right")
-    rows = [(str(d) + (" *" if d == report["bias_digit"] else ""), d) for d in range(10)] + [("mean", None)]
+    rows = [(str(d) + (" *" if d == report["bias_digit"] else ""), d) for d in DIGITS] + [("mean", None)]
     for label, d in rows:
         ours = iou["mean_iou"] if d is None else iou["iou"][d]
         cells = [_f(ours)]

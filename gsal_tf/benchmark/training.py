@@ -30,20 +30,29 @@ import time
 from pathlib import Path
 from typing import Callable
 
+import keras
 import numpy as np
+import tensorflow as tf
 
+from gsal_tf import metrics
+from gsal_tf.benchmark.classes import NUM_CLASSES
+from gsal_tf.benchmark.evaluation import segmentation_confusion
+from gsal_tf.benchmark.storage import load_samples, read_card
 from gsal_tf.config import keyword_options, read_toml
 from gsal_tf.errors import GsalInputError
-
-NUM_CLASSES = 11
-BACKGROUND = 10
+from gsal_tf.models import ARCHITECTURES, build_architecture
 
 
 @dataclasses.dataclass
 class TrainConfig:
-    """Training settings (see module docstring). ``model`` holds :func:`build_preset` arguments."""
+    """Training settings (see module docstring).
 
-    preset: str = "mobilenetv2-tiny"
+    ``architecture`` names an entry of :data:`gsal_tf.models.ARCHITECTURES` (the ``[model]``
+    table's ``architecture`` key; ``preset``, its name before version 0.2, is read too) and
+    ``model`` holds overrides of its :func:`gsal_tf.models.build_architecture` arguments.
+    """
+
+    architecture: str = "mobilenetv2-tiny"
     model: dict = dataclasses.field(default_factory=dict)
     epochs: int = 12
     batch_size: int = 32
@@ -60,17 +69,16 @@ class TrainConfig:
         raw = read_toml(path)
         table = dict(raw.get("train", {}))
         table["model"] = dict(raw.get("model", {}))
-        if "preset" in table["model"]:
-            table["preset"] = table["model"].pop("preset")
+        for key in ("architecture", "preset"):
+            if key in table["model"]:
+                table["architecture"] = table["model"].pop(key)
         table.update({k: v for k, v in overrides.items() if v is not None})
         options = keyword_options(table, cls, f"[train] of {path}")
         return cls(**{**options, "model": table["model"]}).checked()
 
     def checked(self) -> "TrainConfig":
-        from gsal_tf.models import PRESETS
-
-        if self.preset not in PRESETS:
-            raise GsalInputError(f"unknown model preset {self.preset!r}; choose one of {sorted(PRESETS)}")
+        if self.architecture not in ARCHITECTURES:
+            raise GsalInputError(f"unknown architecture {self.architecture!r}; choose one of {sorted(ARCHITECTURES)}")
         for name, low in (("epochs", 1), ("batch_size", 1)):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < low:
                 raise GsalInputError(f"{name} must be an integer >= {low}, got {getattr(self, name)!r}")
@@ -97,8 +105,6 @@ def class_weights(segmentation: np.ndarray, power: float, num_classes: int = NUM
 
 def cosine_schedule(peak: float, total_steps: int, warmup_steps: int):
     """Linear warm-up to ``peak`` then cosine decay to ``peak/100`` at ``total_steps``."""
-    import keras
-
     warmup_steps = max(1, min(warmup_steps, total_steps - 1))
     return keras.optimizers.schedules.CosineDecay(
         initial_learning_rate=peak / 100.0,
@@ -111,9 +117,6 @@ def cosine_schedule(peak: float, total_steps: int, warmup_steps: int):
 
 def evaluate_segmentation(model, images: np.ndarray, segmentation: np.ndarray, batch_size: int = 64) -> dict:
     """Mean IoU, per-class IoU and pixel accuracy of ``model`` on images (N,H,W,C), labels (N,H,W)."""
-    from gsal_tf import metrics
-    from gsal_tf.evaluation import segmentation_confusion
-
     confusion = segmentation_confusion(model, images, segmentation, batch_size)
     iou = metrics.iou_per_class(confusion)
     return {
@@ -136,74 +139,26 @@ def train(
 
     ``on_epoch_end(epoch, logs)`` and ``on_batch_end(batch)`` let a caller display progress.
     """
-    import keras
-    import tensorflow as tf
-
-    from gsal_tf.benchmark import load_samples, read_card
-    from gsal_tf.models import build_preset
-
     config.checked()
     out_dir = Path(out_dir)
     keras.utils.set_random_seed(config.seed)
     card = read_card(data_dir)
-    train_split = load_samples(data_dir, "train")
-    n_total = len(train_split["image"])
-    n_val = max(1, int(round(n_total * config.val_fraction)))
-    if n_total - n_val < config.batch_size:
-        raise GsalInputError(f"{data_dir} has {n_total} training samples: too few for batch_size {config.batch_size}")
-    x_train, y_train = train_split["image"][:-n_val], train_split["segmentation"][:-n_val].astype(np.int32)
-    x_val, y_val = train_split["image"][-n_val:], train_split["segmentation"][-n_val:].astype(np.int32)
-    del train_split
+    split = _training_split(data_dir, config)
+    weights = class_weights(split.y_train, config.class_weight_power)
+    dataset = _weighted_dataset(split.x_train, split.y_train, weights, config)
+    steps_per_epoch = len(split.x_train) // config.batch_size
+    schedule = cosine_schedule(config.learning_rate, steps_per_epoch * config.epochs, int(config.warmup_epochs * steps_per_epoch))
 
-    weights = class_weights(y_train, config.class_weight_power)
-    weight_table = tf.constant(weights)
-
-    def with_pixel_weights(x, y):
-        return x, y, tf.gather(weight_table, y)
-
-    dataset = (
-        tf.data.Dataset.from_tensor_slices((x_train, y_train))
-        .shuffle(len(x_train), seed=config.seed, reshuffle_each_iteration=True)
-        .batch(config.batch_size, drop_remainder=True)
-        .map(with_pixel_weights, num_parallel_calls=tf.data.AUTOTUNE)
-        .prefetch(tf.data.AUTOTUNE)
-    )
-    steps_per_epoch = len(x_train) // config.batch_size
-    total_steps = steps_per_epoch * config.epochs
-    schedule = cosine_schedule(config.learning_rate, total_steps, int(config.warmup_epochs * steps_per_epoch))
-
-    model = build_preset(config.preset, input_shape=x_train.shape[1:], num_classes=NUM_CLASSES, **config.model)
+    model = build_architecture(config.architecture, input_shape=split.x_train.shape[1:], num_classes=NUM_CLASSES, **config.model)
     model.compile(
         optimizer=keras.optimizers.AdamW(learning_rate=schedule, weight_decay=config.weight_decay),
         loss=keras.losses.SparseCategoricalCrossentropy(),
         weighted_metrics=[],
     )
-
     out_dir.mkdir(parents=True, exist_ok=True)
-    best = {"val_mean_iou": -math.inf, "epoch": -1}
-    history = []
     best_weights = out_dir / "model.weights.h5"
-
-    class _Epochs(keras.callbacks.Callback):
-        def on_train_batch_end(self, batch, logs=None):
-            if on_batch_end:
-                on_batch_end(batch)
-
-        def on_epoch_end(self, epoch, logs=None):
-            val = evaluate_segmentation(self.model, x_val, y_val)
-            row = {"epoch": epoch + 1, "loss": float(logs["loss"]), "val_mean_iou": val["mean_iou"], "seconds": time.perf_counter() - start}
-            row["learning_rate"] = float(schedule(self.model.optimizer.iterations))
-            if val["mean_iou"] > best["val_mean_iou"]:
-                best.update(val_mean_iou=val["mean_iou"], epoch=epoch + 1)
-                self.model.save_weights(best_weights)
-            row["best"] = best["epoch"] == epoch + 1
-            history.append(row)
-            if on_epoch_end:
-                on_epoch_end(epoch + 1, row)
-
-    start = time.perf_counter()
-    model.fit(dataset, epochs=config.epochs, verbose=0, shuffle=False, callbacks=[_Epochs()])  # the dataset shuffles itself
-    train_seconds = time.perf_counter() - start
+    checkpoint = _BestByValidation(split.x_val, split.y_val, schedule, best_weights, on_epoch_end, on_batch_end)
+    model.fit(dataset, epochs=config.epochs, verbose=0, shuffle=False, callbacks=[checkpoint])  # the dataset shuffles itself
 
     model.load_weights(best_weights)
     model.save(out_dir / "model.keras")
@@ -211,21 +166,90 @@ def train(
     test = load_samples(eval_dir, "test")
     result = evaluate_segmentation(model, test["image"], test["segmentation"].astype(np.int32))
     metrics = {
-        "preset": config.preset,
+        "architecture": config.architecture,
         "model": config.model,
         "parameters": int(model.count_params()),
         "train_data": str(data_dir),
         "train_card": card.get("config", card),
-        "train_samples": int(len(x_train)),
-        "val_samples": int(len(x_val)),
+        "train_samples": int(len(split.x_train)),
+        "val_samples": int(len(split.x_val)),
         "eval_data": str(eval_dir),
-        "best_epoch": best["epoch"],
-        "best_val_mean_iou": best["val_mean_iou"],
+        "best_epoch": checkpoint.best_epoch,
+        "best_val_mean_iou": checkpoint.best_val_mean_iou,
         "test": result,
         "class_weights": weights.tolist(),
-        "train_seconds": round(train_seconds, 1),
+        "train_seconds": round(checkpoint.seconds, 1),
         "config": dataclasses.asdict(config),
     }
-    (out_dir / "history.json").write_text(json.dumps(history, indent=2))
+    (out_dir / "history.json").write_text(json.dumps(checkpoint.history, indent=2))
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, default=str))
     return metrics
+
+
+@dataclasses.dataclass
+class _Split:
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+
+
+def _training_split(data_dir, config: TrainConfig) -> _Split:
+    """The training split of ``data_dir``, its last ``val_fraction`` held out for validation."""
+    samples = load_samples(data_dir, "train")
+    n_total = len(samples["image"])
+    n_val = max(1, int(round(n_total * config.val_fraction)))
+    if n_total - n_val < config.batch_size:
+        raise GsalInputError(f"{data_dir} has {n_total} training samples: too few for batch_size {config.batch_size}")
+    labels = samples["segmentation"].astype(np.int32)
+    return _Split(samples["image"][:-n_val], labels[:-n_val], samples["image"][-n_val:], labels[-n_val:])
+
+
+def _weighted_dataset(images: np.ndarray, labels: np.ndarray, weights: np.ndarray, config: TrainConfig):
+    """Shuffled batches ``(x, y, per-pixel weight)`` of images (N,H,W,C) and labels (N,H,W)."""
+    table = tf.constant(weights)
+    return (
+        tf.data.Dataset.from_tensor_slices((images, labels))
+        .shuffle(len(images), seed=config.seed, reshuffle_each_iteration=True)
+        .batch(config.batch_size, drop_remainder=True)
+        .map(lambda x, y: (x, y, tf.gather(table, y)), num_parallel_calls=tf.data.AUTOTUNE)
+        .prefetch(tf.data.AUTOTUNE)
+    )
+
+
+class _BestByValidation(keras.callbacks.Callback):
+    """Keras callback: validation mean IoU after every epoch; saves the best weights to ``path``.
+
+    Keeps ``history`` (one row per epoch), ``best_epoch``, ``best_val_mean_iou`` and the training
+    time ``seconds``; forwards progress to ``on_epoch_end(epoch, row)`` / ``on_batch_end(batch)``.
+    """
+
+    def __init__(self, x_val, y_val, schedule, path: Path, on_epoch_end=None, on_batch_end=None):
+        super().__init__()
+        self.x_val, self.y_val, self.schedule, self.path = x_val, y_val, schedule, path
+        self.on_epoch, self.on_batch = on_epoch_end, on_batch_end
+        self.history: list[dict] = []
+        self.best_epoch, self.best_val_mean_iou = -1, -math.inf
+        self.seconds = 0.0
+
+    def on_train_begin(self, logs=None):
+        self._start = time.perf_counter()
+
+    def on_train_end(self, logs=None):
+        self.seconds = time.perf_counter() - self._start
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.on_batch:
+            self.on_batch(batch)
+
+    def on_epoch_end(self, epoch, logs=None):
+        val = evaluate_segmentation(self.model, self.x_val, self.y_val)
+        row = {"epoch": epoch + 1, "loss": float(logs["loss"]), "val_mean_iou": val["mean_iou"], "seconds": time.perf_counter() - self._start}
+        row["learning_rate"] = float(self.schedule(self.model.optimizer.iterations))
+        if val["mean_iou"] > self.best_val_mean_iou:
+            self.best_epoch, self.best_val_mean_iou = epoch + 1, val["mean_iou"]
+            self.model.save_weights(self.path)
+        row["best"] = self.best_epoch == epoch + 1
+        self.history.append(row)
+        if self.on_epoch:
+            self.on_epoch(epoch + 1, row)

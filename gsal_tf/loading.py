@@ -66,7 +66,7 @@ def load_model(path):
     if not path.exists():
         from gsal_tf import zoo
 
-        if str(path) in {e.name for e in zoo.list_models()}:
+        if str(path) in zoo.names():
             return zoo.load(str(path))
         raise GsalInputError(f"model not found: {path} (give a .keras file, a SavedModel folder, or a zoo name)")
     if path.is_dir():

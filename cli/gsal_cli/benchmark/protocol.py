@@ -21,7 +21,8 @@ def protocol(
     """Run the bias protocol and report CBL, CBD and IoU drop averaged over runs, with their spread."""
     import gsal_tf as gs
     from gsal_tf import viz
-    from gsal_tf.protocol import Protocol, run_protocol
+    from gsal_tf.benchmark.classes import DIGITS
+    from gsal_tf.benchmark.protocol import Protocol, run_protocol
 
     try:
         plan = Protocol.from_toml(config)
@@ -46,7 +47,7 @@ def protocol(
         for key, matrix in summary["cbd_matrix"].items():
             values = np.array(matrix["values"], np.float64)
             name = key.replace("/", "_")
-            viz.write_png(out / f"cbd_{name}.png", viz.matrix_figure(values, [str(d) for d in matrix["bias_digits"]], [str(d) for d in range(10)], f"CBD {key}: bias digit x evaluated digit"))
+            viz.write_png(out / f"cbd_{name}.png", viz.matrix_figure(values, [str(d) for d in matrix["bias_digits"]], [str(d) for d in DIGITS], f"CBD {key}: bias digit x evaluated digit"))
     except gs.GsalError as exc:
         raise fail(str(exc)) from None
     _print(summary)

@@ -7,8 +7,9 @@ benchmark config), ``train`` (a training config), ``description``, and optionall
 
 1. generates its TextureMNIST folder and the folder of its unbiased counterpart (the same
    config with ``bias.strength = "none"``: same image law, sizes and test seed) — each once per
-   distinct config, reused by later entries;
-2. trains the network (:func:`gsal_tf.training.train`, best checkpoint by validation mIoU);
+   distinct config, in a folder named by its hash, reused by later entries
+   (:func:`gsal_tf.benchmark.generate_once`);
+2. trains the network (:func:`gsal_tf.benchmark.training.train`, best checkpoint by validation mIoU);
 3. measures mean IoU over the 11 classes and the bias digit's IoU on the *unbiased* test split;
 4. copies the weights into the zoo folder and writes the entry (with sha256, the configs and the
    command that reproduces it) into ``models.toml``.
@@ -22,20 +23,24 @@ explains) from that config's test split, so the shipped sample is reproducible t
 
 from __future__ import annotations
 
-import hashlib
 import json
-import shutil
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
+
+from gsal_tf import benchmark
+from gsal_tf.benchmark.classes import CLASS_NAMES
+from gsal_tf.benchmark.training import TrainConfig, train
 from gsal_tf.config import read_toml
 from gsal_tf.errors import GsalInputError
+from gsal_tf.models import ARCHITECTURES, deeplabv3plus
+from gsal_tf.models import presets
+from gsal_tf.zoo import demo
 
-CLASS_NAMES = [str(d) for d in range(10)] + ["background"]
 PREPROCESSING = "grayscale 64x64 float32 in [0, 1] (the model rescales to [-1, 1] itself)"
 
 
-DEMO_SAMPLE = "samples/demo.npz"
 #: Keys a plan entry may set to override its training config (recorded in the manifest).
 TRAIN_OVERRIDES = ("epochs", "seed")
 
@@ -62,13 +67,9 @@ def build_model(
     log: Callable[[str], None] = print,
 ) -> dict | None:
     """Build one zoo entry (see module docstring); return its manifest record, or None if skipped."""
-    from gsal_tf import benchmark, zoo
-    from gsal_tf.training import TrainConfig, train
-
     root, work_dir, zoo_dir = Path(root), Path(work_dir), Path(zoo_dir)
     weights_name = f"{entry['name']}.weights.h5"
-    existing = {e.name: e for e in zoo.list_models(zoo_dir / zoo.MANIFEST)}
-    if not force and entry["name"] in existing and (zoo_dir / weights_name).is_file():
+    if not force and entry["name"] in _records(zoo_dir) and (zoo_dir / weights_name).is_file():
         log(f"{entry['name']}: already in the zoo, skipped (use force to rebuild)")
         return None
 
@@ -78,21 +79,31 @@ def build_model(
     overrides = {k: entry[k] for k in TRAIN_OVERRIDES if k in entry}
     train_cfg = TrainConfig.from_toml(root / entry["train"], **overrides)
     run_dir = work_dir / entry["name"]
-    log(f"{entry['name']}: training {train_cfg.preset} for {train_cfg.epochs} epochs on {data_dir.name}")
+    log(f"{entry['name']}: training {train_cfg.architecture} for {train_cfg.epochs} epochs on {data_dir.name}")
     metrics = train(data_dir, run_dir, train_cfg, eval_dir=eval_dir, on_epoch_end=on_epoch)
 
     zoo_dir.mkdir(parents=True, exist_ok=True)
     export_weights(_build_args(train_cfg), (data_cfg.image_size, data_cfg.image_size, 1), run_dir / "model.keras", zoo_dir / weights_name)
-    bias = data_cfg.bias
+    record = manifest_record(entry, data_cfg, train_cfg, metrics, zoo_dir / weights_name, data_dir, n_train)
+    (run_dir / "zoo_record.json").write_text(json.dumps(record, indent=2))
+    # Re-read the manifest: another build may have finished while this one trained.
+    write_manifest(zoo_dir / presets.MANIFEST, {**_records(zoo_dir), entry["name"]: record})
+    return record
+
+
+def manifest_record(entry: dict, data_cfg, train_cfg, metrics: dict, weights: Path, data_dir: Path, n_train: int | None) -> dict:
+    """The manifest record of a trained zoo entry: how to rebuild it, what it measured, how it was
+    trained (configs, overrides, command) and, for a biased model, its bias."""
     test = metrics["test"]
+    overrides = {k: entry[k] for k in TRAIN_OVERRIDES if k in entry}
     record = {
         "name": entry["name"],
         "description": entry.get("description", ""),
         "input_shape": [data_cfg.image_size, data_cfg.image_size, 1],
-        "class_names": CLASS_NAMES,
+        "class_names": list(CLASS_NAMES),
         "preprocessing": PREPROCESSING,
-        "weights": weights_name,
-        "sha256": zoo.sha256_of(zoo_dir / weights_name),
+        "weights": weights.name,
+        "sha256": presets.sha256_of(weights),
         "url": "",
         "build": _build_args(train_cfg),
         "metrics": {
@@ -114,15 +125,19 @@ def build_model(
             + (f" --n-train {n_train}" if n_train else ""),
         },
     }
+    bias = data_cfg.bias
     if bias.strength != "none":  # an unbiased model has no bias digit (its config's digit is unused)
         digit_iou = test["iou_per_class"][bias.digit]
         record["metrics"]["bias_digit_iou"] = round(digit_iou, 4) if digit_iou is not None else -1.0
-        record["bias"] = {"digit": bias.digit, "texture": _texture_name(data_dir), "strength": bias.strength, "tiles": data_cfg.tiles}
-    (run_dir / "zoo_record.json").write_text(json.dumps(record, indent=2))
-    # Re-read the manifest: another build may have finished while this one trained.
-    current = {e.name: e for e in zoo.list_models(zoo_dir / zoo.MANIFEST)}
-    write_manifest(zoo_dir / zoo.MANIFEST, {**{e: _record_of(current[e]) for e in current}, entry["name"]: record})
+        texture = benchmark.read_card(data_dir)["bias_texture"]["name"]
+        record["bias"] = {"digit": bias.digit, "texture": texture, "strength": bias.strength, "tiles": data_cfg.tiles}
     return record
+
+
+def _records(zoo_dir: Path) -> dict:
+    """The records of the manifest in ``zoo_dir`` by name ({} before the first build)."""
+    path = zoo_dir / presets.MANIFEST
+    return {e.name: _record_of(e) for e in presets.list_models(path)} if path.is_file() else {}
 
 
 def export_weights(build: dict, input_shape, trained, target: Path) -> None:
@@ -131,48 +146,20 @@ def export_weights(build: dict, input_shape, trained, target: Path) -> None:
     A checkpoint saved during training also holds AdamW's two moment buffers (3x the size);
     the zoo ships a fresh, uncompiled copy of the network with the trained weights loaded.
     """
-    from gsal_tf.models import deeplabv3plus
-
     args = dict(build)
     model = deeplabv3plus(args.pop("backbone"), input_shape, len(CLASS_NAMES), **args)
     model.load_weights(trained)
     model.save_weights(target)
 
 
-def data_dir_name(cfg) -> str:
-    """Folder name of the data generated from ``cfg``: ``data-<strength>-<n_train>-<hash8>``.
-
-    The hash covers the whole config, so two configs never share a folder (two plan entries with
-    different image laws but the same strength used to overwrite each other's data).
-    """
-    digest = hashlib.sha256(json.dumps(cfg.to_dict(), sort_keys=True).encode()).hexdigest()[:8]
-    return f"data-{cfg.bias.strength}-{cfg.n_train}-{digest}"
-
-
 def _generate(cfg, mnist, work_dir: Path, log) -> Path:
-    """Generate the dataset of ``cfg`` under ``work_dir`` once (see :func:`data_dir_name`)."""
-    from gsal_tf import benchmark
-
-    out = work_dir / data_dir_name(cfg)
-    if benchmark.generated_from(out, cfg):
-        return out
-    log(f"generating {out.name}")
-    if out.exists():
-        shutil.rmtree(out)
-    benchmark.TextureMNIST(cfg, mnist=mnist).generate(out)
-    return out
-
-
-def _texture_name(data_dir: Path) -> str:
-    from gsal_tf import benchmark
-
-    return benchmark.read_card(data_dir)["bias_texture"]["name"]
+    """The dataset of ``cfg`` under ``work_dir``, generated once (folder named by the config's hash)."""
+    folder = work_dir / benchmark.data_dir_name(cfg)
+    return benchmark.generate_once(cfg, folder, mnist=mnist, on_generate=lambda f: log(f"generating {f.name}"))
 
 
 def _build_args(train_cfg) -> dict:
-    from gsal_tf.models import PRESETS
-
-    args = {**PRESETS[train_cfg.preset], **train_cfg.model}
+    args = {**ARCHITECTURES[train_cfg.architecture], **train_cfg.model}
     return {k: list(v) if isinstance(v, tuple) else v for k, v in args.items()}
 
 
@@ -248,10 +235,6 @@ def write_demo_sample(data_config, mnist, zoo_dir, root=".") -> Path:
     float32, ``digit`` and ``biased_tile`` (0 = top) int64. Deterministic: the test split depends
     only on the config (its ``test_seed``) and MNIST.
     """
-    import numpy as np
-
-    from gsal_tf import benchmark
-
     cfg = benchmark.load_config(Path(root) / data_config)
     if cfg.bias.strength == "none":
         raise GsalInputError(f"{data_config}: the demo sample needs a biased config (bias.strength weak or strong)")
@@ -262,7 +245,7 @@ def write_demo_sample(data_config, mnist, zoo_dir, root=".") -> Path:
     if not len(candidates):
         raise GsalInputError(f"{data_config}: no biased test sample of digit {cfg.bias.digit} with the bias texture on top")
     i = int(candidates[0])
-    target = Path(zoo_dir) / DEMO_SAMPLE
+    target = Path(zoo_dir) / demo.SAMPLE
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(target.stem + ".part.npz")
     np.savez_compressed(

@@ -1,4 +1,4 @@
-"""``gsal benchmark ...``: the TextureMNIST context-bias benchmark (generate data, and more to come)."""
+"""``gsal benchmark generate``: a TextureMNIST dataset folder from a benchmark config."""
 
 from __future__ import annotations
 
@@ -13,19 +13,13 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from gsal_cli.console import console, fail, staged_outputs
-
-app = typer.Typer(
-    help="TextureMNIST: MNIST digits on textures with a controllable context bias (the paper's benchmark).",
-    no_args_is_help=True,
-)
-
+from gsal_tf.benchmark.classes import DIGITS
 
 def _texture_choice(text: Optional[str]):
     """--bias-texture: an index when it is a number, else a texture name."""
     return None if text is None else int(text) if text.strip().isdigit() else text
 
 
-@app.command("generate")
 def generate(
     config: Path = typer.Option(..., "--config", help="Benchmark TOML, e.g. configs/benchmark/strong.toml."),
     out: Path = typer.Option(..., "--out", "-o", help="Output folder for the shards and card.json."),
@@ -92,7 +86,7 @@ def _summary_table(card: dict) -> Table:
     for split in splits:
         table.add_column(split, justify="right")
         table.add_column(f"{split} biased", justify="right")
-    for digit in range(10):
+    for digit in DIGITS:
         marker = " *" if bias["name"] is not None and digit == cfg["bias"]["digit"] else ""
         row = [f"{digit}{marker}"]
         for split, info in splits.items():
@@ -107,13 +101,3 @@ def _summary_table(card: dict) -> Table:
         table.add_row(*elsewhere, style="dim")
     return table
 
-
-def _register() -> None:
-    from gsal_cli import bench_evaluate, bench_protocol, bench_train
-
-    app.command("train")(bench_train.train)
-    app.command("evaluate")(bench_evaluate.evaluate)
-    app.command("protocol")(bench_protocol.protocol)
-
-
-_register()

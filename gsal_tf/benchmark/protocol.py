@@ -2,7 +2,7 @@
 
 A protocol config (``configs/protocol/*.toml``) names the backbones, bias digits, bias textures
 and strengths; each combination is one *run*: its TextureMNIST data is generated, a network is
-trained on it, and :mod:`gsal_tf.evaluation` measures the IoU drop against the unbiased network
+trained on it, and :mod:`gsal_tf.benchmark.evaluation` measures the IoU drop against the unbiased network
 of the same backbone (trained once per backbone) plus CBD and CBL for every explanation method.
 Each finished run writes ``results/<run>.json``; a repeated command skips finished runs, so an
 interrupted protocol resumes where it stopped. :func:`summarise` averages over runs per backbone,
@@ -23,12 +23,42 @@ from typing import Callable
 
 import numpy as np
 
+from gsal_tf.benchmark import evaluation
+from gsal_tf.benchmark.config import load_config
+from gsal_tf.benchmark.storage import load_samples
+from gsal_tf.benchmark.texture_mnist import generate_once
+from gsal_tf.benchmark.training import TrainConfig, train
 from gsal_tf.config import read_toml
 from gsal_tf.errors import GsalInputError
+from gsal_tf.explainer import method_name
 
 
 @dataclasses.dataclass
 class Protocol:
+    """A protocol config (``configs/protocol/*.toml``): which biased networks to train and evaluate.
+
+    ``[protocol]`` table
+        backbones : list of str — ``"mobilenetv2"`` and/or ``"xception"``; each needs a training
+            config in ``[train_configs]``.
+        bias_digits : list of int — the digits tied to a bias texture, one run each.
+        textures : list of str — bias textures (names in the texture pool), one run each.
+        strengths : list of str — ``"weak"`` and/or ``"strong"``.
+        data_config : str — benchmark config (tiles, sizes, image law) of the biased runs; their
+            ``[bias]`` fields are set per run.
+        unbiased_config : str — benchmark config of the unbiased reference data (the IoU baseline
+            and the evaluation data of the IoU comparison).
+        n_train, n_test : int, optional — override both configs' split sizes.
+        epochs : int, optional — overrides the training configs' epochs.
+    ``[train_configs]`` table (``train_configs``)
+        backbone -> training config path (``configs/train/*.toml``).
+    ``[evaluate]`` table (``evaluate``)
+        :class:`gsal_tf.benchmark.evaluation.EvaluationSettings`: ``methods``, ``per_digit``,
+        ``biased``, ``batch_size``, and any :class:`gsal_tf.GridSaliency` option (``grid_size``,
+        ``iterations``, ``lam``, ...).
+
+    Runs are every (backbone, strength, digit, texture) combination (:meth:`runs`).
+    """
+
     backbones: list
     bias_digits: list
     textures: list
@@ -39,7 +69,7 @@ class Protocol:
     n_train: int | None = None
     n_test: int | None = None
     epochs: int | None = None
-    evaluate: dict = dataclasses.field(default_factory=dict)
+    evaluate: evaluation.EvaluationSettings = dataclasses.field(default_factory=evaluation.EvaluationSettings)
 
     @classmethod
     def from_toml(cls, path) -> "Protocol":
@@ -51,6 +81,7 @@ class Protocol:
         unknown = set(table) - fields
         if unknown:
             raise GsalInputError(f"unknown key(s) {', '.join(sorted(unknown))} in [protocol] of {path}")
+        table["evaluate"] = evaluation.EvaluationSettings.from_table(table["evaluate"], f"[evaluate] of {path}")
         try:
             protocol = cls(**table)
         except TypeError as exc:
@@ -72,28 +103,15 @@ class Protocol:
 
 def run_protocol(protocol: Protocol, mnist, out_dir, on_event: Callable[[str, dict], None] | None = None) -> dict:
     """Run every unfinished run of ``protocol`` under ``out_dir``; return :func:`summarise`."""
-    from gsal_tf import benchmark, evaluation
-    from gsal_tf.training import TrainConfig, train
-
     out_dir = Path(out_dir)
     (out_dir / "results").mkdir(parents=True, exist_ok=True)
     event = on_event or (lambda kind, info: None)
     sizes = {k: v for k, v in (("n_train", protocol.n_train), ("n_test", protocol.n_test)) if v}
 
-    def data_for(config_path, **bias) -> tuple[Path, object]:
-        cfg = benchmark.load_config(config_path, **sizes, **({"bias": bias} if bias else {}))
+    def data_for(config_path, **bias) -> Path:
+        cfg = load_config(config_path, **sizes, **({"bias": bias} if bias else {}))
         key = "unbiased" if cfg.bias.strength == "none" else f"{cfg.bias.strength}-digit{cfg.bias.digit}-{cfg.bias.texture}"
-        folder = out_dir / "data" / key
-        made = (folder / "card.json").is_file()
-        if made and not benchmark.generated_from(folder, cfg):
-            raise GsalInputError(
-                f"{folder} holds data generated from another config (the protocol's data config, sizes or "
-                f"bias changed since it was made); use a new --out folder, or delete {out_dir} to start over"
-            )
-        if not made:
-            event("generate", {"data": key})
-            benchmark.TextureMNIST(cfg, mnist=mnist).generate(folder)
-        return folder, cfg
+        return generate_once(cfg, out_dir / "data" / key, mnist=mnist, on_generate=lambda folder: event("generate", {"data": key}))
 
     def trained(backbone, data_dir, name, eval_dir):
         run_dir = out_dir / "models" / name
@@ -105,26 +123,23 @@ def run_protocol(protocol: Protocol, mnist, out_dir, on_event: Callable[[str, di
 
         return keras.saving.load_model(run_dir / "model.keras")
 
-    unbiased_dir, _ = data_for(protocol.unbiased_config)
-    unbiased = benchmark.load_samples(unbiased_dir, "test")
+    unbiased_dir = data_for(protocol.unbiased_config)
+    unbiased = load_samples(unbiased_dir, "test")
     references = {b: trained(b, unbiased_dir, f"{b}-unbiased", unbiased_dir) for b in protocol.backbones}
     for run in protocol.runs():
         result_file = out_dir / "results" / f"{run['name']}.json"
         if result_file.is_file():
             event("skip", run)
             continue
-        data_dir, cfg = data_for(protocol.data_config, strength=run["strength"], digit=run["digit"], texture=run["texture"])
+        data_dir = data_for(protocol.data_config, strength=run["strength"], digit=run["digit"], texture=run["texture"])
         model = trained(run["backbone"], data_dir, run["name"], unbiased_dir)
         event("evaluate", run)
-        opts = dict(protocol.evaluate)
-        methods = opts.pop("methods", list(evaluation.METHODS))
-        per_digit, biased = opts.pop("per_digit", 20), opts.pop("biased", 100)
-        explainers = evaluation.make_explainers(model, methods, opts)
-        samples = benchmark.load_samples(data_dir, "test")
+        settings = protocol.evaluate
+        samples = load_samples(data_dir, "test")
         report = {
             **run,
             "iou": evaluation.iou_comparison(model, references[run["backbone"]], unbiased, run["digit"]),
-            "explanations": evaluation.bias_statistics(explainers, samples, run["digit"], per_digit=per_digit, biased=biased),
+            "explanations": evaluation.bias_statistics(settings.explainers(model), samples, run["digit"], per_digit=settings.per_digit, biased=settings.biased),
         }
         report["explanations"].pop("requests")
         tmp = result_file.with_suffix(".part")
@@ -132,6 +147,20 @@ def run_protocol(protocol: Protocol, mnist, out_dir, on_event: Callable[[str, di
         tmp.replace(result_file)
         event("done", run)
     return summarise(out_dir / "results")
+
+
+def read_report(path) -> dict:
+    """A run's or an evaluation's JSON report, with method names in today's vocabulary
+    (:data:`gsal_tf.explainer.METHODS`; reports written before version 0.2 used other names)."""
+    report = json.loads(Path(path).read_text())
+    methods = report["explanations"]["methods"]
+    report["explanations"]["methods"] = {method_name(m): row for m, row in methods.items()}
+    return report
+
+
+def read_results(results_dir) -> list[dict]:
+    """Every run report (``results/<run>.json``) of a protocol folder, in name order."""
+    return [read_report(f) for f in sorted(Path(results_dir).glob("*.json"))]
 
 
 def summarise(results_dir) -> dict:
@@ -142,8 +171,7 @@ def summarise(results_dir) -> dict:
     "cbd_bias_digit": [...], "cbd_other_digits": [...]}}, "runs": n}}, "cbd_matrix": {...}}``;
     ``cbd_matrix[backbone/strength/method]`` is bias digit × evaluated digit (mean over textures).
     """
-    files = sorted(Path(results_dir).glob("*.json"))
-    reports = [json.loads(f.read_text()) for f in files]
+    reports = read_results(results_dir)
     groups: dict = {}
     matrices: dict = {}
     for r in reports:

@@ -1,4 +1,4 @@
-"""The pretrained model zoo: a TOML manifest of trained models and their checked weights.
+"""The presets of the model zoo: a TOML manifest of trained models and their checked weights.
 
 The manifest ``models.toml`` and the weights ship inside the package (``gsal_tf.zoo_files``,
 the repository's top-level ``zoo/`` folder). Each ``[[model]]`` entry records how to rebuild the
@@ -26,6 +26,7 @@ from pathlib import Path
 
 from gsal_tf.config import read_toml
 from gsal_tf.errors import GsalInputError, IntegrityError
+from gsal_tf.models.deeplab import deeplabv3plus
 
 MANIFEST = "models.toml"
 
@@ -74,11 +75,20 @@ def cache_dir() -> Path:
 
 
 def list_models(manifest: Path | None = None) -> list[ZooEntry]:
-    """All entries of the manifest, in manifest order."""
+    """All entries of the manifest, in manifest order.
+
+    A missing or unreadable manifest is an error (GsalInputError), never an empty zoo: an
+    installation without its zoo is broken, and saying so beats explaining with nothing.
+    """
     path = Path(manifest) if manifest else zoo_dir() / MANIFEST
     if not path.is_file():
-        return []
+        raise GsalInputError(f"the zoo manifest {path} is missing; reinstall gsal-tf (or give the path of a manifest)")
     return [_entry(raw, path) for raw in read_toml(path).get("model", [])]
+
+
+def names(manifest: Path | None = None) -> list[str]:
+    """The names of the zoo's models, in manifest order."""
+    return [e.name for e in list_models(manifest)]
 
 
 def unbiased_reference(entry: ZooEntry, entries: list[ZooEntry]) -> ZooEntry | None:
@@ -142,8 +152,6 @@ def load(name: str, manifest: Path | None = None):
     Returns a ``keras.Model`` (inference use: ``model(images, training=False)``) with the entry
     attached as ``model.zoo_entry``.
     """
-    from gsal_tf.models import deeplabv3plus
-
     entry = get(name, manifest)
     path = weights_path(entry, manifest)
     build = dict(entry.build)

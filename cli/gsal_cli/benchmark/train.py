@@ -15,7 +15,7 @@ from gsal_cli.console import console, fail
 def train(
     data: Path = typer.Option(..., "--data", help="Folder written by `gsal benchmark generate`."),
     out: Path = typer.Option(..., "--out", help="Output folder (model.keras, model.weights.h5, history.json, metrics.json)."),
-    backbone: Optional[str] = typer.Option(None, "--backbone", help="mobilenetv2 | xception (uses its '-tiny' preset) (default: from --config)."),
+    backbone: Optional[str] = typer.Option(None, "--backbone", help="mobilenetv2 | xception (uses its '-tiny' architecture) (default: from --config)."),
     config: Optional[Path] = typer.Option(None, "--config", help="TOML with \\[model] and \\[train] tables (see configs/train/)."),
     epochs: Optional[int] = typer.Option(None, "--epochs", help="Override the config's epochs."),
     eval_data: Optional[Path] = typer.Option(None, "--eval-data", help="Folder whose test split gives the final metrics (default: --data)."),
@@ -23,16 +23,17 @@ def train(
 ) -> None:
     """Train with Keras fit; keep the best checkpoint by validation mean IoU; report test metrics."""
     import gsal_tf as gs
-    from gsal_tf.training import TrainConfig, train as run_training
+    from gsal_tf.benchmark.classes import CLASS_NAMES
+    from gsal_tf.benchmark.training import TrainConfig, train as run_training
 
     try:
         overrides = {"epochs": epochs, "seed": seed}
         if backbone is not None:
             if backbone not in gs.models.BACKBONES:
                 raise gs.GsalInputError(f"--backbone {backbone!r}: choose one of {', '.join(gs.models.BACKBONES)}")
-            overrides["preset"] = f"{backbone}-tiny"
+            overrides["architecture"] = f"{backbone}-tiny"
             if config is not None:  # a recipe's [model] options belong to its own backbone
-                own = gs.models.PRESETS[TrainConfig.from_toml(config).preset]["backbone"]
+                own = gs.models.ARCHITECTURES[TrainConfig.from_toml(config).architecture]["backbone"]
                 if own != backbone:
                     raise gs.GsalInputError(
                         f"--backbone {backbone} does not match {config}, a {own} recipe; drop --backbone "
@@ -46,7 +47,7 @@ def train(
         n_train = int(card.get("splits", {}).get("train", {}).get("n", 0))
         steps = max(1, int(n_train * (1 - cfg.val_fraction)) // cfg.batch_size) if n_train else None
 
-        table = Table(title=f"training {cfg.preset} on {data}", header_style="bold")
+        table = Table(title=f"training {cfg.architecture} on {data}", header_style="bold")
         for col in ("epoch", "loss", "val mean IoU", "lr", "time"):
             table.add_column(col, justify="right")
 
@@ -72,7 +73,7 @@ def train(
     result.add_column("class")
     result.add_column("IoU", justify="right")
     for k, v in enumerate(test["iou_per_class"]):
-        result.add_row("background" if k == 10 else f"digit {k}", "—" if v is None else f"{v:.3f}")
+        result.add_row(CLASS_NAMES[k] if CLASS_NAMES[k] == "background" else f"digit {k}", "—" if v is None else f"{v:.3f}")
     result.add_row("[bold]mean[/]", f"[bold]{test['mean_iou']:.3f}[/]")
     console.print(result)
     console.print(f"best epoch {metrics['best_epoch']}, {metrics['train_seconds']:.0f}s; wrote [bold]{out}/[/] model.keras, metrics.json")

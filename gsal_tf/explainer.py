@@ -1,0 +1,285 @@
+"""What every explainer shares: the base class, the result interface, calling the model, class
+probabilities, probing the model's output, the per-model cache of compiled graphs, running a graph
+batch by batch, and the registry of method names.
+
+Grid saliency (:mod:`gsal_tf.saliency`) and the comparison methods (:mod:`gsal_tf.attributions`)
+derive from :class:`Explainer`, so they treat models, logits, resolutions and batches identically
+and share one call::
+
+    explainer = Method(model, ...)                                   # any name of METHODS
+    result = explainer.explain(images, request_masks, class_ids)     # (N,H,W,C), (N,H,W), (N,)
+    result.saliency, result.params["method"], result.seconds         # every result has these
+
+A method has one name everywhere — in ``params["method"]``, in reports, in CLI options and in the
+README tables: :data:`METHODS`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+import weakref
+from typing import Any, Callable, Sequence
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from gsal_tf.errors import GsalInputError, first_line
+from gsal_tf.validation import check_choice, check_images, check_model_output, check_number
+
+OUTPUT_KINDS = ("probabilities", "logits")
+
+# Compiled graphs per model (weakly held: a deleted model frees its graphs) and structural key.
+_GRAPHS: "weakref.WeakKeyDictionary[Any, dict]" = weakref.WeakKeyDictionary()
+
+
+def call_model(model, x: tf.Tensor) -> tf.Tensor:
+    """``model(x)``; Keras layers and models are called in inference mode."""
+    if isinstance(model, keras.layers.Layer):
+        return model(x, training=False)
+    return model(x)
+
+
+def loss_scale(model) -> float:
+    """A constant loss scale for gradients through a float16-compute model, else 1.
+
+    Under a float16 compute policy, small gradients (~1e-3 and below) can underflow in the
+    backward pass: scale the objective by this constant and divide the gradient by it (exact in
+    float32 arithmetic).
+    """
+    policy = getattr(model, "dtype_policy", None)
+    compute = getattr(policy, "compute_dtype", None) or keras.config.dtype_policy().compute_dtype
+    return 2.0**12 if compute == "float16" else 1.0
+
+
+def probabilities(model, x: tf.Tensor, output: str) -> tf.Tensor:
+    """f(x) (N,h,w,K) float32 class probabilities at the model's resolution (softmax of logits)."""
+    scores = tf.cast(call_model(model, x), tf.float32)
+    return tf.nn.softmax(scores, axis=-1) if output == "logits" else scores
+
+
+def class_probability(model, x: tf.Tensor, class_ids: tf.Tensor, output: str, size: Sequence[int]) -> tf.Tensor:
+    """f_c(x) (N,H,W) float32 at ``size`` = (H,W): softmax of logits, bilinear resize if needed."""
+    scores = probabilities(model, x, output)
+    picked = tf.reduce_sum(scores * tf.one_hot(class_ids, tf.shape(scores)[-1])[:, None, None, :], -1)
+    if picked.shape[1] != size[0] or picked.shape[2] != size[1]:
+        picked = tf.image.resize(picked[..., None], tuple(size), method="bilinear")[..., 0]
+    return picked
+
+
+def probe_num_classes(model, images: np.ndarray, output: str) -> int:
+    """Run the model on one image, check its output is (1,h,w,K) scores; return K."""
+    try:
+        out = call_model(model, tf.constant(images[:1]))
+    except Exception as exc:  # a model that cannot take this input is a user error
+        raise GsalInputError(f"the model cannot take images of shape {images.shape[1:]} (H,W,C): {first_line(exc)}") from None
+    _, _, k = check_model_output(out, images.shape[1:], output)
+    return k
+
+
+def cached_graph(owner, model, key: tuple, build: Callable[[Callable[[], Any]], Any]):
+    """The compiled graph for (``model``, ``key``), built once with ``build(get_model)``.
+
+    ``get_model()`` returns the model; the graph must read the model through it, so the cache
+    holds the model only weakly. Models that cannot be weakly referenced are cached on ``owner``.
+    """
+    try:
+        per_model = _GRAPHS.setdefault(model, {})
+        get_model = weakref.ref(model)
+    except TypeError:
+        per_model = owner.__dict__.setdefault("_own_graphs", {})
+        get_model = lambda: model  # noqa: E731
+    if key not in per_model:
+        per_model[key] = build(get_model)
+    return per_model[key]
+
+
+def run_batched(graph, per_request: Sequence, shared: Sequence, batch_size: int) -> tuple[dict, float]:
+    """Call ``graph(*per_request[lo:hi], *shared)`` batch by batch; concatenate its dict outputs.
+
+    Returns (outputs as NumPy arrays, seconds spent in the graph calls).
+    """
+    n = len(per_request[0])
+    parts = []
+    start = time.perf_counter()
+    for lo in range(0, n, batch_size):
+        hi = min(n, lo + batch_size)
+        out = graph(*[tf.convert_to_tensor(v[lo:hi]) for v in per_request], *shared)
+        parts.append({k: v.numpy() for k, v in out.items()})
+    seconds = time.perf_counter() - start
+    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}, seconds
+
+
+# -- the explainer base -------------------------------------------------------------------------
+
+_TRACES: dict[str, int] = {}
+
+
+def trace_count(method: str | None = None) -> int:
+    """How many optimisation/attribution graphs were traced in this process, of one method (a
+    name of :data:`METHODS`) or of all; for tests and benchmarks."""
+    return _TRACES.get(method, 0) if method else sum(_TRACES.values())
+
+
+def count_trace(method: str) -> None:
+    """Called by a graph body each time it is traced."""
+    _TRACES[method] = _TRACES.get(method, 0) + 1
+
+
+@dataclasses.dataclass
+class ExplanationResult:
+    """What every explainer's result has, for N requests (a method's result adds its own fields).
+
+    Attributes
+    ----------
+    saliency : float32 (N,H,W) — the explanation map at the image resolution.
+    original_score : float32 (N,) — mean f_c(x) over the request: how confidently the class is
+        predicted there at all.
+    class_ids : int32 (N,) — the class explained for each request.
+    params : dict — the settings used; ``params["method"]`` is one of :data:`METHODS`.
+    seconds : float — wall time of the graph calls.
+    """
+
+    saliency: np.ndarray
+    original_score: np.ndarray
+    class_ids: np.ndarray
+    params: dict
+    seconds: float
+
+    def __len__(self) -> int:
+        return len(self.saliency)
+
+
+class Explainer:
+    """Base of every explanation method: the model, its output kind, batching and compiled graphs.
+
+    A method sets ``method`` (its name in :data:`METHODS`), implements :meth:`explain` and
+    ``_method_params`` (its own settings) and, for :meth:`compiled_graph`, ``_graph_key`` (the
+    structural options a graph depends on) and ``_build_graph(get_model, image_shape)``.
+
+    Parameters
+    ----------
+    model : keras.Model or callable
+        Maps images (N,H,W,C) float32 to per-pixel class scores (N,h,w,K); h×w is resized
+        bilinearly to H×W. Keras models are called with ``training=False``.
+    output : "probabilities" or "logits"
+        What the model returns; softmax is applied to logits.
+    batch_size : int
+        Requests explained together in one graph call; more are split into batches.
+    jit_compile : bool
+        Compile the graph with XLA.
+    """
+
+    method = ""
+
+    def __init__(self, model, output: str, batch_size: int, jit_compile: bool):
+        if not callable(model):
+            raise GsalInputError(f"model must be a Keras model or a callable, got {type(model).__name__}")
+        check_choice("output", output, OUTPUT_KINDS)
+        check_number("batch_size", batch_size, minimum=1, integer=True)
+        self.model = model
+        self.output = output
+        self.batch_size = int(batch_size)
+        self.jit_compile = bool(jit_compile)
+        self._num_classes: dict[tuple, int] = {}
+
+    @property
+    def params(self) -> dict:
+        """The explainer's settings as plain values, ``"method"`` first."""
+        return {
+            "method": self.method,
+            **self._method_params(),
+            "output": self.output,
+            "batch_size": self.batch_size,
+            "jit_compile": self.jit_compile,
+        }
+
+    def explain(self, images, request_masks, class_ids) -> ExplanationResult:
+        raise NotImplementedError
+
+    def __call__(self, images, request_masks, class_ids) -> ExplanationResult:
+        """Alias of :meth:`explain`."""
+        return self.explain(images, request_masks, class_ids)
+
+    def predict(self, images) -> np.ndarray:
+        """The model's class probabilities (N,H,W,K) float32 at the input resolution.
+
+        Logits are turned into probabilities as in :meth:`explain`; use it to build requests.
+        """
+        images = check_images(images)
+        self.num_classes(images)
+        scores = probabilities(self.model, tf.constant(images), self.output)
+        if scores.shape[1:3] != images.shape[1:3]:
+            scores = tf.image.resize(scores, images.shape[1:3], method="bilinear")
+        return scores.numpy()
+
+    def num_classes(self, images: np.ndarray) -> int:
+        """Check the model's output on one image; return K (cached per image shape)."""
+        key = images.shape[1:]
+        if key not in self._num_classes:
+            self._num_classes[key] = probe_num_classes(self.model, images, self.output)
+        return self._num_classes[key]
+
+    def compiled_graph(self, image_shape: tuple[int, int, int]):
+        """The method's compiled graph for images of ``image_shape`` (H,W,C), from the per-model
+        cache (built on first use); :mod:`gsal_tf.export` saves it."""
+        image_shape = tuple(int(v) for v in image_shape)
+        key = (type(self).__name__, image_shape, *self._graph_key())
+        return cached_graph(self, self.model, key, lambda get_model: self._build_graph(get_model, image_shape))
+
+    # -- what a method provides ------------------------------------------------------------------
+
+    def _method_params(self) -> dict:
+        return {}
+
+    def _graph_key(self) -> tuple:
+        """The structural options (beyond the image shape) its graph depends on."""
+        return (self.output, self.jit_compile)
+
+    def _build_graph(self, get_model: Callable[[], Any], image_shape: tuple[int, int, int]):
+        raise NotImplementedError
+
+
+def describe_baseline(baseline):
+    """A perturbation baseline as a plain value for ``params`` (a custom array or callable by its type name)."""
+    if isinstance(baseline, tuple):
+        return list(baseline)
+    if isinstance(baseline, (int, float, str, list)):
+        return baseline
+    return type(baseline).__name__
+
+
+# -- one name per method ---------------------------------------------------------------------
+
+#: Every explanation method by its one name, and the class that implements it.
+METHOD_CLASSES = {
+    "grid_saliency": "gsal_tf.saliency.grid_saliency:GridSaliency",
+    "vanilla_gradients": "gsal_tf.attributions.gradients:VanillaGradients",
+    "smoothgrad": "gsal_tf.attributions.smoothgrad:SmoothGrad",
+    "integrated_gradients": "gsal_tf.attributions.integrated_gradients:IntegratedGradients",
+}
+METHODS = tuple(METHOD_CLASSES)
+#: Names used before version 0.2 (reports, CLI options), still accepted.
+METHOD_ALIASES = {"grid": "grid_saliency", "gradients": "vanilla_gradients", "integrated-gradients": "integrated_gradients"}
+
+
+def method_name(name: str) -> str:
+    """The one name of a method (accepts :data:`METHOD_ALIASES`); an unknown name is a GsalInputError."""
+    canonical = METHOD_ALIASES.get(name, name)
+    if canonical not in METHOD_CLASSES:
+        raise GsalInputError(f"unknown method {name!r}; choose from {', '.join(METHODS)}")
+    return canonical
+
+
+def method_class(name: str) -> type:
+    """The explainer class of method ``name``."""
+    import importlib
+
+    module, cls = METHOD_CLASSES[method_name(name)].split(":")
+    return getattr(importlib.import_module(module), cls)
+
+
+def make_explainer(name: str, model, **options) -> Explainer:
+    """``method_class(name)(model, **options)``: an explainer by its method name."""
+    return method_class(name)(model, **options)

@@ -1,0 +1,46 @@
+"""The pretrained model zoo: trained networks with their manifest, their build and the demo.
+
+- the manifest (``models.toml``) and its entries, sha256-checked weights, ``load(name)`` —
+  :mod:`gsal_tf.models.presets`, next to the networks (keras-hub's convention: a model family's
+  presets sit beside it; ``gsal_tf.models.from_preset(name)`` is the same as ``load(name)``);
+- :mod:`.build` — ``gsal zoo build``: data → training → measurement → manifest record;
+- :mod:`.demo` — the bundled sample behind ``gsal explain --demo``.
+
+>>> import gsal_tf as gs
+>>> gs.zoo.names()
+>>> model = gs.zoo.load("tmnist-mobilenetv2-strong")      # a keras.Model; entry: model.zoo_entry
+"""
+
+from gsal_tf.models.presets import (
+    MANIFEST,
+    Bias,
+    ZooEntry,
+    bias_digit_ious,
+    cache_dir,
+    get,
+    list_models,
+    load,
+    names,
+    sha256_of,
+    unbiased_reference,
+    verify,
+    weights_path,
+    zoo_dir,
+)
+
+__all__ = [
+    "MANIFEST",
+    "Bias",
+    "ZooEntry",
+    "bias_digit_ious",
+    "cache_dir",
+    "get",
+    "list_models",
+    "load",
+    "names",
+    "sha256_of",
+    "unbiased_reference",
+    "verify",
+    "weights_path",
+    "zoo_dir",
+]
