@@ -48,12 +48,14 @@ def load_image(path, scale: float = 1.0 / 255.0) -> np.ndarray:
 
 
 def load_model(path):
-    """Load a segmentation model from a ``.keras`` file, a SavedModel folder or a zoo name.
+    """Load a segmentation model from a ``.keras`` or ``.tflite`` file, a SavedModel folder or a zoo name.
 
     A name that is not a path on disk but names a zoo entry loads that zoo model
     (:func:`gsal_tf.zoo.load`, sha256-checked).
 
     A ``.keras`` file loads under Keras safe mode (gsal's own layers are registered on import).
+    A ``.tflite`` file is rebuilt by :func:`gsal_tf.models.from_tflite` (probabilities; its input is
+    RGB in [0, 1] at the file's input size).
     A SavedModel loads as a callable over its serving signature; a signature with several outputs
     must have exactly one of rank 4 (N,h,w,K).
     """
@@ -77,8 +79,12 @@ def load_model(path):
         except Exception as exc:
             raise GsalInputError(f"cannot load the SavedModel {path}: {first_line(exc)}") from None
         return _saved_model_callable(loaded, path)
+    if path.suffix == ".tflite":  # rebuilt as a differentiable Keras model returning probabilities
+        from gsal_tf.models import from_tflite
+
+        return from_tflite(path, output="probabilities")
     if path.suffix != ".keras":
-        raise GsalInputError(f"{path}: unsupported model file; give a .keras file or a SavedModel folder")
+        raise GsalInputError(f"{path}: unsupported model file; give a .keras or .tflite file or a SavedModel folder")
     try:
         return keras.saving.load_model(path, safe_mode=True)
     except Exception as exc:

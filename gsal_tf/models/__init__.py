@@ -4,11 +4,14 @@
 ``ARCHITECTURES`` / ``build_architecture(name, ...)`` give the small untrained configurations of
 the model zoo, and ``from_preset(name)`` a trained one (keras-hub's convention: a preset is an
 architecture with its weights; the presets are the zoo's entries, ``gsal_tf.zoo.list_models()``).
+``from_tflite(path)`` imports a TensorFlow Lite segmentation network (e.g. a DeepLab release) as
+a differentiable Keras model.
 """
 
 from gsal_tf.models.deeplab import ARCHITECTURES, BACKBONES, build_architecture, deeplabv3plus
 from gsal_tf.models import presets
 from gsal_tf.models.known_context import PatchContextReadout, known_context_model
+from gsal_tf.models.tflite_import import from_tflite, inspect_tflite
 
 #: Names before version 0.2 (an architecture used to be called a preset).
 PRESETS = ARCHITECTURES
@@ -28,6 +31,8 @@ __all__ = [
     "build_architecture",
     "deeplabv3plus",
     "from_preset",
+    "from_tflite",
+    "inspect_tflite",
     "known_context_model",
     "PatchContextReadout",
 ]

@@ -8,7 +8,7 @@ only exist as TFLite files (Coral / Android DeepLab releases).
 What the returned model computes
 --------------------------------
 - **Input**: RGB float images ``x`` in ``[0, 1]`` of shape ``(N, H, W, C)`` — what
-  :func:`gsal_tf.io.load_image` returns — at the file's input size ``(H, W)`` (fixed: resize the
+  :func:`gsal_tf.loading.load_image` returns — at the file's input size ``(H, W)`` (fixed: resize the
   image first), any batch size ``N``.
 - **Preprocessing** (first layer, ``keras.layers.Rescaling`` named ``preprocess``) maps ``x`` to
   the real-valued input the network was trained on:

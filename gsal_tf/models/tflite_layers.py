@@ -16,7 +16,7 @@ import numpy as np
 import tensorflow as tf
 
 
-@keras.saving.register_keras_serializable(package="gsal")
+@keras.saving.register_keras_serializable(package="gsal_tf")
 class ResizeBilinear(keras.layers.Layer):
     """TFLite RESIZE_BILINEAR: (N,h,w,C) → (N,H,W,C) with ``size = (H, W)``.
 
@@ -52,7 +52,7 @@ class ResizeBilinear(keras.layers.Layer):
                 "half_pixel_centers": self.half_pixel_centers}
 
 
-@keras.saving.register_keras_serializable(package="gsal")
+@keras.saving.register_keras_serializable(package="gsal_tf")
 class Tile(keras.layers.Layer):
     """TFLite TILE: ``out[n, y, x, c] = in[n mod N, y mod h, x mod w, c mod C]``; shape ``in · multiples``."""
 
@@ -70,7 +70,7 @@ class Tile(keras.layers.Layer):
         return {**super().get_config(), "multiples": list(self.multiples)}
 
 
-@keras.saving.register_keras_serializable(package="gsal")
+@keras.saving.register_keras_serializable(package="gsal_tf")
 class ReduceMean(keras.layers.Layer):
     """TFLite MEAN over ``axes`` (never the batch axis), keeping reduced axes as size 1 if ``keepdims``."""
 
@@ -93,7 +93,7 @@ class ReduceMean(keras.layers.Layer):
         return {**super().get_config(), "axes": list(self.axes), "keepdims": self.keepdims}
 
 
-@keras.saving.register_keras_serializable(package="gsal")
+@keras.saving.register_keras_serializable(package="gsal_tf")
 class Pad(keras.layers.Layer):
     """TFLite PAD with zeros: ``paddings[i] = (before_i, after_i)`` for every axis (batch: (0, 0))."""
 
@@ -111,7 +111,7 @@ class Pad(keras.layers.Layer):
         return {**super().get_config(), "paddings": [list(p) for p in self.paddings]}
 
 
-@keras.saving.register_keras_serializable(package="gsal")
+@keras.saving.register_keras_serializable(package="gsal_tf")
 class ConstantOperand(keras.layers.Layer):
     """An element-wise binary operator with a constant: ``x + c`` or ``x · c`` (NumPy broadcasting).
 
