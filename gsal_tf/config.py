@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import os
 import tomllib
 from pathlib import Path
 
@@ -32,3 +33,9 @@ def keyword_options(table: dict, target, where: str, exclude: tuple[str, ...] = 
         raise GsalInputError(f"unknown option(s) {', '.join(unknown)} in {where}; known: {', '.join(sorted(params))}")
     return {k: tuple(v) if isinstance(v, list) else v for k, v in table.items()}
 
+
+
+def gsal_home() -> Path:
+    """gsal's own folder for downloaded weights and compiled graphs: ``$GSAL_HOME`` (default
+    ``~/.cache/gsal``)."""
+    return Path(os.environ.get("GSAL_HOME", Path.home() / ".cache" / "gsal"))

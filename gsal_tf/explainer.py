@@ -16,6 +16,7 @@ README tables: :data:`METHODS`.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import time
 import weakref
@@ -68,14 +69,47 @@ def class_probability(model, x: tf.Tensor, class_ids: tf.Tensor, output: str, si
     return picked
 
 
-def probe_num_classes(model, images: np.ndarray, output: str) -> int:
-    """Run the model on one image, check its output is (1,h,w,K) scores; return K."""
+# K of each model per (image shape, output kind), weakly held: a deleted model frees its entry.
+_NUM_CLASSES: "weakref.WeakKeyDictionary[Any, dict]" = weakref.WeakKeyDictionary()
+
+
+def checked_call(model, images: np.ndarray, output: str) -> tf.Tensor:
+    """``model(images)`` checked to be per-pixel class scores (N,h,w,K) (one clear GsalInputError
+    otherwise); K is remembered for the model, so :func:`num_classes` need not call it again."""
     try:
-        out = call_model(model, tf.constant(images[:1]))
+        out = call_model(model, tf.constant(images))
     except Exception as exc:  # a model that cannot take this input is a user error
         raise GsalInputError(f"the model cannot take images of shape {images.shape[1:]} (H,W,C): {first_line(exc)}") from None
     _, _, k = check_model_output(out, images.shape[1:], output)
-    return k
+    try:
+        _NUM_CLASSES.setdefault(model, {})[(tuple(images.shape[1:]), output)] = k
+    except TypeError:  # not weakly referenceable: nothing remembered
+        pass
+    return out
+
+
+def num_classes(model, images: np.ndarray, output: str) -> int:
+    """K of ``model``'s output for images like ``images`` (N,H,W,C): remembered from an earlier
+    checked call, else one image is run through the model and checked."""
+    try:
+        known = _NUM_CLASSES.get(model, {}).get((tuple(images.shape[1:]), output))
+    except TypeError:
+        known = None
+    if known is None:
+        known = int(checked_call(model, images[:1], output).shape[-1])
+    return known
+
+
+def predict(model, images, output: str = "probabilities") -> np.ndarray:
+    """The model's class probabilities (N,H,W,K) float32 at the input resolution (softmax of
+    logits; outputs at another resolution resized bilinearly), after :func:`checked_call`."""
+    images = check_images(images)
+    scores = tf.cast(checked_call(model, images, output), tf.float32)
+    if output == "logits":
+        scores = tf.nn.softmax(scores, axis=-1)
+    if scores.shape[1:3] != images.shape[1:3]:
+        scores = tf.image.resize(scores, images.shape[1:3], method="bilinear")
+    return scores.numpy()
 
 
 def cached_graph(owner, model, key: tuple, build: Callable[[Callable[[], Any]], Any]):
@@ -98,17 +132,38 @@ def cached_graph(owner, model, key: tuple, build: Callable[[Callable[[], Any]], 
 def run_batched(graph, per_request: Sequence, shared: Sequence, batch_size: int) -> tuple[dict, float]:
     """Call ``graph(*per_request[lo:hi], *shared)`` batch by batch; concatenate its dict outputs.
 
-    Returns (outputs as NumPy arrays, seconds spent in the graph calls).
+    Returns (outputs as NumPy arrays, seconds spent in the graph calls). The calls run without
+    grappler's graph optimisation (:func:`without_graph_optimizer`).
     """
     n = len(per_request[0])
     parts = []
     start = time.perf_counter()
-    for lo in range(0, n, batch_size):
-        hi = min(n, lo + batch_size)
-        out = graph(*[tf.convert_to_tensor(v[lo:hi]) for v in per_request], *shared)
-        parts.append({k: v.numpy() for k, v in out.items()})
+    with without_graph_optimizer():
+        for lo in range(0, n, batch_size):
+            hi = min(n, lo + batch_size)
+            out = graph(*[tf.convert_to_tensor(v[lo:hi]) for v in per_request], *shared)
+            parts.append({k: v.numpy() for k, v in out.items()})
     seconds = time.perf_counter() - start
     return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}, seconds
+
+
+@contextlib.contextmanager
+def without_graph_optimizer():
+    """Run graphs inside the block without grappler's meta optimizer, then restore the setting.
+
+    Grappler rewrites a graph once per process when it is first run: about 1.2 s of the first
+    explanation on the zoo's DeepLabv3+, for warm explanations within 1-3 % of the optimised graph
+    (measured; the fusions it finds matter little next to the convolutions themselves). TensorFlow
+    keeps one instantiation per setting, so the explainer graphs always run with it off. The
+    setting is process-wide: another thread running graphs at the same moment runs them
+    unoptimised too (results are the same; only speed differs).
+    """
+    saved = tf.config.optimizer.get_experimental_options()
+    tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": True})
+    try:
+        yield
+    finally:
+        tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": saved.get("disable_meta_optimizer", False)})
 
 
 # -- the explainer base -------------------------------------------------------------------------
@@ -182,7 +237,6 @@ class Explainer:
         self.output = output
         self.batch_size = int(batch_size)
         self.jit_compile = bool(jit_compile)
-        self._num_classes: dict[tuple, int] = {}
 
     @property
     def params(self) -> dict:
@@ -207,26 +261,30 @@ class Explainer:
 
         Logits are turned into probabilities as in :meth:`explain`; use it to build requests.
         """
-        images = check_images(images)
-        self.num_classes(images)
-        scores = probabilities(self.model, tf.constant(images), self.output)
-        if scores.shape[1:3] != images.shape[1:3]:
-            scores = tf.image.resize(scores, images.shape[1:3], method="bilinear")
-        return scores.numpy()
+        return predict(self.model, images, self.output)
 
     def num_classes(self, images: np.ndarray) -> int:
-        """Check the model's output on one image; return K (cached per image shape)."""
-        key = images.shape[1:]
-        if key not in self._num_classes:
-            self._num_classes[key] = probe_num_classes(self.model, images, self.output)
-        return self._num_classes[key]
+        """K of the model's output for images like ``images`` (checked once per model and shape)."""
+        return num_classes(self.model, images, self.output)
 
-    def compiled_graph(self, image_shape: tuple[int, int, int]):
-        """The method's compiled graph for images of ``image_shape`` (H,W,C), from the per-model
-        cache (built on first use); :mod:`gsal_tf.export` saves it."""
+    def compiled_graph(self, image_shape: tuple[int, int, int], disk_cache: bool = True):
+        """The method's compiled graph for images of ``image_shape`` (H,W,C): from the per-model
+        cache of this process, else from the disk cache of traced graphs
+        (:mod:`gsal_tf.graph_cache`), else traced (and stored on disk for the next process).
+
+        ``disk_cache=False`` always gives the traced ``tf.function`` (:mod:`gsal_tf.export`
+        saves it).
+        """
+        from gsal_tf import graph_cache
+
         image_shape = tuple(int(v) for v in image_shape)
         key = (type(self).__name__, image_shape, *self._graph_key())
-        return cached_graph(self, self.model, key, lambda get_model: self._build_graph(get_model, image_shape))
+
+        def build(get_model):
+            trace = lambda: self._build_graph(get_model, image_shape)  # noqa: E731
+            return graph_cache.cached_or_traced(key, get_model(), trace) if disk_cache else trace()
+
+        return cached_graph(self, self.model, (*key, disk_cache), build)
 
     # -- what a method provides ------------------------------------------------------------------
 

@@ -39,7 +39,7 @@ class _ExplainerModule(tf.Module):
         super().__init__(name="grid_saliency")
         height, width, channels = (int(v) for v in image_shape)
         self.model = explainer.model  # tracked: its variables are saved with the module
-        optimise = explainer.compiled_graph((height, width, channels))
+        optimise = explainer.compiled_graph((height, width, channels), disk_cache=False)
         make_baseline = baseline_function(
             explainer.baseline, (height, width, channels), blur_sigma=explainer.blur_sigma, seed=explainer.seed
         )

@@ -81,7 +81,12 @@ def check_class_range(class_ids: np.ndarray, num_classes: int) -> None:
 
 
 def check_model_output(output, image_shape, output_kind: str) -> tuple[int, int, int]:
-    """Check one probe output of the model; return (h, w, K)."""
+    """Check one probe output of the model for images of ``image_shape`` (H,W,C); return (h, w, K)."""
+    if not hasattr(output, "shape"):
+        raise GsalInputError(
+            f"the model returns a {type(output).__name__}, not one tensor (N,h,w,K) of per-pixel class scores; "
+            "say which output is the segmentation map: gs.models.adapt(model, output_key=...)"
+        )
     shape = tuple(output.shape)
     if len(shape) != 4:
         raise GsalInputError(
@@ -89,6 +94,12 @@ def check_model_output(output, image_shape, output_kind: str) -> tuple[int, int,
             "class scores (N,h,w,K)"
         )
     _, h, w, k = shape
+    height, width = image_shape[:2]
+    if w * height == k * width and h * width != w * height:
+        raise GsalInputError(
+            f"the model's output {shape} looks channels-first (N,K,h,w) for {height}x{width} images; "
+            "wrap it: gs.models.adapt(model, channels_first_output=True)"
+        )
     if k < 2:
         raise GsalInputError(f"the model's output has {k} class channel(s); grid saliency needs K >= 2 classes")
     values = np.asarray(output, np.float32)

@@ -1,6 +1,12 @@
 import os
+import tempfile
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# Tests count traces and must not read graphs other runs left on disk: the disk cache of compiled
+# graphs is off, except in tests/test_graph_cache.py, which switches it on in its own folder; and
+# nothing of a test run lands in the user's ~/.cache/gsal.
+os.environ["GSAL_GRAPH_CACHE"] = "0"
+os.environ["GSAL_HOME"] = tempfile.mkdtemp(prefix="gsal-test-home-")
 
 from pathlib import Path  # noqa: E402
 

@@ -5,11 +5,13 @@
 the model zoo, and ``from_preset(name)`` a trained one (keras-hub's convention: a preset is an
 architecture with its weights; the presets are the zoo's entries, ``gsal_tf.zoo.list_models()``).
 ``from_tflite(path)`` imports a TensorFlow Lite segmentation network (e.g. a DeepLab release) as
-a differentiable Keras model.
+a differentiable Keras model; ``adapt(model, ...)`` wraps networks with other output
+conventions (dicts, ``.logits`` objects, channels-first maps, other input scaling).
 """
 
 from gsal_tf.models.deeplab import ARCHITECTURES, BACKBONES, build_architecture, deeplabv3plus
 from gsal_tf.models import presets
+from gsal_tf.models.adapters import SegmentationAdapter, adapt
 from gsal_tf.models.known_context import PatchContextReadout, known_context_model
 from gsal_tf.models.tflite_import import from_tflite, inspect_tflite
 
@@ -27,6 +29,8 @@ def from_preset(name: str, manifest=None):
 
 __all__ = [
     "ARCHITECTURES",
+    "SegmentationAdapter",
+    "adapt",
     "BACKBONES",
     "build_architecture",
     "deeplabv3plus",

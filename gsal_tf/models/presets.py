@@ -20,11 +20,10 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import os
 from importlib import resources
 from pathlib import Path
 
-from gsal_tf.config import read_toml
+from gsal_tf.config import gsal_home, read_toml
 from gsal_tf.errors import GsalInputError, IntegrityError
 from gsal_tf.models.deeplab import deeplabv3plus
 
@@ -71,7 +70,7 @@ def zoo_dir() -> Path:
 
 def cache_dir() -> Path:
     """Where downloaded weights go: ``$GSAL_HOME/zoo`` (default ``~/.cache/gsal/zoo``)."""
-    return Path(os.environ.get("GSAL_HOME", Path.home() / ".cache" / "gsal")) / "zoo"
+    return gsal_home() / "zoo"
 
 
 def list_models(manifest: Path | None = None) -> list[ZooEntry]:

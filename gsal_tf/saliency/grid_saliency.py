@@ -27,6 +27,10 @@ It is traced once per model, image shape and structural options (mode, upsamplin
 output kind, XLA), with a free batch axis, and hyper-parameters (lam, learning rate, iterations,
 init, momentum) are tensors, so a second call, or another explainer on the same model with other
 hyper-parameters, reuses it.
+A new process does not trace it again: the traced graph is kept on disk (:mod:`gsal_tf.graph_cache`,
+keyed by the model's architecture and the structural options; the weights are read from the model),
+and graphs run without grappler's rewrite, which costs more on a first call than it saves
+(:func:`gsal_tf.explainer.without_graph_optimizer`).
 
 Example
 -------
