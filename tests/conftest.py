@@ -68,3 +68,38 @@ def tiny_train_config(tmp_path) -> Path:
     path = tmp_path / "train.toml"
     path.write_text("[model]\narchitecture = \"mobilenetv2-tiny\"\n" + "\n".join(lines) + "\n[train]\nepochs = 1\nbatch_size = 16\n")
     return path
+
+
+@pytest.fixture
+def saved_figures(monkeypatch):
+    """Every figure written through :func:`gsal_tf.viz.save_figure` while the test runs, as
+    ``(matplotlib Figure, path written)``: tests read panels, titles, legends and colour bars
+    from the Figure objects, not from pixels."""
+    from gsal_tf import viz
+
+    saved = []
+    write = viz.save_figure
+
+    def record(fig, path, fmt=None):
+        written = write(fig, path, fmt)
+        saved.append((fig, written))
+        return written
+
+    monkeypatch.setattr(viz, "save_figure", record)
+    return saved
+
+
+def figure_parts(fig) -> dict:
+    """What a gsal figure shows: ``axes`` {label: Axes}, ``titles`` of every axes, the figure's
+    ``suptitle``, ``legend`` texts (figure and axes legends) and ``colorbar`` labels."""
+    axes = {ax.get_label(): ax for ax in fig.axes}
+    legends = list(fig.legends) + [ax.get_legend() for ax in fig.axes if ax.get_legend() is not None]
+    return {
+        "axes": axes,
+        "labels": [ax.get_label() for ax in fig.axes],
+        "titles": [t for ax in fig.axes for t in (ax.get_title(), ax.get_title("left")) if t],
+        "suptitle": fig._suptitle.get_text() if fig._suptitle is not None else "",
+        "legend": [t.get_text() for legend in legends for t in legend.get_texts()],
+        "colorbar": [ax.get_ylabel() for ax in fig.axes if ax.get_label() == "colorbar"],
+        "xlabels": [ax.get_xlabel() for ax in fig.axes],
+    }

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from conftest import figure_parts
 from gsal_cli.main import app
 from gsal_tf.models.known_context import known_context_image, known_context_model
 
@@ -58,7 +59,7 @@ def test_help_keeps_toml_table_names(command, text):
     assert res.exit_code == 0 and text in " ".join(res.output.split())
 
 
-def test_explain_writes_saliency_overlay_and_summary(files, tmp_path):
+def test_explain_writes_saliency_overlay_and_summary(files, tmp_path, saved_figures):
     out = tmp_path / "out"
     res = run("explain", files / "image.png", "--model", files / "model.keras", "--request", files / "request.png", "--class", 1, "--grid", "4,4", "--iterations", 60, "--out", out)
     assert res.exit_code == 0, res.output
@@ -71,6 +72,17 @@ def test_explain_writes_saliency_overlay_and_summary(files, tmp_path):
     overlay = cv2.imread(str(out / "overlay.png"))
     assert overlay is not None and overlay.shape[0] >= 256
     assert "preserved score" in res.output
+    # The figure explains itself: three titled panels, class legend by name, saliency colour bar, scores.
+    (fig, path), = saved_figures
+    parts = figure_parts(fig)
+    assert path.name == "overlay.png"
+    assert parts["labels"][:3] == ["image", "prediction", "saliency"] and "colorbar" in parts["labels"]
+    assert parts["titles"][:3] == ["image, request outlined", "prediction", "grid saliency"]
+    assert "model.keras" in parts["suptitle"] and "class 1" in parts["suptitle"]
+    assert parts["legend"][0] == "request R" and "class 1 (explained)" in parts["legend"]  # no zoo entry: "class k"
+    assert parts["colorbar"] == ["saliency: kept fraction of each cell"]
+    assert f"preserved score {summary['preserved_score']:.3f}" in parts["xlabels"][2]
+    assert f"score without context {summary['no_context_score']:.3f}" in parts["xlabels"][2]
 
 
 def test_request_point_and_request_class_use_the_prediction(files, tmp_path):
@@ -92,10 +104,23 @@ def test_config_file_and_cli_override(files, tmp_path):
     assert params["grid_size"] == [2, 2] and params["iterations"] == 9 and params["baseline"] == "blur"
 
 
-def test_demo_runs(tmp_path):
+def test_demo_runs(tmp_path, saved_figures):
     res = run("explain", "--demo", "--out", tmp_path / "demo")
     assert res.exit_code == 0, res.output
     assert (tmp_path / "demo" / "overlay.png").is_file()
+    parts = figure_parts(saved_figures[0][0])  # a zoo model: its class names, "background" named
+    assert "tmnist-mobilenetv2-strong" in parts["suptitle"] and {"class 9 (explained)", "background"} <= set(parts["legend"])
+
+
+def test_figure_format_svg(files, tmp_path):
+    out = tmp_path / "svg"
+    res = run("explain", files / "image.png", "--model", files / "model.keras", "--request-class", 1, "--grid", "2", "--iterations", 3,
+              "--figure-format", "svg", "--out", out)
+    assert res.exit_code == 0, res.output
+    assert (out / "overlay.svg").read_text().lstrip().startswith("<?xml") and not (out / "overlay.png").exists()
+    assert "overlay.svg" in res.output
+    bad = run("explain", files / "image.png", "--model", files / "model.keras", "--request-class", 1, "--figure-format", "gif", "--out", tmp_path / "x")
+    assert bad.exit_code == 2 and not (tmp_path / "x").exists()
 
 
 @pytest.mark.parametrize(

@@ -5,13 +5,14 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
+from conftest import figure_parts
 from gsal_cli.main import app
 from gsal_tf.benchmark.protocol import Protocol, summarise
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_protocol_runs_once_and_resumes(mnist, tmp_path, tiny_train_config):
+def test_protocol_runs_once_and_resumes(mnist, tmp_path, tiny_train_config, saved_figures):
     train = tiny_train_config
     config = tmp_path / "protocol.toml"
     config.write_text(f"""
@@ -43,6 +44,14 @@ iterations = 3
     assert set(group["methods"]) == {"grid_saliency", "vanilla_gradients"}
     assert summary["cbd_matrix"]["mobilenetv2/strong/grid_saliency"]["bias_digits"] == [3]
     assert (out / "cbl.png").is_file() and (out / "cbd_mobilenetv2_strong_grid_saliency.png").is_file()
+    figures = {path.name: figure_parts(fig) for fig, path in saved_figures}
+    assert set(figures) == {"cbl.png", "cbd_mobilenetv2_strong_grid_saliency.png", "cbd_mobilenetv2_strong_vanilla_gradients.png"}
+    bars = [t.get_text() for t in figures["cbl.png"]["axes"]["bars"].get_xticklabels()]
+    assert bars == ["mobilenetv2/strong\ngrid_saliency", "mobilenetv2/strong\nvanilla_\ngradients"]  # full method names
+    assert "chance (0.5)" in figures["cbl.png"]["legend"] and "± std" in figures["cbl.png"]["legend"]
+    cbd = figures["cbd_mobilenetv2_strong_grid_saliency.png"]
+    assert [t.get_text() for t in cbd["axes"]["matrix"].get_yticklabels()] == ["3"] and cbd["axes"]["matrix"].get_ylabel() == "bias digit of the run"
+    assert "mobilenetv2/strong/grid_saliency" in cbd["titles"][0] and cbd["colorbar"] == ["CBD (mean saliency on the context)"]
     again = CliRunner().invoke(app, args)  # finished runs are not redone
     assert again.exit_code == 0 and "skip" in again.output and "train" not in again.output.replace("train_configs", "")
     assert summarise(out / "results") == summary

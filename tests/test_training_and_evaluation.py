@@ -9,6 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 import gsal_tf as gs
+from conftest import figure_parts
 from gsal_cli.main import app
 from gsal_tf.compare import rank_correlation, top_cell_iou
 from gsal_tf.models.known_context import known_context_image, known_context_model
@@ -66,7 +67,7 @@ def test_train_cli_refuses_a_backbone_that_contradicts_the_recipe(strong_dir, tm
     assert "Traceback" not in res.output and not out.exists()
 
 
-def test_evaluate_end_to_end_writes_report_and_figures(strong_dir, tiny_deeplab_file, tmp_path):
+def test_evaluate_end_to_end_writes_report_and_figures(strong_dir, tiny_deeplab_file, tmp_path, saved_figures):
     out = tmp_path / "eval"
     res = runner.invoke(app, ["benchmark", "evaluate", "--model", str(tiny_deeplab_file), "--data", str(strong_dir),
                               "--reference", str(tiny_deeplab_file), "--unbiased-data", str(strong_dir), "--out", str(out),
@@ -82,7 +83,21 @@ def test_evaluate_end_to_end_writes_report_and_figures(strong_dir, tiny_deeplab_
     for name in ("cbd.png", "cbl.png", "iou.png"):
         img = cv2.imread(str(out / name))
         assert img is not None and img.shape[0] > 100 and img.shape[1] > 200
-    assert cv2.imread(str(out / "cbd.png")).shape[0] == 50 + 2 * 44 + 30  # two methods, one row each
+    figures = {path.name: figure_parts(fig) for fig, path in saved_figures}
+    assert set(figures) == {"cbd.png", "cbl.png", "iou.png"}
+    cbd = figures["cbd.png"]
+    rows = [t.get_text() for t in cbd["axes"]["matrix"].get_yticklabels()]
+    assert rows == ["grid_saliency", "vanilla_gradients"]  # two methods, one row each
+    assert [t.get_text() for t in cbd["axes"]["matrix"].get_xticklabels()] == [str(d) for d in range(10)]
+    assert cbd["titles"][0].startswith("CBD") and str(tiny_deeplab_file) in cbd["titles"][0] and f"bias digit {digit}" in cbd["titles"][0]
+    assert cbd["colorbar"] == ["CBD (mean saliency on the context)"]
+    cbl = figures["cbl.png"]
+    bars = [t.get_text() for t in cbl["axes"]["bars"].get_xticklabels()]
+    assert bars[0] == "grid_saliency" and "inflation\nbaseline" in bars and "chance (0.5)" in cbl["legend"]
+    iou = figures["iou.png"]
+    assert [t.get_text() for t in iou["axes"]["matrix"].get_xticklabels()][-1] == "background"
+    assert [t.get_text() for t in iou["axes"]["matrix"].get_yticklabels()] == [f"explained: {tiny_deeplab_file}", f"reference: {tiny_deeplab_file}"]
+    assert iou["colorbar"] == ["IoU"]
 
 
 def test_evaluate_bad_input(tmp_path, tiny_deeplab_file):
@@ -100,7 +115,7 @@ def test_agreement_metrics_by_hand():
     assert np.isnan(top_cell_iou(a, np.zeros((2, 2))))  # a model that keeps no context has no top cells
 
 
-def test_compare_backbones_end_to_end(tmp_path):
+def test_compare_backbones_end_to_end(tmp_path, saved_figures):
     shape, target = (32, 32, 1), (12, 12, 20, 20)
     left = known_context_model(shape, [(0, 0, 8, 8)], target)
     right = known_context_model(shape, [(0, 0, 8, 8), (24, 24, 32, 32)], target)
@@ -117,7 +132,17 @@ def test_compare_backbones_end_to_end(tmp_path):
     (agree,) = summary["agreement"]
     assert 0.0 < agree["top_cell_iou"] < 1.0
     fig = cv2.imread(str(out / "comparison.png"))
-    assert fig.shape == (256, 5 * 256 + 4 * 6, 3)  # image + 2 x (prediction, saliency)
+    assert fig is not None and fig.shape[0] > 256 and fig.shape[1] > 512
+    (figure, path), = saved_figures
+    parts = figure_parts(figure)
+    assert path.name == "comparison.png"
+    assert parts["labels"].count("image") == 1  # image + 2 x (prediction, saliency)
+    assert parts["labels"].count("prediction") == 2 and parts["labels"].count("saliency") == 2
+    assert [t for t in parts["titles"] if t in ("left", "right")] == ["left", "right"]  # the models' names head their columns
+    assert parts["legend"][:2] == ["request R", "class 0"] and "class 1 (explained)" in parts["legend"]
+    assert parts["colorbar"] == ["saliency: kept fraction of each cell"]
+    for name in ("left", "right"):
+        assert f"preserved score {summary['models'][name]['preserved_score']:.3f}" in " ".join(parts["xlabels"])
     assert np.load(out / "saliency_right.npy").shape == (32, 32)
 
 

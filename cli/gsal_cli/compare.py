@@ -17,10 +17,9 @@ from typing import Optional
 
 import numpy as np
 import typer
-from rich.table import Table
 
-from gsal_cli.console import console, fail, staged_outputs
-from gsal_cli.options import build_request, image_input, parse_pair, resolve_model
+from gsal_cli.console import compact_table, console, fail, staged_outputs
+from gsal_cli.options import FigureFormat, build_request, figure_format_option, image_input, parse_pair, resolve_model
 
 
 def compare_backbones(
@@ -37,15 +36,17 @@ def compare_backbones(
     top_fraction: float = typer.Option(0.2, "--top", help="Fraction of grid cells compared by the top-cell IoU."),
     pixel_scale: float = typer.Option(1 / 255, "--pixel-scale", help="Multiplier for 8-bit image pixels (default 1/255 → [0,1])."),
     out: Path = typer.Option(Path("gsal-out/compare"), "--out", "-o", help="Output folder."),
+    figure_format: FigureFormat = figure_format_option(),
 ) -> None:
     """Explain the same request with each model (e.g. MobileNetV2 vs Xception) and compare.
 
-    Writes comparison.png (image with request; per model: prediction and context saliency),
-    comparison.json and saliency_<model>.npy.
+    Writes comparison.png (the image with the request and a legend of the predicted classes; a
+    column per model, named on top: its prediction, its context saliency with the preserved score
+    and the score without context; one saliency colour bar; --figure-format svg or pdf for
+    vector), comparison.json and saliency_<model>.npy.
     """
     import gsal_tf as gs
     from gsal_tf import viz
-    from gsal_tf.benchmark.classes import NUM_CLASSES
     from gsal_tf.compare import compare_models
 
     try:
@@ -77,31 +78,46 @@ def compare_backbones(
             "models": result["models"],
             "agreement": result["agreement"],
         }
-        panels = [viz.outline(viz.upscale(viz.to_display(img)), viz.upscale(req.astype(np.uint8)))]
-        for name in nets:
-            # One colour per class id; at least the TextureMNIST layout, so the demo's colours are stable.
-            num_classes = int(max(result["prediction"][name].max() + 1, cls + 1, NUM_CLASSES))
-            pred = viz.outline(viz.upscale(viz.labels_to_colour(result["prediction"][name], num_classes)), viz.upscale(req.astype(np.uint8)))
-            panels += [pred, viz.overlay(img, result["saliency"][name], req)]
+        shown = {name: {**result["models"][name], "prediction": result["prediction"][name], "saliency": result["saliency"][name]} for name in nets}
+        figure = viz.comparison_figure(img, req, cls, shown, class_names=_class_names(nets.values()))
+        figure_name = f"comparison.{figure_format.value}"
         with staged_outputs(out) as stage:
-            viz.write_png(stage.path("comparison.png"), viz.side_by_side(panels))
+            viz.save_figure(figure, stage.path(figure_name))
             stage.path("comparison.json").write_text(json.dumps(summary, indent=2))
             for name in nets:
                 np.save(stage.path(f"saliency_{name}.npy"), result["saliency"][name])
     except gs.GsalError as exc:
         raise fail(str(exc)) from None
     _print(summary)
-    console.print(f"wrote [bold]{out}/[/] comparison.png (image | per model: prediction, saliency), comparison.json")
+    console.print(f"wrote [bold]{out}/[/] {figure_name} (image; per model: prediction, saliency), comparison.json")
 
 
 def _short(name: str) -> str:
     return Path(name).stem if Path(name).suffix == ".keras" else Path(name).name
 
 
+def _class_names(nets) -> list[str]:
+    """Class names from the first model that has them (a zoo entry), else none ("class k")."""
+    from gsal_tf import viz
+
+    for net in nets:
+        names = viz.class_names(net)
+        if names:
+            return names
+    return []
+
+
 def _print(summary):
-    table = Table(title=f"class {summary['class_id']} in a request of {summary['request_pixels']} pixels", header_style="bold")
-    for col in ("model", "predicted in R", "mean f_c in R", "preserved", "no context", "salient context share", "time"):
-        table.add_column(col, justify="left" if col == "model" else "right")
+    """Two tables that fit 80 columns: full model names (folded onto more lines if they must be,
+    never cut), numbers under short two-line headers; the agreement pairs on two lines."""
+    table = compact_table(
+        title=f"class {summary['class_id']} explained in a request R of {summary['request_pixels']} pixels",
+        caption="f_c in R: the model's mean probability of the class in R; preserved / no context: that probability "
+                "with the kept context / with no context, relative to f_c in R; context share: mean saliency on the context",
+    )
+    table.add_column("model", overflow="fold")
+    for col in ("predicted\nin R", "f_c\nin R", "preserved", "no\ncontext", "context\nshare", "time\n(s)"):
+        table.add_column(col, justify="right", no_wrap=True)
     for name, row in summary["models"].items():
         table.add_row(
             name,
@@ -110,14 +126,15 @@ def _print(summary):
             f"{row['preserved_score']:.3f}",
             f"{row['no_context_score']:.3f}",
             "—" if row["salient_context_share"] != row["salient_context_share"] else f"{row['salient_context_share']:.3f}",
-            f"{row['seconds']:.1f}s",
+            f"{row['seconds']:.1f}",
         )
     console.print(table)
-    agree = Table(title="agreement of the saliency grids", header_style="bold")
-    for col in ("models", f"top-{summary['settings']['top_fraction']:.0%} cell IoU", "rank correlation"):
-        agree.add_column(col, justify="left" if col == "models" else "right")
+    agree = compact_table(title="agreement of the saliency grids")
+    agree.add_column("models", overflow="fold")
+    for col in (f"top-{summary['settings']['top_fraction']:.0%}\ncell IoU", "rank\ncorrelation"):
+        agree.add_column(col, justify="right", no_wrap=True)
     for row in summary["agreement"]:
         rho = row["rank_correlation"]
         iou = row["top_cell_iou"]
-        agree.add_row(f"{row['a']} vs {row['b']}", "—" if iou != iou else f"{iou:.3f}", "—" if rho != rho else f"{rho:.3f}")
+        agree.add_row(f"{row['a']}\nvs {row['b']}", "—" if iou != iou else f"{iou:.3f}", "—" if rho != rho else f"{rho:.3f}")
     console.print(agree)

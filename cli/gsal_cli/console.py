@@ -10,11 +10,21 @@ from pathlib import Path
 from typing import Iterator
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.markup import escape
+from rich.table import Table
 
 console = Console()
 err_console = Console(stderr=True)
+
+def compact_table(title: str | None = None, caption: str | None = None) -> Table:
+    """A results table that fits 80 columns: one rule under the header, no outer border, one
+    space of padding between columns. Give name columns ``overflow="fold"`` (a long name wraps,
+    never "…") and number columns ``no_wrap=True`` with short headers split by newlines."""
+    return Table(title=title, caption=caption, header_style="bold", box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False,
+                 collapse_padding=True, caption_justify="left")
+
 
 #: Exit code for a user's mistake (bad input); 1 stays for unexpected failures.
 EXIT_USAGE = 2

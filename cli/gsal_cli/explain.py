@@ -13,7 +13,7 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from gsal_cli.console import console, fail, staged_outputs
-from gsal_cli.options import build_request, image_input, parse_pair, resolve_model
+from gsal_cli.options import FigureFormat, build_request, figure_format_option, image_input, parse_pair, resolve_model
 
 
 def explain(
@@ -35,11 +35,13 @@ def explain(
     seed: Optional[int] = typer.Option(None, "--seed", help="Seed of the noise baseline (default: 0)."),
     pixel_scale: float = typer.Option(1 / 255, "--pixel-scale", help="Multiplier for 8-bit image pixels (default 1/255 → [0,1])."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output folder (default: gsal-out/<image name>)."),
+    figure_format: FigureFormat = figure_format_option(),
 ) -> None:
     """Explain which context makes the model predict CLASS inside the request.
 
-    Writes saliency.npy (H,W float32), overlay.png (heatmap over the image, request outlined)
-    and summary.json (parameters, scores, timing) to the output folder.
+    Writes saliency.npy (H,W float32), overlay.png (the image, the model's prediction with a class
+    legend and the saliency with its colour bar and scores; request outlined; --figure-format svg
+    or pdf for vector) and summary.json (parameters, scores, timing) to the output folder.
     """
     import gsal_tf as gs
     from gsal_tf import viz
@@ -77,7 +79,10 @@ def explain(
         summary = _summary(result, req, model_name, image, seconds)
         with staged_outputs(out_dir) as stage:
             np.save(stage.path("saliency.npy"), result.saliency[0])
-            viz.write_png(stage.path("overlay.png"), viz.overlay(img, result.saliency[0], req))
+            labels = gs.requests.label_map(explainer.predict(img[None])[0])
+            figure = viz.explanation_figure(img, req, result.saliency[0], cls, prediction=labels, class_names=viz.class_names(net), model_name=model_name,
+                                            preserved_score=summary["preserved_score"], no_context_score=summary["no_context_score"])
+            viz.save_figure(figure, stage.path(f"overlay.{figure_format.value}"))
             stage.path("summary.json").write_text(json.dumps(summary, indent=2))
     except gs.GsalError as exc:
         raise fail(str(exc)) from None
@@ -85,7 +90,7 @@ def explain(
     _print_table(summary)
     if summary["preserved_score"] < 0.9:
         console.print("[yellow]warning:[/] the kept context preserves less than 90% of the prediction; try more --iterations or a smaller --lam")
-    console.print(f"wrote [bold]{out_dir}/[/] saliency.npy, overlay.png, summary.json")
+    console.print(f"wrote [bold]{out_dir}/[/] saliency.npy, overlay.{figure_format.value}, summary.json")
 
 
 def _cli_options(grid, iterations, lam, baseline, mode, upsampling, output_kind, seed) -> dict:
@@ -132,8 +137,8 @@ def _summary(result, req, model_name, image, seconds) -> dict:
 
 def _print_table(summary: dict) -> None:
     table = Table(title="grid saliency", show_header=True, header_style="bold")
-    table.add_column("quantity")
-    table.add_column("value", justify="right")
+    table.add_column("quantity", no_wrap=True)
+    table.add_column("value", justify="right", overflow="fold")  # a long model path wraps, never "…"
     table.add_row("model", summary["model"])
     table.add_row("class explained", str(summary["class_id"]))
     table.add_row("request pixels", str(summary["request_pixels"]))

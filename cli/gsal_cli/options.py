@@ -2,11 +2,27 @@
 
 from __future__ import annotations
 
+from enum import Enum
 from pathlib import Path
 
 import numpy as np
+import typer
 
 from gsal_tf.errors import GsalInputError
+
+
+class FigureFormat(str, Enum):
+    """File format of the figures a command writes (:data:`gsal_tf.viz.FIGURE_FORMATS`)."""
+
+    png = "png"
+    svg = "svg"
+    pdf = "pdf"
+
+
+def figure_format_option():
+    """The shared ``--figure-format`` option: PNG by default, SVG or PDF for vector figures."""
+    return typer.Option(FigureFormat.png, "--figure-format", help="Format of the written figures: png, or svg / pdf (vector).",
+                        case_sensitive=False)
 
 
 def parse_pair(text: str, option: str, allow_single: bool = False) -> tuple[int, int]:

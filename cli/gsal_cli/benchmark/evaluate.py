@@ -10,8 +10,8 @@ import numpy as np
 import typer
 from rich.table import Table
 
-from gsal_cli.console import console, fail, staged_outputs
-from gsal_cli.options import parse_pair, resolve_model
+from gsal_cli.console import compact_table, console, fail, staged_outputs
+from gsal_cli.options import FigureFormat, figure_format_option, parse_pair, resolve_model
 from gsal_tf.benchmark.classes import DIGITS
 from gsal_tf.benchmark.evaluation import EvaluationSettings
 from gsal_tf.explainer import METHODS
@@ -22,7 +22,7 @@ DEFAULTS = EvaluationSettings()
 def evaluate(
     model: str = typer.Option(..., "--model", "-m", help="Zoo name, .keras file or SavedModel folder of the (biased) model."),
     data: Path = typer.Option(..., "--data", help="TextureMNIST folder with the model's bias (its test split is evaluated)."),
-    out: Path = typer.Option(..., "--out", help="Output folder: report.json, cbd.png, cbl.png, iou.png."),
+    out: Path = typer.Option(..., "--out", help="Output folder: report.json, cbd.png, cbl.png, iou.png (titled, with colour bars)."),
     reference: Optional[str] = typer.Option(None, "--reference", help="Unbiased model of the same backbone (default for zoo models: the zoo's unbiased one)."),
     unbiased_data: Optional[Path] = typer.Option(None, "--unbiased-data", help="Unbiased TextureMNIST folder for the IoU comparison (default: regenerated from --data's card when its MNIST file is available)."),
     bias_digit: Optional[int] = typer.Option(None, "--bias-digit", help="The model's bias digit (default: from the zoo entry or the data card)."),
@@ -32,6 +32,7 @@ def evaluate(
     grid: str = typer.Option("8,8", "--grid", help="Grid saliency grid size."),
     iterations: int = typer.Option(100, "--iterations", help="Grid saliency iterations."),
     lam: Optional[float] = typer.Option(None, "--lam", help="Grid saliency mask-size weight (default: GridSaliency's, 1.0)."),
+    figure_format: FigureFormat = figure_format_option(),
 ) -> None:
     """Per-digit IoU against the unbiased model, CBD per digit and CBL, for grid saliency and the gradient methods."""
     import gsal_tf as gs
@@ -72,11 +73,11 @@ def evaluate(
         }
         with staged_outputs(out) as stage:
             stage.path("report.json").write_text(json.dumps(report, indent=2))
-            _figures(stage, report)
+            figures = _figures(stage, report, figure_format.value)
     except gs.GsalError as exc:
         raise fail(str(exc)) from None
     _print(report)
-    console.print(f"wrote [bold]{out}/[/] report.json, cbd.png, cbl.png, iou.png")
+    console.print(f"wrote [bold]{out}/[/] report.json, {', '.join(figures)}")
 
 
 def _bias_digit(given, entry, card):
@@ -119,32 +120,48 @@ def _unbiased_samples(unbiased_data, data, card):
     return gs.benchmark.load_samples(data, "test"), str(data)
 
 
-def _figures(stage, report):
+def _figures(stage, report, fmt="png") -> list[str]:
+    """cbd, cbl and iou figures in ``fmt``; returns the file names written."""
     from gsal_tf import viz
+    from gsal_tf.benchmark.classes import CLASS_NAMES
 
     methods = report["explanations"]["methods"]
     names = list(methods)
+    digit = report["bias_digit"]
+    model = report["model"]
+    written = []
+
+    def save(figure, name):
+        written.append(viz.save_figure(figure, stage.path(f"{name}.{fmt}")).name)
+
     matrix = np.array([[np.nan if v is None else v for v in methods[m]["cbd_by_digit"]] for m in names])
-    title = f"CBD: mean context saliency per digit (bias digit {report['bias_digit']})"
-    viz.write_png(stage.path("cbd.png"), viz.matrix_figure(matrix, names, [str(d) for d in DIGITS], title))
+    save(viz.matrix_figure(matrix, names, [str(d) for d in DIGITS], "CBD: mean context saliency of each digit's requests",
+                           subtitle=f"{model}; bias digit {digit} framed" if digit is not None else model,
+                           colorbar_label="CBD (mean saliency on the context)", xlabel="digit explained", ylabel="method",
+                           highlight_col=digit), "cbd")
     bars = {m: (methods[m].get("cbl_mean"), methods[m].get("cbl_std")) for m in names}
     if names and "inflation_cbl_mean" in methods[names[0]]:
-        bars["inflation"] = (methods[names[0]]["inflation_cbl_mean"], None)
-    viz.write_png(stage.path("cbl.png"), viz.bar_figure(bars, "CBL: share of context saliency on the biased tile"))
+        bars["inflation\nbaseline"] = (methods[names[0]]["inflation_cbl_mean"], None)
+    n = report["settings"]["biased"]
+    save(viz.bar_figure(bars, "CBL: share of the context saliency on the biased tile", ylabel="CBL (mean over requests)",
+                        subtitle=f"{model}; up to {n} biased requests of digit {digit}; bars: mean ± std"), "cbl")
     rows = [report["iou"]["iou"]] + ([report["iou"]["reference_iou"]] if report["reference"] else [])
-    labels = ["model"] + (["reference"] if report["reference"] else [])
+    labels = [f"explained: {model}"] + ([f"reference: {report['reference']}"] if report["reference"] else [])
     iou = np.array([[np.nan if v is None else v for v in r] for r in rows])
-    viz.write_png(stage.path("iou.png"), viz.matrix_figure(iou, labels, [str(d) for d in DIGITS] + ["bg"], "IoU per class (unbiased test set)", vmax=1.0))
+    save(viz.matrix_figure(iou, labels, list(CLASS_NAMES), "IoU per class on unbiased test data", vmax=1.0,
+                           colorbar_label="IoU", xlabel="class", highlight_col=digit,
+                           subtitle=f"bias digit {digit} framed" if digit is not None else None), "iou")
+    return written
 
 
 def _print(report):
     iou = report["iou"]
     table = Table(title="Has the network picked up the bias? IoU on unbiased data", header_style="bold")
     table.add_column("class")
-    table.add_column("explained", justify="right")
+    table.add_column("IoU\nexplained", justify="right")
     if report["reference"]:
-        table.add_column("reference", justify="right")
-        table.add_column("drop", justify="right")
+        table.add_column("IoU\nreference", justify="right")
+        table.add_column("drop\n(ref. − expl.)", justify="right")
     rows = [(str(d) + (" *" if d == report["bias_digit"] else ""), d) for d in DIGITS] + [("mean", None)]
     for label, d in rows:
         ours = iou["mean_iou"] if d is None else iou["iou"][d]
@@ -155,15 +172,18 @@ def _print(report):
         table.add_row(label, *cells, style="bold" if d == report["bias_digit"] else None)
     console.print(table)
     methods = report["explanations"]["methods"]
-    console.print(f"explained: {report['model']}; reference: {report['reference'] or 'none'}; * = bias digit")
-    stats = Table(title="Context bias detection (CBD) and localisation (CBL)", header_style="bold",
-                  caption="n: CBL requests with salient context; infl. CBL: inflation baseline (chance 0.5)")
-    for col in ("method", "CBD bias", "CBD other", "ratio", "CBL", "n", "infl. CBL", "time"):
-        stats.add_column(col, justify="left" if col == "method" else "right", no_wrap=col == "method", min_width=20 if col == "method" else None)
+    console.print(f"explained: {report['model']}\nreference: {report['reference'] or 'none'}\n* = bias digit")
+    stats = compact_table(title="Context bias detection (CBD) and localisation (CBL)",
+                          caption="CBD: mean context saliency of the bias digit's / the other digits' requests; ratio = bias / others. "
+                                  "CBL: share of the context saliency on the biased tile (chance 0.5); n: CBL requests with "
+                                  "salient context; inflation CBL: the inflation baseline")
+    stats.add_column("method", overflow="fold")
+    for col in ("CBD\nbias digit", "CBD\nothers", "CBD\nratio", "CBL", "n", "inflation\nCBL", "time\n(s)"):
+        stats.add_column(col, justify="right", no_wrap=True)
     for name, row in methods.items():
         stats.add_row(
             name, _f(row.get("cbd_bias_digit")), _f(row.get("cbd_other_digits")), _f(row.get("cbd_ratio"), 1),
-            _f(row.get("cbl_mean")), str(row.get("cbl_n", "—")), _f(row.get("inflation_cbl_mean")), f"{row['seconds']:.0f}s",
+            _f(row.get("cbl_mean")), str(row.get("cbl_n", "—")), _f(row.get("inflation_cbl_mean")), f"{row['seconds']:.0f}",
         )
     console.print(stats)
 

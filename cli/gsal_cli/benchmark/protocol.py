@@ -8,15 +8,16 @@ from typing import Optional
 
 import numpy as np
 import typer
-from rich.table import Table
 
-from gsal_cli.console import console, fail
+from gsal_cli.console import compact_table, console, fail
+from gsal_cli.options import FigureFormat, figure_format_option
 
 
 def protocol(
     config: Path = typer.Option(..., "--config", help="Protocol TOML (see configs/protocol/)."),
     out: Path = typer.Option(..., "--out", help="Work and results folder; finished runs in it are not redone."),
     mnist: Optional[Path] = typer.Option(None, "--mnist", help="MNIST in Keras' mnist.npz layout (default: keras.datasets download)."),
+    figure_format: FigureFormat = figure_format_option(),
 ) -> None:
     """Run the bias protocol and report CBL, CBD and IoU drop averaged over runs, with their spread."""
     import gsal_tf as gs
@@ -38,32 +39,40 @@ def protocol(
 
         summary = run_protocol(plan, mnist, out, on_event)
         (out / "summary.json").write_text(json.dumps(summary, indent=2))
+        fmt = figure_format.value
         bars = {}
         for group, g in summary["groups"].items():
             for method, m in g["methods"].items():
-                bars[f"{group.split('/')[1]} {method[:8]}"] = tuple(m["cbl"])
+                bars[f"{group}\n{method}"] = tuple(m["cbl"])
         if bars:
-            viz.write_png(out / "cbl.png", viz.bar_figure(bars, "CBL over runs (mean, std)"))
+            viz.save_figure(viz.bar_figure(bars, "CBL over the protocol's runs", ylabel="CBL (share of context saliency on the biased tile)",
+                                           subtitle=f"{config.name}: backbone/strength and method; bars: mean ± std over runs"),
+                            out / f"cbl.{fmt}")
         for key, matrix in summary["cbd_matrix"].items():
             values = np.array(matrix["values"], np.float64)
             name = key.replace("/", "_")
-            viz.write_png(out / f"cbd_{name}.png", viz.matrix_figure(values, [str(d) for d in matrix["bias_digits"]], [str(d) for d in DIGITS], f"CBD {key}: bias digit x evaluated digit"))
+            viz.save_figure(viz.matrix_figure(values, [str(d) for d in matrix["bias_digits"]], [str(d) for d in DIGITS],
+                                              f"CBD of {key}: mean context saliency per digit explained",
+                                              subtitle="one row per bias digit (mean over its runs); the bias digit framed",
+                                              highlight_cells=[(i, d) for i, d in enumerate(matrix["bias_digits"])],
+                                              colorbar_label="CBD (mean saliency on the context)", xlabel="digit explained",
+                                              ylabel="bias digit of the run"),
+                            out / f"cbd_{name}.{fmt}")
     except gs.GsalError as exc:
         raise fail(str(exc)) from None
     _print(summary)
-    console.print(f"wrote [bold]{out}/[/] summary.json, cbl.png, cbd_*.png; per-run results in {out}/results/")
+    console.print(f"wrote [bold]{out}/[/] summary.json, cbl.{fmt}, cbd_*.{fmt}; per-run results in {out}/results/")
 
 
 def _print(summary):
     """One table per backbone/strength: the IoU drop in the title, a row per method."""
     for group, g in summary["groups"].items():
-        table = Table(
+        table = compact_table(
             title=f"{group}: {g['runs']} runs, mean ± std; IoU drop on the bias digit {_ms(g['iou_drop_bias_digit'], 2)}, "
             f"on the others {_ms(g['iou_drop_other_digits'], 2)}",
-            header_style="bold",
         )
-        table.add_column("method", no_wrap=True)
-        for col in ("CBL", "inflation CBL", "CBD ratio"):
+        table.add_column("method", overflow="fold")
+        for col in ("CBL\n(share on biased tile)", "inflation CBL\n(baseline)", "CBD ratio\n(bias / others)"):
             table.add_column(col, justify="right", no_wrap=True)
         for method, m in g["methods"].items():
             table.add_row(method, _ms(m["cbl"]), _ms(m["inflation_cbl"]), _ms(m["cbd_ratio"], 1))
