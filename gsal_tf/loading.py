@@ -1,10 +1,13 @@
-"""Reading what users hand to gsal: images and models (a ``.keras`` file or a SavedModel folder).
+"""Reading what users hand to gsal: images and models (a ``.keras`` or ``.tflite`` file, a
+SavedModel folder, a zoo name), and fitting an image of any size to a network's fixed input size
+(:class:`Fit`: letterboxing there, and the saliency mapped back to the image).
 
 Errors a user can fix raise :class:`GsalInputError` with the fix in the message.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import cv2
@@ -19,7 +22,9 @@ def load_image(path, scale: float = 1.0 / 255.0) -> np.ndarray:
     """An image file as float32 (H,W,C), RGB channel order, pixel values times ``scale``.
 
     ``.npy`` files are read as they are ((H,W) or (H,W,C), no scaling). 8-bit images are
-    multiplied by ``scale`` (default 1/255 → [0,1]); 16-bit ones by ``scale / 257``.
+    multiplied by ``scale`` (default 1/255 → [0,1]). Images with other bit depths, and images with
+    transparent pixels (what would the network see there?), are refused with the fix; an opaque
+    alpha channel is dropped.
     """
     path = Path(path)
     if not path.is_file():
@@ -37,14 +42,20 @@ def load_image(path, scale: float = 1.0 / 255.0) -> np.ndarray:
     img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
     if img is None:
         raise GsalInputError(f"cannot read {path} as an image (PNG, JPEG, BMP, TIFF, WebP or .npy)")
-    factor = scale / 257.0 if img.dtype == np.uint16 else scale
+    if img.dtype != np.uint8:
+        raise GsalInputError(
+            f"{path} has {img.dtype.itemsize * 8}-bit pixels; networks take 8-bit images: convert it "
+            "(e.g. `convert IN -depth 8 OUT.png`) or pass the scaled pixels as a .npy array"
+        )
     if img.ndim == 2:
         img = img[..., None]
+    elif img.shape[2] == 4:
+        if img[..., 3].min() < 255:
+            raise GsalInputError(f"{path} has transparent pixels (an alpha channel); flatten it onto a background first")
+        img = cv2.cvtColor(img, cv2.COLOR_BGRA2RGB)
     elif img.shape[2] == 3:
         img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
-    elif img.shape[2] == 4:
-        img = cv2.cvtColor(img, cv2.COLOR_BGRA2RGB)
-    return img.astype(np.float32) * np.float32(factor)
+    return img.astype(np.float32) * np.float32(scale)
 
 
 def load_model(path):
@@ -111,3 +122,78 @@ def _saved_model_callable(loaded, path):
 
     return call
 
+
+
+@dataclasses.dataclass(frozen=True)
+class Fit:
+    """How an image of ``source`` (H0,W0) pixels is fitted to a network input of ``target`` (H,W):
+    scaled by ``scale`` keeping its aspect ratio to ``size`` (h,w), and centred with ``top``/``left``
+    pixels of padding (letterboxing). Maps the other way crop the padding and resize back.
+
+    ``to_model(image)`` (H0,W0,C) -> (H,W,C), bilinear (area when shrinking), padding ``pad_value``;
+    ``mask_to_model(mask)`` (H0,W0) -> (H,W), nearest, padding 0 (never part of a request);
+    ``point_to_model((y, x))`` a pixel of the image -> the pixel of the network input;
+    ``to_image(values)`` (H,W) or (H,W,K) -> (H0,W0[,K]), bilinear (``nearest=True`` for labels);
+    ``valid()`` (H,W) 1 on the image, 0 on the padding.
+    """
+
+    source: tuple[int, int]
+    target: tuple[int, int]
+    scale: float
+    size: tuple[int, int]
+    top: int
+    left: int
+    pad_value: float = 0.5
+
+    @classmethod
+    def between(cls, source, target, pad_value: float = 0.5) -> "Fit":
+        (h0, w0), (h, w) = (int(v) for v in source[:2]), (int(v) for v in target[:2])
+        scale = min(h / h0, w / w0)
+        size = (max(1, min(h, round(h0 * scale))), max(1, min(w, round(w0 * scale))))
+        return cls((h0, w0), (h, w), scale, size, (h - size[0]) // 2, (w - size[1]) // 2, float(pad_value))
+
+    @property
+    def identity(self) -> bool:
+        return self.source == self.target
+
+    def to_model(self, image: np.ndarray) -> np.ndarray:
+        if self.identity:
+            return np.asarray(image, np.float32)
+        interpolation = cv2.INTER_AREA if self.scale < 1 else cv2.INTER_LINEAR
+        resized = cv2.resize(np.asarray(image, np.float32), self.size[::-1], interpolation=interpolation)
+        return self._place(resized.reshape(*self.size, -1), self.pad_value)
+
+    def mask_to_model(self, mask: np.ndarray) -> np.ndarray:
+        if self.identity:
+            return np.asarray(mask, np.float32)
+        resized = cv2.resize(np.asarray(mask, np.float32), self.size[::-1], interpolation=cv2.INTER_NEAREST)
+        return self._place(resized[..., None], 0.0)[..., 0]
+
+    def point_to_model(self, point) -> tuple[int, int]:
+        y, x = (int(v) for v in point)
+        return (min(self.target[0] - 1, self.top + int((y + 0.5) * self.scale)),
+                min(self.target[1] - 1, self.left + int((x + 0.5) * self.scale)))
+
+    def to_image(self, values: np.ndarray, nearest: bool = False) -> np.ndarray:
+        if self.identity:
+            return values
+        crop = np.asarray(values)[self.top:self.top + self.size[0], self.left:self.left + self.size[1]]
+        dtype = crop.dtype
+        out = cv2.resize(crop.astype(np.float32), self.source[::-1], interpolation=cv2.INTER_NEAREST if nearest else cv2.INTER_LINEAR)
+        return out.astype(dtype)
+
+    def valid(self) -> np.ndarray:
+        return self.mask_to_model(np.ones(self.source, np.float32))
+
+    def _place(self, content: np.ndarray, fill: float) -> np.ndarray:
+        canvas = np.full((*self.target, content.shape[-1]), fill, np.float32)
+        canvas[self.top:self.top + self.size[0], self.left:self.left + self.size[1]] = content
+        return canvas
+
+
+def model_input_size(model) -> tuple[int, int] | None:
+    """(H, W) a Keras model's input is fixed to, or None when it takes any size."""
+    shape = getattr(model, "input_shape", None)
+    if not isinstance(shape, tuple) or len(shape) != 4 or shape[1] is None or shape[2] is None:
+        return None
+    return int(shape[1]), int(shape[2])

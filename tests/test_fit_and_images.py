@@ -1,0 +1,62 @@
+"""Images of any size fitted to a network's fixed input (loading.Fit) and image files a network
+cannot take (16-bit, transparent) refused with one clear error."""
+
+import cv2
+import numpy as np
+import pytest
+
+import gsal_tf as gs
+from gsal_tf.loading import Fit, load_image, model_input_size
+
+
+def test_fit_letterboxes_and_maps_back():
+    fit = Fit.between((200, 400), (64, 64))
+    assert fit.scale == pytest.approx(0.16) and fit.size == (32, 64) and (fit.top, fit.left) == (16, 0)
+    image = np.zeros((200, 400, 3), np.float32)
+    image[:, 200:] = 1.0  # right half bright
+    fitted = fit.to_model(image)
+    assert fitted.shape == (64, 64, 3)
+    assert np.all(fitted[:16] == 0.5) and np.all(fitted[48:] == 0.5)  # padding above and below
+    assert fitted[16:48, :31].max() == 0.0 and fitted[16:48, 33:].min() == pytest.approx(1.0)  # INTER_AREA rounding
+    assert fit.valid().sum() == 32 * 64
+    # A map on the network input comes back at the image size, the padding cropped away.
+    back = fit.to_image(fitted[..., 0])
+    assert back.shape == (200, 400) and np.abs(back - image[..., 0]).mean() < 0.02
+    labels = fit.to_image((fitted[..., 0] > 0.5).astype(np.int64), nearest=True)
+    assert labels.dtype == np.int64 and set(np.unique(labels)) == {0, 1}
+    # Masks use nearest neighbours and zero padding: never part of a request.
+    mask = np.zeros((200, 400), np.float32)
+    mask[50:150, 100:300] = 1
+    fitted_mask = fit.mask_to_model(mask)
+    assert set(np.unique(fitted_mask)) == {0.0, 1.0} and fitted_mask[:16].max() == 0
+    assert fitted_mask.sum() == pytest.approx(mask.sum() * fit.scale ** 2, rel=0.1)
+    y, x = fit.point_to_model((100, 300))
+    assert fitted_mask[y, x] == 1 and (y, x) == (32, 48)
+
+
+def test_a_matching_size_is_left_alone():
+    fit = Fit.between((64, 64), (64, 64))
+    image = np.random.default_rng(0).random((64, 64, 3), dtype=np.float32)
+    assert fit.identity and np.array_equal(fit.to_model(image), image) and np.array_equal(fit.to_image(image[..., 0]), image[..., 0])
+
+
+def test_model_input_size():
+    fixed = gs.models.known_context_model((32, 48, 3), [(0, 0, 4, 4)], (10, 10, 20, 20))
+    assert model_input_size(fixed) == (32, 48)
+    assert model_input_size(lambda x: x) is None
+
+
+def test_sixteen_bit_and_transparent_images_are_refused(tmp_path):
+    deep = tmp_path / "deep.png"
+    cv2.imwrite(str(deep), np.full((8, 8, 3), 40000, np.uint16))
+    with pytest.raises(gs.GsalInputError, match="16-bit pixels"):
+        load_image(deep)
+    rgba = np.full((8, 8, 4), 255, np.uint8)
+    opaque = tmp_path / "opaque.png"
+    cv2.imwrite(str(opaque), rgba)
+    assert load_image(opaque).shape == (8, 8, 3)  # an opaque alpha channel is dropped
+    rgba[0, 0, 3] = 0
+    clear = tmp_path / "clear.png"
+    cv2.imwrite(str(clear), rgba)
+    with pytest.raises(gs.GsalInputError, match="transparent"):
+        load_image(clear)
