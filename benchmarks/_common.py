@@ -4,11 +4,13 @@ import numpy as np
 
 
 def make_inputs(n, shape, seed=0):
-    """Images (n,*shape) in [0,1], requests (n,H,W) with a 24x24 centre square, class 3."""
+    """Images (n,*shape) in [0,1], requests (n,H,W) with a centre square of 3/8 of the side (24x24
+    on 64x64), class 3."""
     rng = np.random.default_rng(seed)
-    images = rng.random((n,) + shape).astype(np.float32)
-    requests = np.zeros((n,) + shape[:2], np.float32)
-    requests[:, 20:44, 20:44] = 1
+    images = rng.random((n,) + tuple(shape)).astype(np.float32)
+    requests = np.zeros((n,) + tuple(shape[:2]), np.float32)
+    (y0, y1), (x0, x1) = [(round(side * 20 / 64), round(side * 44 / 64)) for side in shape[:2]]
+    requests[:, y0:y1, x0:x1] = 1
     return images, requests, np.full((n,), 3, np.int32)
 
 
