@@ -1,10 +1,11 @@
 """Request masks: which pixels' prediction to explain. Pure functions, NumPy in, NumPy out.
 
-Every helper returns a float32 (H,W) mask of 0/1 and raises :class:`GsalInputError` when the
+Every mask helper returns a float32 (H,W) mask of 0/1 and raises :class:`GsalInputError` when the
 request would be empty — an empty request has nothing to explain.
 
 ``prediction`` arguments accept a label map (H,W) of ints or per-pixel scores (H,W,K), which
-are reduced with argmax.
+are reduced with argmax. Classes are ids (output channels); :func:`class_id` turns a class name of
+a model (``model.zoo_entry.class_names``) into its id, :func:`class_name` back.
 """
 
 from __future__ import annotations
@@ -121,6 +122,44 @@ def predicted_class(prediction, request, exclude=()) -> int:
     counts = np.bincount(inside.ravel(), minlength=max(int(inside.max()), *exclude, 0) + 1)
     counts[list(exclude)] = -1
     return int(counts.argmax())
+
+
+def class_id(name_or_id, class_names=None) -> int:
+    """The class id (output channel) named by ``name_or_id``: an id (``3``, ``"3"``) or a name of
+    ``class_names`` (index = id, e.g. ``model.zoo_entry.class_names``).
+
+    Names match case-insensitively and ignore spaces, ``_`` and ``-`` (``"Traffic_Light"`` is
+    ``"traffic light"``). A string of digits is an id, even where a class is named by digits
+    (TextureMNIST's class ``"9"`` is id 9 either way). An id is returned as it is (the explainer
+    checks its range against the model's output); an unknown name, or a name without
+    ``class_names`` to look it up in, is a GsalInputError listing the names.
+    """
+    if isinstance(name_or_id, (int, np.integer)) and not isinstance(name_or_id, bool):
+        return int(name_or_id)
+    text = str(name_or_id).strip()
+    if text.lstrip("-").isdigit():
+        return int(text)
+    if not class_names:
+        raise GsalInputError(f"class {text!r}: this model has no class names; give a class id (an integer)")
+    wanted = _class_key(text)
+    matches = [i for i, name in enumerate(class_names) if _class_key(name) == wanted]
+    if len(matches) == 1:
+        return matches[0]
+    listing = ", ".join(f"{i} {name}" for i, name in enumerate(class_names))
+    problem = "matches several class names" if matches else "is not a class name of this model"
+    raise GsalInputError(f"{text!r} {problem}; give a class id or name (id name): {listing}")
+
+
+def class_name(index: int, class_names=None) -> str | None:
+    """The name of class id ``index`` in ``class_names``, or None when unknown (no names, or an id
+    outside them)."""
+    if class_names and 0 <= int(index) < len(class_names):
+        return str(class_names[int(index)])
+    return None
+
+
+def _class_key(name: str) -> str:
+    return "".join(ch for ch in str(name).casefold() if ch not in " _-")
 
 
 def _nonempty(mask: np.ndarray, message: str) -> np.ndarray:

@@ -10,6 +10,32 @@ os.environ["GSAL_HOME"] = tempfile.mkdtemp(prefix="gsal-test-home-")
 
 from pathlib import Path  # noqa: E402
 
+
+def _read_this_checkouts_zoo() -> None:
+    """Tests read the zoo of the checkout they test.
+
+    An editable install maps the data package ``gsal_tf.zoo_files`` to the ``zoo/`` folder of the
+    checkout it was made from; run from another checkout (a git worktree, with PYTHONPATH on its
+    sources), ``gs.zoo`` would read that other zoo. When gsal_tf comes from this checkout, the zoo
+    does too; an installed (non-editable) gsal_tf keeps its own.
+    """
+    import importlib.util
+    import sys
+
+    import gsal_tf
+
+    root = Path(__file__).resolve().parents[1]
+    if Path(gsal_tf.__file__).resolve().parent != root / "gsal_tf":
+        return
+    spec = importlib.util.spec_from_file_location("gsal_tf.zoo_files", root / "zoo" / "__init__.py",
+                                                  submodule_search_locations=[str(root / "zoo")])
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    sys.modules["gsal_tf.zoo_files"] = module
+
+
+_read_this_checkouts_zoo()
+
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402

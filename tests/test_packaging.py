@@ -30,7 +30,12 @@ def test_wheel_ships_every_package_and_the_zoo(tmp_path):
             wanted = f"{installed_as}/{module.relative_to(source_root).as_posix()}"
             assert wanted in names, f"{wanted} missing from the wheel (add its package to pyproject.toml)"
     entries = gs.zoo.list_models()
-    assert len(entries) == 6
+    tmnist = {f"tmnist-{b}-{s}" for b in ("mobilenetv2", "xception") for s in ("unbiased", "weak", "strong")}
+    real = {"pascal-mobilenetv2", "pascal-mobilenetv2-0.5", "pascal-mobilenetv2-0.5-257", "cityscapes-mobilenet-edgetpu"}
+    assert {e.name for e in entries} == tmnist | real
     for entry in entries:
         assert f"gsal_tf/zoo_files/{entry.weights}" in names
+        for shipped in entry.reference.get("image"), entry.reference.get("argmax"):  # imported entries' check
+            assert shipped is None or f"gsal_tf/zoo_files/{shipped}" in names
     assert {"gsal_tf/zoo_files/models.toml", "gsal_tf/zoo_files/samples/demo.npz"} <= names
+    assert not [n for n in names if "cityscapes_" in n], "Cityscapes frames must never ship"

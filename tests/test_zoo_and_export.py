@@ -87,7 +87,10 @@ def test_url_weights_download_once_into_the_cache(tiny_weights, tmp_path, monkey
         gs.zoo.load("tiny", manifest)
 
 
-SHIPPED = [f"tmnist-{backbone}-{bias}" for bias in ("unbiased", "strong", "weak") for backbone in ("mobilenetv2", "xception")]
+TMNIST = [f"tmnist-{backbone}-{bias}" for bias in ("unbiased", "strong", "weak") for backbone in ("mobilenetv2", "xception")]
+#: Pretrained networks imported from TFLite releases (tests/test_real_zoo.py checks them in depth).
+REAL = ["pascal-mobilenetv2", "pascal-mobilenetv2-0.5", "pascal-mobilenetv2-0.5-257", "cityscapes-mobilenet-edgetpu"]
+SHIPPED = TMNIST + REAL
 
 
 def test_shipped_manifest_is_consistent():
@@ -95,6 +98,8 @@ def test_shipped_manifest_is_consistent():
     for entry in gs.zoo.list_models():
         assert (gs.zoo.zoo_dir() / entry.weights).is_file() or entry.url, entry.name
         assert entry.metrics and entry.training.get("command"), entry.name
+        assert entry.kind == ("tflite" if entry.name in REAL else "deeplabv3plus"), entry.name
+        assert entry.dataset == "TextureMNIST" or entry.name in REAL, entry.name
         if entry.bias is None:  # no bias digit to report (the unbiased config's digit is unused)
             assert "bias_digit_iou" not in entry.metrics, entry.name
         else:
@@ -147,12 +152,14 @@ def test_exports_reload_without_gsal_and_reproduce_outputs(tmp_path, kind):
 def test_bias_digit_ious_pair_each_biased_model_with_its_backbones_unbiased_one():
     entries = gs.zoo.list_models()
     assert sorted(e.name for e in entries) == sorted(SHIPPED)
+    assert sum(e.bias is not None for e in entries) == 4  # the loop below checks four pairs
     for e in entries:
         own, ref = gs.zoo.bias_digit_ious(e, entries)
         if e.bias is None:
             assert (own, ref) == (None, None)
             continue
-        unbiased = next(u for u in entries if u.bias is None and u.backbone == e.backbone)
+        unbiased = next(u for u in entries if u.bias is None and u.backbone == e.backbone and u.dataset == e.dataset)
+        assert unbiased.name in TMNIST
         assert own == e.metrics["iou_per_class"][e.bias.digit]
         assert ref == unbiased.metrics["iou_per_class"][e.bias.digit]
 

@@ -19,16 +19,16 @@ import numpy as np
 import typer
 
 from gsal_cli.console import compact_table, console, fail, staged_outputs
-from gsal_cli.options import FigureFormat, build_request, figure_format_option, image_input, parse_pair, resolve_model
+from gsal_cli.options import FigureFormat, build_request, class_names_of, figure_format_option, image_input, parse_pair, resolve_model
 
 
 def compare_backbones(
     image: Optional[Path] = typer.Argument(None, help="Image file (PNG/JPEG/… or .npy). Omit with --demo."),
     models: Optional[str] = typer.Option(None, "--models", help="Comma-separated zoo names or model paths (default with --demo: the zoo's strongly biased MobileNetV2 and Xception)."),
     request: Optional[Path] = typer.Option(None, "--request", help="Request mask image: pixels > 127 are explained."),
-    request_class: Optional[int] = typer.Option(None, "--request-class", help="Request = pixels the first model predicts as this class."),
+    request_class: Optional[str] = typer.Option(None, "--request-class", help="Request = pixels the first model predicts as this class (id, or name for a zoo model)."),
     request_point: Optional[str] = typer.Option(None, "--request-point", help="Request = the first model's predicted component under pixel Y,X."),
-    class_id: Optional[int] = typer.Option(None, "--class", "-c", help="Class to explain (default: the first model's prediction in the request)."),
+    class_id: Optional[str] = typer.Option(None, "--class", "-c", help="Class to explain: id, or name for a zoo model (default: the first model's prediction in the request)."),
     demo: bool = typer.Option(False, "--demo", help="Use the bundled demo image and request."),
     grid: str = typer.Option("8,8", "--grid", help="Grid size ROWS,COLS."),
     iterations: int = typer.Option(100, "--iterations", help="Optimisation steps."),
@@ -64,15 +64,19 @@ def compare_backbones(
         with console.status("loading models"):
             for name in names:
                 nets[_short(name)] = resolve_model(name)[0]
-        if not demo:
+        class_names = class_names_of(next(iter(nets.values())))  # classes are the first model's
+        if demo:
+            cls = gs.requests.class_id(cls, class_names)
+        else:
             first = gs.GridSaliency(next(iter(nets.values())))
-            req, cls = build_request(first, img, request, request_class, request_point, class_id)
+            req, cls = build_request(first, img, request, request_class, request_point, class_id, class_names)
         grid_options = {"grid_size": parse_pair(grid, "--grid", allow_single=True), "iterations": iterations, **({"lam": lam} if lam is not None else {})}
         with console.status(f"explaining with {len(nets)} models"):
             result = compare_models(nets, img, req, cls, grid_options, top_fraction)
         summary = {
             "image": str(image) if image else "demo",
             "class_id": int(cls),
+            "class_name": gs.requests.class_name(cls, class_names),
             "request_pixels": int(req.sum()),
             "settings": {**grid_options, "grid_size": list(grid_options["grid_size"]), "top_fraction": top_fraction},
             "models": result["models"],

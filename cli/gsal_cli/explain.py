@@ -13,16 +13,16 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from gsal_cli.console import console, fail, staged_outputs
-from gsal_cli.options import FigureFormat, build_request, figure_format_option, image_input, parse_pair, resolve_model
+from gsal_cli.options import FigureFormat, build_request, class_names_of, figure_format_option, image_input, parse_pair, resolve_model
 
 
 def explain(
     image: Optional[Path] = typer.Argument(None, help="Image file (PNG/JPEG/… or .npy). Omit with --demo."),
     model: Optional[str] = typer.Option(None, "--model", "-m", help="A .keras file, a SavedModel folder or a zoo model name."),
     request: Optional[Path] = typer.Option(None, "--request", help="Request mask image: pixels > 127 are explained."),
-    request_class: Optional[int] = typer.Option(None, "--request-class", help="Request = all pixels the model predicts as this class."),
+    request_class: Optional[str] = typer.Option(None, "--request-class", help="Request = all pixels the model predicts as this class (id, or name for a zoo model)."),
     request_point: Optional[str] = typer.Option(None, "--request-point", help="Request = the predicted component under pixel Y,X."),
-    class_id: Optional[int] = typer.Option(None, "--class", "-c", help="Class to explain (default: the request's predicted class)."),
+    class_id: Optional[str] = typer.Option(None, "--class", "-c", help="Class to explain: id, or name for a zoo model (default: the request's predicted class)."),
     demo: bool = typer.Option(False, "--demo", help="Explain the bundled demo image with the bundled model."),
     config: Optional[Path] = typer.Option(None, "--config", help="TOML config with an \\[explain] table (see configs/explain/)."),
     grid: Optional[str] = typer.Option(None, "--grid", help="Grid size ROWS,COLS (or one number) (default: 8,8)."),
@@ -69,14 +69,14 @@ def explain(
             explainer = gs.GridSaliency(net, **options)
             if req is None:
                 progress.update(task, description="predicting")
-                req, cls = build_request(explainer, img, request, request_class, request_point, class_id)
+                req, cls = build_request(explainer, img, request, request_class, request_point, class_id, class_names_of(net))
             progress.update(task, description=f"optimising the {explainer.grid_size[0]}x{explainer.grid_size[1]} grid mask ({explainer.iterations} iterations)")
             start = time.perf_counter()
             result = explainer.explain(img[None], req[None], [cls])
             seconds = time.perf_counter() - start
 
         out_dir = out or Path("gsal-out") / stem
-        summary = _summary(result, req, model_name, image, seconds)
+        summary = _summary(result, req, model_name, image, seconds, class_names_of(net))
         with staged_outputs(out_dir) as stage:
             np.save(stage.path("saliency.npy"), result.saliency[0])
             labels = gs.requests.label_map(explainer.predict(img[None])[0])
@@ -115,14 +115,15 @@ def _cli_options(grid, iterations, lam, baseline, mode, upsampling, output_kind,
     return options
 
 
-def _summary(result, req, model_name, image, seconds) -> dict:
-    from gsal_tf import metrics
+def _summary(result, req, model_name, image, seconds, class_names=None) -> dict:
+    from gsal_tf import metrics, requests
 
     share = float(metrics.cbd(result.saliency, req[None])[0])  # NaN: a full-mode request without context
     return {
         "image": str(image) if image else "demo",
         "model": model_name,
         "class_id": int(result.class_ids[0]),
+        "class_name": requests.class_name(result.class_ids[0], class_names),
         "request_pixels": int(req.sum()),
         "parameters": result.params,
         "original_score": float(result.original_score[0]),

@@ -60,17 +60,27 @@ def image_input(image: Path | None, demo: bool, pixel_scale: float) -> np.ndarra
     return loading.load_image(image, scale=pixel_scale)
 
 
-def build_request(explainer, img, request, request_class, request_point, class_id):
-    """The request mask (H,W) and the class to explain, from exactly one of the request options.
+def class_names_of(model) -> tuple | None:
+    """The class names of a zoo model (:func:`gsal_tf.viz.class_names`); None for other models."""
+    from gsal_tf.viz import class_names
 
-    The class defaults to the one the model predicts most often inside the request
-    (:func:`gsal_tf.requests.predicted_class`).
+    return tuple(class_names(model)) or None
+
+
+def build_request(explainer, img, request, request_class, request_point, class_id, class_names=None):
+    """The request mask (H,W) and the class id to explain, from exactly one of the request options.
+
+    ``request_class`` and ``class_id`` are class ids or names of ``class_names``
+    (:func:`gsal_tf.requests.class_id`), resolved before the model runs. The class defaults to
+    the one the model predicts most often inside the request (:func:`gsal_tf.requests.predicted_class`).
     """
     from gsal_tf import requests
 
     given = [name for name, v in (("--request", request), ("--request-class", request_class), ("--request-point", request_point)) if v is not None]
     if len(given) != 1:
         raise GsalInputError("give exactly one of --request MASK, --request-class C or --request-point Y,X" + (f" (got {', '.join(given)})" if given else ""))
+    request_class = None if request_class is None else requests.class_id(request_class, class_names)
+    class_id = None if class_id is None else requests.class_id(class_id, class_names)
     labels = requests.label_map(explainer.predict(img[None])[0])
     if request is not None:
         req = requests.mask_from_image(request, shape=img.shape[:2])

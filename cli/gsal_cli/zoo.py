@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 import typer
+from rich import box
 from rich.table import Table
 
 from gsal_cli.console import console, fail
@@ -20,7 +21,8 @@ def _bias_text(entry) -> str:
 
 @app.command("list")
 def list_models() -> None:
-    """List the zoo's models with their bias and measured metrics."""
+    """List the zoo's models: pretrained real-image networks, and the TextureMNIST models with
+    their bias and measured metrics."""
     import gsal_tf as gs
 
     try:
@@ -30,16 +32,29 @@ def list_models() -> None:
     if not entries:
         console.print("the zoo is empty")
         return
-    table = Table(title="gsal model zoo", header_style="bold",
-                  caption="bias-digit IoU on unbiased test data: this model (the unbiased model of its backbone)")
-    table.add_column("name", no_wrap=True)
-    table.add_column("backbone")
-    table.add_column("bias")
-    table.add_column("mIoU", justify="right")
-    table.add_column("bias-digit IoU", justify="right")
-    for e in entries:
-        table.add_row(e.name, e.backbone, _bias_text(e), _fmt(e.metrics.get("mean_iou")), _bias_digit_iou(e, entries))
-    console.print(table)
+    real = [e for e in entries if e.kind == "tflite"]
+    trained = [e for e in entries if e.kind != "tflite"]
+    if real:
+        table = Table(title="pretrained on real images (imported from TFLite)", header_style="bold", box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False,
+                      caption="input: RGB floats in [0, 1] resized to H×W; class names: gsal zoo info NAME")
+        for column, justify in (("name", "left"), ("dataset", "left"), ("classes", "right"), ("input", "left"), ("licence", "left")):
+            table.add_column(column, justify=justify, no_wrap=column == "name")
+        for e in real:
+            table.add_row(e.name, e.dataset, str(e.num_classes), _shape(e.input_shape[:2]), e.licence)
+        console.print(table)
+    if trained:
+        shapes = sorted({_shape(e.input_shape) for e in trained})
+        datasets = ", ".join(sorted({e.dataset for e in trained}))
+        table = Table(title=f"trained by gsal on {datasets} ({', '.join(shapes)}, {trained[0].num_classes} classes)",
+                      header_style="bold", box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False,
+                      caption="bias-digit IoU on unbiased test data: this model (same backbone unbiased)")
+        table.add_column("name", no_wrap=True)  # says the backbone (gsal zoo info NAME: its build)
+        table.add_column("bias")
+        table.add_column("mIoU", justify="right")
+        table.add_column("bias-digit IoU", justify="right")
+        for e in trained:
+            table.add_row(e.name, _bias_text(e), _fmt(e.metrics.get("mean_iou")), _bias_digit_iou(e, entries))
+        console.print(table)
 
 
 @app.command("info")
@@ -53,20 +68,32 @@ def info(name: str = typer.Argument(..., help="Zoo model name (see `gsal zoo lis
         raise fail(str(exc)) from None
     table = Table(title=e.name, show_header=False)
     table.add_column("field", style="bold")
-    table.add_column("value")
+    table.add_column("value", overflow="fold")  # URLs and hashes whole, never cut with an ellipsis
     table.add_row("description", e.description)
+    table.add_row("kind", e.kind)
+    table.add_row("dataset", e.dataset)
+    table.add_row("licence", e.licence or "—")
     table.add_row("backbone", f"{e.backbone}: {e.build}")
     table.add_row("input", f"{tuple(e.input_shape)}; {e.preprocessing}")
-    table.add_row("classes", ", ".join(e.class_names))
-    table.add_row("bias", _bias_text(e))
+    table.add_row("classes", ", ".join(f"{i} {n}" if e.kind == "tflite" else n for i, n in enumerate(e.class_names)))
+    if e.kind != "tflite":
+        table.add_row("bias", _bias_text(e))
     for k, v in e.metrics.items():
         table.add_row(f"metric: {k}", _fmt(v) if isinstance(v, float) else str(v))
     for k, v in e.training.items():
         table.add_row(f"training: {k}", str(v))
+    for k, v in e.source.items():
+        table.add_row(f"source: {k}", str(v))
+    for k, v in e.reference.items():
+        table.add_row(f"reference: {k}", str(v))
     table.add_row("weights", f"{e.weights} (sha256 {e.sha256[:16]}…)")
     if e.url:
         table.add_row("url", e.url)
     console.print(table)
+
+
+def _shape(shape) -> str:
+    return "×".join(str(v) for v in shape)
 
 
 def _bias_digit_iou(entry, entries) -> str:
@@ -92,10 +119,17 @@ def build(
     only: Optional[str] = typer.Option(None, "--only", help="Comma-separated entry names to build."),
     n_train: Optional[int] = typer.Option(None, "--n-train", help="Override the training samples of every data config."),
     force: bool = typer.Option(False, "--force", help="Rebuild entries already in the zoo."),
+    tflite_dir: Optional[Path] = typer.Option(None, "--tflite-dir", help="Folder with the TFLite files of imported entries (default: download each from its recorded url, sha256-checked)."),
+    image_dirs: Optional[List[Path]] = typer.Option(None, "--image-dir", help="Folder with photos to measure imported entries on (repeatable)."),
 ) -> None:
-    """Generate data, train and measure each planned model, and record it in the zoo manifest."""
+    """Build each planned model and record it in the zoo manifest.
+
+    Trained entries (data, train): generate data, train, measure. Imported entries (tflite):
+    import the TFLite file, store it as float16, measure its agreement with the file.
+    """
     import gsal_tf as gs
     from gsal_tf.zoo.build import build_model, demo_config, read_plan, write_demo_sample
+    from gsal_tf.zoo.build_tflite import build_tflite_model, is_tflite_entry
     from gsal_tf.zoo.demo import SAMPLE
 
     try:
@@ -108,6 +142,12 @@ def build(
             entries = [e for e in entries if e["name"] in wanted]
         demo_data = demo_config(plan)
         for entry in entries:
+            if is_tflite_entry(entry):
+                record = build_tflite_model(entry, zoo_dir or gs.zoo.zoo_dir(), tflite_dir, image_dirs or (),
+                                            force=force, log=console.print)
+                if record:
+                    console.print(f"[bold]{record['name']}[/]: {record['weights']} ({record['metrics']['weights_mb']} MB)")
+                continue
             record = build_model(
                 entry, mnist, work, zoo_dir or gs.zoo.zoo_dir(), n_train=n_train, force=force,
                 on_epoch=lambda e, row, name=entry["name"]: console.print(

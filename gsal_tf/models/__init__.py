@@ -7,6 +7,8 @@ architecture with its weights; the presets are the zoo's entries, ``gsal_tf.zoo.
 ``from_tflite(path)`` imports a TensorFlow Lite segmentation network (e.g. a DeepLab release) as
 a differentiable Keras model; ``adapt(model, ...)`` wraps networks with other output
 conventions (dicts, ``.logits`` objects, channels-first maps, other input scaling).
+:mod:`.model_file` stores a functional model as one ``.npz`` (architecture JSON + float16
+weights, no pickle): how the zoo ships the networks it imports from TFLite.
 """
 
 from gsal_tf.models.deeplab import ARCHITECTURES, BACKBONES, build_architecture, deeplabv3plus

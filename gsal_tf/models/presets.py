@@ -1,9 +1,25 @@
-"""The presets of the model zoo: a TOML manifest of trained models and their checked weights.
+"""The presets of the model zoo: a TOML manifest of pretrained models and their checked weights.
 
 The manifest ``models.toml`` and the weights ship inside the package (``gsal_tf.zoo_files``,
-the repository's top-level ``zoo/`` folder). Each ``[[model]]`` entry records how to rebuild the
-network (``build``: the keyword arguments of :func:`gsal_tf.models.deeplabv3plus`), what it was
-trained on (data, bias, config, command), what it measured, and its weights file with sha256.
+the repository's top-level ``zoo/`` folder). Two kinds of ``[[model]]`` entries:
+
+- ``kind = "deeplabv3plus"`` (the default): a DeepLabv3+ trained by gsal on TextureMNIST.
+  ``build`` holds the keyword arguments of :func:`gsal_tf.models.deeplabv3plus`; ``bias`` the
+  context bias it was trained with; ``training`` the data and train configs and the command;
+  weights: ``<name>.weights.h5``.
+- ``kind = "tflite"``: a pretrained network published as a TensorFlow Lite file (e.g. Google's
+  DeepLab releases), imported with :func:`gsal_tf.models.from_tflite`. ``build`` holds the
+  import options (``tflite`` file, ``output``, ``weights_dtype``, ``float_input_range``);
+  ``source`` where the file comes from (``repository``, ``commit``, ``path``, ``url`` a user who
+  is online downloads it from, its ``sha256``, ``licence``); ``training`` how the entry was made
+  (the command; the network itself was trained by its publisher); ``reference`` the shipped
+  sample photo and the arg-max the shipped weights gave on it at build time. Weights:
+  ``<name>.model.npz`` (architecture and float16 weights, :mod:`gsal_tf.models.model_file`).
+
+Every entry records ``name``, ``description``, ``dataset``, ``licence`` (of the weights; empty
+when gsal trained them), ``input_shape`` (H, W, C), ``class_names`` (index = output channel),
+``preprocessing`` (what the model expects; both kinds take floats in [0, 1] and rescale
+themselves), ``metrics`` (what was measured, and on what), ``weights``, ``sha256`` and ``url``.
 
 Weights are looked up, in order: beside the manifest (shipped), then in the cache
 ``$GSAL_HOME/zoo`` (default ``~/.cache/gsal/zoo``); a model with a ``url`` and no file on disk
@@ -14,20 +30,26 @@ A weights file whose sha256 differs from the manifest is refused, never loaded.
 >>> import gsal_tf as gs
 >>> [m.name for m in gs.zoo.list_models()]
 >>> model = gs.zoo.load("tmnist-mobilenetv2-strong")      # a keras.Model; entry: model.zoo_entry
+>>> model = gs.zoo.load("pascal-mobilenetv2")             # 513x513x3 in [0, 1] -> (N,513,513,21)
+>>> model.zoo_entry.class_names.index("person")
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
+import re
 from importlib import resources
 from pathlib import Path
 
 from gsal_tf.config import gsal_home, read_toml
 from gsal_tf.errors import GsalInputError, IntegrityError
 from gsal_tf.models.deeplab import deeplabv3plus
+from gsal_tf.models.model_file import read_model_file
 
 MANIFEST = "models.toml"
+#: The kinds of zoo entries (see the module docstring).
+KINDS = ("deeplabv3plus", "tflite")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,7 +64,7 @@ class Bias:
 
 @dataclasses.dataclass(frozen=True)
 class ZooEntry:
-    """One trained model of the zoo (see module docstring for the manifest fields)."""
+    """One pretrained model of the zoo (see the module docstring for the manifest fields)."""
 
     name: str
     backbone: str
@@ -57,6 +79,11 @@ class ZooEntry:
     sha256: str
     url: str = ""
     description: str = ""
+    kind: str = "deeplabv3plus"
+    dataset: str = "TextureMNIST"
+    licence: str = ""
+    source: dict = dataclasses.field(default_factory=dict)
+    reference: dict = dataclasses.field(default_factory=dict)
 
     @property
     def num_classes(self) -> int:
@@ -91,8 +118,10 @@ def names(manifest: Path | None = None) -> list[str]:
 
 
 def unbiased_reference(entry: ZooEntry, entries: list[ZooEntry]) -> ZooEntry | None:
-    """The unbiased entry of ``entry``'s backbone: what a biased model's IoU is compared with."""
-    return next((e for e in entries if e.bias is None and e.backbone == entry.backbone), None)
+    """The unbiased entry of ``entry``'s backbone (same kind and dataset): what a biased model's
+    IoU is compared with."""
+    return next((e for e in entries if e.bias is None and e.backbone == entry.backbone
+                 and e.kind == entry.kind and e.dataset == entry.dataset), None)
 
 
 def bias_digit_ious(entry: ZooEntry, entries: list[ZooEntry], digit: int | None = None) -> tuple:
@@ -153,9 +182,15 @@ def load(name: str, manifest: Path | None = None):
     """
     entry = get(name, manifest)
     path = weights_path(entry, manifest)
+    if entry.kind == "tflite":
+        model, metadata = read_model_file(path, name=_model_name(entry.name))
+        if "tflite_info" in metadata:
+            model.tflite_info = _tflite_info(metadata["tflite_info"])
+        model.zoo_entry = entry
+        return model
     build = dict(entry.build)
     model = deeplabv3plus(
-        build.pop("backbone"), entry.input_shape, entry.num_classes, name=entry.name.replace("-", "_"), **build
+        build.pop("backbone"), entry.input_shape, entry.num_classes, name=_model_name(entry.name), **build
     )
     model.load_weights(path)
     model.zoo_entry = entry
@@ -180,7 +215,26 @@ def verify(path: Path, expected: str) -> None:
         )
 
 
+def _model_name(entry_name: str) -> str:
+    """A Keras model name for a zoo entry (``-`` and ``.`` are not allowed in every Keras name)."""
+    return re.sub(r"[^A-Za-z0-9_]", "_", entry_name)
+
+
+def _tflite_info(raw: dict):
+    """The :class:`~gsal_tf.models.tflite_import.TFLiteInfo` recorded in a model file (JSON lists
+    back to tuples)."""
+    from gsal_tf.models.tflite_import import TFLiteInfo
+
+    def tuples(value):
+        return tuple(tuples(v) for v in value) if isinstance(value, list) else value
+
+    return TFLiteInfo(**{k: tuples(v) for k, v in raw.items()})
+
+
 def _entry(raw: dict, where: Path) -> ZooEntry:
+    kind = raw.get("kind", "deeplabv3plus")
+    if kind not in KINDS:
+        raise GsalInputError(f"zoo entry {raw.get('name', '?')!r} in {where}: kind {kind!r} is not one of {KINDS}")
     try:
         bias = raw.get("bias")
         return ZooEntry(
@@ -197,6 +251,12 @@ def _entry(raw: dict, where: Path) -> ZooEntry:
             sha256=raw["sha256"],
             url=raw.get("url", ""),
             description=raw.get("description", ""),
+            kind=kind,
+            # An imported network must say what it was trained on, under which licence, from where.
+            dataset=raw["dataset"] if kind == "tflite" else raw.get("dataset", "TextureMNIST"),
+            licence=raw["licence"] if kind == "tflite" else raw.get("licence", ""),
+            source=dict(raw["source"] if kind == "tflite" else raw.get("source", {})),
+            reference=dict(raw.get("reference", {})),
         )
     except (KeyError, TypeError) as exc:
         raise GsalInputError(f"malformed zoo entry {raw.get('name', '?')!r} in {where}: missing or bad field {exc}") from None

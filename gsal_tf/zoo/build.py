@@ -16,6 +16,10 @@ benchmark config), ``train`` (a training config), ``description``, and optionall
 
 An entry whose weights are already in the zoo is skipped unless ``force``.
 
+A plan entry with ``tflite = FILE`` instead of ``data`` / ``train`` is a pretrained network
+imported from a TensorFlow Lite release: :mod:`gsal_tf.zoo.build_tflite` builds it
+(``configs/zoo/real.toml``).
+
 A plan may also name the demo sample (``[demo] data = "<benchmark config>"``):
 :func:`write_demo_sample` writes ``samples/demo.npz`` (the sample ``gsal explain --demo``
 explains) from that config's test split, so the shipped sample is reproducible too.
@@ -24,6 +28,7 @@ explains) from that config's test split, so the shipped sample is reproducible t
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Callable
 
@@ -46,12 +51,21 @@ TRAIN_OVERRIDES = ("epochs", "seed")
 
 
 def read_plan(path) -> list[dict]:
-    """The ``[[model]]`` entries of a zoo plan, each with name, data, train and description."""
-    plan = read_toml(path).get("model", [])
-    for entry in plan:
+    """The ``[[model]]`` entries of a zoo plan: trained ones with name, data, train and
+    description; imported ones (``tflite = FILE``) checked by
+    :func:`gsal_tf.zoo.build_tflite.check_entry` (class list resolved, ``[sample]`` attached)."""
+    from gsal_tf.zoo import build_tflite
+
+    raw = read_toml(path)
+    plan = []
+    for entry in raw.get("model", []):
+        if build_tflite.is_tflite_entry(entry):
+            plan.append(build_tflite.check_entry(entry, raw, path))
+            continue
         missing = {"name", "data", "train"} - set(entry)
         if missing:
             raise GsalInputError(f"zoo plan {path}: entry {entry.get('name', '?')!r} lacks {', '.join(sorted(missing))}")
+        plan.append(entry)
     return plan
 
 
@@ -69,7 +83,7 @@ def build_model(
     """Build one zoo entry (see module docstring); return its manifest record, or None if skipped."""
     root, work_dir, zoo_dir = Path(root), Path(work_dir), Path(zoo_dir)
     weights_name = f"{entry['name']}.weights.h5"
-    if not force and entry["name"] in _records(zoo_dir) and (zoo_dir / weights_name).is_file():
+    if not force and entry["name"] in manifest_records(zoo_dir) and (zoo_dir / weights_name).is_file():
         log(f"{entry['name']}: already in the zoo, skipped (use force to rebuild)")
         return None
 
@@ -87,7 +101,7 @@ def build_model(
     record = manifest_record(entry, data_cfg, train_cfg, metrics, zoo_dir / weights_name, data_dir, n_train)
     (run_dir / "zoo_record.json").write_text(json.dumps(record, indent=2))
     # Re-read the manifest: another build may have finished while this one trained.
-    write_manifest(zoo_dir / presets.MANIFEST, {**_records(zoo_dir), entry["name"]: record})
+    write_manifest(zoo_dir / presets.MANIFEST, {**manifest_records(zoo_dir), entry["name"]: record})
     return record
 
 
@@ -98,7 +112,9 @@ def manifest_record(entry: dict, data_cfg, train_cfg, metrics: dict, weights: Pa
     overrides = {k: entry[k] for k in TRAIN_OVERRIDES if k in entry}
     record = {
         "name": entry["name"],
+        "kind": "deeplabv3plus",
         "description": entry.get("description", ""),
+        "dataset": "TextureMNIST",
         "input_shape": [data_cfg.image_size, data_cfg.image_size, 1],
         "class_names": list(CLASS_NAMES),
         "preprocessing": PREPROCESSING,
@@ -134,7 +150,7 @@ def manifest_record(entry: dict, data_cfg, train_cfg, metrics: dict, weights: Pa
     return record
 
 
-def _records(zoo_dir: Path) -> dict:
+def manifest_records(zoo_dir: Path) -> dict:
     """The records of the manifest in ``zoo_dir`` by name ({} before the first build)."""
     path = zoo_dir / presets.MANIFEST
     return {e.name: _record_of(e) for e in presets.list_models(path)} if path.is_file() else {}
@@ -167,7 +183,10 @@ def _record_of(entry) -> dict:
     """A ZooEntry back to its manifest record."""
     record = {
         "name": entry.name,
+        "kind": entry.kind,
         "description": entry.description,
+        "dataset": entry.dataset,
+        **({"licence": entry.licence} if entry.licence else {}),
         "input_shape": list(entry.input_shape),
         "class_names": list(entry.class_names),
         "preprocessing": entry.preprocessing,
@@ -177,6 +196,8 @@ def _record_of(entry) -> dict:
         "build": entry.build,
         "metrics": entry.metrics,
         "training": entry.training,
+        **({"source": entry.source} if entry.source else {}),
+        **({"reference": entry.reference} if entry.reference else {}),
     }
     if entry.bias is not None:
         record["bias"] = {"digit": entry.bias.digit, "texture": entry.bias.texture, "strength": entry.bias.strength, "tiles": entry.bias.tiles}
@@ -189,19 +210,25 @@ def _toml_value(value) -> str:
     if isinstance(value, (int, float)):
         return repr(value)
     if isinstance(value, str):
-        return json.dumps(value)
+        return json.dumps(value, ensure_ascii=False)
     if isinstance(value, (list, tuple)):
         return "[" + ", ".join(_toml_value(v) for v in value) + "]"
     if isinstance(value, dict):
-        return "{ " + ", ".join(f"{k} = {_toml_value(v)}" for k, v in value.items()) + " }"
+        return "{ " + ", ".join(f"{_toml_key(k)} = {_toml_value(v)}" for k, v in value.items()) + " }"
     raise TypeError(f"cannot write {type(value).__name__} to TOML")
+
+
+def _toml_key(key: str) -> str:
+    """A bare TOML key, or a quoted one when it has other characters (``"bird.png"``)."""
+    return key if re.fullmatch(r"[A-Za-z0-9_-]+", key) else json.dumps(key)
 
 
 def write_manifest(path: Path, records: dict) -> None:
     """Write ``{name: record}`` as the zoo's TOML manifest (one ``[[model]]`` per record)."""
     lines = [
-        "# gsal model zoo: DeepLabv3+ models trained on TextureMNIST with this package's pipeline.",
-        "# Written by `gsal zoo build`; each entry says how it was trained and what it measured.",
+        "# gsal model zoo: DeepLabv3+ models trained on TextureMNIST with this package's pipeline (kind",
+        "# \"deeplabv3plus\") and pretrained DeepLab networks imported from TFLite releases (kind \"tflite\").",
+        "# Written by `gsal zoo build`; each entry says how it was made and what it measured.",
         "",
     ]
     for record in records.values():
@@ -209,10 +236,10 @@ def write_manifest(path: Path, records: dict) -> None:
         tables = {k: v for k, v in record.items() if isinstance(v, dict)}
         for key, value in record.items():
             if key not in tables:
-                lines.append(f"{key} = {_toml_value(value)}")
+                lines.append(f"{_toml_key(key)} = {_toml_value(value)}")
         for key, table in tables.items():
-            lines.append(f"[model.{key}]")
-            lines.extend(f"{k} = {_toml_value(v)}" for k, v in table.items())
+            lines.append(f"[model.{_toml_key(key)}]")
+            lines.extend(f"{_toml_key(k)} = {_toml_value(v)}" for k, v in table.items())
         lines.append("")
     tmp = path.with_suffix(".toml.part")
     tmp.write_text("\n".join(lines))
