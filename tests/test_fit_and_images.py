@@ -60,3 +60,29 @@ def test_sixteen_bit_and_transparent_images_are_refused(tmp_path):
     cv2.imwrite(str(clear), rgba)
     with pytest.raises(gs.GsalInputError, match="transparent"):
         load_image(clear)
+
+
+def test_explain_a_photo_of_another_size_than_the_network(tmp_path):
+    """A 400x513 crop of the shipped CC0 photo, explained by the 257x257 PASCAL network: the
+    photo is letterboxed to 257x257 and every output comes back at 400x513."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from gsal_cli.main import app
+
+    photo = cv2.imread(str(gs.zoo.zoo_dir() / "samples" / "bike_riders_513.png"))[50:450]
+    path = tmp_path / "riders.png"
+    cv2.imwrite(str(path), photo)
+    out = tmp_path / "out"
+    res = CliRunner().invoke(app, ["explain", str(path), "--model", "pascal-mobilenetv2-0.5-257", "--request-class", "person",
+                                   "--iterations", "3", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    assert np.load(out / "saliency.npy").shape == (400, 513)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["class_name"] == "person" and summary["fitted_to_network"]["network_input"] == [257, 257]
+    assert summary["fitted_to_network"]["content"] == [200, 257]  # aspect ratio kept: 400/513 of 257
+    # A point is given in the photo's pixels: outside the photo is one clear error, nothing written.
+    bad = CliRunner().invoke(app, ["explain", str(path), "--model", "pascal-mobilenetv2-0.5-257", "--request-point", "450,10",
+                                   "--iterations", "3", "--out", str(tmp_path / "bad")])
+    assert bad.exit_code == 2 and "outside the image" in bad.output and not (tmp_path / "bad").exists()

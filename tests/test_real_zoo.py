@@ -11,7 +11,6 @@ name → id resolution and its CLI errors, ``gsal zoo list`` at 80 columns.
 from __future__ import annotations
 
 import json
-import shutil
 import textwrap
 from pathlib import Path
 

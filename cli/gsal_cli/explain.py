@@ -39,12 +39,17 @@ def explain(
 ) -> None:
     """Explain which context makes the model predict CLASS inside the request.
 
+    An image of another size than the network's fixed input (e.g. a photo for a 513x513 DeepLab)
+    is letterboxed to it (scaled to fit, aspect ratio kept, padded); the outputs are mapped back
+    to the image, and a --request mask or --request-point is given in the image's pixels.
+
     Writes saliency.npy (H,W float32), overlay.png (the image, the model's prediction with a class
     legend and the saliency with its colour bar and scores; request outlined; --figure-format svg
     or pdf for vector) and summary.json (parameters, scores, timing) to the output folder.
     """
     import gsal_tf as gs
     from gsal_tf import viz
+    from gsal_tf.loading import Fit, model_input_size
 
     try:
         options = gs.GridSaliency.options_from_toml(config) if config else {}
@@ -66,10 +71,14 @@ def explain(
             else:
                 net, model_name = resolve_model(model)
                 req, cls, stem = None, class_id, image.stem
+            # An image of another size than the network's fixed input is letterboxed to it; the
+            # saliency, the prediction and the request are mapped back to the image for the outputs.
+            fit = Fit.between(img.shape[:2], model_input_size(net) or img.shape[:2])
+            photo, img = img, fit.to_model(img)
             explainer = gs.GridSaliency(net, **options)
             if req is None:
                 progress.update(task, description="predicting")
-                req, cls = build_request(explainer, img, request, request_class, request_point, class_id, class_names_of(net))
+                req, cls = build_request(explainer, img, request, request_class, request_point, class_id, class_names_of(net), fit)
             progress.update(task, description=f"optimising the {explainer.grid_size[0]}x{explainer.grid_size[1]} grid mask ({explainer.iterations} iterations)")
             start = time.perf_counter()
             result = explainer.explain(img[None], req[None], [cls])
@@ -77,10 +86,13 @@ def explain(
 
         out_dir = out or Path("gsal-out") / stem
         summary = _summary(result, req, model_name, image, seconds, class_names_of(net))
+        if not fit.identity:
+            summary["fitted_to_network"] = {"image": list(fit.source), "network_input": list(fit.target), "scale": fit.scale, "content": list(fit.size), "top": fit.top, "left": fit.left}
+        saliency = fit.to_image(result.saliency[0])
         with staged_outputs(out_dir) as stage:
-            np.save(stage.path("saliency.npy"), result.saliency[0])
-            labels = gs.requests.label_map(explainer.predict(img[None])[0])
-            figure = viz.explanation_figure(img, req, result.saliency[0], cls, prediction=labels, class_names=viz.class_names(net), model_name=model_name,
+            np.save(stage.path("saliency.npy"), saliency)
+            labels = fit.to_image(gs.requests.label_map(explainer.predict(img[None])[0]), nearest=True)
+            figure = viz.explanation_figure(photo, fit.to_image(req, nearest=True), saliency, cls, prediction=labels, class_names=viz.class_names(net), model_name=model_name,
                                             preserved_score=summary["preserved_score"], no_context_score=summary["no_context_score"])
             viz.save_figure(figure, stage.path(f"overlay.{figure_format.value}"))
             stage.path("summary.json").write_text(json.dumps(summary, indent=2))

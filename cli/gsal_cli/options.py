@@ -67,10 +67,12 @@ def class_names_of(model) -> tuple | None:
     return tuple(class_names(model)) or None
 
 
-def build_request(explainer, img, request, request_class, request_point, class_id, class_names=None):
+def build_request(explainer, img, request, request_class, request_point, class_id, class_names=None, fit=None):
     """The request mask (H,W) and the class id to explain, from exactly one of the request options.
 
-    ``request_class`` and ``class_id`` are class ids or names of ``class_names``
+    ``img`` is what the network takes; with ``fit`` (a :class:`gsal_tf.loading.Fit`) it is the
+    user's image fitted to the network, and a mask file or a point is given in the user's image
+    and mapped onto it. ``request_class`` and ``class_id`` are class ids or names of ``class_names``
     (:func:`gsal_tf.requests.class_id`), resolved before the model runs. The class defaults to
     the one the model predicts most often inside the request (:func:`gsal_tf.requests.predicted_class`).
     """
@@ -83,9 +85,15 @@ def build_request(explainer, img, request, request_class, request_point, class_i
     class_id = None if class_id is None else requests.class_id(class_id, class_names)
     labels = requests.label_map(explainer.predict(img[None])[0])
     if request is not None:
-        req = requests.mask_from_image(request, shape=img.shape[:2])
+        req = requests.mask_from_image(request, shape=fit.source if fit else img.shape[:2])
+        req = fit.mask_to_model(req) if fit else req
     elif request_class is not None:
         req = requests.class_request(labels, request_class)
     else:
-        req = requests.component_request(labels, parse_pair(request_point, "--request-point"))
+        point = parse_pair(request_point, "--request-point")
+        if fit:
+            if not (0 <= point[0] < fit.source[0] and 0 <= point[1] < fit.source[1]):
+                raise GsalInputError(f"--request-point {point[0]},{point[1]} is outside the image of size {fit.source[0]}x{fit.source[1]}")
+            point = fit.point_to_model(point)
+        req = requests.component_request(labels, point)
     return req, requests.predicted_class(labels, req) if class_id is None else class_id
