@@ -197,3 +197,23 @@ def model_input_size(model) -> tuple[int, int] | None:
     if not isinstance(shape, tuple) or len(shape) != 4 or shape[1] is None or shape[2] is None:
         return None
     return int(shape[1]), int(shape[2])
+
+
+def model_input_channels(model) -> int | None:
+    """The channel count a Keras model's input is fixed to, or None."""
+    shape = getattr(model, "input_shape", None)
+    return int(shape[-1]) if isinstance(shape, tuple) and len(shape) == 4 and shape[-1] is not None else None
+
+
+def match_channels(image: np.ndarray, channels: int | None) -> np.ndarray:
+    """``image`` (H,W,C) with the channels a network takes: a grey image is repeated to RGB, an RGB
+    image becomes grey by its luminance (ITU-R BT.601: 0.299 R + 0.587 G + 0.114 B); any other
+    mismatch is a GsalInputError."""
+    have = image.shape[-1]
+    if channels is None or have == channels:
+        return image
+    if have == 1:
+        return np.repeat(image, channels, axis=-1)
+    if have == 3 and channels == 1:
+        return (image @ np.array([0.299, 0.587, 0.114], np.float32))[..., None].astype(np.float32)
+    raise GsalInputError(f"the model cannot take images with {have} channels: it takes {channels}; convert the image")

@@ -29,7 +29,9 @@ def files(tmp_path_factory):
     mask[TARGET[0]:TARGET[2], TARGET[1]:TARGET[3]] = 255
     cv2.imwrite(str(d / "request.png"), mask)
     cv2.imwrite(str(d / "empty.png"), np.zeros(SHAPE[:2], np.uint8))
-    cv2.imwrite(str(d / "small.png"), np.zeros((16, 16, 3), np.uint8))
+    # Another size is letterboxed to the network's input and a grey image repeated to RGB
+    # (tests/test_fit_and_images.py); a two-channel image is one the model cannot take.
+    np.save(d / "two_channels.npy", np.zeros((16, 16, 2), np.float32))
     bad = image.copy()
     bad[3, 3, 0] = np.nan
     np.save(d / "nan.npy", bad)
@@ -129,7 +131,7 @@ def test_figure_format_svg(files, tmp_path):
         (["missing.png", "--model", "{d}/model.keras", "--request-class", "1"], "image not found"),
         (["{d}/notanimage.png", "--model", "{d}/model.keras", "--request-class", "1"], "cannot read"),
         (["{d}/image.png", "--model", "{d}/nope.keras", "--request-class", "1"], "model not found"),
-        (["{d}/small.png", "--model", "{d}/model.keras", "--request-point", "1,1"], "cannot take images"),
+        (["{d}/two_channels.npy", "--model", "{d}/model.keras", "--request-point", "1,1"], "cannot take images"),
         (["{d}/image.png", "--model", "{d}/model.keras", "--request", "{d}/empty.png", "--class", "1"], "empty request"),
         (["{d}/image.png", "--model", "{d}/model.keras", "--request", "{d}/request.png", "--class", "7"], "out of range"),
         (["{d}/image.png", "--model", "{d}/model.keras", "--request-class", "2"], "no pixel is predicted as class 2"),

@@ -40,6 +40,18 @@ def test_a_matching_size_is_left_alone():
     assert fit.identity and np.array_equal(fit.to_model(image), image) and np.array_equal(fit.to_image(image[..., 0]), image[..., 0])
 
 
+def test_channels_are_matched_to_the_network():
+    from gsal_tf.loading import match_channels
+
+    grey = np.random.default_rng(0).random((4, 4, 1), dtype=np.float32)
+    assert np.array_equal(match_channels(grey, 3), np.repeat(grey, 3, -1))
+    rgb = np.zeros((4, 4, 3), np.float32)
+    rgb[..., 1] = 1.0
+    assert np.allclose(match_channels(rgb, 1), 0.587) and match_channels(rgb, None) is rgb
+    with pytest.raises(gs.GsalInputError, match="cannot take images with 2 channels"):
+        match_channels(np.zeros((4, 4, 2), np.float32), 3)
+
+
 def test_model_input_size():
     fixed = gs.models.known_context_model((32, 48, 3), [(0, 0, 4, 4)], (10, 10, 20, 20))
     assert model_input_size(fixed) == (32, 48)
@@ -86,3 +98,20 @@ def test_explain_a_photo_of_another_size_than_the_network(tmp_path):
     bad = CliRunner().invoke(app, ["explain", str(path), "--model", "pascal-mobilenetv2-0.5-257", "--request-point", "450,10",
                                    "--iterations", "3", "--out", str(tmp_path / "bad")])
     assert bad.exit_code == 2 and "outside the image" in bad.output and not (tmp_path / "bad").exists()
+
+
+def test_cyclists_demo_is_a_real_network_on_a_real_photo(tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from gsal_cli.main import app
+
+    out = tmp_path / "cyclists"
+    res = CliRunner().invoke(app, ["explain", "--demo", "cyclists", "--iterations", "5", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["model"] == "pascal-mobilenetv2-0.5-257" and summary["class_name"] == "person"
+    assert np.load(out / "saliency.npy").shape == (513, 513) and summary["fitted_to_network"]["network_input"] == [257, 257]
+    unknown = CliRunner().invoke(app, ["explain", "--demo", "bicycles", "--out", str(tmp_path / "none")])
+    assert unknown.exit_code == 2 and "textures, cyclists" in unknown.output and not (tmp_path / "none").exists()

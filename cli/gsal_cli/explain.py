@@ -17,13 +17,13 @@ from gsal_cli.options import FigureFormat, build_request, class_names_of, figure
 
 
 def explain(
-    image: Optional[Path] = typer.Argument(None, help="Image file (PNG/JPEG/… or .npy). Omit with --demo."),
+    image: Optional[Path] = typer.Argument(None, help="Image file (PNG/JPEG/… or .npy). With --demo: a demo name (textures, cyclists) or nothing."),
     model: Optional[str] = typer.Option(None, "--model", "-m", help="A .keras file, a SavedModel folder or a zoo model name."),
     request: Optional[Path] = typer.Option(None, "--request", help="Request mask image: pixels > 127 are explained."),
     request_class: Optional[str] = typer.Option(None, "--request-class", help="Request = all pixels the model predicts as this class (id, or name for a zoo model)."),
     request_point: Optional[str] = typer.Option(None, "--request-point", help="Request = the predicted component under pixel Y,X."),
     class_id: Optional[str] = typer.Option(None, "--class", "-c", help="Class to explain: id, or name for a zoo model (default: the request's predicted class)."),
-    demo: bool = typer.Option(False, "--demo", help="Explain the bundled demo image with the bundled model."),
+    demo: bool = typer.Option(False, "--demo", help="Explain a bundled demo: `--demo` (TextureMNIST bias) or `--demo cyclists` (a real network on a real photo)."),
     config: Optional[Path] = typer.Option(None, "--config", help="TOML config with an \\[explain] table (see configs/explain/)."),
     grid: Optional[str] = typer.Option(None, "--grid", help="Grid size ROWS,COLS (or one number) (default: 8,8)."),
     iterations: Optional[int] = typer.Option(None, "--iterations", help="Optimisation steps (default: 100)."),
@@ -49,7 +49,7 @@ def explain(
     """
     import gsal_tf as gs
     from gsal_tf import viz
-    from gsal_tf.loading import Fit, model_input_size
+    from gsal_tf.loading import Fit, match_channels, model_input_channels, model_input_size
 
     try:
         options = gs.GridSaliency.options_from_toml(config) if config else {}
@@ -60,21 +60,25 @@ def explain(
                 raise gs.GsalInputError("--demo uses the bundled model; drop --model or drop --demo")
             if not demo and model is None:
                 raise gs.GsalInputError("give an IMAGE and --model PATH (or use --demo)")
-            img = image_input(image, demo, pixel_scale)
+            demo_name = _demo_name(image) if demo else None
+            img = image_input(None if demo else image, demo, pixel_scale)
             if demo:
                 from gsal_tf.zoo.demo import load_demo
 
-                case = load_demo()
+                case = load_demo(demo_name)
                 net, model_name, img = case["model"], case["name"], case["image"]
-                req, cls, stem = case["request"], case["class_id"], "demo"
+                req, cls, stem = case.get("request"), case["class_id"], "demo" if demo_name == "textures" else f"demo-{demo_name}"
+                request_class = case.get("request_class", request_class)
                 console.print(f"[bold]demo[/]: {case['description']}")
             else:
                 net, model_name = resolve_model(model)
                 req, cls, stem = None, class_id, image.stem
             # An image of another size than the network's fixed input is letterboxed to it; the
             # saliency, the prediction and the request are mapped back to the image for the outputs.
+            img = match_channels(img, model_input_channels(net))
             fit = Fit.between(img.shape[:2], model_input_size(net) or img.shape[:2])
             photo, img = img, fit.to_model(img)
+            req = None if req is None else fit.mask_to_model(req)
             explainer = gs.GridSaliency(net, **options)
             if req is None:
                 progress.update(task, description="predicting")
@@ -103,6 +107,16 @@ def explain(
     if summary["preserved_score"] < 0.9:
         console.print("[yellow]warning:[/] the kept context preserves less than 90% of the prediction; try more --iterations or a smaller --lam")
     console.print(f"wrote [bold]{out_dir}/[/] saliency.npy, overlay.{figure_format.value}, summary.json")
+
+
+def _demo_name(image: Optional[Path]) -> str:
+    """With --demo the IMAGE argument names the demo (``gsal explain --demo cyclists``)."""
+    from gsal_tf.zoo.demo import DEMOS
+
+    name = "textures" if image is None else str(image)
+    if name not in DEMOS:
+        raise fail(f"--demo uses a bundled image: give no IMAGE, or a demo name: {', '.join(DEMOS)} (got {name!r})")
+    return name
 
 
 def _cli_options(grid, iterations, lam, baseline, mode, upsampling, output_kind, seed) -> dict:

@@ -1,11 +1,17 @@
-"""The bundled demo behind ``gsal explain --demo`` and ``gsal compare-backbones --demo``.
+"""The bundled demos behind ``gsal explain --demo [NAME]`` and ``gsal compare-backbones --demo``.
 
-The demo image is a test sample of strongly biased TextureMNIST shipped with the zoo
+``textures`` (the default): the paper's TextureMNIST question. The demo image is a test sample of strongly biased TextureMNIST shipped with the zoo
 (``samples/demo.npz``, written by ``gsal zoo build`` from the plan's ``[demo]`` config): the bias
 digit with the bias texture in its top tile. The demo explains the zoo's strongly biased
 MobileNetV2: the request is the digit, the class is the digit the model predicts there, and the
 context saliency should fall on the biased tile. The comparison demo explains the same request
 with the strongly biased MobileNetV2 and Xception.
+
+``cyclists``: a real network on a real photo — the zoo's float PASCAL DeepLabv3
+(``pascal-mobilenetv2-0.5-257``) on the shipped CC0 photo of two people riding bicycles
+(``samples/bike_riders_513.png``, Pixabay), request = every pixel predicted as person: which
+context keeps "person" there (the bicycles?). The photo is letterboxed to the network's 257×257
+input like any user photo.
 """
 
 from __future__ import annotations
@@ -18,7 +24,10 @@ from gsal_tf.explainer import predict
 from gsal_tf.requests import predicted_class
 from gsal_tf.models import presets
 
+DEMOS = ("textures", "cyclists")
 DEMO_MODEL = "tmnist-mobilenetv2-strong"
+CYCLISTS_MODEL = "pascal-mobilenetv2-0.5-257"
+CYCLISTS_PHOTO = "samples/bike_riders_513.png"
 COMPARISON_MODELS = ["tmnist-mobilenetv2-strong", "tmnist-xception-strong"]
 SAMPLE = "samples/demo.npz"
 
@@ -38,8 +47,13 @@ def predicted_digit(labels: np.ndarray, request: np.ndarray) -> int:
     return predicted_class(labels, request, exclude=(BACKGROUND,))
 
 
-def load_demo() -> dict:
-    """Return ``model``, ``name``, ``image`` (H,W,C), ``request`` (H,W), ``class_id``, ``description``."""
+def load_demo(name: str = "textures") -> dict:
+    """Return ``model``, ``name``, ``image`` (H,W,C), ``class_id`` and ``description``, and the
+    request: ``request`` (H,W) 0/1, or ``request_class`` (every pixel predicted as that class)."""
+    if name == "cyclists":
+        return _cyclists()
+    if name != "textures":
+        raise GsalInputError(f"unknown demo {name!r}; choose one of {', '.join(DEMOS)}")
     sample = demo_sample()
     model = presets.load(DEMO_MODEL)
     image, request = sample["image"].astype(np.float32), sample["digit_mask"].astype(np.float32)
@@ -53,6 +67,20 @@ def load_demo() -> dict:
         "class_id": predicted_digit(scores, request),
         "description": f"a digit {int(sample['digit'])} (the bias digit) with the bias texture in its {tile} half, "
         f"explained with {DEMO_MODEL} (trained with that bias): the context saliency should sit on the {tile} half",
+    }
+
+
+def _cyclists() -> dict:
+    from gsal_tf.loading import load_image
+
+    return {
+        "model": presets.load(CYCLISTS_MODEL),
+        "name": CYCLISTS_MODEL,
+        "image": load_image(presets.zoo_dir() / CYCLISTS_PHOTO),
+        "request_class": "person",
+        "class_id": None,
+        "description": f"two people riding bicycles (CC0 photo, Pixabay), explained with {CYCLISTS_MODEL} (PASCAL VOC): "
+        "which context keeps 'person' in the riders?",
     }
 
 
