@@ -48,6 +48,7 @@ def compare_backbones(
     import gsal_tf as gs
     from gsal_tf import viz
     from gsal_tf.compare import compare_models
+    from gsal_tf.loading import Fit, match_channels, model_input_channels, model_input_size
 
     try:
         names = [m.strip() for m in models.split(",") if m.strip()] if models else []
@@ -65,11 +66,19 @@ def compare_backbones(
             for name in names:
                 nets[_short(name)] = resolve_model(name)[0]
         class_names = class_names_of(next(iter(nets.values())))  # classes are the first model's
+        # The image is letterboxed to the models' common fixed input, as `gsal explain` does.
+        sizes = {model_input_size(net) for net in nets.values()}
+        if len(sizes) > 1:
+            raise gs.GsalInputError(f"the models take different input sizes {sorted(s for s in sizes if s)}; compare models of one input size")
+        img = match_channels(img, model_input_channels(next(iter(nets.values()))))
+        fit = Fit.between(img.shape[:2], sizes.pop() or img.shape[:2])
+        photo, img = img, fit.to_model(img)
         if demo:
             cls = gs.requests.class_id(cls, class_names)
+            req = fit.mask_to_model(req)
         else:
             first = gs.GridSaliency(next(iter(nets.values())))
-            req, cls = build_request(first, img, request, request_class, request_point, class_id, class_names)
+            req, cls = build_request(first, img, request, request_class, request_point, class_id, class_names, fit)
         grid_options = {"grid_size": parse_pair(grid, "--grid", allow_single=True), "iterations": iterations, **({"lam": lam} if lam is not None else {})}
         with console.status(f"explaining with {len(nets)} models"):
             result = compare_models(nets, img, req, cls, grid_options, top_fraction)
@@ -82,14 +91,15 @@ def compare_backbones(
             "models": result["models"],
             "agreement": result["agreement"],
         }
-        shown = {name: {**result["models"][name], "prediction": result["prediction"][name], "saliency": result["saliency"][name]} for name in nets}
-        figure = viz.comparison_figure(img, req, cls, shown, class_names=_class_names(nets.values()))
+        shown = {name: {**result["models"][name], "prediction": fit.to_image(result["prediction"][name], nearest=True),
+                        "saliency": fit.to_image(result["saliency"][name])} for name in nets}
+        figure = viz.comparison_figure(photo, fit.to_image(req, nearest=True), cls, shown, class_names=_class_names(nets.values()))
         figure_name = f"comparison.{figure_format.value}"
         with staged_outputs(out) as stage:
             viz.save_figure(figure, stage.path(figure_name))
             stage.path("comparison.json").write_text(json.dumps(summary, indent=2))
             for name in nets:
-                np.save(stage.path(f"saliency_{name}.npy"), result["saliency"][name])
+                np.save(stage.path(f"saliency_{name}.npy"), shown[name]["saliency"])
     except gs.GsalError as exc:
         raise fail(str(exc)) from None
     _print(summary)
