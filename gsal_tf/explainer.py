@@ -147,23 +147,36 @@ def run_batched(graph, per_request: Sequence, shared: Sequence, batch_size: int)
     return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}, seconds
 
 
+#: Grappler passes switched off while explainer graphs run: every pass that is on by default but
+#: the remapper, whose fused convolution kernels are what makes the optimised graph faster
+#: (measured, see :func:`without_graph_optimizer`). Passes that are off by default are not touched.
+SKIPPED_GRAPH_PASSES = (
+    "layout_optimizer", "constant_folding", "shape_optimization", "arithmetic_optimization",
+    "dependency_optimization", "loop_optimization", "function_optimization", "implementation_selector",
+)
+
+
 @contextlib.contextmanager
 def without_graph_optimizer():
-    """Run graphs inside the block without grappler's meta optimizer, then restore the setting.
+    """Run graphs inside the block with grappler's slow passes off, then restore the settings.
 
-    Grappler rewrites a graph once per process when it is first run: about 1.2 s of the first
-    explanation on the zoo's DeepLabv3+, for warm explanations within 1-3 % of the optimised graph
-    (measured; the fusions it finds matter little next to the convolutions themselves). TensorFlow
-    keeps one instantiation per setting, so the explainer graphs always run with it off. The
-    setting is process-wide: another thread running graphs at the same moment runs them
-    unoptimised too (results are the same; only speed differs).
+    Grappler rewrites a graph the first time a process runs it: about 2.3 s of the first
+    explanation on the zoo's DeepLabv3+ (64x64), more than the whole warm explanation (1.6 s).
+    Measured on the 2-core CPU (`mobilenetv2-tiny`, batch 8, 50 iterations; warm medians of 5,
+    interleaved): all passes off saves most of it but runs 6 % slower warm (8-19 % in
+    ``bench_explain``: the remapper's fused convolution kernels matter); every pass but the
+    remapper off (:data:`SKIPPED_GRAPH_PASSES`) keeps warm speed within 1.5 % and still saves
+    about a second of the first call. TensorFlow keeps one instantiation per setting, so explainer
+    graphs always run with it. The setting is process-wide: another thread running graphs at
+    the same moment runs them with the same passes off (results are the same; only speed differs).
     """
     saved = tf.config.optimizer.get_experimental_options()
-    tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": True})
+    tf.config.optimizer.set_experimental_options({name: False for name in SKIPPED_GRAPH_PASSES})
     try:
         yield
     finally:
-        tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": saved.get("disable_meta_optimizer", False)})
+        # An unset pass is on by default, so True restores its behaviour.
+        tf.config.optimizer.set_experimental_options({name: saved.get(name, True) for name in SKIPPED_GRAPH_PASSES})
 
 
 # -- the explainer base -------------------------------------------------------------------------

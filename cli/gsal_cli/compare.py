@@ -78,7 +78,7 @@ def compare_backbones(
             req = fit.mask_to_model(req)
         else:
             first = gs.GridSaliency(next(iter(nets.values())))
-            req, cls = build_request(first, img, request, request_class, request_point, class_id, class_names, fit)
+            req, cls, _ = build_request(first, img, request, request_class, request_point, class_id, class_names, fit)
         grid_options = {"grid_size": parse_pair(grid, "--grid", allow_single=True), "iterations": iterations, **({"lam": lam} if lam is not None else {})}
         with console.status(f"explaining with {len(nets)} models"):
             result = compare_models(nets, img, req, cls, grid_options, top_fraction)

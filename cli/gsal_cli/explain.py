@@ -68,11 +68,12 @@ def explain(
                 case = load_demo(demo_name)
                 net, model_name, img = case["model"], case["name"], case["image"]
                 req, cls, stem = case.get("request"), case["class_id"], "demo" if demo_name == "textures" else f"demo-{demo_name}"
+                labels = case.get("prediction")
                 request_class = case.get("request_class", request_class)
                 console.print(f"[bold]demo[/]: {case['description']}")
             else:
                 net, model_name = resolve_model(model)
-                req, cls, stem = None, class_id, image.stem
+                req, cls, stem, labels = None, class_id, image.stem, None
             # An image of another size than the network's fixed input is letterboxed to it; the
             # saliency, the prediction and the request are mapped back to the image for the outputs.
             img = match_channels(img, model_input_channels(net))
@@ -82,7 +83,7 @@ def explain(
             explainer = gs.GridSaliency(net, **options)
             if req is None:
                 progress.update(task, description="predicting")
-                req, cls = build_request(explainer, img, request, request_class, request_point, class_id, class_names_of(net), fit)
+                req, cls, labels = build_request(explainer, img, request, request_class, request_point, class_id, class_names_of(net), fit)
             progress.update(task, description=f"optimising the {explainer.grid_size[0]}x{explainer.grid_size[1]} grid mask ({explainer.iterations} iterations)")
             start = time.perf_counter()
             result = explainer.explain(img[None], req[None], [cls])
@@ -95,7 +96,9 @@ def explain(
         saliency = fit.to_image(result.saliency[0])
         with staged_outputs(out_dir) as stage:
             np.save(stage.path("saliency.npy"), saliency)
-            labels = fit.to_image(gs.requests.label_map(explainer.predict(img[None])[0]), nearest=True)
+            if labels is None:
+                labels = gs.requests.label_map(explainer.predict(img[None])[0])
+            labels = fit.to_image(labels, nearest=True)
             figure = viz.explanation_figure(photo, fit.to_image(req, nearest=True), saliency, cls, prediction=labels, class_names=viz.class_names(net), model_name=model_name,
                                             preserved_score=summary["preserved_score"], no_context_score=summary["no_context_score"])
             viz.save_figure(figure, stage.path(f"overlay.{figure_format.value}"))

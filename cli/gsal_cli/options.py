@@ -68,7 +68,8 @@ def class_names_of(model) -> tuple | None:
 
 
 def build_request(explainer, img, request, request_class, request_point, class_id, class_names=None, fit=None):
-    """The request mask (H,W) and the class id to explain, from exactly one of the request options.
+    """(request mask (H,W), class id to explain, the model's labels (H,W)), from exactly one of the
+    request options (the labels are the prediction the request was built from).
 
     ``img`` is what the network takes; with ``fit`` (a :class:`gsal_tf.loading.Fit`) it is the
     user's image fitted to the network, and a mask file or a point is given in the user's image
@@ -96,4 +97,4 @@ def build_request(explainer, img, request, request_class, request_point, class_i
                 raise GsalInputError(f"--request-point {point[0]},{point[1]} is outside the image of size {fit.source[0]}x{fit.source[1]}")
             point = fit.point_to_model(point)
         req = requests.component_request(labels, point)
-    return req, requests.predicted_class(labels, req) if class_id is None else class_id
+    return req, requests.predicted_class(labels, req) if class_id is None else class_id, labels

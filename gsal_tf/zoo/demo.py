@@ -49,7 +49,8 @@ def predicted_digit(labels: np.ndarray, request: np.ndarray) -> int:
 
 def load_demo(name: str = "textures") -> dict:
     """Return ``model``, ``name``, ``image`` (H,W,C), ``class_id`` and ``description``, and the
-    request: ``request`` (H,W) 0/1, or ``request_class`` (every pixel predicted as that class)."""
+    request: ``request`` (H,W) 0/1, or ``request_class`` (every pixel predicted as that class);
+    ``prediction`` (H,W) the model's labels when the demo computed them."""
     if name == "cyclists":
         return _cyclists()
     if name != "textures":
@@ -65,6 +66,7 @@ def load_demo(name: str = "textures") -> dict:
         "image": image,
         "request": request,
         "class_id": predicted_digit(scores, request),
+        "prediction": scores.argmax(-1),
         "description": f"a digit {int(sample['digit'])} (the bias digit) with the bias texture in its {tile} half, "
         f"explained with {DEMO_MODEL} (trained with that bias): the context saliency should sit on the {tile} half",
     }
