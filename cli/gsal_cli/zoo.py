@@ -36,7 +36,7 @@ def list_models() -> None:
     trained = [e for e in entries if e.kind != "tflite"]
     if real:
         table = Table(title="pretrained on real images (imported from TFLite)", header_style="bold", box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False,
-                      caption="input: RGB floats in [0, 1] resized to H×W; class names: gsal zoo info NAME")
+                      caption="input: RGB in [0, 1], photos letterboxed; classes: gsal zoo info NAME")
         for column, justify in (("name", "left"), ("dataset", "left"), ("classes", "right"), ("input", "left"), ("licence", "left")):
             table.add_column(column, justify=justify, no_wrap=column == "name")
         for e in real:
