@@ -115,3 +115,41 @@ def test_cyclists_demo_is_a_real_network_on_a_real_photo(tmp_path):
     assert np.load(out / "saliency.npy").shape == (513, 513) and summary["fitted_to_network"]["network_input"] == [257, 257]
     unknown = CliRunner().invoke(app, ["explain", "--demo", "bicycles", "--out", str(tmp_path / "none")])
     assert unknown.exit_code == 2 and "textures, cyclists" in unknown.output and not (tmp_path / "none").exists()
+
+
+def test_bad_real_world_input_through_the_cli_is_one_line_and_no_output(tmp_path):
+    """Issue 12's bad inputs at the command line: a file that is not TFLite, a TFLite network that
+    is not a segmentation network, 16-bit and transparent images, an unknown class name."""
+    import tensorflow as tf
+    from typer.testing import CliRunner
+
+    from gsal_cli.main import app
+
+    photo = tmp_path / "photo.png"
+    cv2.imwrite(str(photo), np.full((40, 60, 3), 120, np.uint8))
+    corrupt = tmp_path / "corrupt.tflite"
+    corrupt.write_bytes(np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8).tobytes())
+    module = tf.Module()
+    module.f = tf.function(lambda x: tf.reduce_mean(x, axis=[1, 2]), input_signature=[tf.TensorSpec((1, 32, 32, 3), tf.float32)])
+    classifier = tmp_path / "classifier.tflite"
+    classifier.write_bytes(tf.lite.TFLiteConverter.from_concrete_functions([module.f.get_concrete_function()], module).convert())
+    deep, clear = tmp_path / "deep.png", tmp_path / "clear.png"
+    cv2.imwrite(str(deep), np.full((40, 60, 3), 40000, np.uint16))
+    rgba = np.full((40, 60, 4), 255, np.uint8)
+    rgba[0, 0, 3] = 0
+    cv2.imwrite(str(clear), rgba)
+    cases = [
+        ([str(photo), "--model", str(corrupt)], "not a TensorFlow Lite flatbuffer"),
+        ([str(photo), "--model", str(classifier)], "not a segmentation network"),
+        ([str(deep), "--model", "pascal-mobilenetv2-0.5-257"], "16-bit"),
+        ([str(clear), "--model", "pascal-mobilenetv2-0.5-257"], "transparent"),
+        ([str(photo), "--model", "pascal-mobilenetv2-0.5-257", "--request-class", "unicorn"], "unicorn"),
+    ]
+    for args, message in cases:
+        out = tmp_path / "out"
+        res = CliRunner().invoke(app, ["explain", *args, "--request-point", "5,5", "--out", str(out)]
+                                 if "--request-class" not in args else ["explain", *args, "--out", str(out)])
+        assert res.exit_code == 2, (args, res.output)
+        assert message in res.output and "Traceback" not in res.output, (args, res.output)
+        assert len([line for line in res.output.strip().splitlines() if line.strip()]) == 1, res.output
+        assert not out.exists()
