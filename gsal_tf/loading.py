@@ -77,10 +77,10 @@ def load_model(path):
 
     path = Path(path)
     if not path.exists():
-        from gsal_tf import zoo
+        from gsal_tf.models import presets
 
-        if str(path) in zoo.names():
-            return zoo.load(str(path))
+        if str(path) in presets.names():
+            return presets.load(str(path))
         raise GsalInputError(f"model not found: {path} (give a .keras file, a SavedModel folder, or a zoo name)")
     if path.is_dir():
         if not (path / "saved_model.pb").is_file():

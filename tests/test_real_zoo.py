@@ -94,7 +94,7 @@ def test_shipped_entry_loads_checked_and_reproduces_its_build_time_prediction(na
 
 
 def test_from_preset_gives_the_real_entry_and_a_tampered_file_is_refused(tmp_path):
-    from gsal_tf.zoo.build import manifest_records, write_manifest
+    from gsal_tf.models.presets import manifest_records, write_manifest
 
     name = "pascal-mobilenetv2-0.5"
     assert gs.models.from_preset(name).zoo_entry.name == name

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 import re
 from importlib import resources
 from pathlib import Path
@@ -260,3 +261,79 @@ def _entry(raw: dict, where: Path) -> ZooEntry:
         )
     except (KeyError, TypeError) as exc:
         raise GsalInputError(f"malformed zoo entry {raw.get('name', '?')!r} in {where}: missing or bad field {exc}") from None
+
+
+# -- writing the manifest (gsal zoo build) ------------------------------------------------------
+
+
+def manifest_records(zoo_dir: Path) -> dict:
+    """The records of the manifest in ``zoo_dir`` by name ({} before the first build)."""
+    path = Path(zoo_dir) / MANIFEST
+    return {e.name: _record_of(e) for e in list_models(path)} if path.is_file() else {}
+
+
+def _record_of(entry) -> dict:
+    """A ZooEntry back to its manifest record."""
+    record = {
+        "name": entry.name,
+        "kind": entry.kind,
+        "description": entry.description,
+        "dataset": entry.dataset,
+        **({"licence": entry.licence} if entry.licence else {}),
+        "input_shape": list(entry.input_shape),
+        "class_names": list(entry.class_names),
+        "preprocessing": entry.preprocessing,
+        "weights": entry.weights,
+        "sha256": entry.sha256,
+        "url": entry.url,
+        "build": entry.build,
+        "metrics": entry.metrics,
+        "training": entry.training,
+        **({"source": entry.source} if entry.source else {}),
+        **({"reference": entry.reference} if entry.reference else {}),
+    }
+    if entry.bias is not None:
+        record["bias"] = {"digit": entry.bias.digit, "texture": entry.bias.texture, "strength": entry.bias.strength, "tiles": entry.bias.tiles}
+    return record
+
+
+def _toml_value(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{_toml_key(k)} = {_toml_value(v)}" for k, v in value.items()) + " }"
+    raise TypeError(f"cannot write {type(value).__name__} to TOML")
+
+
+def _toml_key(key: str) -> str:
+    """A bare TOML key, or a quoted one when it has other characters (``"bird.png"``)."""
+    return key if re.fullmatch(r"[A-Za-z0-9_-]+", key) else json.dumps(key)
+
+
+def write_manifest(path: Path, records: dict) -> None:
+    """Write ``{name: record}`` as the zoo's TOML manifest (one ``[[model]]`` per record)."""
+    lines = [
+        "# gsal model zoo: DeepLabv3+ models trained on TextureMNIST with this package's pipeline (kind",
+        "# \"deeplabv3plus\") and pretrained DeepLab networks imported from TFLite releases (kind \"tflite\").",
+        "# Written by `gsal zoo build`; each entry says how it was made and what it measured.",
+        "",
+    ]
+    for record in records.values():
+        lines.append("[[model]]")
+        tables = {k: v for k, v in record.items() if isinstance(v, dict)}
+        for key, value in record.items():
+            if key not in tables:
+                lines.append(f"{_toml_key(key)} = {_toml_value(value)}")
+        for key, table in tables.items():
+            lines.append(f"[model.{_toml_key(key)}]")
+            lines.extend(f"{_toml_key(k)} = {_toml_value(v)}" for k, v in table.items())
+        lines.append("")
+    tmp = path.with_suffix(".toml.part")
+    tmp.write_text("\n".join(lines))
+    tmp.replace(path)

@@ -28,7 +28,6 @@ explains) from that config's test split, so the shipped sample is reproducible t
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 from typing import Callable
 
@@ -83,7 +82,7 @@ def build_model(
     """Build one zoo entry (see module docstring); return its manifest record, or None if skipped."""
     root, work_dir, zoo_dir = Path(root), Path(work_dir), Path(zoo_dir)
     weights_name = f"{entry['name']}.weights.h5"
-    if not force and entry["name"] in manifest_records(zoo_dir) and (zoo_dir / weights_name).is_file():
+    if not force and entry["name"] in presets.manifest_records(zoo_dir) and (zoo_dir / weights_name).is_file():
         log(f"{entry['name']}: already in the zoo, skipped (use force to rebuild)")
         return None
 
@@ -101,7 +100,7 @@ def build_model(
     record = manifest_record(entry, data_cfg, train_cfg, metrics, zoo_dir / weights_name, data_dir, n_train)
     (run_dir / "zoo_record.json").write_text(json.dumps(record, indent=2))
     # Re-read the manifest: another build may have finished while this one trained.
-    write_manifest(zoo_dir / presets.MANIFEST, {**manifest_records(zoo_dir), entry["name"]: record})
+    presets.write_manifest(zoo_dir / presets.MANIFEST, {**presets.manifest_records(zoo_dir), entry["name"]: record})
     return record
 
 
@@ -150,12 +149,6 @@ def manifest_record(entry: dict, data_cfg, train_cfg, metrics: dict, weights: Pa
     return record
 
 
-def manifest_records(zoo_dir: Path) -> dict:
-    """The records of the manifest in ``zoo_dir`` by name ({} before the first build)."""
-    path = zoo_dir / presets.MANIFEST
-    return {e.name: _record_of(e) for e in presets.list_models(path)} if path.is_file() else {}
-
-
 def export_weights(build: dict, input_shape, trained, target: Path) -> None:
     """Write only the model's weights (no optimiser state) of ``trained`` to ``target``.
 
@@ -177,73 +170,6 @@ def _generate(cfg, mnist, work_dir: Path, log) -> Path:
 def _build_args(train_cfg) -> dict:
     args = {**ARCHITECTURES[train_cfg.architecture], **train_cfg.model}
     return {k: list(v) if isinstance(v, tuple) else v for k, v in args.items()}
-
-
-def _record_of(entry) -> dict:
-    """A ZooEntry back to its manifest record."""
-    record = {
-        "name": entry.name,
-        "kind": entry.kind,
-        "description": entry.description,
-        "dataset": entry.dataset,
-        **({"licence": entry.licence} if entry.licence else {}),
-        "input_shape": list(entry.input_shape),
-        "class_names": list(entry.class_names),
-        "preprocessing": entry.preprocessing,
-        "weights": entry.weights,
-        "sha256": entry.sha256,
-        "url": entry.url,
-        "build": entry.build,
-        "metrics": entry.metrics,
-        "training": entry.training,
-        **({"source": entry.source} if entry.source else {}),
-        **({"reference": entry.reference} if entry.reference else {}),
-    }
-    if entry.bias is not None:
-        record["bias"] = {"digit": entry.bias.digit, "texture": entry.bias.texture, "strength": entry.bias.strength, "tiles": entry.bias.tiles}
-    return record
-
-
-def _toml_value(value) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return repr(value)
-    if isinstance(value, str):
-        return json.dumps(value, ensure_ascii=False)
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
-    if isinstance(value, dict):
-        return "{ " + ", ".join(f"{_toml_key(k)} = {_toml_value(v)}" for k, v in value.items()) + " }"
-    raise TypeError(f"cannot write {type(value).__name__} to TOML")
-
-
-def _toml_key(key: str) -> str:
-    """A bare TOML key, or a quoted one when it has other characters (``"bird.png"``)."""
-    return key if re.fullmatch(r"[A-Za-z0-9_-]+", key) else json.dumps(key)
-
-
-def write_manifest(path: Path, records: dict) -> None:
-    """Write ``{name: record}`` as the zoo's TOML manifest (one ``[[model]]`` per record)."""
-    lines = [
-        "# gsal model zoo: DeepLabv3+ models trained on TextureMNIST with this package's pipeline (kind",
-        "# \"deeplabv3plus\") and pretrained DeepLab networks imported from TFLite releases (kind \"tflite\").",
-        "# Written by `gsal zoo build`; each entry says how it was made and what it measured.",
-        "",
-    ]
-    for record in records.values():
-        lines.append("[[model]]")
-        tables = {k: v for k, v in record.items() if isinstance(v, dict)}
-        for key, value in record.items():
-            if key not in tables:
-                lines.append(f"{_toml_key(key)} = {_toml_value(value)}")
-        for key, table in tables.items():
-            lines.append(f"[model.{_toml_key(key)}]")
-            lines.extend(f"{_toml_key(k)} = {_toml_value(v)}" for k, v in table.items())
-        lines.append("")
-    tmp = path.with_suffix(".toml.part")
-    tmp.write_text("\n".join(lines))
-    tmp.replace(path)
 
 
 def demo_config(plan_path) -> str | None:

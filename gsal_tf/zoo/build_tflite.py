@@ -69,12 +69,11 @@ def build_tflite_model(entry: dict, zoo_dir, tflite_dir=None, image_dirs=(), for
                        log: Callable[[str], None] = print) -> dict | None:
     """Build one imported zoo entry (see module docstring); its manifest record, or None if skipped."""
     from gsal_tf.models.tflite_import import from_tflite
-    from gsal_tf.zoo.build import manifest_records, write_manifest
 
     zoo_dir = Path(zoo_dir)
     name = entry["name"]
     weights = zoo_dir / f"{name}.model.npz"
-    if not force and name in manifest_records(zoo_dir) and weights.is_file():
+    if not force and name in presets.manifest_records(zoo_dir) and weights.is_file():
         log(f"{name}: already in the zoo, skipped (use force to rebuild)")
         return None
     tflite = _fetch(entry["tflite"], entry["url"], entry["sha256"], tflite_dir, "tflite", log)
@@ -100,7 +99,7 @@ def build_tflite_model(entry: dict, zoo_dir, tflite_dir=None, image_dirs=(), for
         log(f"{name} {image}: arg-max agreement float16 vs float32 {row['float16_vs_float32']:.5f}, "
             f"float16 vs tflite {row['float16_vs_tflite']:.5f}, float32 vs tflite {row['float32_vs_tflite']:.5f}")
     record = manifest_record(entry, info, shipped, weights, agreement, sample, reference, zoo_dir)
-    write_manifest(zoo_dir / presets.MANIFEST, {**manifest_records(zoo_dir), name: record})
+    presets.write_manifest(zoo_dir / presets.MANIFEST, {**presets.manifest_records(zoo_dir), name: record})
     return record
 
 
