@@ -26,6 +26,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from gsal_tf import graph_cache
 from gsal_tf.errors import GsalInputError, first_line
 from gsal_tf.validation import check_choice, check_images, check_model_output, check_number
 
@@ -288,8 +289,6 @@ class Explainer:
         ``disk_cache=False`` always gives the traced ``tf.function`` (:mod:`gsal_tf.export`
         saves it).
         """
-        from gsal_tf import graph_cache
-
         image_shape = tuple(int(v) for v in image_shape)
         key = (type(self).__name__, image_shape, *self._graph_key())
 

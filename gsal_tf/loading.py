@@ -191,18 +191,33 @@ class Fit:
         return canvas
 
 
+def _input_shape(model) -> tuple | None:
+    """A Keras model's input shape (N,H,W,C) with None for free axes, or None for other models."""
+    shape = getattr(model, "input_shape", None)
+    return shape if isinstance(shape, tuple) and len(shape) == 4 else None
+
+
 def model_input_size(model) -> tuple[int, int] | None:
     """(H, W) a Keras model's input is fixed to, or None when it takes any size."""
-    shape = getattr(model, "input_shape", None)
-    if not isinstance(shape, tuple) or len(shape) != 4 or shape[1] is None or shape[2] is None:
+    shape = _input_shape(model)
+    if shape is None or shape[1] is None or shape[2] is None:
         return None
     return int(shape[1]), int(shape[2])
 
 
 def model_input_channels(model) -> int | None:
     """The channel count a Keras model's input is fixed to, or None."""
-    shape = getattr(model, "input_shape", None)
-    return int(shape[-1]) if isinstance(shape, tuple) and len(shape) == 4 and shape[-1] is not None else None
+    shape = _input_shape(model)
+    return None if shape is None or shape[3] is None else int(shape[3])
+
+
+def fit_to_model(image: np.ndarray, model) -> tuple[np.ndarray, "Fit"]:
+    """``image`` (H0,W0,C) as ``model`` takes it — channels matched (:func:`match_channels`) and
+    letterboxed to its fixed input size (:class:`Fit`; the identity for a model of any size) —
+    and the Fit that maps results back to the image."""
+    image = match_channels(image, model_input_channels(model))
+    fit = Fit.between(image.shape[:2], model_input_size(model) or image.shape[:2])
+    return fit.to_model(image), fit
 
 
 def match_channels(image: np.ndarray, channels: int | None) -> np.ndarray:

@@ -48,7 +48,7 @@ def compare_backbones(
     import gsal_tf as gs
     from gsal_tf import viz
     from gsal_tf.compare import compare_models
-    from gsal_tf.loading import Fit, match_channels, model_input_channels, model_input_size
+    from gsal_tf.loading import fit_to_model, match_channels, model_input_channels, model_input_size
 
     try:
         names = [m.strip() for m in models.split(",") if m.strip()] if models else []
@@ -70,15 +70,14 @@ def compare_backbones(
         sizes = {model_input_size(net) for net in nets.values()}
         if len(sizes) > 1:
             raise gs.GsalInputError(f"the models take different input sizes {sorted(s for s in sizes if s)}; compare models of one input size")
-        img = match_channels(img, model_input_channels(next(iter(nets.values()))))
-        fit = Fit.between(img.shape[:2], sizes.pop() or img.shape[:2])
-        photo, img = img, fit.to_model(img)
+        first_net = next(iter(nets.values()))
+        photo = match_channels(img, model_input_channels(first_net))
+        img, fit = fit_to_model(photo, first_net)
         if demo:
             cls = gs.requests.class_id(cls, class_names)
             req = fit.mask_to_model(req)
         else:
-            first = gs.GridSaliency(next(iter(nets.values())))
-            req, cls, _ = build_request(first, img, request, request_class, request_point, class_id, class_names, fit)
+            req, cls, _ = build_request(gs.GridSaliency(first_net), img, request, request_class, request_point, class_id, class_names, fit)
         grid_options = {"grid_size": parse_pair(grid, "--grid", allow_single=True), "iterations": iterations, **({"lam": lam} if lam is not None else {})}
         with console.status(f"explaining with {len(nets)} models"):
             result = compare_models(nets, img, req, cls, grid_options, top_fraction)

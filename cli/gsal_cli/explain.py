@@ -49,7 +49,7 @@ def explain(
     """
     import gsal_tf as gs
     from gsal_tf import viz
-    from gsal_tf.loading import Fit, match_channels, model_input_channels, model_input_size
+    from gsal_tf.loading import fit_to_model, match_channels, model_input_channels
 
     try:
         options = gs.GridSaliency.options_from_toml(config) if config else {}
@@ -76,9 +76,8 @@ def explain(
                 req, cls, stem, labels = None, class_id, image.stem, None
             # An image of another size than the network's fixed input is letterboxed to it; the
             # saliency, the prediction and the request are mapped back to the image for the outputs.
-            img = match_channels(img, model_input_channels(net))
-            fit = Fit.between(img.shape[:2], model_input_size(net) or img.shape[:2])
-            photo, img = img, fit.to_model(img)
+            photo = match_channels(img, model_input_channels(net))
+            img, fit = fit_to_model(photo, net)
             req = None if req is None else fit.mask_to_model(req)
             explainer = gs.GridSaliency(net, **options)
             if req is None:
