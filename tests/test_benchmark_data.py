@@ -37,6 +37,27 @@ def test_shipped_configs_load(name, strength):
     assert load_config(cfg.to_dict()) == cfg
 
 
+@pytest.mark.parametrize("name", ["unbiased", "weak", "strong"])
+def test_shipped_configs_follow_the_paper_law_and_the_old_law_is_a_named_variant(name):
+    paper = load_config(CONFIGS / f"{name}.toml")
+    assert paper.law == "paper" and paper.foreground_levels == paper.background_levels == (0.0, 1.0)
+    variant = load_config(CONFIGS / "bright-digit" / f"{name}.toml")
+    assert variant.law == "bright-digit"
+    # The variant is exactly the 0.2 configs (explicit levels): same config, same data folder.
+    old = load_config(paper, foreground_levels=[0.4, 1.0], background_levels=[0.0, 0.6])
+    assert variant == old and variant.to_dict() == old.to_dict()
+    assert {k: v for k, v in variant.to_dict().items() if "levels" not in k} == \
+        {k: v for k, v in paper.to_dict().items() if "levels" not in k}
+    assert load_config(paper, foreground_levels=[0.2, 0.9]).law == "custom"
+
+
+def test_a_law_with_levels_or_an_unknown_law_is_one_clear_error():
+    with pytest.raises(GsalInputError, match="either law"):
+        load_config({"law": "paper", "foreground_levels": [0.1, 1.0]})
+    with pytest.raises(GsalInputError, match="law must be one of 'paper', 'bright-digit'"):
+        load_config(CONFIGS / "strong.toml", law="dark")
+
+
 def test_overrides_merge_into_tables():
     base = load_config(CONFIGS / "strong.toml")
     cfg = load_config(CONFIGS / "strong.toml", seed=5, bias={"strength": "weak"})

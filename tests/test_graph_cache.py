@@ -140,3 +140,27 @@ def test_a_new_process_explains_the_demo_from_the_cache_with_the_same_saliency(c
     assert outputs[0][0] == "1" and outputs[1][0] == "0"  # traced once, then loaded
     np.testing.assert_allclose(outputs[1][1], outputs[0][1], atol=1e-6)
     assert outputs[0][1].max() > 0
+
+
+def test_explainer_graphs_run_one_round_of_grappler_and_the_thread_gets_its_settings_back():
+    import tensorflow as tf
+    from tensorflow.core.protobuf import config_pb2, rewriter_config_pb2
+    from tensorflow.python.eager import context
+
+    from gsal_tf.explainer import SKIPPED_GRAPH_PASSES, without_graph_optimizer
+
+    ctx = context.context()
+    outside = ctx.function_call_options
+    options_before = tf.config.optimizer.get_experimental_options()
+    with without_graph_optimizer():
+        inside = config_pb2.ConfigProto.FromString(ctx.function_call_options.config_proto_serialized)
+        rewrite = inside.graph_options.rewrite_options
+        assert rewrite.meta_optimizer_iterations == rewriter_config_pb2.RewriterConfig.ONE
+        assert rewrite.memory_optimization == rewriter_config_pb2.RewriterConfig.NO_MEM_OPT  # no GPU here
+        assert rewrite.remapping != rewriter_config_pb2.RewriterConfig.OFF  # the remapper stays on
+        assert all(getattr(rewrite, name) == rewriter_config_pb2.RewriterConfig.OFF for name in SKIPPED_GRAPH_PASSES)
+    after = config_pb2.ConfigProto.FromString(ctx.function_call_options.config_proto_serialized)
+    assert after.graph_options.rewrite_options.meta_optimizer_iterations == \
+        config_pb2.ConfigProto.FromString(outside.config_proto_serialized).graph_options.rewrite_options.meta_optimizer_iterations
+    assert {k: v for k, v in tf.config.optimizer.get_experimental_options().items() if k in SKIPPED_GRAPH_PASSES} == \
+        {k: options_before.get(k, True) for k in SKIPPED_GRAPH_PASSES}

@@ -43,6 +43,15 @@ iterations = 3
     group = summary["groups"]["mobilenetv2/strong"]
     assert set(group["methods"]) == {"grid_saliency", "vanilla_gradients"}
     assert summary["cbd_matrix"]["mobilenetv2/strong/grid_saliency"]["bias_digits"] == [3]
+    # Every run records the paired reliance test of its network; the summary counts uptake.
+    (result,) = [json.loads(f.read_text()) for f in (out / "results").glob("*.json")]
+    reliance = result["reliance"]
+    assert reliance["threshold"] == 0.3 and reliance["taken"] == (reliance["gain"] >= 0.3)
+    assert reliance["samples"] > 0 and abs(reliance["called_with"] - reliance["called_without"] - reliance["gain"]) < 1e-12
+    up = summary["uptake"]["mobilenetv2/strong"]
+    assert (up["runs"], up["measured"], up["taken"]) == (1, 1, int(reliance["taken"]))
+    assert up["methods"]["grid_saliency"]["cbl_all"][2] <= 1
+    assert "took the bias" in " ".join(res.output.split())  # the table's title, however the console wraps it
     assert (out / "cbl.png").is_file() and (out / "cbd_mobilenetv2_strong_grid_saliency.png").is_file()
     figures = {path.name: figure_parts(fig) for fig, path in saved_figures}
     assert set(figures) == {"cbl.png", "cbd_mobilenetv2_strong_grid_saliency.png", "cbd_mobilenetv2_strong_vanilla_gradients.png"}
@@ -59,6 +68,29 @@ iterations = 3
     config.write_text(config.read_text().replace("n_test = 40", "n_test = 32"))
     changed = CliRunner().invoke(app, args)
     assert changed.exit_code == 2 and "another config" in changed.output and "Traceback" not in changed.output
+
+
+def test_uptake_summary_counts_networks_that_took_the_bias_and_their_cbl_apart():
+    from gsal_tf.benchmark.uptake import uptake_summary
+
+    def report(strength, gain, cbl, taken):
+        return {"backbone": "b", "strength": strength, "reliance": {"gain": gain, "taken": taken},
+                "explanations": {"methods": {"grid_saliency": {"cbl_mean": cbl}}}}
+
+    reports = [report("strong", 0.9, 1.0, True), report("strong", 0.5, 0.8, True), report("strong", 0.01, 0.2, False),
+               report("weak", 0.2, 0.9, True),
+               {"backbone": "b", "strength": "weak", "explanations": {"methods": {"grid_saliency": {"cbl_mean": 0.4}}}},
+               {"backbone": "b", "strength": "none", "explanations": {"methods": {}}}]
+    out = uptake_summary(reports)
+    assert set(out) == {"b/strong", "b/weak"}
+    strong = out["b/strong"]
+    assert (strong["runs"], strong["measured"], strong["taken"]) == (3, 3, 2) and abs(strong["uptake"] - 2 / 3) < 1e-12
+    cbl = strong["methods"]["grid_saliency"]
+    assert abs(cbl["cbl_all"][0] - 2.0 / 3) < 1e-12 and cbl["cbl_all"][2] == 3
+    assert abs(cbl["cbl_taken"][0] - 0.9) < 1e-12 and abs(cbl["cbl_taken"][1] - 0.1) < 1e-12 and cbl["cbl_taken"][2] == 2
+    weak = out["b/weak"]  # a run without a measurement counts as a run, not as measured
+    assert (weak["runs"], weak["measured"], weak["taken"], weak["uptake"]) == (2, 1, 1, 1.0)
+    assert weak["methods"]["grid_saliency"]["cbl_all"][2] == 2 and weak["methods"]["grid_saliency"]["cbl_taken"][2] == 1
 
 
 def test_protocol_config_errors(tmp_path):

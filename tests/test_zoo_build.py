@@ -46,7 +46,8 @@ def test_each_data_config_gets_its_own_folder_and_biased_models_are_measured_on_
     from gsal_tf.benchmark import data_dir_name
 
     weak = gs.benchmark.load_config(ROOT / "configs/benchmark/weak.toml", n_test=40)
-    other_law = gs.benchmark.load_config(weak, foreground_levels=[0.0, 1.0], background_levels=[0.0, 1.0])
+    other_law = gs.benchmark.load_config(weak, law="bright-digit")
+    assert (weak.law, other_law.law) == ("paper", "bright-digit")
     assert data_dir_name(weak) != data_dir_name(other_law)
     assert data_dir_name(weak) == data_dir_name(gs.benchmark.load_config(weak))
     assert data_dir_name(unbiased_counterpart(weak)) != data_dir_name(unbiased_counterpart(other_law))

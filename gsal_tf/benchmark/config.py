@@ -11,6 +11,8 @@ A config file (``configs/benchmark/strong.toml``)::
     digit_scale = [0.8, 1.0] # side of the (28 px) MNIST box as a fraction of image_size
     digit_dilation = 1       # pixels added to each side of the strokes (per 64 px of image)
     contrast = [0.5, 1.0]    # range of each region's contrast; its brightness offset is random too
+    law = "paper"            # image law (LAWS): "paper" (default) or "bright-digit"; or give
+                             # foreground_levels / background_levels instead
 
     [bias]
     strength = "strong"      # "none" | "weak" | "strong"
@@ -38,6 +40,12 @@ from gsal_tf.errors import GsalInputError
 BIAS_STRENGTHS = ("none", "weak", "strong")
 #: Allowed background tilings: whole background, top/bottom halves, quadrants.
 TILINGS = (1, 2, 4)
+#: Named image laws: (foreground_levels, background_levels). ``paper`` is the paper's composition
+#: (Hoyer et al. 2019): digit and background textures from the same pool under the same intensity
+#: law, so only texture boundaries show the digit. ``bright-digit`` maps the digit into the upper
+#: and the background into the lower part of the range (the digit brighter on average, as in MNIST,
+#: yet overlapping): the law of gsal-tf 0.2's configs and zoo, kept as a named variant.
+LAWS = {"paper": ((0.0, 1.0), (0.0, 1.0)), "bright-digit": ((0.4, 1.0), (0.0, 0.6))}
 
 _DEFAULTS: dict[str, Any] = {
     "image_size": 64,
@@ -49,6 +57,7 @@ _DEFAULTS: dict[str, Any] = {
     "digit_scale": [0.8, 1.0],
     "digit_dilation": 1,
     "contrast": [0.5, 1.0],
+    "law": "paper",
     "foreground_levels": [0.0, 1.0],
     "background_levels": [0.0, 1.0],
     "bias": {"strength": "strong", "digit": 0, "texture": "checker_coarse"},
@@ -108,9 +117,11 @@ class BenchmarkConfig:
         difference mostly keeps the digit visible. ``[1.0, 1.0]`` keeps every texture full-range.
     foreground_levels, background_levels : (float, float), default (0.0, 1.0)
         The intensity interval each region's values are mapped into: ``lo + (hi - lo) * value``.
-        The defaults keep foreground and background on the same footing; a brighter foreground
-        interval (e.g. (0.4, 1.0) over (0.0, 0.6)) makes the digit stand out as in MNIST, which
-        lets a small network learn the digits in the CPU training budget of the zoo.
+        The defaults are the paper's law (:data:`LAWS` ``"paper"``): foreground and background on
+        the same footing. A brighter foreground interval (``"bright-digit"``: (0.4, 1.0) over
+        (0.0, 0.6)) makes the digit stand out as in MNIST. In a file, ``law = "<name>"`` sets
+        both; giving ``law`` and levels in the same table is an error. :attr:`law` names the law
+        the levels make.
     bias : BiasConfig
         The context bias.
     texture_names : tuple of (str or int), default ()
@@ -148,6 +159,12 @@ class BenchmarkConfig:
             "bias": dataclasses.asdict(self.bias),
             "textures": {"names": list(self.texture_names)},
         }
+
+    @property
+    def law(self) -> str:
+        """The name in :data:`LAWS` of this config's (foreground, background) levels, or "custom"."""
+        levels = (tuple(self.foreground_levels), tuple(self.background_levels))
+        return next((name for name, pair in LAWS.items() if pair == levels), "custom")
 
     def split_seed(self, split: str) -> int:
         """The seed of ``split`` ("train" or "test")."""
@@ -201,6 +218,15 @@ def _read_source(source: Any) -> dict[str, Any]:
 
 
 def _merge(base: dict[str, Any], update: Mapping[str, Any], where: str) -> None:
+    if "law" in update:
+        law = update["law"]
+        if law not in LAWS:
+            raise GsalInputError(f"law must be one of {', '.join(map(repr, LAWS))} (or give foreground_levels and "
+                                 f"background_levels instead), got {law!r}")
+        if {"foreground_levels", "background_levels"} & set(update):
+            raise GsalInputError(f"benchmark {where}: give either law = {law!r} or foreground_levels/background_levels, not both")
+        base["foreground_levels"], base["background_levels"] = (list(v) for v in LAWS[law])
+        update = {k: v for k, v in update.items() if k != "law"}
     for key, value in update.items():
         if key not in _DEFAULTS:
             raise GsalInputError(f"unknown benchmark {where} field {key!r}; valid fields: {', '.join(_DEFAULTS)}")

@@ -4,8 +4,10 @@ A protocol config (``configs/protocol/*.toml``) names the backbones, bias digits
 and strengths; each combination is one *run*: its TextureMNIST data is generated, a network is
 trained on it, and :mod:`gsal_tf.benchmark.evaluation` measures the IoU drop against the unbiased network
 of the same backbone (trained once per backbone) plus CBD and CBL for every explanation method.
-Each finished run writes ``results/<run>.json``; a repeated command skips finished runs, so an
-interrupted protocol resumes where it stopped. :func:`summarise` averages over runs per backbone,
+Each finished run writes ``results/<run>.json``, with the paired reliance test of its network
+(:mod:`gsal_tf.benchmark.uptake`: did it take the bias?); a repeated command skips finished runs
+(measuring uptake of runs finished before it was recorded), so an interrupted protocol resumes
+where it stopped. :func:`summarise` averages over runs per backbone,
 strength and method and reports the spread (standard deviation over runs).
 
 The reduced protocol (``configs/protocol/reduced.toml``: 3 digits × 2 textures × weak/strong,
@@ -23,7 +25,7 @@ from typing import Callable
 
 import numpy as np
 
-from gsal_tf.benchmark import evaluation
+from gsal_tf.benchmark import evaluation, uptake
 from gsal_tf.benchmark.config import load_config
 from gsal_tf.benchmark.storage import load_samples
 from gsal_tf.benchmark.texture_mnist import generate_once
@@ -126,9 +128,21 @@ def run_protocol(protocol: Protocol, mnist, out_dir, on_event: Callable[[str, di
     unbiased_dir = data_for(protocol.unbiased_config)
     unbiased = load_samples(unbiased_dir, "test")
     references = {b: trained(b, unbiased_dir, f"{b}-unbiased", unbiased_dir) for b in protocol.backbones}
+    def reliance(model, run) -> dict:
+        cfg = load_config(protocol.data_config, **sizes)
+        return uptake.measure(model, cfg, run["digit"], run["texture"], run["strength"], mnist)
+
     for run in protocol.runs():
         result_file = out_dir / "results" / f"{run['name']}.json"
         if result_file.is_file():
+            finished = json.loads(result_file.read_text())
+            if "reliance" not in finished and (out_dir / "models" / run["name"] / "model.keras").is_file():
+                # A run finished before runs measured uptake: measure it now, keep the rest.
+                import keras
+
+                event("reliance", run)
+                finished["reliance"] = reliance(keras.saving.load_model(out_dir / "models" / run["name"] / "model.keras"), run)
+                _write_json(result_file, finished)
             event("skip", run)
             continue
         data_dir = data_for(protocol.data_config, strength=run["strength"], digit=run["digit"], texture=run["texture"])
@@ -142,11 +156,17 @@ def run_protocol(protocol: Protocol, mnist, out_dir, on_event: Callable[[str, di
             "explanations": evaluation.bias_statistics(settings.explainers(model), samples, run["digit"], per_digit=settings.per_digit, biased=settings.biased),
         }
         report["explanations"].pop("requests")
-        tmp = result_file.with_suffix(".part")
-        tmp.write_text(json.dumps(report, indent=2))
-        tmp.replace(result_file)
+        report["reliance"] = reliance(model, run)
+        _write_json(result_file, report)
         event("done", run)
     return summarise(out_dir / "results")
+
+
+def _write_json(path: Path, data: dict) -> None:
+    """Write atomically: a reader never sees half a report."""
+    tmp = path.with_suffix(".part")
+    tmp.write_text(json.dumps(data, indent=2))
+    tmp.replace(path)
 
 
 def read_report(path) -> dict:
@@ -169,7 +189,9 @@ def summarise(results_dir) -> dict:
     Returns ``{"runs": n, "groups": {"<backbone>/<strength>": {"iou_drop_bias_digit": [mean, std],
     "iou_drop_other_digits": [...], "methods": {method: {"cbl": [mean, std], "cbd_ratio": [...],
     "cbd_bias_digit": [...], "cbd_other_digits": [...]}}, "runs": n}}, "cbd_matrix": {...}}``;
-    ``cbd_matrix[backbone/strength/method]`` is bias digit × evaluated digit (mean over textures).
+    ``cbd_matrix[backbone/strength/method]`` is bias digit × evaluated digit (mean over textures);
+    ``uptake`` is :func:`gsal_tf.benchmark.uptake.uptake_summary` (how many networks took the bias,
+    CBL over all of them and over those that did).
     """
     reports = read_results(results_dir)
     groups: dict = {}
@@ -189,7 +211,7 @@ def summarise(results_dir) -> dict:
             m["inflation_cbl"].append(row.get("inflation_cbl_mean"))
             rows = matrices.setdefault(f"{key}/{method}", {})
             rows.setdefault(r["digit"], []).append([np.nan if v is None else v for v in row["cbd_by_digit"]])
-    summary = {"runs": len(reports), "groups": {}, "cbd_matrix": {}}
+    summary = {"runs": len(reports), "groups": {}, "cbd_matrix": {}, "uptake": uptake.uptake_summary(reports)}
     for key, g in groups.items():
         summary["groups"][key] = {
             "runs": g["runs"],

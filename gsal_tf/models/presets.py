@@ -47,6 +47,7 @@ from gsal_tf.config import gsal_home, read_toml
 from gsal_tf.errors import GsalInputError, IntegrityError
 from gsal_tf.models.deeplab import deeplabv3plus
 from gsal_tf.models.model_file import read_model_file
+from gsal_tf.models.weights_file import load_weights
 
 MANIFEST = "models.toml"
 #: The kinds of zoo entries (see the module docstring).
@@ -193,7 +194,7 @@ def load(name: str, manifest: Path | None = None):
     model = deeplabv3plus(
         build.pop("backbone"), entry.input_shape, entry.num_classes, name=_model_name(entry.name), **build
     )
-    model.load_weights(path)
+    load_weights(model, path)
     model.zoo_entry = entry
     return model
 

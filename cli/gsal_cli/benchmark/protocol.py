@@ -77,6 +77,24 @@ def _print(summary):
         for method, m in g["methods"].items():
             table.add_row(method, _ms(m["cbl"]), _ms(m["inflation_cbl"]), _ms(m["cbd_ratio"], 1))
         console.print(table)
+    for group, u in summary.get("uptake", {}).items():
+        if not u["measured"]:
+            continue
+        table = compact_table(
+            title=f"{group}: {u['taken']} of {u['measured']} networks took the bias (reliance gain mean "
+            f"{_ms(u['gain'])}); CBL over all networks and over those that took it",
+        )
+        table.add_column("method", overflow="fold")
+        for col in ("CBL, all\n(networks)", "CBL, took\nthe bias"):
+            table.add_column(col, justify="right", no_wrap=True)
+        for method, m in u["methods"].items():
+            table.add_row(method, _msn(m["cbl_all"]), _msn(m["cbl_taken"]))
+        console.print(table)
+
+
+def _msn(triple):
+    mean, std, n = triple
+    return "—" if mean is None else f"{mean:.3f} ± {std:.3f} ({n})"
 
 
 def _ms(pair, digits=3):
