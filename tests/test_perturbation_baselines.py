@@ -264,3 +264,28 @@ def test_context_mode_needs_context(model, batch):
     images, _, classes = batch
     with pytest.raises(GsalInputError, match="covers the whole image"):
         Occlusion(model, window=3, output="logits").explain(images, np.ones((3, H, W)), classes)
+
+
+def test_the_graph_cache_covers_the_new_methods(tmp_path, monkeypatch, batch):
+    """Their source is part of every cache key, and a graph loaded from disk gives the traced result."""
+    from gsal_tf import graph_cache
+    from gsal_tf.explainer import METHOD_CLASSES, trace_count
+
+    modules = {path.split(":")[0] for path in METHOD_CLASSES.values()} | {"gsal_tf.attributions.masking"}
+    assert modules <= set(graph_cache.GRAPH_MODULES)
+    monkeypatch.setenv("GSAL_GRAPH_CACHE", "1")
+    monkeypatch.setenv("GSAL_HOME", str(tmp_path / "home"))
+    images, requests, classes = batch
+    x = keras.Input((H, W, C))
+    conv = keras.layers.Conv2D(2, 3, padding="same")
+    model = keras.Model(x, conv(keras.layers.AveragePooling2D(3, strides=1, padding="same")(x)))
+    twin = keras.Model.from_config(model.get_config())
+    twin.set_weights(model.get_weights())
+    for method, kwargs in ((Occlusion, {"window": 3}), (RISE, {"masks": 20, "cell_size": 3})):
+        traced = method(model, output="logits", **kwargs).explain(images, requests, classes)
+        before = trace_count()
+        loaded = method(twin, output="logits", **kwargs).explain(images, requests, classes)
+        assert trace_count() == before  # from disk, not traced again
+        np.testing.assert_allclose(loaded.raw, traced.raw, atol=1e-6)
+        assert np.abs(traced.raw).max() > 0
+    assert len(list((tmp_path / "home" / "graphs").glob("*.pb"))) == 2

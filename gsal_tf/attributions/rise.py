@@ -26,7 +26,9 @@ measurement). Subtracting ``s̄·sum_i M_i(p)/(N·p)`` removes exactly the offse
 would give to an irrelevant pixel, and leaves ``E[s | kept] − E[s]``: positive where keeping the
 pixel raises the score. ``centre=False`` returns Petsiuk et al.'s ``rise`` as ``raw`` and
 ``rise / max(rise)`` as the saliency. ``raw`` is in units of the request score; in context mode
-it is zero inside R.
+it is zero inside R. Measured on the zoo's strongly biased MobileNetV2, 8 held-out biased 9s
+(test_seed 4242), defaults otherwise: CBL 0.914 centred, 0.526 with Petsiuk et al.'s map (chance
+0.5) (``RISE(model, centre=...)`` on :func:`gsal_tf.benchmark.tuning.held_out_samples`).
 
 The grids and shifts come from ``numpy.random.default_rng(seed)`` (:meth:`RISE.mask_parameters`)
 and are the same for every image of a call; :meth:`RISE.masks` returns the masks ``M_i`` exactly
