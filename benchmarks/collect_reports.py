@@ -22,7 +22,10 @@ def main(folder: Path) -> None:
     for name, r in reports.items():
         iou, d = r["iou"], r["bias_digit"]
         first = True
+        tuned = r.get("tuning", {}).get("chosen", {})
         for method, m in r["explanations"]["methods"].items():
+            if tuned.get(method):  # the held-out choice, e.g. "smoothgrad (noise=0.2, averaging=signed)"
+                method = f"{method} ({', '.join(f'{k}={v}' for k, v in tuned[method].items())})"
             lead = f"| {r['model']} | {fmt(iou['iou'][d])} / {fmt(iou['reference_iou'][d])} | {fmt(iou.get('other_digits_mean_drop'))} " if first else "| | | "
             print(lead + f"| {method} | {fmt(m.get('cbl_mean'))} (n={m.get('cbl_n')}) | {fmt(m.get('inflation_cbl_mean'))} | "
                   f"{fmt(m.get('cbd_bias_digit'))} | {fmt(m.get('cbd_other_digits'))} | {fmt(m.get('cbd_ratio'), 1)} |")

@@ -3,7 +3,7 @@
 The package, one concept per place:
 
 - :mod:`gsal_tf.saliency` — the method (grid saliency: masks, perturbations, objective, optimisers);
-- :mod:`gsal_tf.attributions` — the comparison methods (vanilla gradients, SmoothGrad, integrated gradients);
+- :mod:`gsal_tf.attributions` — the comparison methods (vanilla gradients, SmoothGrad, integrated gradients, occlusion, RISE);
 - :mod:`gsal_tf.explainer` — what every method shares (the base class, the result interface, method names);
 - :mod:`gsal_tf.models` — the networks (DeepLabv3+ with MobileNetV2 / aligned Xception, known-context models);
 - :mod:`gsal_tf.zoo` — trained networks (manifest, build, demo);

@@ -365,6 +365,8 @@ METHOD_CLASSES = {
     "vanilla_gradients": "gsal_tf.attributions.gradients:VanillaGradients",
     "smoothgrad": "gsal_tf.attributions.smoothgrad:SmoothGrad",
     "integrated_gradients": "gsal_tf.attributions.integrated_gradients:IntegratedGradients",
+    "occlusion": "gsal_tf.attributions.occlusion:Occlusion",
+    "rise": "gsal_tf.attributions.rise:RISE",
 }
 METHODS = tuple(METHOD_CLASSES)
 #: Names used before version 0.2 (reports, CLI options), still accepted.

@@ -72,6 +72,9 @@ GRAPH_MODULES = (
     "gsal_tf.attributions.gradients",
     "gsal_tf.attributions.smoothgrad",
     "gsal_tf.attributions.integrated_gradients",
+    "gsal_tf.attributions.masking",
+    "gsal_tf.attributions.occlusion",
+    "gsal_tf.attributions.rise",
 )
 
 

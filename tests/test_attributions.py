@@ -126,6 +126,32 @@ def test_smoothgrad_without_noise_is_vanilla_and_seeded(logit_model, batch):
     assert not np.allclose(first.raw, vanilla.raw)
 
 
+def test_smoothgrad_averagings_match_the_analytic_gradient_at_the_same_noisy_images(logit_model, batch):
+    """absolute: mean of sum_c |g_i|; signed: sum_c |mean g_i|; squared: mean of sum_c g_i²."""
+    import tensorflow as tf
+
+    images, requests, classes = batch
+    samples, noise, seed = 3, 0.2, 7
+    sigma = noise * (images.max(axis=(1, 2, 3), keepdims=True) - images.min(axis=(1, 2, 3), keepdims=True))
+    grads = []
+    for i in range(samples):  # the noise fields SmoothGrad draws: stateless Philox seeded (seed, i)
+        field = tf.random.stateless_normal([1, H, W, C], seed=[seed, i], dtype=tf.float32, alg="philox").numpy()
+        grads.append(analytic(images + sigma * field, requests, classes)[0])
+    grads = np.stack(grads)  # (samples,N,H,W,C)
+    expected = {
+        "absolute": np.abs(grads).sum(-1).mean(0),
+        "signed": np.abs(grads.mean(0)).sum(-1),
+        "squared": (grads**2).sum(-1).mean(0),
+    }
+    for averaging, want in expected.items():
+        res = SmoothGrad(logit_model, samples=samples, noise=noise, seed=seed, averaging=averaging, output="logits").explain(images, requests, classes)
+        np.testing.assert_allclose(res.raw, want, rtol=2e-4, atol=1e-8)
+        assert res.params["averaging"] == averaging and res.saliency.min() >= 0
+    assert not np.allclose(expected["signed"], expected["absolute"])
+    signed_mean = SmoothGrad(logit_model, samples=samples, noise=noise, seed=seed, averaging="signed", absolute=False, output="logits")
+    np.testing.assert_allclose(signed_mean.explain(images, requests, classes).raw, grads.mean(0).sum(-1), rtol=2e-4, atol=1e-8)
+
+
 @pytest.mark.parametrize("method", METHODS)
 def test_batched_equals_one_by_one(method, logit_model, batch):
     images, requests, classes = batch
@@ -145,6 +171,7 @@ def test_hyper_parameters_do_not_retrace(logit_model, batch):
     before = trace_count()
     SmoothGrad(logit_model, samples=3, noise=0.3, seed=9, output="logits").explain(images[:2], requests[:2], classes[:2])
     IntegratedGradients(logit_model, steps=5, baseline="blur", output="logits").explain(images, requests, classes)
+    SmoothGrad(logit_model, samples=2, averaging="squared", output="logits").explain(images, requests, classes)
     assert trace_count() == before
 
 
@@ -211,6 +238,7 @@ def test_graph_cache_does_not_keep_the_model_alive(batch):
         (lambda m, x, r, c: SmoothGrad(m, samples=0), "samples"),
         (lambda m, x, r, c: SmoothGrad(m, noise=-0.1), "noise"),
         (lambda m, x, r, c: SmoothGrad(m, seed=-1), "seed"),
+        (lambda m, x, r, c: SmoothGrad(m, averaging="mean"), "averaging"),
         (lambda m, x, r, c: IntegratedGradients(m, steps=0), "steps"),
         (lambda m, x, r, c: IntegratedGradients(m, baseline="zeros", output="logits").explain(x, r, c), "baseline"),
         (lambda m, x, r, c: VanillaGradients(m, output="logits").explain(np.full_like(x, np.nan), r, c), "NaN"),

@@ -32,6 +32,8 @@ methods = ["grid_saliency", "vanilla_gradients"]
 per_digit = 1
 biased = 3
 iterations = 3
+tune = true
+tune_requests = 2
 """)
     assert [r["name"] for r in Protocol.from_toml(config).runs()] == ["mobilenetv2-strong-digit3-checker_coarse"]
     out = tmp_path / "out"
@@ -64,6 +66,12 @@ iterations = 3
     again = CliRunner().invoke(app, args)  # finished runs are not redone
     assert again.exit_code == 0 and "skip" in again.output and "train" not in again.output.replace("train_configs", "")
     assert summarise(out / "results") == summary
+    # tune = true: each method's setting was chosen on held-out samples and the report says so
+    run = json.loads((out / "results" / "mobilenetv2-strong-digit3-checker_coarse.json").read_text())
+    assert run["settings"]["sources"] == {"grid_saliency": "tuned on held-out", "vanilla_gradients": "nothing to tune"}
+    assert len(run["tuning"]["candidates"]["grid_saliency"]) == 6 and run["tuning"]["held_out"]["test_seed"] == 4242
+    assert run["settings"]["methods"]["grid_saliency"]["lam"] == run["tuning"]["chosen"]["grid_saliency"]["lam"]
+    assert run["settings"]["methods"]["grid_saliency"]["iterations"] == 3
     # Resuming into a folder whose data came from another config is refused, not silently mixed.
     config.write_text(config.read_text().replace("n_test = 40", "n_test = 32"))
     changed = CliRunner().invoke(app, args)

@@ -1,18 +1,22 @@
-"""Gradient attribution methods to compare grid saliency against, one module per method.
+"""Attribution methods to compare grid saliency against, one module per method.
 
-Every method explains the mean probability of a class over a request mask and shares grid
-saliency's call, so swapping methods is one line::
+Gradient methods (vanilla gradients, SmoothGrad, integrated gradients; shared parts in
+:mod:`.base`) and perturbation methods (occlusion, RISE; shared parts in :mod:`.masking`, which
+perturbs only the context by default, as grid saliency does). Every method explains the mean
+probability of a class over a request mask and shares grid saliency's call, so swapping methods
+is one line::
 
-    explainer = gs.attributions.IntegratedGradients(model, steps=32)   # or VanillaGradients, SmoothGrad
+    explainer = gs.attributions.IntegratedGradients(model, steps=32)   # or VanillaGradients, SmoothGrad, Occlusion, RISE
     result = explainer.explain(images, request_masks, class_ids)       # (N,H,W,C), (N,H,W), (N,)
     result.saliency                                                    # (N,H,W) in [0,1]
-
-See :mod:`.base` for the shared score, channel reduction and normalisation.
 """
 
 from gsal_tf.attributions.base import Attribution, GradientExplainer
 from gsal_tf.attributions.gradients import VanillaGradients
 from gsal_tf.attributions.integrated_gradients import IntegratedGradients, IntegratedGradientsAttribution
+from gsal_tf.attributions.masking import PerturbationExplainer
+from gsal_tf.attributions.occlusion import Occlusion
+from gsal_tf.attributions.rise import RISE
 from gsal_tf.attributions.smoothgrad import SmoothGrad
 from gsal_tf.explainer import trace_count
 
@@ -21,6 +25,9 @@ __all__ = [
     "GradientExplainer",
     "IntegratedGradients",
     "IntegratedGradientsAttribution",
+    "Occlusion",
+    "PerturbationExplainer",
+    "RISE",
     "SmoothGrad",
     "VanillaGradients",
     "trace_count",

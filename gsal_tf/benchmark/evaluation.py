@@ -203,6 +203,11 @@ class EvaluationSettings:
     batch_size : int, default 32 — requests per graph call, for every method.
     grid_saliency : dict — keyword arguments of :class:`gsal_tf.GridSaliency` (``grid_size``,
         ``iterations``, ``lam``, ...); its defaults otherwise.
+    tune : bool, default False — choose every method's setting on held-out samples first, with
+        the same budget and rule for all (:mod:`gsal_tf.benchmark.tuning`); otherwise every
+        method runs with its defaults. The options tuning chooses (e.g. grid saliency's ``lam``)
+        cannot also be fixed in ``grid_saliency``.
+    tune_requests : int, default 40 — held-out biased requests each candidate is scored on.
     """
 
     methods: tuple = METHODS
@@ -210,14 +215,25 @@ class EvaluationSettings:
     biased: int = 100
     batch_size: int = 32
     grid_saliency: dict = dataclasses.field(default_factory=dict)
+    tune: bool = False
+    tune_requests: int = 40
 
     def __post_init__(self):
         self.methods = tuple(method_name(m) for m in self.methods)
-        for name in ("per_digit", "biased", "batch_size"):
+        for name in ("per_digit", "biased", "batch_size", "tune_requests"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < (1 if name == "batch_size" else 0):
-                raise GsalInputError(f"{name} must be a non-negative integer (batch_size >= 1), got {value!r}")
+            if isinstance(value, bool) or not isinstance(value, int) or value < (1 if name in ("batch_size", "tune_requests") else 0):
+                raise GsalInputError(f"{name} must be a non-negative integer (batch_size, tune_requests >= 1), got {value!r}")
+        if not isinstance(self.tune, bool):
+            raise GsalInputError(f"tune must be true or false, got {self.tune!r}")
         self.grid_saliency = keyword_options(dict(self.grid_saliency), GridSaliency.__init__, "grid saliency options", exclude=("model",))
+        if self.tune:
+            from gsal_tf.benchmark.tuning import tuned_keys
+
+            fixed = sorted(set(self.grid_saliency) & tuned_keys("grid_saliency"))
+            if fixed:
+                raise GsalInputError(f"grid saliency's {', '.join(fixed)} is chosen by tuning on held-out data; "
+                                     "drop it from the options or switch tuning off")
 
     @classmethod
     def from_table(cls, table: Mapping, where: str) -> "EvaluationSettings":
@@ -230,7 +246,29 @@ class EvaluationSettings:
         except GsalInputError as exc:
             raise GsalInputError(f"{where}: {exc}") from None
 
-    def explainers(self, model) -> dict:
-        """One explainer per method, by name, for :func:`bias_statistics`."""
-        grid = {"batch_size": self.batch_size, **self.grid_saliency}
-        return {m: make_explainer(m, model, **(grid if m == "grid_saliency" else {"batch_size": self.batch_size})) for m in self.methods}
+    def options(self, method: str, setting: Mapping | None = None) -> dict:
+        """Keyword options of ``method``'s explainer: the batch size, grid saliency's options, then
+        ``setting`` (e.g. a tuned one) on top."""
+        base = {"batch_size": self.batch_size, **(self.grid_saliency if method == "grid_saliency" else {})}
+        return {**base, **(setting or {})}
+
+    def explainers(self, model, chosen: Mapping[str, Mapping] | None = None) -> dict:
+        """One explainer per method, by name, for :func:`bias_statistics`; ``chosen`` (method ->
+        setting, e.g. :attr:`gsal_tf.benchmark.tuning.TuningResult.chosen`) overrides the defaults."""
+        chosen = chosen or {}
+        return {m: make_explainer(m, model, **self.options(m, chosen.get(m))) for m in self.methods}
+
+
+def settings_record(settings: EvaluationSettings, explainers: Mapping[str, object], tuning=None) -> dict:
+    """The ``settings`` block of a report: request counts, every method's parameters as used, and
+    where each method's setting came from (``sources``: "tuned on held-out", "nothing to tune" or
+    "default"; see :mod:`gsal_tf.benchmark.tuning`)."""
+    from gsal_tf.benchmark.tuning import SOURCE_DEFAULT
+
+    return {
+        "per_digit": settings.per_digit,
+        "biased": settings.biased,
+        "tune": tuning is not None,
+        "methods": {name: explainer.params for name, explainer in explainers.items()},
+        "sources": {name: tuning.source(name) if tuning is not None else SOURCE_DEFAULT for name in explainers},
+    }

@@ -25,7 +25,7 @@ from typing import Callable
 
 import numpy as np
 
-from gsal_tf.benchmark import evaluation, uptake
+from gsal_tf.benchmark import evaluation, tuning, uptake
 from gsal_tf.benchmark.config import load_config
 from gsal_tf.benchmark.storage import load_samples
 from gsal_tf.benchmark.texture_mnist import generate_once
@@ -55,8 +55,11 @@ class Protocol:
         backbone -> training config path (``configs/train/*.toml``).
     ``[evaluate]`` table (``evaluate``)
         :class:`gsal_tf.benchmark.evaluation.EvaluationSettings`: ``methods``, ``per_digit``,
-        ``biased``, ``batch_size``, and any :class:`gsal_tf.GridSaliency` option (``grid_size``,
-        ``iterations``, ``lam``, ...).
+        ``biased``, ``batch_size``, ``tune`` / ``tune_requests``, and any
+        :class:`gsal_tf.GridSaliency` option (``grid_size``, ``iterations``, ``lam``, ...). With
+        ``tune = true`` every run first chooses each method's setting on held-out samples of its
+        own data config (test_seed 4242; :mod:`gsal_tf.benchmark.tuning`) and its report records
+        the candidates' table (``tuning``) and each method's setting and source (``settings``).
 
     Runs are every (backbone, strength, digit, texture) combination (:meth:`runs`).
     """
@@ -147,14 +150,23 @@ def run_protocol(protocol: Protocol, mnist, out_dir, on_event: Callable[[str, di
             continue
         data_dir = data_for(protocol.data_config, strength=run["strength"], digit=run["digit"], texture=run["texture"])
         model = trained(run["backbone"], data_dir, run["name"], unbiased_dir)
-        event("evaluate", run)
         settings = protocol.evaluate
+        tuned = None
+        if settings.tune:
+            event("tune", run)
+            cfg = load_config(protocol.data_config, **sizes, bias={"strength": run["strength"], "digit": run["digit"], "texture": run["texture"]})
+            tuned = tuning.tune(model, tuning.held_out_samples(cfg, mnist), run["digit"], settings)
+        event("evaluate", run)
+        explainers = settings.explainers(model, tuned.chosen if tuned else None)
         samples = load_samples(data_dir, "test")
         report = {
             **run,
             "iou": evaluation.iou_comparison(model, references[run["backbone"]], unbiased, run["digit"]),
-            "explanations": evaluation.bias_statistics(settings.explainers(model), samples, run["digit"], per_digit=settings.per_digit, biased=settings.biased),
+            "explanations": evaluation.bias_statistics(explainers, samples, run["digit"], per_digit=settings.per_digit, biased=settings.biased),
+            "settings": evaluation.settings_record(settings, explainers, tuned),
         }
+        if tuned is not None:
+            report["tuning"] = tuned.record()
         report["explanations"].pop("requests")
         report["reliance"] = reliance(model, run)
         _write_json(result_file, report)

@@ -32,11 +32,14 @@ def evaluate(
     grid: str = typer.Option("8,8", "--grid", help="Grid saliency grid size."),
     iterations: int = typer.Option(100, "--iterations", help="Grid saliency iterations."),
     lam: Optional[float] = typer.Option(None, "--lam", help="Grid saliency mask-size weight (default: GridSaliency's, 1.0)."),
+    tune: bool = typer.Option(False, "--tune", help="First choose every method's setting on held-out samples (test_seed 4242), same budget and rule for all."),
+    held_out_data: Optional[Path] = typer.Option(None, "--held-out-data", help="Held-out TextureMNIST folder for --tune (default: regenerated from --data's card with test_seed 4242)."),
+    tune_requests: int = typer.Option(DEFAULTS.tune_requests, "--tune-requests", help="Held-out biased requests per candidate setting (--tune)."),
     figure_format: FigureFormat = figure_format_option(),
 ) -> None:
-    """Per-digit IoU against the unbiased model, CBD per digit and CBL, for grid saliency and the gradient methods."""
+    """Per-digit IoU against the unbiased model, CBD per digit and CBL, for grid saliency and the comparison methods."""
     import gsal_tf as gs
-    from gsal_tf.benchmark import evaluation
+    from gsal_tf.benchmark import evaluation, tuning
 
     try:
         net, model_name = resolve_model(model)
@@ -49,8 +52,16 @@ def evaluate(
         settings = EvaluationSettings(
             methods=[m.strip() for m in methods.split(",") if m.strip()], per_digit=per_digit, biased=biased,
             grid_saliency={"grid_size": parse_pair(grid, "--grid", allow_single=True), "iterations": iterations, **({"lam": lam} if lam is not None else {})},
+            tune=tune, tune_requests=tune_requests,
         )
-        explainers = settings.explainers(net)
+        tuned = None
+        if tune:
+            held_out = _held_out_samples(held_out_data, card, data)
+            status = console.status("tuning on held-out samples")
+            with status:
+                tuned = tuning.tune(net, held_out, digit, settings,
+                                    on_candidate=lambda name, setting: status.update(f"tuning {name}: {_setting(setting) or 'its one setting'}"))
+        explainers = settings.explainers(net, tuned.chosen if tuned else None)
         with console.status("per-digit IoU"):
             iou = evaluation.iou_comparison(net, ref, unbiased, digit)
         status = console.status("explaining")
@@ -68,9 +79,10 @@ def evaluate(
             "bias": card.get("config", {}).get("bias"),
             "iou": iou,
             "explanations": stats,
-            "settings": {"per_digit": settings.per_digit, "biased": settings.biased,
-                         "methods": {name: explainer.params for name, explainer in explainers.items()}},
+            "settings": evaluation.settings_record(settings, explainers, tuned),
         }
+        if tuned is not None:
+            report["tuning"] = tuned.record()
         with staged_outputs(out) as stage:
             stage.path("report.json").write_text(json.dumps(report, indent=2))
             figures = _figures(stage, report, figure_format.value)
@@ -118,6 +130,31 @@ def _unbiased_samples(unbiased_data, data, card):
         return gs.benchmark.TextureMNIST(cfg, mnist=mnist).samples("test", n=n), f"regenerated unbiased test split (MNIST {mnist})"
     console.print("[yellow]warning:[/] no unbiased data; the IoU comparison uses the biased test split (give --unbiased-data)")
     return gs.benchmark.load_samples(data, "test"), str(data)
+
+
+def _held_out_samples(held_out_data, card, data):
+    """Held-out samples for --tune: the given folder (checked not to be the evaluation split), or
+    --data's config regenerated with the held-out test seed from the card's MNIST file."""
+    import gsal_tf as gs
+    from gsal_tf.benchmark import tuning
+
+    config = card.get("config", {})
+    if held_out_data is not None:
+        held_card = gs.benchmark.read_card(held_out_data)
+        seed = held_card.get("config", {}).get("test_seed")
+        if seed is not None and seed == config.get("test_seed"):
+            raise gs.GsalInputError(f"--held-out-data has the evaluation data's test_seed {seed}: generate it from a config with "
+                                    f"test_seed = {tuning.HELD_OUT_TEST_SEED} so tuning never sees evaluated samples")
+        return gs.benchmark.load_samples(held_out_data, "test")
+    mnist = card.get("mnist")
+    if not (mnist and Path(mnist).is_file()):
+        raise gs.GsalInputError(f"--tune needs held-out samples: give --held-out-data (a TextureMNIST folder with test_seed "
+                                f"{tuning.HELD_OUT_TEST_SEED}) or keep the MNIST file named in {data}/card.json")
+    return tuning.held_out_samples(config, mnist)
+
+
+def _setting(setting: dict) -> str:
+    return " ".join(f"{k}={v}" for k, v in setting.items())
 
 
 def _figures(stage, report, fmt="png") -> list[str]:
@@ -186,6 +223,15 @@ def _print(report):
             _f(row.get("cbl_mean")), str(row.get("cbl_n", "—")), _f(row.get("inflation_cbl_mean")), f"{row['seconds']:.0f}",
         )
     console.print(stats)
+    settings = report.get("settings", {})
+    sources = settings.get("sources", {})
+    tuned = report.get("tuning", {}).get("chosen", {})
+    if tuned:
+        held = report["tuning"]["held_out"]
+        console.print(f"settings (tuned on {held['requests']} held-out requests, test_seed {held['test_seed']}):")
+        for name in methods:
+            if name in tuned:
+                console.print(f"  {name}: {_setting(tuned[name]) or '—'} ({sources.get(name, 'default')})")
 
 
 def _f(value, digits=3):
