@@ -6,7 +6,12 @@ Writes, by running the CLI as a user would:
   --request-class cow`: the paper's architecture comparison on a CC0 photo (Pixabay);
 - docs/cityscapes.png — `gsal explain cityscapes_frame.jpg --model cityscapes-mobilenet-edgetpu
   --request-class car`: a street scene (figure credit: Cityscapes dataset, Cordts et al., CVPR 2016;
-  the frame itself never enters the repository).
+  the frame itself never enters the repository);
+- docs/dog_errors.png — error analysis on the one photo here with a human annotation (a Samoyed
+  from Oxford-IIIT Pet, CC BY-SA 4.0; trimap 0 = pet, 1 = background, 2 = border): the request is
+  every pixel annotated background that the network calls "dog"
+  (`gs.requests.error_request(prediction, labels, background, predicted_as=dog, ignore_label=border)`),
+  written as a mask and explained with `gsal explain dog.png --request errors.png --class dog`.
 Prints each command's scores.
 """
 
@@ -25,9 +30,37 @@ CASES = [
 ]
 
 
+ERROR_MODEL = "pascal-mobilenetv2"
+
+
+def error_case(real: Path, work: Path) -> list[str]:
+    """Write the dog's error request (annotated background called "dog") as a mask; return the
+    `gsal explain` arguments that explain it."""
+    import cv2
+    import numpy as np
+
+    import gsal_tf as gs
+    from gsal_tf import loading
+
+    photo = real / "images" / "dog_segmentation.png"
+    trimap = cv2.imread(str(real / "images" / "dog_segmentation_mask.png"), cv2.IMREAD_UNCHANGED)
+    net = loading.load_model(ERROR_MODEL)
+    names = list(net.zoo_entry.class_names)
+    dog, background, ignore = names.index("dog"), names.index("background"), 255
+    labels = np.select([trimap == 0, trimap == 1], [dog, background], ignore)  # PASCAL ids; border ignored
+    image, fit = loading.fit_to_model(loading.load_image(photo), net)
+    prediction = fit.to_image(gs.GridSaliency(net).predict(image[None])[0].argmax(-1), nearest=True)
+    errors = gs.requests.error_request(prediction, labels, background, predicted_as=dog, ignore_label=ignore)
+    cv2.imwrite(str(work / "errors.png"), errors.astype(np.uint8) * 255)
+    print(f"dog: {int(errors.sum())} background pixels called dog "
+          f"({errors.sum() / (labels == background).sum():.1%} of the annotated background)")
+    return ["explain", str(photo), "--model", ERROR_MODEL, "--request", str(work / "errors.png"), "--class", "dog"]
+
+
 def main() -> None:
     real = Path(sys.argv[1]) if len(sys.argv) > 1 else DOCS.parents[1] / "shared" / "data" / "real"
     with tempfile.TemporaryDirectory() as work:
+        CASES.append(("dog_errors.png", "overlay.png", "summary.json", error_case(real, Path(work))))
         for target, figure, summary, args in CASES:
             out = Path(work) / target
             args = [str(real / a) if "/" in a else a for a in args]

@@ -12,17 +12,45 @@ from gsal_tf.benchmark.protocol import Protocol, summarise
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def _user_textures(tmp_path) -> tuple[Path, Path]:
+    """A folder of five texture images and data configs that use it (relative path, resolved
+    against the config file): the protocol must run unchanged on a user's texture pool."""
+    import cv2
+    import numpy as np
+
+    folder = tmp_path / "my_textures"
+    folder.mkdir()
+    rng = np.random.default_rng(3)
+    yy, xx = np.indices((64, 64))
+    cv2.imwrite(str(folder / "rows.png"), ((yy % 6 < 3) * 255).astype(np.uint8))
+    cv2.imwrite(str(folder / "cols.png"), ((xx % 8 < 4) * 255).astype(np.uint8))
+    cv2.imwrite(str(folder / "dots.png"), (((yy % 7 < 2) & (xx % 7 < 2)) * 255).astype(np.uint8))
+    cv2.imwrite(str(folder / "noise.jpg"), rng.integers(0, 256, (80, 90, 3), dtype=np.uint8))
+    cv2.imwrite(str(folder / "ramp.png"), (xx * 4 % 256).astype(np.uint8))
+    configs = tmp_path / "configs"
+    configs.mkdir()
+    paths = []
+    for name in ("strong", "unbiased"):
+        text = (ROOT / f"configs/benchmark/{name}.toml").read_text()
+        assert "\n[textures]\n" in text
+        path = configs / f"{name}.toml"
+        path.write_text(text.replace("\n[textures]\n", '\n[textures]\nfolder = "../my_textures"\n'))
+        paths.append(path)
+    return tuple(paths)
+
+
 def test_protocol_runs_once_and_resumes(mnist, tmp_path, tiny_train_config, saved_figures):
     train = tiny_train_config
+    strong_config, unbiased_config = _user_textures(tmp_path)
     config = tmp_path / "protocol.toml"
     config.write_text(f"""
 [protocol]
 backbones = ["mobilenetv2"]
 bias_digits = [3]
-textures = ["checker_coarse"]
+textures = ["rows"]
 strengths = ["strong"]
-data_config = "{ROOT / 'configs/benchmark/strong.toml'}"
-unbiased_config = "{ROOT / 'configs/benchmark/unbiased.toml'}"
+data_config = "{strong_config}"
+unbiased_config = "{unbiased_config}"
 n_train = 48
 n_test = 40
 [train_configs]
@@ -35,7 +63,7 @@ iterations = 3
 tune = true
 tune_requests = 2
 """)
-    assert [r["name"] for r in Protocol.from_toml(config).runs()] == ["mobilenetv2-strong-digit3-checker_coarse"]
+    assert [r["name"] for r in Protocol.from_toml(config).runs()] == ["mobilenetv2-strong-digit3-rows"]
     out = tmp_path / "out"
     args = ["benchmark", "protocol", "--config", str(config), "--mnist", str(mnist), "--out", str(out)]
     res = CliRunner().invoke(app, args)
@@ -67,7 +95,10 @@ tune_requests = 2
     assert again.exit_code == 0 and "skip" in again.output and "train" not in again.output.replace("train_configs", "")
     assert summarise(out / "results") == summary
     # tune = true: each method's setting was chosen on held-out samples and the report says so
-    run = json.loads((out / "results" / "mobilenetv2-strong-digit3-checker_coarse.json").read_text())
+    run = json.loads((out / "results" / "mobilenetv2-strong-digit3-rows.json").read_text())
+    card = json.loads((out / "data" / "strong-digit3-rows" / "card.json").read_text())
+    assert card["textures"]["names"] == ["cols", "dots", "noise", "ramp", "rows"]  # the user's pool, not the built-in one
+    assert card["config"]["textures"]["folder"] == str((tmp_path / "my_textures").resolve())
     assert run["settings"]["sources"] == {"grid_saliency": "tuned on held-out", "vanilla_gradients": "nothing to tune"}
     assert len(run["tuning"]["candidates"]["grid_saliency"]) == 6 and run["tuning"]["held_out"]["test_seed"] == 4242
     assert run["settings"]["methods"]["grid_saliency"]["lam"] == run["tuning"]["chosen"]["grid_saliency"]["lam"]

@@ -21,6 +21,8 @@ A config file (``configs/benchmark/strong.toml``)::
 
     [textures]
     names = []               # pool subset (names or indices); empty = the whole pool
+    folder = ""              # a folder of texture images (relative to this file) instead of the
+                             # built-in procedural pool; names and bias.texture are then file stems
 
 Every value is checked here, at the boundary; a bad one raises
 :class:`~gsal_tf.errors.GsalInputError` naming the field and what it accepts.
@@ -61,7 +63,7 @@ _DEFAULTS: dict[str, Any] = {
     "foreground_levels": [0.0, 1.0],
     "background_levels": [0.0, 1.0],
     "bias": {"strength": "strong", "digit": 0, "texture": "checker_coarse"},
-    "textures": {"names": []},
+    "textures": {"names": [], "folder": ""},
 }
 
 
@@ -124,6 +126,10 @@ class BenchmarkConfig:
         the levels make.
     bias : BiasConfig
         The context bias.
+    texture_folder : str, default ""
+        A folder of texture images (``[textures] folder``; a relative path in a TOML file is
+        resolved against the file's folder) that replaces the built-in procedural pool; every
+        image file in it is one texture named by its file stem. Empty: the built-in pool.
     texture_names : tuple of (str or int), default ()
         Subset of the texture pool to draw from (names or indices); empty means all of it.
     """
@@ -141,6 +147,7 @@ class BenchmarkConfig:
     background_levels: tuple[float, float] = (0.0, 1.0)
     bias: BiasConfig = BiasConfig()
     texture_names: tuple[Union[str, int], ...] = ()
+    texture_folder: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         """The config in the nested layout of the TOML files (``load_config`` reads it back)."""
@@ -157,7 +164,8 @@ class BenchmarkConfig:
             "foreground_levels": list(self.foreground_levels),
             "background_levels": list(self.background_levels),
             "bias": dataclasses.asdict(self.bias),
-            "textures": {"names": list(self.texture_names)},
+            # The folder only when set: configs of the built-in pool keep their 0.2 form (and hash).
+            "textures": {"names": list(self.texture_names), **({"folder": self.texture_folder} if self.texture_folder else {})},
         }
 
     @property
@@ -213,7 +221,11 @@ def _read_source(source: Any) -> dict[str, Any]:
     if isinstance(source, Mapping):
         return copy.deepcopy(dict(source))
     if isinstance(source, (str, Path)):
-        return read_toml(source)
+        raw = read_toml(source)
+        folder = raw.get("textures", {}).get("folder") if isinstance(raw.get("textures"), Mapping) else None
+        if isinstance(folder, str) and folder and not Path(folder).is_absolute():
+            raw["textures"]["folder"] = str((Path(source).parent / folder).resolve())
+        return raw
     raise GsalInputError(f"a benchmark config must be a TOML path or a dict, not {type(source).__name__}")
 
 
@@ -266,6 +278,9 @@ def _validate(raw: dict[str, Any]) -> BenchmarkConfig:
     if isinstance(texture, bool) or not isinstance(texture, (str, int)) or texture == "":
         raise GsalInputError(f"bias.texture must be a texture name or an index into the texture pool, got {texture!r}")
 
+    folder = raw["textures"]["folder"]
+    if not isinstance(folder, str):
+        raise GsalInputError(f"textures.folder must be a folder path (a string; empty = the built-in pool), got {folder!r}")
     names = raw["textures"]["names"]
     if not isinstance(names, (list, tuple)) or not all(isinstance(n, (str, int)) and not isinstance(n, bool) for n in names):
         raise GsalInputError(f"textures.names must be a list of texture names or indices (empty = whole pool), got {names!r}")
@@ -286,6 +301,7 @@ def _validate(raw: dict[str, Any]) -> BenchmarkConfig:
         background_levels=background_levels,
         bias=BiasConfig(strength=strength, digit=digit, texture=texture),
         texture_names=tuple(names),
+        texture_folder=folder,
     )
 
 

@@ -102,7 +102,8 @@ class TextureMNIST:
         asks ``keras.datasets.mnist`` (downloads once, needs internet).
     textures : path, optional
         A folder of texture images (grayscale-converted, tiled when small); ``None`` uses the
-        built-in procedural pool (``textures.texture_names()``).
+        config's ``texture_folder`` if set, else the built-in procedural pool
+        (``textures.texture_names()``).
 
     Attributes
     ----------
@@ -121,6 +122,7 @@ class TextureMNIST:
     ):
         self.config = config if isinstance(config, BenchmarkConfig) else load_config(config)
         cfg = self.config
+        textures = textures if textures is not None else (cfg.texture_folder or None)
         pool = builtin_pool(cfg.image_size) if textures is None else folder_pool(textures, cfg.image_size)
         self.pool: TexturePool = pool.select(cfg.texture_names)
         self.biased = cfg.bias.strength != "none"

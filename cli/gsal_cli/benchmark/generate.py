@@ -42,6 +42,8 @@ def generate(
     bias = {k: v for k, v in (("digit", bias_digit), ("texture", _texture_choice(bias_texture))) if v is not None}
     if bias:
         overrides["bias"] = bias
+    if textures is not None:  # recorded in the config (and the data card), so reuse and resumption see it
+        overrides["textures"] = {"folder": str(textures.resolve())}
     try:
         cfg = benchmark.load_config(config, **overrides)
         data = benchmark.TextureMNIST(cfg, mnist=mnist, textures=textures)
