@@ -34,6 +34,18 @@ def test_fit_letterboxes_and_maps_back():
     assert fitted_mask[y, x] == 1 and (y, x) == (32, 40)
 
 
+def test_photo_grids_have_square_cells_and_twelve_on_the_long_side():
+    from gsal_tf.loading import PHOTO_GRID_CELLS, Fit
+
+    assert PHOTO_GRID_CELLS == 12
+    assert Fit.between((853, 1280), (513, 513)).grid() == (12, 12)  # 3:2 photo, square input: 12 x 8 on the photo
+    assert Fit.between((128, 128), (513, 513)).grid(8) == (8, 8)
+    assert Fit.between((1024, 2048), (513, 1025)).grid() == (6, 12)  # a 2:1 input keeps its cells square
+    assert Fit.between((400, 513), (257, 257)).grid(16) == (16, 16)
+    with pytest.raises(gs.GsalInputError, match="at least one cell"):
+        Fit.between((10, 10), (20, 20)).grid(0)
+
+
 def test_a_matching_size_is_left_alone():
     fit = Fit.between((64, 64), (64, 64))
     image = np.random.default_rng(0).random((64, 64, 3), dtype=np.float32)
@@ -94,6 +106,8 @@ def test_explain_a_photo_of_another_size_than_the_network(tmp_path):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["class_name"] == "person" and summary["fitted_to_network"]["network_input"] == [257, 257]
     assert summary["fitted_to_network"]["content"] == [200, 257]  # aspect ratio kept: 400/513 of 257
+    assert summary["parameters"]["grid_size"] == [12, 12]  # a photo's default: square cells, 12 on its long side
+    assert len(summary["grid"]) == 12 and len(summary["grid"][0]) == 12
     # A point is given in the photo's pixels: outside the photo is one clear error, nothing written.
     bad = CliRunner().invoke(app, ["explain", str(path), "--model", "pascal-mobilenetv2-0.5-257", "--request-point", "450,10",
                                    "--iterations", "3", "--out", str(tmp_path / "bad")])

@@ -30,7 +30,7 @@ def compare_backbones(
     request_point: Optional[str] = typer.Option(None, "--request-point", help="Request = the first model's predicted component under pixel Y,X."),
     class_id: Optional[str] = typer.Option(None, "--class", "-c", help="Class to explain: id, or name for a zoo model (default: the first model's prediction in the request)."),
     demo: bool = typer.Option(False, "--demo", help="Use the bundled demo image and request."),
-    grid: str = typer.Option("8,8", "--grid", help="Grid size ROWS,COLS."),
+    grid: Optional[str] = typer.Option(None, "--grid", help="Grid size ROWS,COLS (default: 8,8 at the network's input size; for a photo of another size, square cells, 12 along its long side)."),
     iterations: int = typer.Option(100, "--iterations", help="Optimisation steps."),
     lam: Optional[float] = typer.Option(None, "--lam", help="Mask-size weight (default: GridSaliency's, 1.0)."),
     top_fraction: float = typer.Option(0.2, "--top", help="Fraction of grid cells compared by the top-cell IoU."),
@@ -78,7 +78,8 @@ def compare_backbones(
             req = fit.mask_to_model(req)
         else:
             req, cls, _ = build_request(gs.GridSaliency(first_net), img, request, request_class, request_point, class_id, class_names, fit)
-        grid_options = {"grid_size": parse_pair(grid, "--grid", allow_single=True), "iterations": iterations, **({"lam": lam} if lam is not None else {})}
+        grid_size = parse_pair(grid, "--grid", allow_single=True) if grid is not None else ((8, 8) if fit.identity else fit.grid())
+        grid_options = {"grid_size": grid_size, "iterations": iterations, **({"lam": lam} if lam is not None else {})}
         with console.status(f"explaining with {len(nets)} models"):
             result = compare_models(nets, img, req, cls, grid_options, top_fraction)
         summary = {

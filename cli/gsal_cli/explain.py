@@ -25,7 +25,7 @@ def explain(
     class_id: Optional[str] = typer.Option(None, "--class", "-c", help="Class to explain: id, or name for a zoo model (default: the request's predicted class)."),
     demo: bool = typer.Option(False, "--demo", help="Explain a bundled demo: `--demo` (TextureMNIST bias) or `--demo cyclists` (a real network on a real photo)."),
     config: Optional[Path] = typer.Option(None, "--config", help="TOML config with an \\[explain] table (see configs/explain/)."),
-    grid: Optional[str] = typer.Option(None, "--grid", help="Grid size ROWS,COLS (or one number) (default: 8,8)."),
+    grid: Optional[str] = typer.Option(None, "--grid", help="Grid size ROWS,COLS (or one number) (default: 8,8 at the network's input size; for a photo of another size, square cells, 12 along its long side)."),
     iterations: Optional[int] = typer.Option(None, "--iterations", help="Optimisation steps (default: 100)."),
     lam: Optional[float] = typer.Option(None, "--lam", help="Weight of the mask size term (default: 1.0)."),
     baseline: Optional[str] = typer.Option(None, "--baseline", help="0.0 | R,G,B | mean | blur | noise (default: 0.0)."),
@@ -41,7 +41,9 @@ def explain(
 
     An image of another size than the network's fixed input (e.g. a photo for a 513x513 DeepLab)
     is letterboxed to it (scaled to fit, aspect ratio kept, padded); the outputs are mapped back
-    to the image, and a --request mask or --request-point is given in the image's pixels.
+    to the image, and a --request mask or --request-point is given in the image's pixels. Its
+    default grid has square cells, 12 along the photo's long side (8x8 for images at the
+    network's size).
 
     Writes saliency.npy (H,W float32), overlay.png (the image, the model's prediction with a class
     legend and the saliency with its colour bar and scores; request outlined; --figure-format svg
@@ -79,6 +81,8 @@ def explain(
             photo = match_channels(img, model_input_channels(net))
             img, fit = fit_to_model(photo, net)
             req = None if req is None else fit.mask_to_model(req)
+            if "grid_size" not in options and not fit.identity:
+                options["grid_size"] = fit.grid()  # square cells, 12 along the photo's long side
             explainer = gs.GridSaliency(net, **options)
             if req is None:
                 progress.update(task, description="predicting")
