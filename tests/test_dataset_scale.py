@@ -81,6 +81,26 @@ def test_aggregate_matches_numpy_reference_on_random_maps(rng):
         np.testing.assert_allclose(stats.mean_fraction[row], np.mean([(s[i] * (1 - r[i])).sum() / (1 - r[i]).sum() for i in np.flatnonzero(classes == c)]))
 
 
+def test_request_policy_zones():
+    labels = np.zeros((8, 8), int)
+    labels[0:3, 0:3] = 1
+    labels[5:8, 5:8] = 1
+    labels[0:2, 6:8] = 2
+    labels[7, 0] = 255
+    prediction = labels.copy()
+    prediction[0:3, 0:3] = 2  # the first square of class 1 is predicted as 2
+    prediction[7, 0] = 0
+    zones = RequestPolicy(zone="class", min_pixels=1).requests(labels, prediction, ignore_label=255)
+    assert [(r.zone_class, r.class_id, int(r.mask.sum())) for r in zones] == [(0, 0, 64 - 18 - 4 - 1), (1, 1, 18), (2, 2, 4)]
+    comps = RequestPolicy(zone="component", classes=(1,), min_pixels=1).requests(labels, prediction, ignore_label=255)
+    assert [(int(r.mask[1, 1]), int(r.mask[6, 6]), int(r.mask.sum())) for r in comps] == [(1, 0, 9), (0, 1, 9)]
+    assert RequestPolicy(zone="component", classes=(1,), min_pixels=10).requests(labels, prediction, 255) == []
+    errors = RequestPolicy(zone="error", min_pixels=1).requests(labels, prediction, ignore_label=255)
+    assert [(r.zone_class, r.class_id, int(r.mask.sum())) for r in errors] == [(1, 2, 9)]
+    from_pred = RequestPolicy(zone="class", zones_from="predictions", exclude=(0,), min_pixels=1).requests(None, prediction)
+    assert [(r.class_id, int(r.mask.sum())) for r in from_pred] == [(1, 9), (2, 13)]
+
+
 # -- label tables and readers --------------------------------------------------------------------
 
 
