@@ -345,3 +345,15 @@ def test_cli_explain_dataset_and_stats(conv_model_file, tmp_path, rng, saved_fig
     empty.mkdir()
     bad = runner.invoke(app, ["explain-dataset", str(empty), "--model", str(conv_model_file), "--out", str(tmp_path / "o2")])
     assert bad.exit_code == 2 and "holds no images" in " ".join(bad.output.split())
+
+
+def test_any_explainer_gives_context_statistics(conv_model_file, tmp_path, rng):
+    model = gs.loading.load_model(conv_model_file)
+    images, labels = make_pairs(tmp_path, rng, n=3)
+    explain_dataset(model, images, tmp_path / "vg", labels=labels, method="vanilla_gradients", options={"batch_size": 4},
+                    policy=RequestPolicy(zone="component", min_pixels=4))
+    rows = _columns(tmp_path / "vg")
+    assert np.all(np.isnan(rows["preserved_score"])) and np.all(np.isfinite(rows["original_score"]))
+    stats, card = load_stats(tmp_path / "vg")
+    assert card["settings"]["explainer"]["method"] == "vanilla_gradients"
+    np.testing.assert_allclose(np.nansum(stats.share, axis=1), 1)
