@@ -11,7 +11,9 @@ The package, one concept per place:
 - :mod:`gsal_tf.metrics` — IoU, CBD, CBL, the inflation baseline;
 - :mod:`gsal_tf.compare` — one request explained by several networks;
 - :mod:`gsal_tf.viz` — pictures; :mod:`gsal_tf.export` — SavedModels; :mod:`gsal_tf.loading` — files;
-- :mod:`gsal_tf.benchmark` — TextureMNIST: data, training, evaluation, the bias protocol.
+- :mod:`gsal_tf.benchmark` — TextureMNIST: data, training, evaluation, the bias protocol;
+- :mod:`gsal_tf.datasets` — dataset readers and label tables; :mod:`gsal_tf.scale` — dataset-scale runs
+  (``explain_dataset``); :mod:`gsal_tf.context_stats` — which context classes the salient context lies on.
 """
 
 from gsal_tf._version import __version__
@@ -19,6 +21,8 @@ from gsal_tf import attributions, benchmark, models, requests, zoo
 from gsal_tf.errors import GsalError, GsalInputError
 from gsal_tf.explainer import METHODS, Explainer, ExplanationResult, make_explainer
 from gsal_tf.saliency import Explanation, GridSaliency
+from gsal_tf import context_stats, datasets, scale  # noqa: E402
+from gsal_tf.scale import explain_dataset
 
 __all__ = [
     "__version__",
@@ -35,4 +39,8 @@ __all__ = [
     "models",
     "zoo",
     "attributions",
+    "datasets",
+    "scale",
+    "context_stats",
+    "explain_dataset",
 ]

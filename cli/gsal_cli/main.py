@@ -59,11 +59,13 @@ def _root(
 
 
 def _register() -> None:
-    from gsal_cli import benchmark, compare, explain, export, zoo
+    from gsal_cli import benchmark, compare, dataset, explain, export, zoo
 
     app.command("explain")(explain.explain)
     app.command("compare-backbones")(compare.compare_backbones)
     app.command("export")(export.export)
+    app.command("explain-dataset")(dataset.explain_dataset)
+    app.command("stats")(dataset.stats)
     app.add_typer(benchmark.app, name="benchmark")
     app.add_typer(zoo.app, name="zoo")
 

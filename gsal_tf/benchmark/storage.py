@@ -45,10 +45,13 @@ def to_public(compact: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         digit_mask, background_mask, biased_tile_mask (N, S, S) float32 in {0, 1};
         digit (N,) int32; is_biased (N,) bool; biased_tile (N,) int32, -1 when not biased;
         tile_textures (N, tiles) int32 and foreground_texture (N,) int32, indices into the card's
-        texture names; mnist_index (N,) int32, the digit's index in its MNIST split.
+        texture names; mnist_index (N,) int32, the digit's index in its MNIST split;
+        texture_map (N, S, S) int32, the texture id of every pixel (:func:`texture_map`): the
+        context classes of TextureMNIST for context statistics.
     """
     segmentation = compact["segmentation"].astype(np.int32)
     digit_mask = (segmentation != BACKGROUND).astype(np.float32)
+    textures = texture_map(segmentation, compact["tile_textures"], compact["foreground_texture"])
     return {
         "image": (compact["image"].astype(np.float32) / 255)[..., None],
         "segmentation": segmentation,
@@ -61,7 +64,26 @@ def to_public(compact: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         "tile_textures": compact["tile_textures"].astype(np.int32),
         "foreground_texture": compact["foreground_texture"].astype(np.int32),
         "mnist_index": compact["mnist_index"].astype(np.int32),
+        "texture_map": textures,
     }
+
+
+def texture_map(segmentation, tile_textures, foreground_texture) -> np.ndarray:
+    """The texture id (index into the card's texture names) of every pixel, (N, S, S) int32.
+
+    ``texture_map[n, y, x]`` is ``foreground_texture[n]`` on the digit
+    (``segmentation != BACKGROUND``) and ``tile_textures[n, t]`` on the background of tile ``t``
+    (``texture_mnist.tile_map``). Inputs: segmentation (N, S, S), tile_textures (N, tiles),
+    foreground_texture (N,).
+    """
+    from gsal_tf.benchmark.texture_mnist import tile_map  # texture_mnist imports this module
+
+    segmentation = np.asarray(segmentation)
+    tile_textures = np.asarray(tile_textures, np.int32)
+    tiles = tile_map(segmentation.shape[-1], tile_textures.shape[-1])
+    background = tile_textures[:, tiles]  # (N, S, S)
+    foreground = np.asarray(foreground_texture, np.int32)[:, None, None]
+    return np.where(segmentation != BACKGROUND, foreground, background).astype(np.int32)
 
 
 def write_shard(path: Path, compact: dict[str, np.ndarray]) -> str:
@@ -184,6 +206,9 @@ def load_dataset(
     if shuffle:
         dataset = dataset.shuffle(max(count, 1), seed=seed, reshuffle_each_iteration=True)
     dataset = dataset.batch(batch_size)
+    from gsal_tf.benchmark.texture_mnist import tile_map
+
+    tile_index = tf.constant(tile_map(compact["image"].shape[-1], compact["tile_textures"].shape[-1]))
 
     def expand(batch):
         segmentation = tf.cast(batch["segmentation"], tf.int32)
@@ -203,6 +228,8 @@ def load_dataset(
             "tile_textures": tf.cast(batch["tile_textures"], tf.int32),
             "foreground_texture": tf.cast(batch["foreground_texture"], tf.int32),
             "mnist_index": tf.cast(batch["mnist_index"], tf.int32),
+            "texture_map": tf.where(segmentation != BACKGROUND, tf.cast(batch["foreground_texture"], tf.int32)[:, None, None],
+                                    tf.gather(tf.cast(batch["tile_textures"], tf.int32), tile_index, axis=1)),
         }
 
     return dataset.map(expand, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)

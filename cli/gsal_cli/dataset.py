@@ -1,0 +1,138 @@
+"""``gsal explain-dataset`` and ``gsal stats``: dataset-scale context explanations and their
+statistics (library: :mod:`gsal_tf.scale`, :mod:`gsal_tf.context_stats`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from gsal_cli.console import compact_table, console, fail
+from gsal_cli.options import FigureFormat, figure_format_option, parse_pair, resolve_model
+
+
+def explain_dataset(
+    data: Path = typer.Argument(..., help="A folder: images (with --labels), a Cityscapes tree or a TextureMNIST folder."),
+    model: str = typer.Option(..., "--model", "-m", help="A .keras file, a SavedModel folder or a zoo model name."),
+    out: Path = typer.Option(..., "--out", "-o", help="Results folder (resumed when it holds a run of the same settings)."),
+    layout: str = typer.Option("auto", "--layout", help="auto | folder | cityscapes | texture-mnist."),
+    labels: Optional[Path] = typer.Option(None, "--labels", help="Folder of label maps (same file stems as the images)."),
+    split: Optional[str] = typer.Option(None, "--split", help="Cityscapes split (default val) or TextureMNIST split (default test)."),
+    zone: str = typer.Option("class", "--zone", help="class | component | error: one request per class zone, connected component, or error region."),
+    zones_from: str = typer.Option("labels", "--zones-from", help="labels | predictions."),
+    classes: Optional[str] = typer.Option(None, "--classes", help="Only these class ids, comma-separated."),
+    exclude: Optional[str] = typer.Option(None, "--exclude", help="Never these class ids, comma-separated."),
+    min_pixels: int = typer.Option(16, "--min-pixels", help="Smallest zone explained (pixels)."),
+    method: str = typer.Option("grid_saliency", "--method", help="Explainer: grid_saliency, vanilla_gradients, smoothgrad, ..."),
+    grid: Optional[str] = typer.Option(None, "--grid", help="Grid saliency grid ROWS,COLS."),
+    iterations: Optional[int] = typer.Option(None, "--iterations", help="Grid saliency optimisation steps."),
+    lam: Optional[float] = typer.Option(None, "--lam", help="Grid saliency mask size weight."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Requests per explainer call and per shard."),
+    input_size: Optional[str] = typer.Option(None, "--input-size", help="Fit every image to H,W (default: the network's input size)."),
+    limit: Optional[int] = typer.Option(None, "--limit", help="Only the first N samples."),
+    maps: bool = typer.Option(False, "--maps", help="Also store per-pixel saliency and request maps (maps/)."),
+    on_error: str = typer.Option("skip", "--on-error", help="skip | stop: what an unreadable image does."),
+) -> None:
+    """Explain every request of a dataset into Parquet shards plus a run card (resumable).
+
+    Open the results with pandas: pandas.read_parquet("OUT/requests"). `gsal stats OUT` prints
+    and draws the context statistics.
+    """
+    import gsal_tf as gs
+
+    try:
+        net, model_name = resolve_model(model)
+        options = {}
+        if grid is not None:
+            options["grid_size"] = parse_pair(grid, "--grid", allow_single=True)
+        for name, value in (("iterations", iterations), ("lam", lam), ("batch_size", batch_size)):
+            if value is not None:
+                options[name] = value
+        policy = gs.scale.RequestPolicy(zone=zone, zones_from=zones_from, classes=_ids(classes, "--classes"),
+                                        exclude=_ids(exclude, "--exclude") or (), min_pixels=min_pixels)
+        size = parse_pair(input_size, "--input-size", allow_single=True) if input_size else None
+        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[requests]} requests"),
+                      TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=console) as progress:
+            task = progress.add_task("samples", total=None, requests=0)
+
+            def report(done, total, requests):
+                progress.update(task, completed=done, total=total, requests=requests)
+
+            summary = gs.explain_dataset(net, data, out, method=method, options=options, policy=policy, layout=layout, labels=labels,
+                                         split=split, input_size=size, limit=limit, store_maps=maps, on_error=on_error,
+                                         model_name=model_name, progress=report)
+    except gs.GsalError as exc:
+        raise fail(str(exc)) from None
+    console.print(f"wrote [bold]{out}/[/]: {summary.requests} requests of {summary.samples} samples"
+                  f"{f', {len(summary.skipped)} skipped (listed in run.json)' if summary.skipped else ''}")
+
+
+def stats(
+    results: Path = typer.Argument(..., help="A results folder of `gsal explain-dataset`."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Where the figures go (default: RESULTS/stats)."),
+    top: int = typer.Option(5, "--top", help="Context classes listed per request class."),
+    figure_format: FigureFormat = figure_format_option(),
+) -> None:
+    """Context statistics: per request class, the share of the salient context on each context
+    class, against the inflation baseline with the same amount of context."""
+    import gsal_tf as gs
+    from gsal_tf import viz
+
+    try:
+        result, card = gs.scale.load_stats(results)
+    except gs.GsalError as exc:
+        raise fail(str(exc)) from None
+    settings = card["settings"]
+    names = settings["data"].get("class_names") or []
+    context = settings["context_classes"]
+    label = lambda c: names[c] if 0 <= c < len(names) else f"class {c}"  # noqa: E731
+    table = compact_table(title=f"salient context by class ({settings['explainer']['method']})",
+                          caption="share: of the salient context on that class; infl.: the inflation baseline's share; Δ = share − infl.")
+    for column in ("request class", "n", "size\npx", "context class", "share", "infl.", "Δ"):
+        table.add_column(column, overflow="fold" if "class" in column else "ellipsis", no_wrap="class" not in column,
+                         justify="left" if "class" in column else "right")
+    for row, c in enumerate(result.classes):
+        order = np.argsort(-np.nan_to_num(result.share[row], nan=-1))[:top]
+        for k, ctx in enumerate(order):
+            first = k == 0
+            table.add_row(label(int(c)) if first else "", str(result.count[row]) if first else "", f"{result.mean_size[row]:.0f}" if first else "",
+                          context[ctx], _fmt(result.share[row, ctx]), _fmt(result.inflation_share[row, ctx]), _fmt(result.difference[row, ctx], signed=True))
+    console.print(table)
+    folder = out or Path(results) / "stats"
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = [label(int(c)) for c in result.classes]
+    ext = figure_format.value
+    written = [
+        viz.save_figure(viz.matrix_figure(result.share, rows, context, "share of the salient context on each class", vmax=1.0,
+                                          colorbar_label="share of salient context", xlabel="context class", ylabel="request class"), folder / f"share.{ext}"),
+        viz.save_figure(viz.matrix_figure(result.difference, rows, context, "grid saliency − inflation baseline",
+                                          colorbar_label="difference of shares", xlabel="context class", ylabel="request class"), folder / f"difference.{ext}"),
+        viz.save_figure(viz.bar_figure({r: (float(s), None) for r, s in zip(rows, result.mean_fraction)}, "mean salient context per class", chance=None,
+                                       ylabel="salient fraction of the context"), folder / f"size.{ext}"),
+        viz.save_figure(viz.matrix_figure(result.profile, rows, [_bin(a, b) for a, b in zip(result.edges[:-1], result.edges[1:])],
+                                          "mean saliency by distance to the request", colorbar_label="mean saliency", xlabel="distance (px)",
+                                          ylabel="request class"), folder / f"distance.{ext}"),
+    ]
+    console.print(f"wrote {', '.join(str(p) for p in written)}")
+
+
+def _ids(text: Optional[str], option: str):
+    from gsal_tf.errors import GsalInputError
+
+    if text is None:
+        return None
+    try:
+        return tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise GsalInputError(f"{option} takes class ids separated by commas, got {text!r}") from None
+
+
+def _fmt(value: float, signed: bool = False) -> str:
+    return "—" if not np.isfinite(value) else f"{value:+.2f}" if signed else f"{value:.2f}"
+
+
+def _bin(low: float, high: float) -> str:
+    return f">{low:g}" if not np.isfinite(high) else f"≤{high:g}"

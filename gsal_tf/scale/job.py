@@ -1,0 +1,353 @@
+"""``explain_dataset``: explain every request of a dataset, in batches across images, into a
+resumable results folder (:mod:`gsal_tf.scale.store`) with per-request context statistics
+(:mod:`gsal_tf.context_stats`).
+
+Stream. Samples are read in order (:mod:`gsal_tf.datasets`), fitted to the network
+(:class:`gsal_tf.loading.Fit`: letterboxed to its fixed input size or ``input_size``), and
+turned into requests by a :class:`~gsal_tf.scale.policy.RequestPolicy`. Requests of consecutive
+images are packed into batches of the explainer's ``batch_size`` (a batch is closed early only
+when the network input shape changes, or at the end); each batch is one explainer call and one
+shard. Statistics are computed at the image's resolution (the saliency mapped back by the Fit).
+
+Columns of ``requests/part-*.parquet`` (one row per request):
+
+==========================  =======================================================================
+sample_index, sample_key    the sample (position in the stream, file name or index)
+request_index               the request's number within its sample (policy order)
+zone, zone_class, class_id  the zone kind, its (true or predicted) class, the class explained
+request_pixels              pixels of the request at the image resolution
+original_score              mean f_c(x) over the request (the network's confidence there)
+preserved_score             grid saliency: the same with the kept context, / original (NaN: other methods)
+no_context_score            grid saliency: the same without context (NaN: other methods)
+salient_mass, context_area  Σ S·(1−R) and Σ (1−R), pixels
+salient, inflation,         per context class (lists of Kc floats): salient context mass, inflation
+context_pixels              ring at the same mass, labelled context pixels (context_stats)
+salient_by_distance,        per distance bin (lists of B floats): saliency mass and context pixels
+pixels_by_distance
+==========================  =======================================================================
+
+For explainers other than grid saliency the saliency is their normalised map (absolute values
+of a signed one), so the shares compare where each method puts its mass.
+
+Resume. A rerun with the same settings continues after the last shard; the batches are packed
+identically, so an interrupted and resumed run gives exactly the rows of an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import platform
+import time
+from pathlib import Path
+from typing import Callable, Optional
+
+import numpy as np
+
+from gsal_tf import context_stats
+from gsal_tf._version import __version__
+from gsal_tf.datasets.sources import Source, UnreadableSample, open_source
+from gsal_tf.errors import GsalInputError
+from gsal_tf.explainer import Explainer, make_explainer
+from gsal_tf.loading import Fit, fit_to_model, match_channels, model_input_channels
+from gsal_tf.scale import store
+from gsal_tf.scale.engine import make_engine
+from gsal_tf.scale.policy import RequestPolicy
+
+ON_ERROR = ("skip", "stop")
+
+#: ``progress(samples_done, samples_total or None, requests_done)`` after every committed shard.
+Progress = Callable[[int, Optional[int], int], None]
+
+
+@dataclasses.dataclass
+class Batch:
+    """Requests packed for one explainer call (model resolution) and what the statistics need."""
+
+    images: np.ndarray
+    masks: np.ndarray
+    class_ids: np.ndarray
+    rows: list  # per request: dict of sample_index, sample_key, request_index, zone, zone_class, class_id
+    fits: list
+    image_masks: list  # (H,W) bool at the image resolution
+    contexts: list  # (H,W) int context map at the image resolution, or None
+    next_sample: int
+    next_request: int
+    skipped: list
+    samples_done: int
+
+
+@dataclasses.dataclass
+class RunSummary:
+    """What :func:`explain_dataset` did: the folder, counts and the run card."""
+
+    folder: Path
+    requests: int
+    samples: int
+    skipped: list
+    seconds: float
+    card: dict
+
+
+class DatasetJob:
+    """The three stages an engine runs (:mod:`gsal_tf.scale.engine`); built by :func:`explain_dataset`."""
+
+    def __init__(self, explainer: Explainer, source: Source, policy: RequestPolicy, folder: Path, num_context: int,
+                 input_size=None, store_maps: bool = False, on_error: str = "skip", limit: Optional[int] = None,
+                 progress: Optional[Progress] = None, edges=context_stats.DISTANCE_EDGES):
+        self.explainer, self.source, self.policy, self.folder = explainer, source, policy, Path(folder)
+        self.num_context, self.input_size, self.store_maps = num_context, input_size, store_maps
+        self.on_error, self.limit, self.progress, self.edges = on_error, limit, progress, tuple(edges)
+        self.requests_done = 0
+        self.samples_done = 0
+        self.skipped: list = []
+        self._classes: Optional[int] = None
+
+    # -- plan -----------------------------------------------------------------------------------
+
+    def _fit(self, image: np.ndarray):
+        model = self.explainer.model
+        if self.input_size is None:
+            return fit_to_model(image, model)
+        image = match_channels(image, model_input_channels(model))
+        fit = Fit.between(image.shape[:2], self.input_size)
+        return fit.to_model(image), fit
+
+    def plan(self, start: store.ResumePoint):
+        """Batches from ``start`` on (see the module docstring)."""
+        size = self.explainer.batch_size
+        pending: list = []  # (model image, model mask, class, row, fit, image mask, context)
+        skipped: list = []
+        position = (start.sample, start.request)
+        samples_done = start.sample
+        stream = self.source.iter_from(start.sample)
+        for index, sample in stream:
+            if self.limit is not None and index >= self.limit:
+                break
+            if isinstance(sample, UnreadableSample):
+                if self.on_error == "stop":
+                    raise GsalInputError(f"sample {index}: {sample} (run with on_error='skip' to skip unreadable samples)")
+                skipped.append({"index": index, "key": self._key(index), "error": str(sample)})
+                samples_done = index + 1
+                continue
+            image, fit = self._fit(sample.image)
+            if pending and pending[0][0].shape != image.shape:  # one graph call takes one input shape
+                yield self._pack(pending, position, skipped, index)
+                pending, skipped = [], []
+            labels = sample.labels
+            if labels is not None:
+                self._check_labels(labels, image, sample.key)
+            prediction = None
+            if self.policy.needs_predictions:
+                prediction = fit.to_image(self.explainer.predict(image[None])[0].argmax(-1).astype(np.int32), nearest=True)
+            requests = self.policy.requests(labels, prediction, self.source.ignore_label)
+            first = start.request if index == start.sample else 0
+            context = sample.context_map
+            for j, request in enumerate(requests[first:], start=first):
+                row = {"sample_index": index, "sample_key": sample.key, "request_index": j, "zone": request.zone,
+                       "zone_class": request.zone_class, "class_id": request.class_id}
+                pending.append((image, fit.mask_to_model(request.mask.astype(np.float32)), request.class_id, row, fit, request.mask, context))
+                position = (index, j + 1) if j + 1 < len(requests) else (index + 1, 0)
+                if len(pending) == size:
+                    yield self._pack(pending, position, skipped, index + (j + 1 == len(requests)))
+                    pending, skipped = [], []
+            samples_done = index + 1
+        if pending:
+            yield self._pack(pending, position, skipped, samples_done)
+        elif skipped:
+            self.skipped.extend(skipped)
+
+    def _pack(self, pending, position, skipped, samples_done) -> Batch:
+        shapes = {p[0].shape for p in pending}
+        if len(shapes) > 1:
+            raise GsalInputError(f"images of one run must fit one network input size; got {sorted(shapes)}: give input_size (--input-size H,W)")
+        return Batch(np.stack([p[0] for p in pending]), np.stack([p[1] for p in pending]), np.array([p[2] for p in pending], np.int32),
+                     [p[3] for p in pending], [p[4] for p in pending], [p[5] for p in pending], [p[6] for p in pending],
+                     position[0], position[1], skipped, samples_done)
+
+    def _key(self, index: int) -> str:
+        files = getattr(self.source, "files", None)
+        return files[index].name if files is not None else str(index)
+
+    def _check_labels(self, labels: np.ndarray, image: np.ndarray, key: str) -> None:
+        if self._classes is None:
+            self._classes = self.explainer.num_classes(image[None])
+        ignore = self.source.ignore_label
+        bad = (labels >= self._classes) | (labels < 0)
+        if ignore is not None:
+            bad &= labels != ignore
+        if bad.any():
+            values = np.unique(labels[bad])[:5].tolist()
+            raise GsalInputError(f"labels of {key} hold ids {values} outside the network's classes 0..{self._classes - 1}"
+                                 f"{'' if ignore is None else f' and the ignore label {ignore}'}; give the label table of the data")
+
+    # -- explain --------------------------------------------------------------------------------
+
+    def explain(self, batch: Batch):
+        return self.explainer.explain(batch.images, batch.masks, batch.class_ids)
+
+    # -- commit ---------------------------------------------------------------------------------
+
+    def commit(self, shard: int, batch: Batch, result) -> None:
+        n = len(batch.rows)
+        columns: dict = {key: [row[key] for row in batch.rows] for key in batch.rows[0]}
+        columns["request_pixels"] = [int(m.sum()) for m in batch.image_masks]
+        for name in ("original_score", "preserved_score", "no_context_score"):
+            value = getattr(result, name, None)
+            columns[name] = np.asarray(value, np.float64).tolist() if value is not None else [float("nan")] * n
+        sums = {key: [] for key in context_stats.SUM_FIELDS}
+        saliency_maps = []
+        for i in range(n):
+            saliency = np.abs(batch.fits[i].to_image(result.saliency[i]))
+            saliency_maps.append(saliency)
+            mask = batch.image_masks[i].astype(np.float64)
+            context = batch.contexts[i]
+            if context is None:  # no context classes: everything on one unnamed class
+                context = np.zeros(mask.shape, np.int32)
+            one = context_stats.request_sums(saliency[None], mask[None], context[None], self.num_context, self.source.ignore_label, self.edges)
+            for key in sums:
+                sums[key].append(one[key][0])
+        for key, values in sums.items():
+            columns[key] = [v.tolist() for v in values] if np.ndim(values[0]) else [float(v) for v in values]
+        maps = None
+        if self.store_maps:
+            maps = {}
+            for i, (saliency, mask) in enumerate(zip(saliency_maps, batch.image_masks)):
+                maps[f"saliency_{i}"] = saliency.astype(np.float16)
+                maps[f"request_{i}"] = np.packbits(mask)
+                maps[f"shape_{i}"] = np.array(mask.shape)
+        meta = {"shard": shard, "next_sample": batch.next_sample, "next_request": batch.next_request, "skipped": batch.skipped,
+                "seconds": float(result.seconds)}
+        store.write_shard(self.folder, shard, columns, meta, maps)
+        self.requests_done += n
+        self.samples_done = batch.samples_done
+        self.skipped.extend(batch.skipped)
+        if self.progress is not None:
+            self.progress(self.samples_done, _length(self.source, self.limit), self.requests_done)
+
+
+def _length(source: Source, limit: Optional[int]) -> Optional[int]:
+    try:
+        total = len(source)
+    except TypeError:
+        total = None
+    if limit is not None:
+        total = limit if total is None else min(total, limit)
+    return total
+
+
+def model_fingerprint(model) -> str:
+    """sha256 of a Keras model's weights (architecture changes change the shapes), else its type."""
+    digest = hashlib.sha256()
+    weights = getattr(model, "weights", None)
+    if not weights:
+        return f"{type(model).__name__} (weights not fingerprinted)"
+    for w in weights:
+        value = np.asarray(w.numpy() if hasattr(w, "numpy") else w)
+        digest.update(str(value.shape).encode())
+        digest.update(np.ascontiguousarray(value).tobytes())
+    return digest.hexdigest()
+
+
+def versions() -> dict:
+    import keras
+    import tensorflow as tf
+
+    pa = store.pyarrow()
+    return {"gsal_tf": __version__, "tensorflow": tf.__version__, "keras": keras.__version__, "numpy": np.__version__,
+            "pyarrow": pa.__version__, "python": platform.python_version()}
+
+
+def explain_dataset(model, data, out, *, method: str = "grid_saliency", options: Optional[dict] = None,
+                    policy: Optional[RequestPolicy] = None, layout: str = "auto", labels=None, split: Optional[str] = None,
+                    label_table=None, class_names=None, input_size=None, limit: Optional[int] = None,
+                    store_maps: bool = False, on_error: str = "skip", engine: str = "local",
+                    model_name: Optional[str] = None, progress: Optional[Progress] = None) -> RunSummary:
+    """Explain the requests of every sample of ``data`` into the results folder ``out``.
+
+    Parameters
+    ----------
+    model : keras.Model or callable, or an :class:`~gsal_tf.explainer.Explainer` (then ``method``
+        and ``options`` are not used).
+    data : tf.data.Dataset, folder path or :class:`~gsal_tf.datasets.Source` (see :func:`gsal_tf.datasets.open_source`
+        for ``layout``, ``labels``, ``split``, ``label_table``, ``class_names``).
+    out : path — the results folder (:mod:`gsal_tf.scale.store`): created, or resumed when it
+        holds a run of the same settings; refused when it holds another run.
+    method, options : the explainer (a name of :data:`gsal_tf.METHODS`) and its keyword options
+        (``batch_size`` sets how many requests go into one call and one shard).
+    policy : RequestPolicy, default class zones from labels (``RequestPolicy()``).
+    input_size : (H, W), optional — fit every image to this size (default: the network's fixed
+        input size, else each image as it is; all images of a run must then share one size).
+    limit : int, optional — only the first ``limit`` samples.
+    store_maps : bool, default False — also write the per-pixel saliency and request maps.
+    on_error : "skip" (default) or "stop" — what an unreadable sample does: skipped and listed
+        in the run card, or the run stops with a GsalInputError (committed shards are kept).
+    engine : "local" — where the job runs (:data:`gsal_tf.scale.engine.ENGINES`).
+    model_name : str, optional — how the run card names the model.
+    progress : callable, optional — ``progress(samples_done, total or None, requests_done)``.
+
+    Returns
+    -------
+    RunSummary
+    """
+    if on_error not in ON_ERROR:
+        raise GsalInputError(f"on_error must be one of {', '.join(ON_ERROR)}; got {on_error!r}")
+    store.pyarrow()
+    runner = make_engine(engine)
+    explainer = model if isinstance(model, Explainer) else make_explainer(method, model, **(options or {}))
+    source = open_source(data, layout, labels=labels, split=split, label_table=label_table, class_names=class_names)
+    policy = policy or RequestPolicy()
+    if policy.needs_labels and not source.has_labels:
+        raise GsalInputError(f"the request policy ({policy.zone} zones from {policy.zones_from}) needs label maps, and the data has none; "
+                             "give labels (--labels) or build zones from predictions")
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        raise GsalInputError(f"limit must be a positive integer, got {limit!r}")
+    if input_size is not None:
+        input_size = tuple(int(v) for v in input_size)
+    context_names = source.context_names
+    if context_names is None:
+        first = next(iter(source.iter_from(0)), (0, None))[1]
+        if first is None or isinstance(first, UnreadableSample):
+            num_context = 1
+        else:
+            image = DatasetJob(explainer, source, policy, Path(out), 1, input_size)._fit(first.image)[0]
+            num_context = explainer.num_classes(image[None])
+        context_names = tuple(f"class {k}" for k in range(num_context))
+    settings = {
+        "model": {"name": model_name or getattr(explainer.model, "name", type(explainer.model).__name__), "weights_sha256": model_fingerprint(explainer.model)},
+        "explainer": explainer.params,
+        "policy": policy.to_dict(),
+        "data": {**source.describe(), "limit": limit, "ignore_label": source.ignore_label,
+                 "class_names": None if source.class_names is None else list(source.class_names)},
+        "context_classes": list(context_names),
+        "input_size": None if input_size is None else list(input_size),
+        "distance_edges": [float(e) for e in context_stats.DISTANCE_EDGES],
+        "store_maps": bool(store_maps),
+    }
+    card = {"format": store.RESULTS_FORMAT, "version": store.RESULTS_VERSION, "settings": settings, "versions": versions(),
+            "engine": runner.name, "started": time.strftime("%Y-%m-%dT%H:%M:%S"), "status": "running"}
+    folder = Path(out)
+    start = store.open_run(folder, card)
+    job = DatasetJob(explainer, source, policy, folder, len(context_names), input_size, store_maps, on_error, limit, progress)
+    job.requests_done, job.samples_done, job.skipped = start.requests_done, start.sample, list(start.skipped)
+    began = time.perf_counter()
+    runner.run(job, start)
+    seconds = time.perf_counter() - began
+    card = {**store.read_card(folder), "status": "complete", "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            "totals": {"requests": job.requests_done, "samples": _length(source, limit) if _length(source, limit) is not None else job.samples_done,
+                       "skipped": len(job.skipped)},
+            "skipped": job.skipped, "seconds_this_session": round(seconds, 3)}
+    store.write_card(folder, card)
+    return RunSummary(folder, job.requests_done, card["totals"]["samples"], job.skipped, seconds, card)
+
+
+def load_stats(folder) -> tuple[context_stats.ContextStats, dict]:
+    """The :class:`~gsal_tf.context_stats.ContextStats` of a results folder and its run card."""
+    card = store.read_card(folder)
+    table = store.read_results(folder)
+    sums = {}
+    for key in context_stats.SUM_FIELDS:
+        column = table.column(key).to_pylist()
+        sums[key] = np.asarray(column, np.float64)
+    edges = tuple(card["settings"]["distance_edges"])
+    return context_stats.aggregate(np.asarray(table.column("class_id").to_pylist()), sums, edges), card
