@@ -40,7 +40,13 @@ def test_short_training_lowers_the_loss(strong_dir, tmp_path):
 
     model_opts = {k: v for k, v in TINY_DEEPLAB.items()}
     cfg = TrainConfig(architecture="mobilenetv2-tiny", model=model_opts, epochs=3, batch_size=16, learning_rate=5e-3, warmup_epochs=0.2, val_fraction=0.1)
-    metrics = train(strong_dir, tmp_path / "run", cfg)
+    on_disk = []  # the history file as it stands at each epoch's end: a long run can be watched
+
+    def watch(epoch, row):
+        on_disk.append([r["epoch"] for r in json.loads((tmp_path / "run" / "history.json").read_text())])
+
+    metrics = train(strong_dir, tmp_path / "run", cfg, on_epoch_end=watch)
+    assert on_disk == [[1], [1, 2], [1, 2, 3]]
     history = json.loads((tmp_path / "run" / "history.json").read_text())
     assert history[-1]["loss"] < history[0]["loss"]
     assert (tmp_path / "run" / "model.keras").is_file()

@@ -220,8 +220,8 @@ def _weighted_dataset(images: np.ndarray, labels: np.ndarray, weights: np.ndarra
 class _BestByValidation(keras.callbacks.Callback):
     """Keras callback: validation mean IoU after every epoch; saves the best weights to ``path``.
 
-    Keeps ``history`` (one row per epoch), ``best_epoch``, ``best_val_mean_iou`` and the training
-    time ``seconds``; forwards progress to ``on_epoch_end(epoch, row)`` / ``on_batch_end(batch)``.
+    Keeps ``history`` (one row per epoch; also written to ``history.json`` beside ``path`` after
+    every epoch), ``best_epoch``, ``best_val_mean_iou`` and the training time ``seconds``; forwards progress to ``on_epoch_end(epoch, row)`` / ``on_batch_end(batch)``.
     """
 
     def __init__(self, x_val, y_val, schedule, path: Path, on_epoch_end=None, on_batch_end=None):
@@ -251,5 +251,10 @@ class _BestByValidation(keras.callbacks.Callback):
             self.model.save_weights(self.path)
         row["best"] = self.best_epoch == epoch + 1
         self.history.append(row)
+        # The history so far, on disk after every epoch: a long run can be watched, and what a
+        # killed run learnt is not lost (the best weights are saved beside it).
+        history = self.path.with_name("history.json")
+        history.with_suffix(".part").write_text(json.dumps(self.history, indent=2))
+        history.with_suffix(".part").replace(history)
         if self.on_epoch:
             self.on_epoch(epoch + 1, row)
