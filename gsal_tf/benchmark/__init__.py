@@ -19,7 +19,8 @@ from gsal_tf.benchmark import classes, textures
 from gsal_tf.benchmark.classes import BACKGROUND, CLASS_NAMES, NUM_CLASSES, NUM_DIGITS
 from gsal_tf.benchmark.config import BenchmarkConfig, BiasConfig, load_config, unbiased_counterpart
 from gsal_tf.benchmark.storage import generated_from, load_dataset, load_samples, read_card
-from gsal_tf.benchmark.texture_mnist import TextureMNIST, data_dir_name, generate_once, tile_boxes, tile_map
+from gsal_tf.benchmark.texture_mnist import TextureMNIST, data_dir_name, generate_once
+from gsal_tf.benchmark.tiles import tile_boxes, tile_map
 from gsal_tf.benchmark.textures import texture_names
 
 __all__ = [

@@ -28,6 +28,7 @@ import numpy as np
 
 from gsal_tf import metrics
 from gsal_tf.benchmark.classes import NUM_CLASSES, NUM_DIGITS
+from gsal_tf.benchmark.tuning_space import SOURCE_DEFAULT, tuned_keys
 from gsal_tf.config import keyword_options
 from gsal_tf.errors import GsalInputError
 from gsal_tf.explainer import METHODS, make_explainer, method_name
@@ -228,8 +229,6 @@ class EvaluationSettings:
             raise GsalInputError(f"tune must be true or false, got {self.tune!r}")
         self.grid_saliency = keyword_options(dict(self.grid_saliency), GridSaliency.__init__, "grid saliency options", exclude=("model",))
         if self.tune:
-            from gsal_tf.benchmark.tuning import tuned_keys
-
             fixed = sorted(set(self.grid_saliency) & tuned_keys("grid_saliency"))
             if fixed:
                 raise GsalInputError(f"grid saliency's {', '.join(fixed)} is chosen by tuning on held-out data; "
@@ -263,8 +262,6 @@ def settings_record(settings: EvaluationSettings, explainers: Mapping[str, objec
     """The ``settings`` block of a report: request counts, every method's parameters as used, and
     where each method's setting came from (``sources``: "tuned on held-out", "nothing to tune" or
     "default"; see :mod:`gsal_tf.benchmark.tuning`)."""
-    from gsal_tf.benchmark.tuning import SOURCE_DEFAULT
-
     return {
         "per_digit": settings.per_digit,
         "biased": settings.biased,

@@ -22,6 +22,7 @@ from typing import Any, Optional, Union
 import numpy as np
 
 from gsal_tf.benchmark.classes import BACKGROUND
+from gsal_tf.benchmark.tiles import tile_map
 from gsal_tf.errors import GsalInputError, IntegrityError
 
 CARD_NAME = "card.json"
@@ -73,10 +74,9 @@ def texture_map(segmentation, tile_textures, foreground_texture) -> np.ndarray:
 
     ``texture_map[n, y, x]`` is ``foreground_texture[n]`` on the digit
     (``segmentation != BACKGROUND``) and ``tile_textures[n, t]`` on the background of tile ``t``
-    (``texture_mnist.tile_map``). Inputs: segmentation (N, S, S), tile_textures (N, tiles),
+    (``tiles.tile_map``). Inputs: segmentation (N, S, S), tile_textures (N, tiles),
     foreground_texture (N,).
     """
-    from gsal_tf.benchmark.texture_mnist import tile_map  # texture_mnist imports this module
 
     segmentation = np.asarray(segmentation)
     tile_textures = np.asarray(tile_textures, np.int32)
@@ -206,7 +206,6 @@ def load_dataset(
     if shuffle:
         dataset = dataset.shuffle(max(count, 1), seed=seed, reshuffle_each_iteration=True)
     dataset = dataset.batch(batch_size)
-    from gsal_tf.benchmark.texture_mnist import tile_map
 
     tile_index = tf.constant(tile_map(compact["image"].shape[-1], compact["tile_textures"].shape[-1]))
 

@@ -62,32 +62,13 @@ from gsal_tf.benchmark import classes, storage
 from gsal_tf.benchmark.config import BenchmarkConfig, load_config
 from gsal_tf.benchmark.digits import SPLITS, load_mnist, place_digits
 from gsal_tf.benchmark.textures import TexturePool, builtin_pool, folder_pool
+from gsal_tf.benchmark.tiles import tile_boxes, tile_map  # noqa: F401  (tile_boxes, tile_map: also public here)
 from gsal_tf.errors import GsalInputError
 
 _SPLIT_CODES = {"train": 0, "test": 1}
 
 #: ``progress(split, done, total)`` is called after every block written by ``generate``.
 ProgressCallback = Callable[[str, int, int], None]
-
-
-def tile_boxes(image_size: int, tiles: int) -> list[tuple[int, int, int, int]]:
-    """The background tiles as ``(top, bottom, left, right)`` pixel ranges, row by row."""
-    half = image_size // 2
-    if tiles == 1:
-        return [(0, image_size, 0, image_size)]
-    if tiles == 2:
-        return [(0, half, 0, image_size), (half, image_size, 0, image_size)]
-    if tiles == 4:
-        return [(0, half, 0, half), (0, half, half, image_size), (half, image_size, 0, half), (half, image_size, half, image_size)]
-    raise GsalInputError(f"tiles must be 1, 2 or 4, got {tiles}")
-
-
-def tile_map(image_size: int, tiles: int) -> np.ndarray:
-    """``(S, S)`` int32 map of the tile index of every pixel."""
-    index = np.zeros((image_size, image_size), np.int32)
-    for k, (top, bottom, left, right) in enumerate(tile_boxes(image_size, tiles)):
-        index[top:bottom, left:right] = k
-    return index
 
 
 class TextureMNIST:
