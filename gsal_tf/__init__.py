@@ -21,7 +21,7 @@ from gsal_tf import attributions, benchmark, models, requests, zoo
 from gsal_tf.errors import GsalError, GsalInputError
 from gsal_tf.explainer import METHODS, Explainer, ExplanationResult, make_explainer
 from gsal_tf.saliency import Explanation, GridSaliency
-from gsal_tf import context_stats, datasets, scale  # noqa: E402
+from gsal_tf import context_stats, datasets, scale, threads  # noqa: E402
 from gsal_tf.scale import explain_dataset
 
 __all__ = [
@@ -42,5 +42,6 @@ __all__ = [
     "datasets",
     "scale",
     "context_stats",
+    "threads",
     "explain_dataset",
 ]

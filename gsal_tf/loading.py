@@ -102,6 +102,30 @@ def load_model(path):
         raise GsalInputError(f"cannot load {path} as a Keras model: {first_line(exc)}") from None
 
 
+def declared_input_shape(path) -> tuple | None:
+    """The input shape (H,W,C) a model declares, read without building it (so without running a
+    TensorFlow op): a zoo name's manifest entry, or the input layer of a ``.keras`` file's
+    config; None for other models, unreadable files, or several inputs."""
+    import json
+    import zipfile
+
+    path = Path(path)
+    if not path.exists():
+        from gsal_tf.models import presets
+
+        return tuple(presets.get(str(path)).input_shape) if str(path) in presets.names() else None
+    if path.suffix != ".keras" or not path.is_file():
+        return None
+    try:
+        with zipfile.ZipFile(path) as archive:
+            config = json.loads(archive.read("config.json"))["config"]
+        inputs = [layer for layer in config["layers"] if layer.get("class_name") == "InputLayer"]
+        shape = inputs[0]["config"]["batch_shape"] if len(inputs) == 1 else None
+    except (OSError, KeyError, TypeError, ValueError, zipfile.BadZipFile):
+        return None
+    return tuple(shape[1:]) if shape else None
+
+
 def _saved_model_callable(loaded, path):
     signatures = getattr(loaded, "signatures", {})
     fn = signatures.get("serving_default") if signatures else None

@@ -19,7 +19,7 @@ import numpy as np
 import typer
 
 from gsal_cli.console import compact_table, console, fail, staged_outputs
-from gsal_cli.options import FigureFormat, build_request, class_names_of, figure_format_option, image_input, parse_pair, resolve_model
+from gsal_cli.options import FigureFormat, build_request, class_names_of, configure_threads, figure_format_option, image_input, parse_pair, resolve_model, threads_option
 
 
 def compare_backbones(
@@ -37,6 +37,7 @@ def compare_backbones(
     pixel_scale: float = typer.Option(1 / 255, "--pixel-scale", help="Multiplier for 8-bit image pixels (default 1/255 → [0,1])."),
     out: Path = typer.Option(Path("gsal-out/compare"), "--out", "-o", help="Output folder."),
     figure_format: FigureFormat = figure_format_option(),
+    threads: Optional[int] = threads_option(),
 ) -> None:
     """Explain the same request with each model (e.g. MobileNetV2 vs Xception) and compare.
 
@@ -61,6 +62,7 @@ def compare_backbones(
             img, req, cls = case["image"], case["request"], case["class_id"] if class_id is None else class_id
         if len(names) < 2:
             raise gs.GsalInputError("give at least two models: --models A,B")
+        configure_threads(threads, names)  # before a model loads: TensorFlow fixes it at its first op
         nets = {}
         with console.status("loading models"):
             for name in names:

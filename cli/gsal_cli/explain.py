@@ -13,7 +13,7 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from gsal_cli.console import console, fail, staged_outputs
-from gsal_cli.options import FigureFormat, build_request, class_names_of, figure_format_option, image_input, parse_pair, resolve_model
+from gsal_cli.options import FigureFormat, build_request, class_names_of, configure_threads, figure_format_option, image_input, parse_pair, resolve_model, threads_option
 
 
 def explain(
@@ -36,6 +36,7 @@ def explain(
     pixel_scale: float = typer.Option(1 / 255, "--pixel-scale", help="Multiplier for 8-bit image pixels (default 1/255 → [0,1])."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output folder (default: gsal-out/<image name>)."),
     figure_format: FigureFormat = figure_format_option(),
+    threads: Optional[int] = threads_option(),
 ) -> None:
     """Explain which context makes the model predict CLASS inside the request.
 
@@ -63,6 +64,12 @@ def explain(
             if not demo and model is None:
                 raise gs.GsalInputError("give an IMAGE and --model PATH (or use --demo)")
             demo_name = _demo_name(image) if demo else None
+            if demo:
+                from gsal_tf.zoo.demo import demo_model
+
+                configure_threads(threads, [demo_model(demo_name)])
+            else:
+                configure_threads(threads, [model])
             img = image_input(None if demo else image, demo, pixel_scale)
             if demo:
                 from gsal_tf.zoo.demo import load_demo

@@ -47,6 +47,13 @@ def predicted_digit(labels: np.ndarray, request: np.ndarray) -> int:
     return predicted_class(labels, request, exclude=(BACKGROUND,))
 
 
+def demo_model(name: str = "textures") -> str:
+    """The zoo name of the network demo ``name`` explains."""
+    if name not in DEMOS:
+        raise GsalInputError(f"unknown demo {name!r}; choose one of {', '.join(DEMOS)}")
+    return CYCLISTS_MODEL if name == "cyclists" else DEMO_MODEL
+
+
 def load_demo(name: str = "textures") -> dict:
     """Return ``model``, ``name``, ``image`` (H,W,C), ``class_id`` and ``description``, and the
     request: ``request`` (H,W) 0/1, or ``request_class`` (every pixel predicted as that class);
