@@ -331,13 +331,14 @@ def comparison_figure(image: np.ndarray, request: np.ndarray, class_id: int, mod
 def matrix_figure(values: np.ndarray, row_labels: Sequence[str], col_labels: Sequence[str], title: str, *,
                   vmax: float | None = None, colorbar_label: str = "value", xlabel: str | None = None,
                   ylabel: str | None = None, highlight_col: int | None = None, highlight_cells: Sequence[tuple[int, int]] = (),
-                  subtitle: str | None = None):
+                  subtitle: str | None = None, diverging: bool = False):
     """A (rows, cols) matrix as coloured cells with their values written in (NaN: grey '—').
 
     ``highlight_col`` frames one column (e.g. the bias digit), ``highlight_cells`` frames single
     cells (row, col) (e.g. each run's own bias digit). The colour scale runs from 0 to
-    ``vmax`` (default: the largest finite value) and is explained by the colour bar. Returns the
-    Figure.
+    ``vmax`` (default: the largest finite value) and is explained by the colour bar; with
+    ``diverging`` (signed values such as a difference) from −m to m, m = ``vmax`` or the largest
+    absolute value, blue below zero and red above. Returns the Figure.
     """
     from matplotlib import colormaps, rc_context
     from matplotlib.figure import Figure
@@ -346,19 +347,24 @@ def matrix_figure(values: np.ndarray, row_labels: Sequence[str], col_labels: Seq
     values = np.asarray(values, np.float64)
     rows, cols = values.shape
     finite = values[np.isfinite(values)]
-    vmax = vmax if vmax is not None else (float(finite.max()) if finite.size and finite.max() > 0 else 1.0)
-    cmap = colormaps["viridis"].with_extremes(bad="#bdbdbd")
+    if diverging:
+        vmax = vmax if vmax is not None else (float(np.abs(finite).max()) if finite.size and np.abs(finite).max() > 0 else 1.0)
+        vmin, cmap = -vmax, colormaps["RdBu_r"].with_extremes(bad="#bdbdbd")
+    else:
+        vmax = vmax if vmax is not None else (float(finite.max()) if finite.size and finite.max() > 0 else 1.0)
+        vmin, cmap = 0.0, colormaps["viridis"].with_extremes(bad="#bdbdbd")
     digits = 3 if vmax < 0.5 else 2  # CBD values are often ~0.001-0.1
     longest = max([len(str(r)) for r in row_labels] + [1])
     with rc_context(_STYLE):
         fig = Figure(figsize=(max(0.45 * cols + 0.06 * longest + 1.8, 5.0), 0.42 * rows + 1.9 + (0.2 if subtitle else 0)), dpi=DPI,
                      layout="constrained")
         ax = fig.subplots()
-        shown = ax.imshow(np.ma.masked_invalid(values), cmap=cmap, vmin=0.0, vmax=vmax, aspect="auto")
+        shown = ax.imshow(np.ma.masked_invalid(values), cmap=cmap, vmin=vmin, vmax=vmax, aspect="auto")
         for i in range(rows):
             for j in range(cols):
                 v = values[i, j]
-                text, ink = ("—", "0.2") if not np.isfinite(v) else (f"{v:.{digits}f}", "white" if v < 0.6 * vmax else "black")
+                dark = abs(v) > 0.6 * vmax if diverging else v < 0.6 * vmax
+                text, ink = ("—", "0.2") if not np.isfinite(v) else (f"{v:+.{digits}f}" if diverging else f"{v:.{digits}f}", "white" if dark else "black")
                 ax.text(j, i, text, ha="center", va="center", color=ink, fontsize=7)
         ax.set_xticks(range(cols), [str(c) for c in col_labels])
         ax.set_yticks(range(rows), [str(r) for r in row_labels])
@@ -419,6 +425,34 @@ def bar_figure(bars: Mapping[str, tuple], title: str, *, chance: float | None = 
         ax.set_title(title if not subtitle else f"{title}\n{subtitle}")
         ax.set_label("bars")
     return fig
+
+
+def thumbnail_figure(saliency: np.ndarray, request: np.ndarray, title: str, image: np.ndarray | None = None):
+    """One small panel: the saliency (H,W) in [0,1] over the image in grey (black when the image
+    is not at hand), the request (H,W) outlined; for galleries. Returns the Figure."""
+    from matplotlib import rc_context
+    from matplotlib.figure import Figure
+
+    saliency = np.asarray(saliency, np.float32)
+    backdrop = np.zeros(saliency.shape + (1,), np.float32) if image is None else image
+    with rc_context(_STYLE):
+        fig = Figure(figsize=(PANEL_INCHES * 0.9, PANEL_INCHES * 0.9 + 0.35), dpi=DPI, layout="constrained")
+        ax = fig.subplots()
+        _draw_saliency(ax, backdrop, saliency, request, title)
+        ax.title.set_fontsize(8)
+    return fig
+
+
+def png_bytes(fig) -> bytes:
+    """``fig`` as PNG bytes, in the style :func:`save_figure` writes (for embedding in HTML)."""
+    import io
+
+    from matplotlib import rc_context
+
+    buffer = io.BytesIO()
+    with rc_context(_STYLE):
+        fig.savefig(buffer, format="png", dpi=DPI, facecolor="white", bbox_inches="tight", pad_inches=0.08)
+    return buffer.getvalue()
 
 
 def _wrap(label: str, width: int = 16) -> str:

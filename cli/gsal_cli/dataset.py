@@ -75,11 +75,14 @@ def stats(
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Where the figures go (default: RESULTS/stats)."),
     top: int = typer.Option(5, "--top", help="Context classes listed per request class."),
     figure_format: FigureFormat = figure_format_option(),
+    html_report: bool = typer.Option(False, "--html", help="Also write one self-contained HTML report (tables, heat maps, a gallery of the most and least context-dependent requests) to OUT/report.html."),
+    gallery: int = typer.Option(6, "--gallery", help="Requests shown at each end of the context-dependence ranking in the HTML report."),
 ) -> None:
     """Context statistics: per request class, the share of the salient context on each context
     class, against the inflation baseline with the same amount of context."""
     import gsal_tf as gs
     from gsal_tf import viz
+    from gsal_tf.scale import report
 
     try:
         result, card = gs.scale.load_stats(results)
@@ -102,20 +105,15 @@ def stats(
                           context[ctx], _fmt(result.share[row, ctx]), _fmt(result.inflation_share[row, ctx]), _fmt(result.difference[row, ctx], signed=True))
     console.print(table)
     folder = out or Path(results) / "stats"
-    folder.mkdir(parents=True, exist_ok=True)
-    rows = [label(int(c)) for c in result.classes]
-    ext = figure_format.value
-    written = [
-        viz.save_figure(viz.matrix_figure(result.share, rows, context, "share of the salient context on each class", vmax=1.0,
-                                          colorbar_label="share of salient context", xlabel="context class", ylabel="request class"), folder / f"share.{ext}"),
-        viz.save_figure(viz.matrix_figure(result.difference, rows, context, "grid saliency − inflation baseline",
-                                          colorbar_label="difference of shares", xlabel="context class", ylabel="request class"), folder / f"difference.{ext}"),
-        viz.save_figure(viz.bar_figure({r: (float(s), None) for r, s in zip(rows, result.mean_fraction)}, "mean salient context per class", chance=None,
-                                       ylabel="salient fraction of the context"), folder / f"size.{ext}"),
-        viz.save_figure(viz.matrix_figure(result.profile, rows, [_bin(a, b) for a, b in zip(result.edges[:-1], result.edges[1:])],
-                                          "mean saliency by distance to the request", colorbar_label="mean saliency", xlabel="distance (px)",
-                                          ylabel="request class"), folder / f"distance.{ext}"),
-    ]
+    try:
+        if gallery < 0:
+            raise gs.GsalInputError(f"--gallery {gallery}: give a number of requests (0 or more)")
+        folder.mkdir(parents=True, exist_ok=True)
+        written = [viz.save_figure(fig, folder / f"{name}.{figure_format.value}") for name, fig in report.figures(result, card).items()]
+        if html_report:
+            written.append(report.write_html_report(results, folder / "report.html", gallery=gallery, top=top))
+    except gs.GsalError as exc:
+        raise fail(str(exc)) from None
     console.print(f"wrote {', '.join(str(p) for p in written)}")
 
 
@@ -132,7 +130,3 @@ def _ids(text: Optional[str], option: str):
 
 def _fmt(value: float, signed: bool = False) -> str:
     return "—" if not np.isfinite(value) else f"{value:+.2f}" if signed else f"{value:.2f}"
-
-
-def _bin(low: float, high: float) -> str:
-    return f">{low:g}" if not np.isfinite(high) else f"≤{high:g}"
