@@ -5,7 +5,10 @@ the shard of each batch, in order) — on some hardware.
 :class:`LocalEngine` (``engine="local"``) runs them in this process as a pipeline of three
 threads joined by short queues: while a batch is explained, the next ones are read and decoded
 and the last one is reduced and written, so decoding and writing overlap with compute
-(TensorFlow, OpenCV and pyarrow release the GIL in their kernels). Another engine (a Ray
+(TensorFlow, OpenCV and pyarrow release the GIL in their kernels). An explained batch is handed
+to the writer only once the previous one is written, so at any moment at most two batches hold
+results that are not on disk: the one being explained and the one being written (milliseconds);
+a killed run loses at most those. Another engine (a Ray
 engine mapping ``explain`` over actors, committing in order) implements the same ``run`` and is
 registered in :data:`ENGINES` by import path: it is imported only when asked for.
 
@@ -42,7 +45,7 @@ class LocalEngine:
     Parameters
     ----------
     prefetch : int, default 2
-        Batches planned ahead of the one being explained (and waiting to be committed).
+        Batches planned (read, decoded, requests built) ahead of the one being explained.
     """
 
     name = "local"
@@ -53,7 +56,8 @@ class LocalEngine:
     def run(self, job, start) -> None:
         """Plan from ``start`` (a ResumePoint), explain and commit every batch of ``job``."""
         planned: queue.Queue = queue.Queue(self.prefetch)
-        explained: queue.Queue = queue.Queue(self.prefetch)
+        explained: queue.Queue = queue.Queue(1)
+        written = threading.Semaphore(1)  # released when the batch handed to the writer is on disk
         errors: list = []
         plan_errors: list = []  # raised after the batches planned before it are committed
         stop = threading.Event()
@@ -91,6 +95,7 @@ class LocalEngine:
                 while (item := get(explained)) is not _DONE:
                     job.commit(shard, *item)
                     shard += 1
+                    written.release()
             except BaseException as exc:
                 errors.append(exc)
                 stop.set()
@@ -101,7 +106,11 @@ class LocalEngine:
             thread.start()
         try:
             while (batch := get(planned)) is not _DONE:
-                if not put(explained, (batch, job.explain(batch))):
+                result = job.explain(batch)
+                while not written.acquire(timeout=0.1):  # the previous batch is still being written
+                    if stop.is_set():
+                        break
+                if stop.is_set() or not put(explained, (batch, result)):
                     break
         except BaseException as exc:
             errors.append(exc)
