@@ -10,7 +10,7 @@ networks (`gs.explain_dataset`, context classes = the background textures), and 
 - ``benchmarks/results/zoo-context.json``: the numbers, with the texture's share of the context area;
 - per network a results folder and its HTML report under ``--out`` (not in the repository).
 
-Run: python docs/make_zoo_context.py --mnist MNIST.npz [--n-test 600] [--out runs/zoo-context]
+Run: python docs/make_zoo_context.py --mnist MNIST.npz [--n-test 600] [--out runs/zoo-context]  (--figure-only: redraw)
 """
 
 from __future__ import annotations
@@ -38,10 +38,14 @@ NETWORKS = ["tmnist-mobilenetv2-strong", "tmnist-xception-strong", "tmnist-mobil
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--mnist", required=True)
+    parser.add_argument("--mnist")
     parser.add_argument("--n-test", type=int, default=600)
     parser.add_argument("--out", type=Path, default=Path("runs/zoo-context"))
+    parser.add_argument("--figure-only", action="store_true", help="redraw docs/zoo_context.png from the recorded JSON")
     args = parser.parse_args()
+    if args.figure_only:
+        draw(json.loads((ROOT / "benchmarks" / "results" / "zoo-context.json").read_text()))
+        return
 
     strong = presets.get("tmnist-mobilenetv2-strong")
     digit, texture = strong.bias.digit, strong.bias.texture
@@ -69,21 +73,36 @@ def main() -> None:
                         "requests_without_salient_context": int(stats.empty[row]), "seconds": round(time.perf_counter() - start, 1)}
         print(f"{name:28s} share on {texture}: {stats.share[row, k]:.3f}  inflation {stats.inflation_share[row, k]:.3f}  "
               f"area {area_share[k]:.3f}  ({summary.requests} requests, {stats.empty[row]} without salient context)")
-    labels = [n.replace("tmnist-", "") for n in NETWORKS]
-    k = textures.index(texture)
-    share_fig = viz.matrix_figure(np.array(rows), labels, textures, f"share of the salient context of digit {digit} on each texture", vmax=1.0,
-                                  colorbar_label="share of salient context", xlabel="background texture", ylabel="network",
-                                  highlight_col=k, subtitle=f"{report[NETWORKS[0]]['requests']} requests per network (every {digit} of the strongly biased test split)")
-    infl_fig = viz.matrix_figure(np.array(inflation), labels, textures, "the inflation baseline's share (same amount of context)", vmax=1.0,
-                                 colorbar_label="share of inflated context", xlabel="background texture", ylabel="network", highlight_col=k)
-    parts = [cv2.imdecode(np.frombuffer(viz.png_bytes(f), np.uint8), cv2.IMREAD_COLOR) for f in (share_fig, infl_fig)]
-    height = max(p.shape[0] for p in parts)
-    parts = [np.pad(p, ((0, height - p.shape[0]), (0, 0), (0, 0)), constant_values=255) for p in parts]
-    cv2.imwrite(str(ROOT / "docs" / "zoo_context.png"), np.hstack(parts))
     (ROOT / "benchmarks" / "results" / "zoo-context.json").write_text(json.dumps(
         {"bias": {"digit": digit, "texture": texture}, "data_config": strong.training["data_config"], "n_test": args.n_test,
          "textures": textures, "share": np.array(rows).tolist(), "inflation_share": np.array(inflation).tolist(),
          "area_share": np.array(area).tolist(), "networks": report}, indent=2))
+    draw(json.loads((ROOT / "benchmarks" / "results" / "zoo-context.json").read_text()))
+
+
+def draw(result: dict, others: int = 5) -> None:
+    """docs/zoo_context.png from the recorded numbers: the bias texture, the ``others`` textures
+    with the largest share otherwise, and the rest summed; grid saliency next to inflation."""
+    textures, texture = result["textures"], result["bias"]["texture"]
+    share, inflation = np.array(result["share"]), np.array(result["inflation_share"])
+    k = textures.index(texture)
+    rest = [j for j in np.argsort(-np.nansum(share, axis=0)) if j != k][:others]
+    keep = [k] + rest
+    other = [j for j in range(len(textures)) if j not in keep]
+    columns = [f"{texture}\n(bias)"] + [textures[j].replace("_", "\n") for j in rest] + [f"{len(other)}\nothers"]
+    pick = lambda m: np.column_stack([m[:, keep], np.nansum(m[:, other], axis=1)])  # noqa: E731
+    labels = [n.replace("tmnist-", "") for n in result["networks"]]
+    n = next(iter(result["networks"].values()))["requests"]
+    figures = [viz.matrix_figure(pick(share), labels, columns, f"grid saliency: share of digit {result['bias']['digit']}'s salient context", vmax=1.0,
+                                 colorbar_label="share of salient context", xlabel="background texture", ylabel="network", highlight_col=0,
+                                 subtitle=f"{n} requests per network: every {result['bias']['digit']} of the strongly biased test split"),
+               viz.matrix_figure(pick(inflation), labels, columns, "inflation baseline: the same amount of context around the digit", vmax=1.0,
+                                 colorbar_label="share of inflated context", xlabel="background texture", ylabel="network", highlight_col=0,
+                                 subtitle=f"area share of {texture} in the context: {np.mean(result['area_share'], axis=0)[k]:.2f}")]
+    parts = [cv2.imdecode(np.frombuffer(viz.png_bytes(f), np.uint8), cv2.IMREAD_COLOR) for f in figures]
+    height = max(p.shape[0] for p in parts)
+    parts = [np.pad(p, ((0, height - p.shape[0]), (0, 0), (0, 0)), constant_values=255) for p in parts]
+    cv2.imwrite(str(ROOT / "docs" / "zoo_context.png"), np.hstack(parts))
 
 
 if __name__ == "__main__":
