@@ -8,6 +8,8 @@ and the last one is reduced and written, so decoding and writing overlap with co
 (TensorFlow, OpenCV and pyarrow release the GIL in their kernels). Another engine (a Ray
 engine mapping ``explain`` over actors, committing in order) implements the same ``run`` and is
 registered in :data:`ENGINES` by import path: it is imported only when asked for.
+:class:`~gsal_tf.scale.ray_engine.RayEngine` (``engine="ray"``) is that engine: a Ray Data
+pipeline whose actors each hold one explainer; the driver commits in order.
 
 A failure while planning (an unreadable sample with ``on_error="stop"``, bad labels) stops the
 stream; the batches planned before it are still explained and committed, then the error is
@@ -17,13 +19,14 @@ raised. A failure while explaining or committing stops at once.
 from __future__ import annotations
 
 import importlib
+import inspect
 import queue
 import threading
 
 from gsal_tf.errors import GsalInputError
 
 #: Engines by name -> "module:class"; imported on first use.
-ENGINES = {"local": "gsal_tf.scale.engine:LocalEngine"}
+ENGINES = {"local": "gsal_tf.scale.engine:LocalEngine", "ray": "gsal_tf.scale.ray_engine:RayEngine"}
 
 _DONE = object()
 
@@ -33,7 +36,12 @@ def make_engine(name: str, **options):
     if not isinstance(name, str) or name not in ENGINES:
         raise GsalInputError(f"unknown engine {name!r}; available: {', '.join(ENGINES)}")
     module, cls = ENGINES[name].split(":")
-    return getattr(importlib.import_module(module), cls)(**options)
+    engine = getattr(importlib.import_module(module), cls)
+    known = [p for p in inspect.signature(engine.__init__).parameters if p != "self" and not p.startswith("_")]
+    unknown = sorted(k for k in options if k not in known and not k.startswith("_"))
+    if unknown:
+        raise GsalInputError(f"engine {name!r} has no option {', '.join(map(repr, unknown))}; its options: {', '.join(known) or 'none'}")
+    return engine(**options)
 
 
 class LocalEngine:
@@ -49,6 +57,10 @@ class LocalEngine:
 
     def __init__(self, prefetch: int = 2):
         self.prefetch = int(prefetch)
+
+    def describe(self) -> dict:
+        """What the run card records (``engine_options``)."""
+        return {"prefetch": self.prefetch}
 
     def run(self, job, start) -> None:
         """Plan from ``start`` (a ResumePoint), explain and commit every batch of ``job``."""
