@@ -28,6 +28,7 @@ lost or duplicated.
 from __future__ import annotations
 
 import inspect
+import logging
 import os
 import pickle
 import tempfile
@@ -252,7 +253,7 @@ class RayEngine:
             shard = start.shard
             try:
                 for batch in job.plan(start):
-                    while not in_flight.acquire(timeout=0.1):
+                    while not in_flight.acquire(timeout=0.1) or stop.is_set():
                         if stop.is_set():
                             return
                     batches[shard] = batch
@@ -267,6 +268,9 @@ class RayEngine:
                     pass
 
         context = ray.data.DataContext.get_current()
+        log = logging.getLogger("ray.data")
+        level = log.level
+        log.setLevel(max(level, logging.WARNING))  # no per-run INFO lines under the caller's progress bar
         # Every planned batch leaves the read task at once (a tiny target block size: no coalescing
         # of batches into one block); no progress bars (the caller has its own); the driver reorders.
         settings = {"target_max_block_size": 1, "enable_progress_bars": False}
@@ -279,7 +283,7 @@ class RayEngine:
             # is marked for removal in 2.64, where Ray Data's defaults, -1 and -1, stay).
             warnings.filterwarnings("ignore", message=".*ray_remote_args.*deprecated")
             dataset = dataset.map_batches(
-                _ExplainActor, batch_size=1, batch_format="numpy", concurrency=actors, num_cpus=self.cpus_per_actor,
+                _ExplainActor, batch_size=1, batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=actors), num_cpus=self.cpus_per_actor,
                 num_gpus=self.gpus_per_actor or None,
                 fn_constructor_kwargs={"model_ref": model_ref, "fingerprint": fingerprint, "method": method, "options": options,
                                        "threads": self.cpus_per_actor, "crash_once": self._crash_once},
@@ -306,5 +310,6 @@ class RayEngine:
             thread.join()
             for name, value in previous.items():
                 setattr(context, name, value)
+            log.setLevel(level)
         if plan_errors:
             raise plan_errors[0]
