@@ -140,3 +140,20 @@ def test_cli_runs_on_ray(local_ray, local_run, conv_model_file, tmp_path):
     assert result.exit_code == 0, result.output
     assert "21 requests of 7 samples" in " ".join(result.output.split())
     assert_same_results(local, tmp_path / "out")
+
+
+def test_failed_ray_run_keeps_committed_shards_and_resumes(local_ray, local_run, tmp_path):
+    """Without retries an actor's death stops the run: the shards committed before it stay, in
+    order, and a rerun resumes from them to the whole run."""
+    model, images, labels, local = local_run
+    marker = tmp_path / "crashed"
+    with pytest.raises(Exception) as failure:
+        _run(model, images, labels, tmp_path / "ray", engine="ray", engine_options={**RAY, "retries": 0, "_crash_once": (3, str(marker))})
+    assert marker.is_file() and "died" in str(failure.value).lower() + type(failure.value).__name__.lower()
+    committed = sorted(p.name for p in (tmp_path / "ray" / "requests").glob("part-*.parquet"))
+    assert committed == [f"part-{k:05d}.parquet" for k in range(len(committed))] and len(committed) <= 3
+    assert json.loads((tmp_path / "ray" / "run.json").read_text())["status"] == "running"
+    _run(model, images, labels, tmp_path / "ray", engine="ray", engine_options=RAY)
+    keys = _keys(tmp_path / "ray")
+    assert len(keys) == len(set(keys)) == 21
+    assert_same_results(local, tmp_path / "ray")
