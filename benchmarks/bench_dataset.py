@@ -118,7 +118,7 @@ def compare_engines(args) -> None:
     model = gs.models.deeplabv3plus("mobilenetv2", (args.size, args.size, 3), 2, **TINY_DEEPLAB)
     explainer = gs.GridSaliency(model, grid_size=(8, 8), iterations=args.iterations, batch_size=args.batch_size)
     work = Path(tempfile.mkdtemp(prefix="gsal-bench-engines-"))
-    ray.init(num_cpus=args.threads, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    ray.init(address="local", num_cpus=args.threads, include_dashboard=False, log_to_driver=False, configure_logging=False)
     try:
         images, masks = make_folder(work, args.images, args.size)
         classes = np.ones(len(images), np.int32)

@@ -181,8 +181,8 @@ class RayEngine:
     Parameters
     ----------
     address : str, optional
-        None: join the Ray of this process if it is initialised, else start a local Ray for the
-        run (shut down after it). ``"auto"`` or ``"ray://host:10001"``: connect to that cluster
+        None: join the Ray of this process if it is initialised, else start a new local Ray for
+        the run (``address="local"``: never another user's Ray on this machine; shut down after it). ``"auto"`` or ``"ray://host:10001"``: connect to that cluster
         (gsal-tf must be installed on its nodes; the driver writes the results folder).
     actors : int, optional
         Actors, each holding one explainer; default :func:`default_actors` of the cluster's
@@ -231,7 +231,7 @@ class RayEngine:
         data = model_bytes(job.explainer.model)
         started = not ray.is_initialized()
         if started:
-            ray.init(address=self.address, include_dashboard=False, log_to_driver=False, configure_logging=False)
+            ray.init(address=self.address or "local", include_dashboard=False, log_to_driver=False, configure_logging=False)
         try:
             actors = self.actors or default_actors(ray.cluster_resources(), self.cpus_per_actor, self.gpus_per_actor)
             self.actors = actors
