@@ -282,8 +282,8 @@ def test_bad_inputs_are_one_clear_error(conv_model_file, tmp_path, rng):
     (tmp_path / "o4" / "x.txt").write_text("mine")
     with pytest.raises(GsalInputError, match="not empty and holds no run.json"):
         _run(model, images, labels, tmp_path / "o4")
-    with pytest.raises(GsalInputError, match="unknown engine 'ray'"):
-        _run(model, images, labels, tmp_path / "o5", engine="ray")
+    with pytest.raises(GsalInputError, match="unknown engine 'spark'; available: local, ray"):
+        _run(model, images, labels, tmp_path / "o5", engine="spark")
 
 
 def test_cityscapes_run_and_tf_data_give_the_same_rows(tmp_path, rng):
@@ -390,3 +390,27 @@ def test_local_engine_keeps_at_most_two_batches_off_disk():
     LocalEngine(prefetch=3).run(job, ResumePoint(shard=5))
     assert job.committed == [(5 + k, k, 10 * k) for k in range(12)]
     assert max(job.lag) <= 1
+
+
+def test_engine_options_and_a_missing_ray_are_one_clear_error(conv_model_file, tmp_path, rng, monkeypatch):
+    from typer.testing import CliRunner
+
+    from gsal_cli.main import app
+    from gsal_tf.scale.ray_engine import default_actors
+
+    model = gs.loading.load_model(conv_model_file)
+    images, labels = make_pairs(tmp_path, rng, n=2)
+    with pytest.raises(GsalInputError, match=r"engine 'local' has no option 'actors'; its options: prefetch"):
+        _run(model, images, labels, tmp_path / "o1", engine_options={"actors": 2})
+    with pytest.raises(GsalInputError, match="engine_options must be a dict"):
+        _run(model, images, labels, tmp_path / "o2", engine_options=["ray"])
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if Ray were not installed
+    with pytest.raises(GsalInputError, match=r'engine="ray" needs Ray: install it with pip install "gsal-tf\[ray\]"'):
+        _run(model, images, labels, tmp_path / "o3", engine="ray")
+    assert not (tmp_path / "o3").exists()  # refused before anything is written
+    bad = CliRunner().invoke(app, ["explain-dataset", str(images), "--labels", str(labels), "--model", str(conv_model_file),
+                                   "--out", str(tmp_path / "o4"), "--actors", "2"])
+    assert bad.exit_code == 2 and "--actors is a Ray option: add --engine ray" in " ".join(bad.output.split())
+    # one actor per CPU share, or per GPU when actors take GPUs
+    assert default_actors({"CPU": 8.0}, 1, 0) == 8 and default_actors({"CPU": 8.0}, 3, 0) == 2
+    assert default_actors({"CPU": 8.0, "GPU": 2.0}, 1, 1) == 2 and default_actors({"CPU": 1.0}, 2, 0) == 1

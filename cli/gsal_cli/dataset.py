@@ -35,6 +35,11 @@ def explain_dataset(
     limit: Optional[int] = typer.Option(None, "--limit", help="Only the first N samples."),
     maps: bool = typer.Option(False, "--maps", help="Also store per-pixel saliency and request maps (maps/)."),
     on_error: str = typer.Option("skip", "--on-error", help="skip | stop: what an unreadable image does."),
+    engine: str = typer.Option("local", "--engine", help="local | ray: in this process, or on Ray actors (pip install \"gsal-tf[ray]\")."),
+    address: Optional[str] = typer.Option(None, "--address", help="Ray cluster to use (auto, ray://host:10001); default: a local Ray started for the run."),
+    actors: Optional[int] = typer.Option(None, "--actors", help="Ray actors, one explainer each (default: CPUs / --cpus-per-actor, or GPUs / --gpus-per-actor)."),
+    cpus_per_actor: Optional[int] = typer.Option(None, "--cpus-per-actor", help="CPUs (TensorFlow threads) per Ray actor (default 1)."),
+    gpus_per_actor: Optional[float] = typer.Option(None, "--gpus-per-actor", help="GPUs per Ray actor (e.g. 1: one actor per GPU)."),
 ) -> None:
     """Explain every request of a dataset into Parquet shards plus a run card (resumable).
 
@@ -54,6 +59,7 @@ def explain_dataset(
         policy = gs.scale.RequestPolicy(zone=zone, zones_from=zones_from, classes=_ids(classes, "--classes"),
                                         exclude=_ids(exclude, "--exclude") or (), min_pixels=min_pixels)
         size = parse_pair(input_size, "--input-size", allow_single=True) if input_size else None
+        engine_options = _engine_options(engine, address=address, actors=actors, cpus_per_actor=cpus_per_actor, gpus_per_actor=gpus_per_actor)
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[requests]} requests"),
                       TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=console) as progress:
             task = progress.add_task("samples", total=None, requests=0)
@@ -63,7 +69,7 @@ def explain_dataset(
 
             summary = gs.explain_dataset(net, data, out, method=method, options=options, policy=policy, layout=layout, labels=labels,
                                          split=split, input_size=size, limit=limit, store_maps=maps, on_error=on_error,
-                                         model_name=model_name, progress=report)
+                                         engine=engine, engine_options=engine_options, model_name=model_name, progress=report)
     except gs.GsalError as exc:
         raise fail(str(exc)) from None
     console.print(f"wrote [bold]{out}/[/]: {summary.requests} requests of {summary.samples} samples"
@@ -115,6 +121,17 @@ def stats(
     except gs.GsalError as exc:
         raise fail(str(exc)) from None
     console.print(f"wrote {', '.join(str(p) for p in written)}")
+
+
+def _engine_options(engine: str, **given) -> dict:
+    """The engine's options from the CLI's (unset ones left out); Ray options with another engine are an error."""
+    from gsal_tf.errors import GsalInputError
+
+    options = {name: value for name, value in given.items() if value is not None}
+    if options and engine != "ray":
+        flags = ", ".join("--" + name.replace("_", "-") for name in options)
+        raise GsalInputError(f"{flags} {'is a Ray option' if len(options) == 1 else 'are Ray options'}: add --engine ray, or drop {flags}")
+    return options
 
 
 def _ids(text: Optional[str], option: str):

@@ -8,9 +8,11 @@ and the last one is reduced and written, so decoding and writing overlap with co
 (TensorFlow, OpenCV and pyarrow release the GIL in their kernels). An explained batch is handed
 to the writer only once the previous one is written, so at any moment at most two batches hold
 results that are not on disk: the one being explained and the one being written (milliseconds);
-a killed run loses at most those. Another engine (a Ray
-engine mapping ``explain`` over actors, committing in order) implements the same ``run`` and is
-registered in :data:`ENGINES` by import path: it is imported only when asked for.
+a killed run loses at most those.
+
+:class:`~gsal_tf.scale.ray_engine.RayEngine` (``engine="ray"``) implements the same ``run`` as a
+Ray Data pipeline whose actors each hold one explainer; the driver commits in order. Engines are
+registered in :data:`ENGINES` by import path and imported only when asked for (Ray is optional).
 
 A failure while planning (an unreadable sample with ``on_error="stop"``, bad labels) stops the
 stream; the batches planned before it are still explained and committed, then the error is
@@ -20,13 +22,14 @@ raised. A failure while explaining or committing stops at once.
 from __future__ import annotations
 
 import importlib
+import inspect
 import queue
 import threading
 
 from gsal_tf.errors import GsalInputError
 
 #: Engines by name -> "module:class"; imported on first use.
-ENGINES = {"local": "gsal_tf.scale.engine:LocalEngine"}
+ENGINES = {"local": "gsal_tf.scale.engine:LocalEngine", "ray": "gsal_tf.scale.ray_engine:RayEngine"}
 
 _DONE = object()
 
@@ -36,7 +39,12 @@ def make_engine(name: str, **options):
     if not isinstance(name, str) or name not in ENGINES:
         raise GsalInputError(f"unknown engine {name!r}; available: {', '.join(ENGINES)}")
     module, cls = ENGINES[name].split(":")
-    return getattr(importlib.import_module(module), cls)(**options)
+    engine = getattr(importlib.import_module(module), cls)
+    known = [p for p in inspect.signature(engine.__init__).parameters if p != "self" and not p.startswith("_")]
+    unknown = sorted(k for k in options if k not in known and not k.startswith("_"))
+    if unknown:
+        raise GsalInputError(f"engine {name!r} has no option {', '.join(map(repr, unknown))}; its options: {', '.join(known) or 'none'}")
+    return engine(**options)
 
 
 class LocalEngine:
@@ -52,6 +60,10 @@ class LocalEngine:
 
     def __init__(self, prefetch: int = 2):
         self.prefetch = int(prefetch)
+
+    def describe(self) -> dict:
+        """What the run card records (``engine_options``)."""
+        return {"prefetch": self.prefetch}
 
     def run(self, job, start) -> None:
         """Plan from ``start`` (a ResumePoint), explain and commit every batch of ``job``."""

@@ -262,7 +262,7 @@ def explain_dataset(model, data, out, *, method: str = "grid_saliency", options:
                     policy: Optional[RequestPolicy] = None, layout: str = "auto", labels=None, split: Optional[str] = None,
                     label_table=None, class_names=None, input_size=None, limit: Optional[int] = None,
                     store_maps: bool = False, on_error: str = "skip", engine: str = "local",
-                    model_name: Optional[str] = None, progress: Optional[Progress] = None) -> RunSummary:
+                    engine_options: Optional[dict] = None, model_name: Optional[str] = None, progress: Optional[Progress] = None) -> RunSummary:
     """Explain the requests of every sample of ``data`` into the results folder ``out``.
 
     Parameters
@@ -282,7 +282,11 @@ def explain_dataset(model, data, out, *, method: str = "grid_saliency", options:
     store_maps : bool, default False — also write the per-pixel saliency and request maps.
     on_error : "skip" (default) or "stop" — what an unreadable sample does: skipped and listed
         in the run card, or the run stops with a GsalInputError (committed shards are kept).
-    engine : "local" — where the job runs (:data:`gsal_tf.scale.engine.ENGINES`).
+    engine : "local" (default) or "ray" — where the job runs (:data:`gsal_tf.scale.engine.ENGINES`):
+        in this process, or as a Ray Data pipeline of actors each holding one explainer
+        (:mod:`gsal_tf.scale.ray_engine`; ``pip install "gsal-tf[ray]"``). Both give the same rows.
+    engine_options : dict, optional — the engine's options, e.g. ``{"address": "auto", "actors": 4,
+        "cpus_per_actor": 1, "gpus_per_actor": 0}`` for Ray (:class:`~gsal_tf.scale.ray_engine.RayEngine`).
     model_name : str, optional — how the run card names the model.
     progress : callable, optional — ``progress(samples_done, total or None, requests_done)``.
 
@@ -293,7 +297,9 @@ def explain_dataset(model, data, out, *, method: str = "grid_saliency", options:
     if on_error not in ON_ERROR:
         raise GsalInputError(f"on_error must be one of {', '.join(ON_ERROR)}; got {on_error!r}")
     store.pyarrow()
-    runner = make_engine(engine)
+    if engine_options is not None and not isinstance(engine_options, dict):
+        raise GsalInputError(f"engine_options must be a dict of the engine's options, got {type(engine_options).__name__}")
+    runner = make_engine(engine, **(engine_options or {}))
     explainer = model if isinstance(model, Explainer) else make_explainer(method, model, **(options or {}))
     source = open_source(data, layout, labels=labels, split=split, label_table=label_table, class_names=class_names)
     policy = policy or RequestPolicy()
@@ -336,7 +342,8 @@ def explain_dataset(model, data, out, *, method: str = "grid_saliency", options:
     card = {**store.read_card(folder), "status": "complete", "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
             "totals": {"requests": job.requests_done, "samples": _length(source, limit) if _length(source, limit) is not None else job.samples_done,
                        "skipped": len(job.skipped)},
-            "skipped": job.skipped, "seconds_this_session": round(seconds, 3)}
+            "skipped": job.skipped, "seconds_this_session": round(seconds, 3), "engine": runner.name,
+            "engine_options": runner.describe() if hasattr(runner, "describe") else {}}
     store.write_card(folder, card)
     return RunSummary(folder, job.requests_done, card["totals"]["samples"], job.skipped, seconds, card)
 
