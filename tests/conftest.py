@@ -85,6 +85,20 @@ def tiny_deeplab_file(tmp_path_factory) -> Path:
     return path
 
 
+@pytest.fixture(scope="session")
+def conv_model_file(tmp_path_factory) -> Path:
+    """A two-layer convolutional segmentation model (16x16x3 -> 3 classes, softmax), saved as
+    .keras: the dataset-scale tests' network (speed, not accuracy)."""
+    import keras
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((16, 16, 3)), keras.layers.Conv2D(8, 3, padding="same", activation="relu"),
+                              keras.layers.Conv2D(3, 5, padding="same", activation="softmax")], name="tiny_conv")
+    path = tmp_path_factory.mktemp("model") / "tiny.keras"
+    model.save(path)
+    return path
+
+
 @pytest.fixture
 def tiny_train_config(tmp_path) -> Path:
     """A training TOML for the tiny DeepLab: one epoch, batch 16."""

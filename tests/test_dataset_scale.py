@@ -159,18 +159,6 @@ def test_texture_mnist_samples_carry_the_texture_map(mnist):
 # -- runs ------------------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def conv_model_file(tmp_path_factory) -> Path:
-    import keras
-
-    keras.utils.set_random_seed(0)
-    model = keras.Sequential([keras.Input((16, 16, 3)), keras.layers.Conv2D(8, 3, padding="same", activation="relu"),
-                              keras.layers.Conv2D(3, 5, padding="same", activation="softmax")], name="tiny_conv")
-    path = tmp_path_factory.mktemp("model") / "tiny.keras"
-    model.save(path)
-    return path
-
-
 def make_pairs(root: Path, rng, n=7, bad_label=False) -> tuple[Path, Path]:
     images, labels = root / "images", root / "labels"
     images.mkdir(parents=True)

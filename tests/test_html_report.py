@@ -49,13 +49,9 @@ class _Page(html.parser.HTMLParser):
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    import keras
-
+def run(tmp_path_factory, conv_model_file):
     root = tmp_path_factory.mktemp("report")
-    keras.utils.set_random_seed(0)
-    model = keras.Sequential([keras.Input((16, 16, 3)), keras.layers.Conv2D(8, 3, padding="same", activation="relu"),
-                              keras.layers.Conv2D(3, 5, padding="same", activation="softmax")], name="tiny_conv")
+    model = gs.loading.load_model(conv_model_file)
     rng = np.random.default_rng(3)
     images, labels = root / "images", root / "labels"
     images.mkdir()

@@ -33,18 +33,6 @@ def local_ray():
 
 
 @pytest.fixture(scope="module")
-def conv_model_file(tmp_path_factory):
-    import keras
-
-    keras.utils.set_random_seed(0)
-    model = keras.Sequential([keras.Input((16, 16, 3)), keras.layers.Conv2D(8, 3, padding="same", activation="relu"),
-                              keras.layers.Conv2D(3, 5, padding="same", activation="softmax")], name="tiny_conv")
-    path = tmp_path_factory.mktemp("model") / "tiny.keras"
-    model.save(path)
-    return path
-
-
-@pytest.fixture(scope="module")
 def local_run(conv_model_file, tmp_path_factory):
     """7 images (21 requests, 6 shards) explained by the local engine: the reference."""
     root = tmp_path_factory.mktemp("data")
