@@ -3,8 +3,8 @@
 Pipeline::
 
     driver thread: job.plan(start) ──(shard k, images/masks/class_ids)──▶ Ray queue
-    Ray Data:      read_datasource(queue) ─▶ map_batches(_ExplainActor, batch_size=1,
-                                                          concurrency=A, num_cpus=c, num_gpus=g)
+    Ray Data:      read_datasource(queue) ─▶ map_batches(_ExplainActor, batch_size=1, num_cpus=c, num_gpus=g,
+                                                          compute=ActorPoolStrategy(size=A))
     driver:        iter_rows() ─▶ reorder by shard ─▶ job.commit(k, batch, result), k = start.shard, …
 
 One row of the Ray dataset is one planned batch (one explainer call, one shard). Each of the
