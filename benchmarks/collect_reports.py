@@ -62,6 +62,11 @@ def pm(pair, digits=3):
     return "—" if mean is None else f"{mean:.{digits}f} ± {std:.{digits}f}"
 
 
+def _msn(triple) -> str:
+    mean, std, n = triple
+    return "—" if mean is None else f"{mean:.3f} ± {std:.3f} ({n})"
+
+
 def protocol_tables(out_dir: Path) -> None:
     """The README's protocol tables: mean ± std over runs, then one row per run."""
     from gsal_tf.benchmark.protocol import summarise
@@ -77,20 +82,44 @@ def protocol_tables(out_dir: Path) -> None:
             print(lead + f"| {method} | {pm(m['cbl'])} | {pm(m['inflation_cbl'])} | {pm(m['cbd_ratio'], 1)} |")
             first = False
     runs = read_results(out_dir / "results")
-    # Runs whose network picked the bias up, judged by the IoU drop alone (not by any explanation).
-    picked: dict = {}
-    for r in runs:
-        drop = r["iou"].get("bias_digit_drop")
-        if drop is not None and drop >= PICKED_UP_DROP:
-            for method, m in r["explanations"]["methods"].items():
-                if m.get("cbl_mean") is not None:
-                    picked.setdefault(r["strength"], {}).setdefault(method, []).append(m["cbl_mean"])
-    print(f"\nRuns that picked the bias up (bias-digit IoU drop ≥ {PICKED_UP_DROP}), mean CBL:\n")
-    print("| bias | runs | " + " | ".join(METHODS) + " |")
-    print("|---|---|" + "---|" * len(METHODS))
-    for strength, by_method in sorted(picked.items()):
-        n = max(len(v) for v in by_method.values())
-        print(f"| {strength} | {n} | " + " | ".join(fmt(sum(by_method[m]) / len(by_method[m])) if by_method.get(m) else "—" for m in METHODS) + " |")
+    methods = list(dict.fromkeys(m for r in runs for m in r["explanations"]["methods"]))
+    if any("reliance" in r for r in runs):
+        # Uptake by the paired reliance test (gsal_tf.benchmark.uptake), CBL over all networks and
+        # over those that took the bias.
+        from gsal_tf.benchmark.uptake import uptake_summary
+
+        print("\nUptake (paired reliance test) and CBL, mean ± std (n), over all networks / over those that took the bias:\n")
+        print("| backbone / bias | took the bias | reliance gain | " + " | ".join(methods) + " |")
+        print("|---|---|---|" + "---|" * len(methods))
+        for key, g in sorted(uptake_summary(runs).items()):
+            cells = []
+            for m in methods:
+                row = g["methods"].get(m)
+                cells.append("—" if row is None else f"{_msn(row['cbl_all'])} / {_msn(row['cbl_taken'])}")
+            print(f"| {key} | {g['taken']} of {g['measured']} | {pm(g['gain'])} | " + " | ".join(cells) + " |")
+    else:
+        # Reports from before runs measured uptake: judged by the IoU drop alone (not by any explanation).
+        picked: dict = {}
+        for r in runs:
+            drop = r["iou"].get("bias_digit_drop")
+            if drop is not None and drop >= PICKED_UP_DROP:
+                for method, m in r["explanations"]["methods"].items():
+                    if m.get("cbl_mean") is not None:
+                        picked.setdefault(r["strength"], {}).setdefault(method, []).append(m["cbl_mean"])
+        print(f"\nRuns that picked the bias up (bias-digit IoU drop ≥ {PICKED_UP_DROP}), mean CBL:\n")
+        print("| bias | runs | " + " | ".join(methods) + " |")
+        print("|---|---|" + "---|" * len(methods))
+        for strength, by_method in sorted(picked.items()):
+            n = max(len(v) for v in by_method.values())
+            print(f"| {strength} | {n} | " + " | ".join(fmt(sum(by_method[m]) / len(by_method[m])) if by_method.get(m) else "—" for m in methods) + " |")
+    tuned = [r for r in runs if r.get("settings", {}).get("tune")]
+    if tuned:
+        print("\nSettings chosen on held-out samples (per run):\n")
+        print("| run | " + " | ".join(methods) + " |")
+        print("|---|" + "---|" * len(methods))
+        for r in tuned:
+            chosen = r.get("tuning", {}).get("chosen", {})
+            print(f"| {r['name']} | " + " | ".join(", ".join(f"{k}={v}" for k, v in chosen.get(m, {}).items()) or "—" for m in methods) + " |")
     print("\nPer run (grid saliency):\n")
     print("| run | bias-digit IoU (model / unbiased) | grid CBL (n) | grid CBD ratio | best other method's CBL |")
     print("|---|---|---|---|---|")
