@@ -447,12 +447,18 @@ def png_bytes(fig) -> bytes:
     """``fig`` as PNG bytes, in the style :func:`save_figure` writes (for embedding in HTML)."""
     import io
 
+    buffer = io.BytesIO()
+    _savefig(fig, buffer, "png")
+    return buffer.getvalue()
+
+
+def _savefig(fig, target, fmt: str) -> None:
+    """``fig.savefig`` in the house style (file path or binary buffer)."""
     from matplotlib import rc_context
 
-    buffer = io.BytesIO()
     with rc_context(_STYLE):
-        fig.savefig(buffer, format="png", dpi=DPI, facecolor="white", bbox_inches="tight", pad_inches=0.08)
-    return buffer.getvalue()
+        fig.savefig(target, format=fmt, dpi=DPI, facecolor="white", bbox_inches="tight", pad_inches=0.08,
+                    metadata={"Software": "gsal-tf"} if fmt == "png" else None)
 
 
 def _wrap(label: str, width: int = 16) -> str:
@@ -491,12 +497,8 @@ def save_figure(fig, path, fmt: str | None = None) -> Path:
     fmt = figure_format(fmt)
     if suffix != fmt:
         path = path.with_name(path.name + f".{fmt}") if suffix not in FIGURE_FORMATS else path.with_suffix(f".{fmt}")
-    from matplotlib import rc_context
-
     try:
-        with rc_context(_STYLE):
-            fig.savefig(path, format=fmt, dpi=DPI, facecolor="white", bbox_inches="tight", pad_inches=0.08,
-                        metadata={"Software": "gsal-tf"} if fmt == "png" else None)
+        _savefig(fig, path, fmt)
     except OSError as exc:
         raise GsalInputError(f"cannot write {path}: {exc.strerror or exc}") from None
     return path

@@ -95,9 +95,8 @@ def stats(
     except gs.GsalError as exc:
         raise fail(str(exc)) from None
     settings = card["settings"]
-    names = settings["data"].get("class_names") or []
     context = settings["context_classes"]
-    label = lambda c: names[c] if 0 <= c < len(names) else f"class {c}"  # noqa: E731
+    label, _fmt = report.class_label, report.format_share
     table = compact_table(title=f"salient context by class ({settings['explainer']['method']})",
                           caption="share: of the salient context on that class; infl.: the inflation baseline's share; Δ = share − infl.")
     for column in ("request class", "n", "size\npx", "context class", "share", "infl.", "Δ"):
@@ -107,7 +106,7 @@ def stats(
         order = np.argsort(-np.nan_to_num(result.share[row], nan=-1))[:top]
         for k, ctx in enumerate(order):
             first = k == 0
-            table.add_row(label(int(c)) if first else "", str(result.count[row]) if first else "", f"{result.mean_size[row]:.0f}" if first else "",
+            table.add_row(label(card, int(c)) if first else "", str(result.count[row]) if first else "", f"{result.mean_size[row]:.0f}" if first else "",
                           context[ctx], _fmt(result.share[row, ctx]), _fmt(result.inflation_share[row, ctx]), _fmt(result.difference[row, ctx], signed=True))
     console.print(table)
     folder = out or Path(results) / "stats"
@@ -143,7 +142,3 @@ def _ids(text: Optional[str], option: str):
         return tuple(int(v) for v in text.split(",") if v.strip())
     except ValueError:
         raise GsalInputError(f"{option} takes class ids separated by commas, got {text!r}") from None
-
-
-def _fmt(value: float, signed: bool = False) -> str:
-    return "—" if not np.isfinite(value) else f"{value:+.2f}" if signed else f"{value:.2f}"

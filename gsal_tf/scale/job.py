@@ -348,10 +348,11 @@ def explain_dataset(model, data, out, *, method: str = "grid_saliency", options:
     return RunSummary(folder, job.requests_done, card["totals"]["samples"], job.skipped, seconds, card)
 
 
-def load_stats(folder) -> tuple[context_stats.ContextStats, dict]:
-    """The :class:`~gsal_tf.context_stats.ContextStats` of a results folder and its run card."""
+def load_stats(folder, table=None) -> tuple[context_stats.ContextStats, dict]:
+    """The :class:`~gsal_tf.context_stats.ContextStats` of a results folder and its run card
+    (``table``: its rows, :func:`gsal_tf.scale.store.read_results`, when already read)."""
     card = store.read_card(folder)
-    table = store.read_results(folder)
+    table = store.read_results(folder) if table is None else table
     sums = {}
     for key in context_stats.SUM_FIELDS:
         column = table.column(key).to_pylist()

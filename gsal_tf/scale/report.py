@@ -39,7 +39,7 @@ def figures(stats, card: dict) -> dict:
     ``distance``, ``size``), labelled with the run's class names."""
     from gsal_tf import viz
 
-    rows = [_label(card, int(c)) for c in stats.classes]
+    rows = [class_label(card, int(c)) for c in stats.classes]
     context = card["settings"]["context_classes"]
     bins = [f">{a:g}" if not np.isfinite(b) else f"≤{b:g}" for a, b in zip(stats.edges[:-1], stats.edges[1:])]
     return {
@@ -71,8 +71,8 @@ def write_html_report(folder, path=None, *, gallery: int = 6, top: int = 5) -> P
 
     if isinstance(gallery, bool) or not isinstance(gallery, int) or gallery < 0:
         raise GsalInputError(f"gallery must be a non-negative number of requests, got {gallery!r}")
-    stats, card = load_stats(folder)
     table = store.read_results(folder)
+    stats, card = load_stats(folder, table)
     column = lambda name: np.asarray(table.column(name).to_pylist())  # noqa: E731
     method = card["settings"]["explainer"].get("method", "grid_saliency")
     dependence = context_dependence(column("no_context_score"), column("salient_mass"), column("context_area"), method)
@@ -95,7 +95,8 @@ def write_html_report(folder, path=None, *, gallery: int = 6, top: int = 5) -> P
 # -- pieces ---------------------------------------------------------------------------------------
 
 
-def _label(card: dict, class_id: int) -> str:
+def class_label(card: dict, class_id: int) -> str:
+    """The run's name of class ``class_id`` (its data's class names, else \"class k\")."""
     names = card["settings"]["data"].get("class_names") or []
     return names[class_id] if 0 <= class_id < len(names) else f"class {class_id}"
 
@@ -163,7 +164,7 @@ def _gallery_card(row: int, table, dependence, method: str, card: dict, maps: _M
     from gsal_tf import viz
 
     value = lambda name: table.column(name)[row].as_py()  # noqa: E731
-    info = {"key": str(value("sample_key")), "request": int(value("request_index")), "class": _label(card, int(value("class_id"))),
+    info = {"key": str(value("sample_key")), "request": int(value("request_index")), "class": class_label(card, int(value("class_id"))),
             "dependence": float(dependence[row]), "preserved": value("preserved_score"), "pixels": int(value("request_pixels")), "image": None}
     found = maps.get(row)
     if found is not None:
@@ -189,7 +190,8 @@ td.l,th.l{text-align:left}.pos{color:#0a7d32}.neg{color:#b3261e}
 """
 
 
-def _fmt(value, signed: bool = False) -> str:
+def format_share(value, signed: bool = False) -> str:
+    """A share for tables: two decimals (signed: with its sign), '—' when not finite."""
     if value is None or not np.isfinite(value):
         return "—"
     return f"{value:+.2f}" if signed else f"{value:.2f}"
@@ -205,10 +207,10 @@ def _page(card: dict, stats, top: int, images: dict, cards: dict, have_maps: boo
         order = [k for k in np.argsort(-np.nan_to_num(stats.share[r], nan=-1))[:top]]
         for j, k in enumerate(order):
             diff = stats.difference[r, k]
-            rows.append("<tr>" + (f'<td class="l" rowspan="{len(order)}">{e(_label(card, int(c)))}</td><td rowspan="{len(order)}">{stats.count[r]}</td>'
-                                  f'<td rowspan="{len(order)}">{_fmt(stats.mean_fraction[r])}</td>' if j == 0 else "")
-                        + f'<td class="l">{e(context[k])}</td><td>{_fmt(stats.share[r, k])}</td><td>{_fmt(stats.inflation_share[r, k])}</td>'
-                        + f'<td class="{"pos" if diff >= 0.005 else "neg" if diff <= -0.005 else ""}">{_fmt(diff, signed=True)}</td></tr>')
+            rows.append("<tr>" + (f'<td class="l" rowspan="{len(order)}">{e(class_label(card, int(c)))}</td><td rowspan="{len(order)}">{stats.count[r]}</td>'
+                                  f'<td rowspan="{len(order)}">{format_share(stats.mean_fraction[r])}</td>' if j == 0 else "")
+                        + f'<td class="l">{e(context[k])}</td><td>{format_share(stats.share[r, k])}</td><td>{format_share(stats.inflation_share[r, k])}</td>'
+                        + f'<td class="{"pos" if diff >= 0.005 else "neg" if diff <= -0.005 else ""}">{format_share(diff, signed=True)}</td></tr>')
     facts = [("model", settings["model"]["name"]), ("explainer", json.dumps(settings["explainer"], sort_keys=True)),
              ("data", json.dumps({k: v for k, v in settings["data"].items() if k != "class_names"}, sort_keys=True)),
              ("requests", totals.get("requests", "?")), ("samples", totals.get("samples", "?")), ("skipped", totals.get("skipped", 0)),
@@ -221,7 +223,7 @@ def _page(card: dict, stats, top: int, images: dict, cards: dict, have_maps: boo
         for c in cards[kind]:
             picture = f'<img alt="saliency overlay" src="{c["image"]}">' if c["image"] else ""
             items.append(f'<div class="card">{picture}<div><b>{e(c["class"])}</b> · {e(c["key"])} #{c["request"]}</div>'
-                         f'<div>d = {_fmt(c["dependence"])} · preserved {_fmt(c["preserved"])} · {c["pixels"]} px</div></div>')
+                         f'<div>d = {format_share(c["dependence"])} · preserved {format_share(c["preserved"])} · {c["pixels"]} px</div></div>')
         return '<div class="gallery">' + "".join(items) + "</div>" if items else "<p>no requests</p>"
 
     no_maps = "" if have_maps else ('<p class="note">No per-pixel maps in this run: the gallery lists the requests without '

@@ -58,10 +58,8 @@ def load_demo(name: str = "textures") -> dict:
     """Return ``model``, ``name``, ``image`` (H,W,C), ``class_id`` and ``description``, and the
     request: ``request`` (H,W) 0/1, or ``request_class`` (every pixel predicted as that class);
     ``prediction`` (H,W) the model's labels when the demo computed them."""
-    if name == "cyclists":
+    if demo_model(name) == CYCLISTS_MODEL:
         return _cyclists()
-    if name != "textures":
-        raise GsalInputError(f"unknown demo {name!r}; choose one of {', '.join(DEMOS)}")
     sample = demo_sample()
     model = presets.load(DEMO_MODEL)
     image, request = sample["image"].astype(np.float32), sample["digit_mask"].astype(np.float32)
