@@ -103,6 +103,10 @@ tune_requests = 2
     assert len(run["tuning"]["candidates"]["grid_saliency"]) == 6 and run["tuning"]["held_out"]["test_seed"] == 4242
     assert run["settings"]["methods"]["grid_saliency"]["lam"] == run["tuning"]["chosen"]["grid_saliency"]["lam"]
     assert run["settings"]["methods"]["grid_saliency"]["iterations"] == 3
+    # The journals a killed run resumes from: every tuning candidate and every evaluated method.
+    run_dir = out / "models" / "mobilenetv2-strong-digit3-rows"
+    assert len(json.loads((run_dir / "tuning-journal.json").read_text())) == 7
+    assert len(json.loads((run_dir / "evaluation-journal.json").read_text())) == 2
     # Resuming into a folder whose data came from another config is refused, not silently mixed.
     config.write_text(config.read_text().replace("n_test = 40", "n_test = 32"))
     changed = CliRunner().invoke(app, args)

@@ -125,3 +125,59 @@ def test_evaluate_cli_tunes_on_regenerated_held_out_samples(mnist, tiny_deeplab_
     assert used["noise"] == chosen["noise"] and used["averaging"] == chosen["averaging"]
     assert report["tuning"]["held_out"]["test_seed"] == 4242 and "tuned on 2 held-out requests" in res.output
     assert protocol.read_report(out / "report.json")["settings"]["tune"] is True
+
+
+class Stop(Exception):
+    """Stands for a kill in the middle of tuning or evaluation."""
+
+
+def test_an_interrupted_tuning_resumes_from_its_journal_with_the_same_result(patch_reader, tmp_path):
+    candidates = {"occlusion": [{"window": 16, "stride": 16}, {"window": 4, "stride": 2}, {"window": 8, "stride": 4}]}
+    settings = evaluation.EvaluationSettings(methods=("occlusion", "vanilla_gradients"), tune=True, tune_requests=2)
+    whole = tuning.tune(patch_reader, biased_samples(), 9, settings, candidates=candidates)
+    journal = tmp_path / "tuning-journal.json"
+    ran = []
+
+    def kill_at_third(method, setting):
+        if len(ran) == 2:
+            raise Stop
+        ran.append((method, setting))
+
+    with pytest.raises(Stop):
+        tuning.tune(patch_reader, biased_samples(), 9, settings, candidates=candidates, on_candidate=kill_at_third, journal=journal)
+    assert len(json.loads(journal.read_text())) == 2  # the two finished candidates, on disk
+    resumed_runs = []
+    resumed = tuning.tune(patch_reader, biased_samples(), 9, settings, candidates=candidates, journal=journal,
+                          on_candidate=lambda method, setting: resumed_runs.append((method, setting)))
+    assert resumed_runs == [("occlusion", {"window": 8, "stride": 4}), ("vanilla_gradients", {})]  # only the rest ran
+    assert resumed.chosen == whole.chosen
+    strip = lambda table: {m: [{k: v for k, v in r.items() if k != "seconds"} for r in rows] for m, rows in table.items()}  # noqa: E731
+    assert strip(resumed.table) == strip(whole.table)
+    # Another setting of the evaluation (batch size) is another unit: not taken from the journal.
+    other = evaluation.EvaluationSettings(methods=("vanilla_gradients",), tune=True, tune_requests=2, batch_size=1)
+    again = []
+    tuning.tune(patch_reader, biased_samples(), 9, other, journal=journal, on_candidate=lambda m, s: again.append(m))
+    assert again == ["vanilla_gradients"]
+
+
+def test_an_interrupted_evaluation_resumes_from_its_journal(patch_reader, tmp_path):
+    samples = biased_samples(4)
+    settings = evaluation.EvaluationSettings(methods=("vanilla_gradients", "occlusion"), per_digit=0, biased=4)
+    explainers = settings.explainers(patch_reader, {"occlusion": {"window": 4, "stride": 2}})
+    whole = evaluation.bias_statistics(explainers, samples, 9, per_digit=0, biased=4)
+    journal = tmp_path / "evaluation-journal.json"
+
+    def kill_at_occlusion(name, n):
+        if name == "occlusion":
+            raise Stop
+
+    with pytest.raises(Stop):
+        evaluation.bias_statistics(explainers, samples, 9, per_digit=0, biased=4, on_method=kill_at_occlusion, journal=journal)
+    ran = []
+    resumed = evaluation.bias_statistics(explainers, samples, 9, per_digit=0, biased=4, journal=journal,
+                                         on_method=lambda name, n: ran.append(name))
+    assert ran == ["occlusion"]
+    timeless = lambda row: {k: v for k, v in json.loads(json.dumps(row)).items() if k != "seconds"}  # noqa: E731
+    assert timeless(resumed["methods"]["vanilla_gradients"]) == timeless(whole["methods"]["vanilla_gradients"])
+    assert resumed["methods"]["vanilla_gradients"] == json.loads(journal.read_text())[next(iter(json.loads(journal.read_text())))]
+    assert resumed["methods"]["occlusion"]["cbl_mean"] == pytest.approx(whole["methods"]["occlusion"]["cbl_mean"])

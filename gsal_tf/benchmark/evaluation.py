@@ -28,6 +28,7 @@ import numpy as np
 
 from gsal_tf import metrics
 from gsal_tf.benchmark.classes import NUM_CLASSES, NUM_DIGITS
+from gsal_tf.benchmark.journal import Journal, unit_key
 from gsal_tf.benchmark.tuning_space import SOURCE_DEFAULT, tuned_keys
 from gsal_tf.config import keyword_options
 from gsal_tf.errors import GsalInputError
@@ -126,6 +127,7 @@ def bias_statistics(
     per_digit: int | None = None,
     biased: int | None = None,
     on_method: Callable[[str, int], None] | None = None,
+    journal=None,
 ) -> dict:
     """CBD per digit and CBL on the bias digit, for every explainer on the same requests.
 
@@ -137,6 +139,9 @@ def bias_statistics(
     per_digit : requests per digit for CBD (default :attr:`EvaluationSettings.per_digit`).
     biased : biased requests of the bias digit for CBL (default :attr:`EvaluationSettings.biased`).
     on_method : called with (method name, number of requests) before each method runs.
+    journal : optional path of a :class:`gsal_tf.benchmark.journal.Journal`: each method's row is
+        recorded there once computed, and a method already recorded (same parameters, requests and
+        images) is not run again — an interrupted evaluation resumes.
 
     Returns
     -------
@@ -154,7 +159,13 @@ def bias_statistics(
     digits = samples["digit"][idx].astype(np.int32)
     cbl_rows = (digits == bias_digit) & samples["is_biased"][idx] if bias_digit is not None else np.zeros(len(idx), bool)
     report = {"requests": idx.tolist(), "bias_digit": bias_digit, "methods": {}}
+    done = Journal(journal)
     for name, explainer in explainers.items():
+        key = unit_key(unit="evaluation", method=name, params=explainer.params, requests=idx.tolist(), bias_digit=bias_digit,
+                       images=float(images.sum(dtype=np.float64)))
+        if done.get(key) is not None:
+            report["methods"][name] = done.get(key)
+            continue
         if on_method:
             on_method(name, len(idx))
         result = explainer.explain(images, requests, digits)
@@ -178,7 +189,7 @@ def bias_statistics(
                 cbl_nan=int(np.isnan(cbl).sum()),
                 inflation_cbl_mean=_nanmean(inflation),
             )
-        report["methods"][name] = row
+        report["methods"][name] = done.put(key, row)
     return report
 
 

@@ -7,7 +7,9 @@ of the same backbone (trained once per backbone) plus CBD and CBL for every expl
 Each finished run writes ``results/<run>.json``, with the paired reliance test of its network
 (:mod:`gsal_tf.benchmark.uptake`: did it take the bias?); a repeated command skips finished runs
 (measuring uptake of runs finished before it was recorded), so an interrupted protocol resumes
-where it stopped. :func:`summarise` averages over runs per backbone,
+where it stopped: a training after its last finished epoch (:mod:`gsal_tf.benchmark.training`),
+tuning and evaluation after their last finished candidate / method (journals in
+``models/<run>/``, :mod:`gsal_tf.benchmark.journal`). :func:`summarise` averages over runs per backbone,
 strength and method and reports the spread (standard deviation over runs).
 
 The reduced protocol (``configs/protocol/reduced.toml``: 3 digits × 2 textures × weak/strong,
@@ -155,14 +157,16 @@ def run_protocol(protocol: Protocol, mnist, out_dir, on_event: Callable[[str, di
         if settings.tune:
             event("tune", run)
             cfg = load_config(protocol.data_config, **sizes, bias={"strength": run["strength"], "digit": run["digit"], "texture": run["texture"]})
-            tuned = tuning.tune(model, tuning.held_out_samples(cfg, mnist), run["digit"], settings)
+            tuned = tuning.tune(model, tuning.held_out_samples(cfg, mnist), run["digit"], settings,
+                                journal=out_dir / "models" / run["name"] / "tuning-journal.json")
         event("evaluate", run)
         explainers = settings.explainers(model, tuned.chosen if tuned else None)
         samples = load_samples(data_dir, "test")
         report = {
             **run,
             "iou": evaluation.iou_comparison(model, references[run["backbone"]], unbiased, run["digit"]),
-            "explanations": evaluation.bias_statistics(explainers, samples, run["digit"], per_digit=settings.per_digit, biased=settings.biased),
+            "explanations": evaluation.bias_statistics(explainers, samples, run["digit"], per_digit=settings.per_digit, biased=settings.biased,
+                                                        journal=out_dir / "models" / run["name"] / "evaluation-journal.json"),
             "settings": evaluation.settings_record(settings, explainers, tuned),
         }
         if tuned is not None:

@@ -17,15 +17,26 @@ Recipe (every value is a field of the ``[train]`` table of a TOML config, see ``
 - the final metrics (mean IoU over the 11 classes, per-class IoU) are measured on the test split
   of an evaluation folder (by default the training folder; the zoo uses the unbiased test set).
 
+- order: epoch ``e`` visits the training samples in the permutation
+  ``numpy.random.default_rng([seed, e]).permutation(n)`` (the last ``n % batch_size`` dropped),
+  a pure function of the seed and the epoch — not of how often a data pipeline was iterated;
+- resumable: after every epoch the state needed to continue (current weights, optimizer
+  variables, dropout seed states, history, best so far) is written to ``out_dir/resume/``; a
+  repeated call with the same config and data continues after the last finished epoch and ends
+  with the same weights as an uninterrupted run (``tests/test_training_resume.py``). A folder
+  whose saved state came from another config or data starts over.
+
 Outputs in ``out_dir``: ``model.keras`` (best checkpoint), ``model.weights.h5`` (same weights),
-``history.json`` (per-epoch logs), ``metrics.json``.
+``history.json`` (per-epoch logs), ``metrics.json``; ``resume/`` exists only while training.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import math
+import shutil
 import time
 from pathlib import Path
 from typing import Callable
@@ -145,7 +156,6 @@ def train(
     card = read_card(data_dir)
     split = _training_split(data_dir, config)
     weights = class_weights(split.y_train, config.class_weight_power)
-    dataset = _weighted_dataset(split.x_train, split.y_train, weights, config)
     steps_per_epoch = len(split.x_train) // config.batch_size
     schedule = cosine_schedule(config.learning_rate, steps_per_epoch * config.epochs, int(config.warmup_epochs * steps_per_epoch))
 
@@ -157,8 +167,13 @@ def train(
     )
     out_dir.mkdir(parents=True, exist_ok=True)
     best_weights = out_dir / "model.weights.h5"
-    checkpoint = _BestByValidation(split.x_val, split.y_val, schedule, best_weights, on_epoch_end, on_batch_end)
-    model.fit(dataset, epochs=config.epochs, verbose=0, shuffle=False, callbacks=[checkpoint])  # the dataset shuffles itself
+    fingerprint = _fingerprint(config, card, split)
+    checkpoint = _BestByValidation(split.x_val, split.y_val, schedule, best_weights, on_epoch_end, on_batch_end, fingerprint)
+    first_epoch = checkpoint.resume(model)
+    if first_epoch < config.epochs:
+        dataset = _epoch_batches(split.x_train, split.y_train, weights, config, first_epoch)
+        model.fit(dataset, epochs=config.epochs, initial_epoch=first_epoch, steps_per_epoch=steps_per_epoch,
+                  verbose=0, shuffle=False, callbacks=[checkpoint])  # the order is epoch_order's
 
     model.load_weights(best_weights)
     model.save(out_dir / "model.keras")
@@ -183,6 +198,7 @@ def train(
     }
     (out_dir / "history.json").write_text(json.dumps(checkpoint.history, indent=2))
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, default=str))
+    shutil.rmtree(checkpoint.resume_dir, ignore_errors=True)
     return metrics
 
 
@@ -205,38 +221,100 @@ def _training_split(data_dir, config: TrainConfig) -> _Split:
     return _Split(samples["image"][:-n_val], labels[:-n_val], samples["image"][-n_val:], labels[-n_val:])
 
 
-def _weighted_dataset(images: np.ndarray, labels: np.ndarray, weights: np.ndarray, config: TrainConfig):
-    """Shuffled batches ``(x, y, per-pixel weight)`` of images (N,H,W,C) and labels (N,H,W)."""
-    table = tf.constant(weights)
-    return (
-        tf.data.Dataset.from_tensor_slices((images, labels))
-        .shuffle(len(images), seed=config.seed, reshuffle_each_iteration=True)
-        .batch(config.batch_size, drop_remainder=True)
-        .map(lambda x, y: (x, y, tf.gather(table, y)), num_parallel_calls=tf.data.AUTOTUNE)
-        .prefetch(tf.data.AUTOTUNE)
-    )
+def epoch_order(n: int, batch_size: int, seed: int, epoch: int) -> np.ndarray:
+    """Sample indices of one epoch, (n // batch_size, batch_size) int64: the permutation
+    ``default_rng([seed, epoch]).permutation(n)`` cut into batches, the last ``n % batch_size``
+    dropped. A pure function: a resumed run visits the samples in the order an uninterrupted run would."""
+    steps = n // batch_size
+    return np.random.default_rng([seed, epoch]).permutation(n)[: steps * batch_size].reshape(steps, batch_size)
+
+
+def _epoch_batches(images: np.ndarray, labels: np.ndarray, weights: np.ndarray, config: TrainConfig, first_epoch: int):
+    """Batches ``(x, y, per-pixel weight)`` of epochs ``first_epoch .. config.epochs - 1`` in
+    :func:`epoch_order`, from images (N,H,W,C) and labels (N,H,W) held in memory."""
+    order = np.concatenate([epoch_order(len(images), config.batch_size, config.seed, e) for e in range(first_epoch, config.epochs)])
+    x, y, table = tf.constant(images), tf.constant(labels), tf.constant(weights)
+
+    def batch(indices):
+        labels_batch = tf.gather(y, indices)
+        return tf.gather(x, indices), labels_batch, tf.gather(table, labels_batch)
+
+    return tf.data.Dataset.from_tensor_slices(order).map(batch, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+
+
+def _fingerprint(config: TrainConfig, card: dict, split: "_Split") -> str:
+    """What a saved training state must match to be resumed: the config, the data card and the split."""
+    text = json.dumps({"config": dataclasses.asdict(config), "card": card, "train": len(split.x_train), "val": len(split.x_val),
+                       "first": float(split.x_train[0].sum()), "last": float(split.x_train[-1].sum())}, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 class _BestByValidation(keras.callbacks.Callback):
     """Keras callback: validation mean IoU after every epoch; saves the best weights to ``path``.
 
     Keeps ``history`` (one row per epoch; also written to ``history.json`` beside ``path`` after
-    every epoch), ``best_epoch``, ``best_val_mean_iou`` and the training time ``seconds``; forwards progress to ``on_epoch_end(epoch, row)`` / ``on_batch_end(batch)``.
+    every epoch), ``best_epoch``, ``best_val_mean_iou`` and the training time ``seconds`` (summed
+    over resumed sessions); forwards progress to ``on_epoch_end(epoch, row)`` / ``on_batch_end(batch)``.
+    After every epoch it saves the state to continue from (``resume_dir``, see :meth:`resume`).
     """
 
-    def __init__(self, x_val, y_val, schedule, path: Path, on_epoch_end=None, on_batch_end=None):
+    def __init__(self, x_val, y_val, schedule, path: Path, on_epoch_end=None, on_batch_end=None, fingerprint: str = ""):
         super().__init__()
         self.x_val, self.y_val, self.schedule, self.path = x_val, y_val, schedule, path
         self.on_epoch, self.on_batch = on_epoch_end, on_batch_end
+        self.fingerprint = fingerprint
+        self.resume_dir = path.parent / "resume"
         self.history: list[dict] = []
         self.best_epoch, self.best_val_mean_iou = -1, -math.inf
         self.seconds = 0.0
+        self._before = 0.0  # seconds trained in earlier sessions of a resumed run
+
+    def resume(self, model) -> int:
+        """Restore a saved state of the same run into ``model`` (compiled); return the first epoch
+        still to train (0 without a usable state)."""
+        state_file = self.resume_dir / "state.json"
+        if not state_file.is_file():
+            return 0
+        state = json.loads(state_file.read_text())
+        if state.get("fingerprint") != self.fingerprint:
+            shutil.rmtree(self.resume_dir)  # another config or data: start over
+            return 0
+        model.load_weights(self.resume_dir / "model.weights.h5")
+        saved = np.load(self.resume_dir / "optimizer.npz")
+        model.optimizer.build(model.trainable_variables)
+        for i, variable in enumerate(_state_variables(model)):
+            variable.assign(saved[f"v{i}"])
+        self.history = state["history"]
+        self.best_epoch, self.best_val_mean_iou = state["best_epoch"], state["best_val_mean_iou"]
+        self._before = state["seconds"]
+        return int(state["next_epoch"])
 
     def on_train_begin(self, logs=None):
         self._start = time.perf_counter()
 
     def on_train_end(self, logs=None):
-        self.seconds = time.perf_counter() - self._start
+        self.seconds = self._elapsed()
+
+    def _elapsed(self) -> float:
+        return self._before + time.perf_counter() - self._start
+
+    def _save_state(self, next_epoch: int) -> None:
+        """The weights, optimizer and dropout-seed variables and the history, written to a fresh
+        folder then swapped in: a kill leaves the previous state or the new one, never half of one."""
+        tmp = self.resume_dir.with_name("resume.part")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+        self.model.save_weights(tmp / "model.weights.h5")
+        np.savez(tmp / "optimizer.npz", **{f"v{i}": np.asarray(v) for i, v in enumerate(_state_variables(self.model))})
+        state = {"fingerprint": self.fingerprint, "next_epoch": next_epoch, "history": self.history,
+                 "best_epoch": self.best_epoch, "best_val_mean_iou": self.best_val_mean_iou, "seconds": self._elapsed()}
+        (tmp / "state.json").write_text(json.dumps(state, indent=2))
+        old = self.resume_dir.with_name("resume.old")
+        shutil.rmtree(old, ignore_errors=True)
+        if self.resume_dir.exists():
+            self.resume_dir.rename(old)
+        tmp.rename(self.resume_dir)
+        shutil.rmtree(old, ignore_errors=True)
 
     def on_train_batch_end(self, batch, logs=None):
         if self.on_batch:
@@ -244,7 +322,7 @@ class _BestByValidation(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         val = evaluate_segmentation(self.model, self.x_val, self.y_val)
-        row = {"epoch": epoch + 1, "loss": float(logs["loss"]), "val_mean_iou": val["mean_iou"], "seconds": time.perf_counter() - self._start}
+        row = {"epoch": epoch + 1, "loss": float(logs["loss"]), "val_mean_iou": val["mean_iou"], "seconds": self._elapsed()}
         row["learning_rate"] = float(self.schedule(self.model.optimizer.iterations))
         if val["mean_iou"] > self.best_val_mean_iou:
             self.best_epoch, self.best_val_mean_iou = epoch + 1, val["mean_iou"]
@@ -256,5 +334,13 @@ class _BestByValidation(keras.callbacks.Callback):
         history = self.path.with_name("history.json")
         history.with_suffix(".part").write_text(json.dumps(self.history, indent=2))
         history.with_suffix(".part").replace(history)
+        self._save_state(epoch + 1)
         if self.on_epoch:
             self.on_epoch(epoch + 1, row)
+
+
+def _state_variables(model) -> list:
+    """Training state beyond the layer weights: the optimizer's variables (step count, moments)
+    and the dropout layers' seed-generator states, in a fixed order."""
+    seeds = [layer.seed_generator.state for layer in model._flatten_layers() if getattr(layer, "seed_generator", None) is not None]
+    return list(model.optimizer.variables) + seeds

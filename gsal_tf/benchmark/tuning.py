@@ -51,6 +51,7 @@ import numpy as np
 from gsal_tf import metrics
 from gsal_tf.benchmark.config import BenchmarkConfig, load_config
 from gsal_tf.benchmark.evaluation import EvaluationSettings
+from gsal_tf.benchmark.journal import Journal, unit_key
 from gsal_tf.benchmark.tuning_space import CANDIDATES, SOURCE_DEFAULT, SOURCE_NOTHING, SOURCE_TUNED, tuned_keys  # noqa: F401
 from gsal_tf.errors import GsalInputError
 from gsal_tf.explainer import make_explainer
@@ -136,6 +137,7 @@ def tune(
     requests: int | None = None,
     candidates: Mapping[str, list] | None = None,
     on_candidate: Callable[[str, dict], None] | None = None,
+    journal=None,
 ) -> TuningResult:
     """Choose every method's setting on held-out requests (the rule is in the module docstring).
 
@@ -149,6 +151,9 @@ def tune(
     requests : held-out requests per candidate (default ``settings.tune_requests``, 40).
     candidates : method -> list of settings, replacing :data:`CANDIDATES` for those methods.
     on_candidate : called with (method, setting) before each candidate runs.
+    journal : optional path of a :class:`gsal_tf.benchmark.journal.Journal`: each scored
+        candidate is recorded there, and a candidate already recorded (same method, options,
+        requests and images) is not run again — an interrupted tuning resumes.
     """
     settings = settings or EvaluationSettings()
     requests = settings.tune_requests if requests is None else requests
@@ -158,26 +163,20 @@ def tune(
     digits = samples["digit"][idx].astype(np.int32)
     tiles = samples["biased_tile_mask"][idx]
     grid = {**CANDIDATES, **(candidates or {})}
+    done = Journal(journal)
     chosen, table = {}, {}
     for method in settings.methods:
         rows = []
         for setting in grid.get(method, [{}]):
-            if on_candidate:
-                on_candidate(method, setting)
-            start = time.perf_counter()
-            explainer = make_explainer(method, model, **settings.options(method, setting))
-            saliency = np.asarray(explainer.explain(images, masks, digits).saliency, np.float32)
-            cbl = metrics.cbl(saliency, masks, tiles)
-            finite = np.isfinite(cbl)
-            rows.append({
-                "setting": _plain(setting),
-                "score": tuning_score(cbl),
-                "cbl_mean": float(cbl[finite].mean()) if finite.any() else None,
-                "cbl_n": int(finite.sum()),
-                "cbl_nan": int((~finite).sum()),
-                "seconds": time.perf_counter() - start,
-                "chosen": False,
-            })
+            key = unit_key(unit="tuning", method=method, options=settings.options(method, setting), requests=idx.tolist(),
+                           images=float(images.sum(dtype=np.float64)))
+            row = done.get(key)
+            if row is None:
+                if on_candidate:
+                    on_candidate(method, setting)
+                row = done.put(key, _score_candidate(make_explainer(method, model, **settings.options(method, setting)),
+                                                     images, masks, digits, tiles, setting))
+            rows.append(dict(row))
         best = max(range(len(rows)), key=lambda i: (rows[i]["score"], -i))  # a tie keeps the earlier one
         rows[best]["chosen"] = True
         chosen[method] = rows[best]["setting"]
@@ -185,6 +184,23 @@ def tune(
     held_out = {"test_seed": HELD_OUT_TEST_SEED, "requests": int(idx.size), "bias_digit": int(bias_digit),
                 "rule": "max mean CBL, no salient context = 0.5; ties keep the earlier (default) candidate"}
     return TuningResult(chosen=chosen, table=table, held_out=held_out)
+
+
+def _score_candidate(explainer, images, masks, digits, tiles, setting: Mapping) -> dict:
+    """One candidate's row of the tuning table (see :attr:`TuningResult.table`)."""
+    start = time.perf_counter()
+    saliency = np.asarray(explainer.explain(images, masks, digits).saliency, np.float32)
+    cbl = metrics.cbl(saliency, masks, tiles)
+    finite = np.isfinite(cbl)
+    return {
+        "setting": _plain(setting),
+        "score": tuning_score(cbl),
+        "cbl_mean": float(cbl[finite].mean()) if finite.any() else None,
+        "cbl_n": int(finite.sum()),
+        "cbl_nan": int((~finite).sum()),
+        "seconds": time.perf_counter() - start,
+        "chosen": False,
+    }
 
 
 def _plain(setting: Mapping) -> dict:
