@@ -70,6 +70,17 @@ def mnist(tmp_path_factory) -> Path:
     return path
 
 
+@pytest.fixture(scope="session")
+def strong_dir(mnist, tmp_path_factory) -> Path:
+    """A small strongly biased TextureMNIST folder (96 train, 60 test samples) of the shipped config."""
+    import gsal_tf as gs
+
+    out = tmp_path_factory.mktemp("strong")
+    config = Path(__file__).resolve().parents[1] / "configs" / "benchmark" / "strong.toml"
+    gs.benchmark.TextureMNIST(gs.benchmark.load_config(config, n_train=96, n_test=60), mnist=mnist).generate(out)
+    return out
+
+
 TINY_DEEPLAB = {"alpha": 0.35, "output_stride": 8, "low_level_stride": 4, "aspp_filters": 8,
                 "decoder_filters": 8, "low_level_filters": 4, "atrous_rates": (1, 2, 3)}
 

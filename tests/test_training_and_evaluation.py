@@ -19,14 +19,6 @@ CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 runner = CliRunner()
 
 
-@pytest.fixture(scope="module")
-def strong_dir(mnist, tmp_path_factory):
-    out = tmp_path_factory.mktemp("strong")
-    cfg = gs.benchmark.load_config(CONFIGS / "benchmark" / "strong.toml", n_train=96, n_test=60)
-    gs.benchmark.TextureMNIST(cfg, mnist=mnist).generate(out)
-    return out
-
-
 def test_class_weights_balance_the_mean_pixel_weight():
     seg = np.array([[[10, 10, 10, 1]]])
     w = class_weights(seg, power=1.0, num_classes=11)

@@ -1,28 +1,16 @@
 """A training run killed after an epoch resumes where it stopped and ends where an uninterrupted run ends."""
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-import gsal_tf as gs
 from conftest import TINY_DEEPLAB
 from gsal_tf.benchmark.training import TrainConfig, epoch_order, train
-
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 
 class Stop(Exception):
     """Stands for a kill at the end of an epoch."""
-
-
-@pytest.fixture(scope="module")
-def data_dir(mnist, tmp_path_factory):
-    out = tmp_path_factory.mktemp("resume-data")
-    cfg = gs.benchmark.load_config(CONFIGS / "benchmark" / "strong.toml", n_train=80, n_test=20)
-    gs.benchmark.TextureMNIST(cfg, mnist=mnist).generate(out)
-    return out
 
 
 def _config(**overrides):
@@ -44,20 +32,20 @@ def test_epoch_order_is_a_pure_permutation_per_epoch():
     assert not np.array_equal(a, epoch_order(50, 16, seed=1, epoch=2))
 
 
-def test_a_killed_run_resumes_after_its_last_epoch_and_ends_identical(data_dir, tmp_path):
-    whole = train(data_dir, tmp_path / "whole", _config())
+def test_a_killed_run_resumes_after_its_last_epoch_and_ends_identical(strong_dir, tmp_path):
+    whole = train(strong_dir, tmp_path / "whole", _config())
 
     def kill_after_second(epoch, row):
         if epoch == 2:
             raise Stop
 
     with pytest.raises(Stop):
-        train(data_dir, tmp_path / "cut", _config(), on_epoch_end=kill_after_second)
+        train(strong_dir, tmp_path / "cut", _config(), on_epoch_end=kill_after_second)
     state = json.loads((tmp_path / "cut" / "resume" / "state.json").read_text())
     assert state["next_epoch"] == 2 and not (tmp_path / "cut" / "metrics.json").exists()
 
     trained_epochs = []
-    resumed = train(data_dir, tmp_path / "cut", _config(), on_epoch_end=lambda epoch, row: trained_epochs.append(epoch))
+    resumed = train(strong_dir, tmp_path / "cut", _config(), on_epoch_end=lambda epoch, row: trained_epochs.append(epoch))
     assert trained_epochs == [3]  # only the missing epoch ran
     for a, b in zip(_weights(tmp_path / "whole"), _weights(tmp_path / "cut")):
         np.testing.assert_array_equal(a, b)
@@ -69,13 +57,13 @@ def test_a_killed_run_resumes_after_its_last_epoch_and_ends_identical(data_dir, 
     assert not (tmp_path / "cut" / "resume").exists()  # gone once the run is complete
 
 
-def test_a_saved_state_of_another_config_is_not_resumed(data_dir, tmp_path):
+def test_a_saved_state_of_another_config_is_not_resumed(strong_dir, tmp_path):
     def kill_after_first(epoch, row):
         if epoch == 1:
             raise Stop
 
     with pytest.raises(Stop):
-        train(data_dir, tmp_path / "run", _config(), on_epoch_end=kill_after_first)
+        train(strong_dir, tmp_path / "run", _config(), on_epoch_end=kill_after_first)
     trained_epochs = []
-    train(data_dir, tmp_path / "run", _config(learning_rate=1e-3), on_epoch_end=lambda epoch, row: trained_epochs.append(epoch))
+    train(strong_dir, tmp_path / "run", _config(learning_rate=1e-3), on_epoch_end=lambda epoch, row: trained_epochs.append(epoch))
     assert trained_epochs == [1, 2, 3]  # another learning rate: started over

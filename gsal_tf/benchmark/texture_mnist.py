@@ -251,7 +251,7 @@ class TextureMNIST:
     def _block(self, split: str, block: int, count: int) -> dict[str, np.ndarray]:
         """Compact arrays (see ``storage``) of samples ``block * SHARD_SIZE ...`` + ``count``."""
         cfg = self.config
-        size, tiles, full = cfg.image_size, cfg.tiles, storage.SHARD_SIZE
+        tiles, full = cfg.tiles, storage.SHARD_SIZE
         rng = np.random.default_rng([cfg.split_seed(split), _SPLIT_CODES[split], 1, block])
         # Every draw covers a full block and is then cut to ``count``: a shorter request yields a
         # prefix of a longer one.
