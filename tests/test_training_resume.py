@@ -67,3 +67,17 @@ def test_a_saved_state_of_another_config_is_not_resumed(strong_dir, tmp_path):
     trained_epochs = []
     train(strong_dir, tmp_path / "run", _config(learning_rate=1e-3), on_epoch_end=lambda epoch, row: trained_epochs.append(epoch))
     assert trained_epochs == [1, 2, 3]  # another learning rate: started over
+
+
+def test_a_kill_between_the_state_swaps_resumes_from_the_previous_state(strong_dir, tmp_path):
+    def kill_after_first(epoch, row):
+        if epoch == 1:
+            raise Stop
+
+    with pytest.raises(Stop):
+        train(strong_dir, tmp_path / "run", _config(epochs=2), on_epoch_end=kill_after_first)
+    (tmp_path / "run" / "resume").rename(tmp_path / "run" / "resume.old")  # as if killed after the first rename
+    trained_epochs = []
+    metrics = train(strong_dir, tmp_path / "run", _config(epochs=2), on_epoch_end=lambda epoch, row: trained_epochs.append(epoch))
+    assert trained_epochs == [2] and metrics["train_seconds"] > 0
+    assert not any((tmp_path / "run" / name).exists() for name in ("resume", "resume.old", "resume.part"))

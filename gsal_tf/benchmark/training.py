@@ -198,7 +198,8 @@ def train(
     }
     (out_dir / "history.json").write_text(json.dumps(checkpoint.history, indent=2))
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, default=str))
-    shutil.rmtree(checkpoint.resume_dir, ignore_errors=True)
+    for name in ("resume", "resume.old", "resume.part"):
+        shutil.rmtree(out_dir / name, ignore_errors=True)
     return metrics
 
 
@@ -272,21 +273,22 @@ class _BestByValidation(keras.callbacks.Callback):
     def resume(self, model) -> int:
         """Restore a saved state of the same run into ``model`` (compiled); return the first epoch
         still to train (0 without a usable state)."""
-        state_file = self.resume_dir / "state.json"
-        if not state_file.is_file():
+        # A kill between the two renames of _save_state leaves only the previous state, as resume.old.
+        folder = next((f for f in (self.resume_dir, self.resume_dir.with_name("resume.old")) if (f / "state.json").is_file()), None)
+        if folder is None:
             return 0
-        state = json.loads(state_file.read_text())
+        state = json.loads((folder / "state.json").read_text())
         if state.get("fingerprint") != self.fingerprint:
-            shutil.rmtree(self.resume_dir)  # another config or data: start over
+            shutil.rmtree(folder)  # another config or data: start over
             return 0
-        model.load_weights(self.resume_dir / "model.weights.h5")
-        saved = np.load(self.resume_dir / "optimizer.npz")
+        model.load_weights(folder / "model.weights.h5")
+        saved = np.load(folder / "optimizer.npz")
         model.optimizer.build(model.trainable_variables)
         for i, variable in enumerate(_state_variables(model)):
             variable.assign(saved[f"v{i}"])
         self.history = state["history"]
         self.best_epoch, self.best_val_mean_iou = state["best_epoch"], state["best_val_mean_iou"]
-        self._before = state["seconds"]
+        self._before = self.seconds = state["seconds"]
         return int(state["next_epoch"])
 
     def on_train_begin(self, logs=None):
