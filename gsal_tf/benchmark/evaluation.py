@@ -163,8 +163,8 @@ def bias_statistics(
     for name, explainer in explainers.items():
         key = unit_key(unit="evaluation", method=name, params=explainer.params, requests=idx.tolist(), bias_digit=bias_digit,
                        images=float(images.sum(dtype=np.float64)))
-        if done.get(key) is not None:
-            report["methods"][name] = done.get(key)
+        if (row := done.get(key)) is not None:
+            report["methods"][name] = row
             continue
         if on_method:
             on_method(name, len(idx))
