@@ -28,7 +28,7 @@ def test_zoo_build_records_a_loadable_verified_model(mnist, tmp_path, tiny_train
     (entry,) = gs.zoo.list_models(zoo_dir / "models.toml")
     assert entry.name == "tiny-strong" and entry.bias.strength == "strong" and entry.bias.digit == bias.digit
     assert 0.0 <= entry.metrics["mean_iou"] <= 1.0 and len(entry.metrics["iou_per_class"]) == 11
-    assert "gsal zoo build" in entry.training["command"]
+    assert f"gsal zoo build --plan {plan.as_posix()} " in entry.training["command"]  # the plan actually used
     loaded = gs.zoo.load("tiny-strong", zoo_dir / "models.toml")
     assert loaded.output_shape == (None, 64, 64, 11)
     with np.load(zoo_dir / "samples/demo.npz") as demo:  # the plan's [demo]: a biased bias digit, texture on top

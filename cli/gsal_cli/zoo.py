@@ -153,7 +153,7 @@ def build(
                 on_epoch=lambda e, row, name=entry["name"]: console.print(
                     f"{name} epoch {e:>2}: loss {row['loss']:.4f} val mIoU {row['val_mean_iou']:.4f}{' *' if row['best'] else ''} {row['seconds']:.0f}s"
                 ),
-                log=console.print,
+                log=console.print, plan=plan.as_posix(),
             )
             if record:
                 m = record["metrics"]

@@ -78,8 +78,12 @@ def build_model(
     force: bool = False,
     on_epoch: Callable[[int, dict], None] | None = None,
     log: Callable[[str], None] = print,
+    plan: str = "configs/zoo/zoo.toml",
 ) -> dict | None:
-    """Build one zoo entry (see module docstring); return its manifest record, or None if skipped."""
+    """Build one zoo entry (see module docstring); return its manifest record, or None if skipped.
+
+    ``plan`` is the plan file as the user named it: the record's rebuild command cites it.
+    """
     root, work_dir, zoo_dir = Path(root), Path(work_dir), Path(zoo_dir)
     weights_name = f"{entry['name']}.weights.h5"
     if not force and entry["name"] in presets.manifest_records(zoo_dir) and (zoo_dir / weights_name).is_file():
@@ -97,14 +101,15 @@ def build_model(
 
     zoo_dir.mkdir(parents=True, exist_ok=True)
     export_weights(_build_args(train_cfg), (data_cfg.image_size, data_cfg.image_size, 1), run_dir / "model.keras", zoo_dir / weights_name)
-    record = manifest_record(entry, data_cfg, train_cfg, metrics, zoo_dir / weights_name, data_dir, n_train)
+    record = manifest_record(entry, data_cfg, train_cfg, metrics, zoo_dir / weights_name, data_dir, n_train, plan)
     (run_dir / "zoo_record.json").write_text(json.dumps(record, indent=2))
     # Re-read the manifest: another build may have finished while this one trained.
     presets.write_manifest(zoo_dir / presets.MANIFEST, {**presets.manifest_records(zoo_dir), entry["name"]: record})
     return record
 
 
-def manifest_record(entry: dict, data_cfg, train_cfg, metrics: dict, weights: Path, data_dir: Path, n_train: int | None) -> dict:
+def manifest_record(entry: dict, data_cfg, train_cfg, metrics: dict, weights: Path, data_dir: Path, n_train: int | None,
+                    plan: str = "configs/zoo/zoo.toml") -> dict:
     """The manifest record of a trained zoo entry: how to rebuild it, what it measured, how it was
     trained (configs, overrides, command) and, for a biased model, its bias."""
     test = metrics["test"]
@@ -136,7 +141,7 @@ def manifest_record(entry: dict, data_cfg, train_cfg, metrics: dict, weights: Pa
             **({"train_overrides": overrides} if overrides else {}),
             "train_samples": metrics["train_samples"],
             "mnist": "MNIST in Keras' mnist.npz layout (10,000 digits: 8,000 train / 2,000 test)",
-            "command": f"gsal zoo build --plan configs/zoo/zoo.toml --mnist MNIST.npz --only {entry['name']}"
+            "command": f"gsal zoo build --plan {plan} --mnist MNIST.npz --only {entry['name']}"
             + (f" --n-train {n_train}" if n_train else ""),
         },
     }
