@@ -281,9 +281,11 @@ class _BestByValidation(keras.callbacks.Callback):
         if state.get("fingerprint") != self.fingerprint:
             shutil.rmtree(folder)  # another config or data: start over
             return 0
+        # Built first, the optimizer takes its saved variables from the weights file too (else
+        # Keras warns that it skips them); optimizer.npz then sets them and the dropout seeds.
+        model.optimizer.build(model.trainable_variables)
         model.load_weights(folder / "model.weights.h5")
         saved = np.load(folder / "optimizer.npz")
-        model.optimizer.build(model.trainable_variables)
         for i, variable in enumerate(_state_variables(model)):
             variable.assign(saved[f"v{i}"])
         self.history = state["history"]
