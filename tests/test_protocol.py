@@ -39,7 +39,7 @@ def _user_textures(tmp_path) -> tuple[Path, Path]:
     return tuple(paths)
 
 
-def test_protocol_runs_once_and_resumes(mnist, tmp_path, tiny_train_config, saved_figures):
+def test_protocol_runs_once_and_resumes(mnist, tmp_path, tiny_train_config, saved_figures, monkeypatch):
     train = tiny_train_config
     strong_config, unbiased_config = _user_textures(tmp_path)
     config = tmp_path / "protocol.toml"
@@ -107,6 +107,21 @@ tune_requests = 2
     run_dir = out / "models" / "mobilenetv2-strong-digit3-rows"
     assert len(json.loads((run_dir / "tuning-journal.json").read_text())) == 7
     assert len(json.loads((run_dir / "evaluation-journal.json").read_text())) == 2
+    # A new candidate space: the finished run is tuned and evaluated again on the same network;
+    # the journals keep what was computed, so only the new candidate runs.
+    from gsal_tf.benchmark import tuning_space
+
+    space = [{"lam": 1.0, "learning_rate": 0.03}, {"lam": 8.0, "learning_rate": 0.03}]
+    monkeypatch.setitem(tuning_space.CANDIDATES, "grid_saliency", space)
+    retuned = CliRunner().invoke(app, args)
+    assert retuned.exit_code == 0 and "retune" in retuned.output, retuned.output
+    assert "train mobilenetv2" not in retuned.output  # the trained network is kept
+    run = json.loads((out / "results" / "mobilenetv2-strong-digit3-rows.json").read_text())
+    assert [row["setting"] for row in run["tuning"]["candidates"]["grid_saliency"]] == space
+    assert run["reliance"] == reliance  # the network did not change: its uptake is kept
+    assert len(json.loads((run_dir / "tuning-journal.json").read_text())) == 8  # 7 + the one new candidate
+    again = CliRunner().invoke(app, args)
+    assert "skip" in again.output and "retune" not in again.output
     # Resuming into a folder whose data came from another config is refused, not silently mixed.
     config.write_text(config.read_text().replace("n_test = 40", "n_test = 32"))
     changed = CliRunner().invoke(app, args)

@@ -181,3 +181,19 @@ def test_an_interrupted_evaluation_resumes_from_its_journal(patch_reader, tmp_pa
     assert timeless(resumed["methods"]["vanilla_gradients"]) == timeless(whole["methods"]["vanilla_gradients"])
     assert resumed["methods"]["vanilla_gradients"] == json.loads(journal.read_text())[next(iter(json.loads(journal.read_text())))]
     assert resumed["methods"]["occlusion"]["cbl_mean"] == pytest.approx(whole["methods"]["occlusion"]["cbl_mean"])
+
+
+def test_a_report_knows_which_candidate_space_it_was_tuned_on():
+    from gsal_tf.benchmark import tuning_space
+
+    methods = ("grid_saliency", "vanilla_gradients", "occlusion")
+
+    def record(space):
+        return {"candidates": {m: [{"setting": tuning_space.plain(c), "score": 0.5} for c in space[m]] for m in methods}}
+
+    assert tuning_space.tuned_on(record(tuning_space.CANDIDATES), methods)
+    assert not tuning_space.tuned_on(record(tuning_space.FIRST_CANDIDATES), methods)
+    assert tuning_space.tuned_on(record(tuning_space.FIRST_CANDIDATES), methods, tuning_space.FIRST_CANDIDATES)
+    assert not tuning_space.tuned_on({}, methods)  # a report without tuning was not tuned on any space
+    # Both spaces give every method with a setting the same budget.
+    assert {len(c) for c in tuning_space.FIRST_CANDIDATES.values() if c != [{}]} == {6}

@@ -9,7 +9,10 @@ Each finished run writes ``results/<run>.json``, with the paired reliance test o
 (measuring uptake of runs finished before it was recorded), so an interrupted protocol resumes
 where it stopped: a training after its last finished epoch (:mod:`gsal_tf.benchmark.training`),
 tuning and evaluation after their last finished candidate / method (journals in
-``models/<run>/``, :mod:`gsal_tf.benchmark.journal`). :func:`summarise` averages over runs per backbone,
+``models/<run>/``, :mod:`gsal_tf.benchmark.journal`). A finished run whose methods were tuned on
+another candidate space than today's (:data:`gsal_tf.benchmark.tuning_space.CANDIDATES`) is tuned
+and evaluated again on its trained network; only new candidates and changed choices are computed.
+:func:`summarise` averages over runs per backbone,
 strength and method and reports the spread (standard deviation over runs).
 
 The reduced protocol (``configs/protocol/reduced.toml``: 3 digits × 2 textures × weak/strong,
@@ -27,7 +30,7 @@ from typing import Callable
 
 import numpy as np
 
-from gsal_tf.benchmark import evaluation, tuning, uptake
+from gsal_tf.benchmark import evaluation, tuning, tuning_space, uptake
 from gsal_tf.benchmark.config import load_config
 from gsal_tf.benchmark.storage import load_samples
 from gsal_tf.benchmark.texture_mnist import generate_once
@@ -137,11 +140,17 @@ def run_protocol(protocol: Protocol, mnist, out_dir, on_event: Callable[[str, di
         cfg = load_config(protocol.data_config, **sizes)
         return uptake.measure(model, cfg, run["digit"], run["texture"], run["strength"], mnist)
 
+    settings = protocol.evaluate
     for run in protocol.runs():
         result_file = out_dir / "results" / f"{run['name']}.json"
-        if result_file.is_file():
-            finished = json.loads(result_file.read_text())
-            if "reliance" not in finished and (out_dir / "models" / run["name"] / "model.keras").is_file():
+        has_model = (out_dir / "models" / run["name"] / "model.keras").is_file()
+        finished = json.loads(result_file.read_text()) if result_file.is_file() else None
+        if finished is not None and settings.tune and has_model and not tuning_space.tuned_on(finished.get("tuning", {}), settings.methods):
+            # Tuned on another candidate space: tune and evaluate again on the same network (the
+            # journals keep every candidate and method already computed with the same options).
+            event("retune", run)
+        elif finished is not None:
+            if "reliance" not in finished and has_model:
                 # A run finished before runs measured uptake: measure it now, keep the rest.
                 import keras
 
@@ -152,7 +161,6 @@ def run_protocol(protocol: Protocol, mnist, out_dir, on_event: Callable[[str, di
             continue
         data_dir = data_for(protocol.data_config, strength=run["strength"], digit=run["digit"], texture=run["texture"])
         model = trained(run["backbone"], data_dir, run["name"], unbiased_dir)
-        settings = protocol.evaluate
         tuned = None
         if settings.tune:
             event("tune", run)
@@ -172,7 +180,7 @@ def run_protocol(protocol: Protocol, mnist, out_dir, on_event: Callable[[str, di
         if tuned is not None:
             report["tuning"] = tuned.record()
         report["explanations"].pop("requests")
-        report["reliance"] = reliance(model, run)
+        report["reliance"] = finished["reliance"] if finished and "reliance" in finished else reliance(model, run)
         _write_json(result_file, report)
         event("done", run)
     return summarise(out_dir / "results")

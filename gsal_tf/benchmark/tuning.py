@@ -12,16 +12,18 @@ chance (issue 13). For one biased model:
    first (vanilla gradients has no setting: its one candidate is the method itself).
 
    ====================  ===========================================================
-   grid_saliency         lam {1.0, 0.5, 2.0} × learning_rate {0.03, 0.1}
-   smoothgrad            noise {0.15, 0.20} × averaging {absolute, signed, squared}
-   integrated_gradients  baseline {0 (black), image mean, blur} × steps {32, 64}
-   occlusion             window {8, 4, 16} px × stride {window/2, window}
-   rise                  cell_size {8, 16} px × keep_probability {0.5, 0.25, 0.75}
+   grid_saliency         lam {1.0, 2.0, 4.0} × learning_rate {0.03, 0.1}
+   smoothgrad            noise {0.15, 0.20, 0.30} × averaging {absolute, signed}
+   integrated_gradients  baseline {0 (black), blur} × steps {32, 64, 128}
+   occlusion             window {8, 16, 32} px × stride {window/2, window}
+   rise                  cell_size {8, 16, 32} px × keep_probability {0.5, 0.25}
    vanilla_gradients     — (nothing to tune)
    ====================  ===========================================================
 
    Everything else (SmoothGrad's samples, RISE's number of masks, grid saliency's grid and
-   iterations, batch size) is the evaluation's setting for every candidate.
+   iterations, batch size) is the evaluation's setting for every candidate. Why these values:
+   :mod:`gsal_tf.benchmark.tuning_space` (the first space, whose winners all sat at an edge, is
+   kept as ``FIRST_CANDIDATES``).
 3. **The same rule** — each candidate explains the held-out requests and is scored by
    :func:`tuning_score`: the mean CBL over *all* requests, a request without any salient context
    counting as chance (0.5). CBL alone averages only the requests with salient context, so a
@@ -52,7 +54,7 @@ from gsal_tf import metrics
 from gsal_tf.benchmark.config import BenchmarkConfig, load_config
 from gsal_tf.benchmark.evaluation import EvaluationSettings
 from gsal_tf.benchmark.journal import Journal, unit_key
-from gsal_tf.benchmark.tuning_space import CANDIDATES, SOURCE_DEFAULT, SOURCE_NOTHING, SOURCE_TUNED, tuned_keys  # noqa: F401
+from gsal_tf.benchmark.tuning_space import CANDIDATES, SOURCE_DEFAULT, SOURCE_NOTHING, SOURCE_TUNED, plain, tuned_keys  # noqa: F401
 from gsal_tf.errors import GsalInputError
 from gsal_tf.explainer import make_explainer
 
@@ -193,7 +195,7 @@ def _score_candidate(explainer, images, masks, digits, tiles, setting: Mapping) 
     cbl = metrics.cbl(saliency, masks, tiles)
     finite = np.isfinite(cbl)
     return {
-        "setting": _plain(setting),
+        "setting": plain(setting),
         "score": tuning_score(cbl),
         "cbl_mean": float(cbl[finite].mean()) if finite.any() else None,
         "cbl_n": int(finite.sum()),
@@ -203,8 +205,6 @@ def _score_candidate(explainer, images, masks, digits, tiles, setting: Mapping) 
     }
 
 
-def _plain(setting: Mapping) -> dict:
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in setting.items()}
 
 
 __all__ = ["CANDIDATES", "CHANCE", "HELD_OUT_TEST_SEED", "TuningResult", "held_out_requests", "held_out_samples",
