@@ -1,0 +1,82 @@
+"""Carry a protocol folder's progress into the repository, so another machine can resume it.
+
+A protocol spans sessions, and a new session may run on a fresh machine. This copies from
+``OUT`` (a ``gsal benchmark protocol --out`` folder) into ``DEST`` (default
+``benchmarks/results/protocol-paper``):
+
+- ``results/<run>.json`` of every finished run;
+- for every run the protocol has still work on (trained but not yet evaluated, or evaluated with
+  another tuning space than today's, which the next command re-tunes) and for the unbiased
+  references: ``model.keras`` *without optimizer state* (about 2 MB instead of 4.6 MB; the
+  protocol only runs it), ``metrics.json``, ``history.json`` and the tuning / evaluation journals;
+- and removes ``DEST/models/<run>`` of runs that need nothing more.
+
+Unfinished trainings (``models/<run>/resume/``) are not carried: they resume on the same machine
+only. Usage: python benchmarks/carry_protocol.py OUT [DEST] [--config configs/protocol/reduced.toml]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+FILES = ("metrics.json", "history.json", "tuning-journal.json", "evaluation-journal.json")
+
+
+def slim_copy(source: Path, target: Path) -> None:
+    """Save the network of ``source`` (a .keras file) without its optimizer to ``target``."""
+    import keras
+
+    model = keras.saving.load_model(source, compile=False)
+    twin = keras.models.clone_model(model)
+    twin.set_weights(model.get_weights())
+    tmp = target.with_suffix(".part.keras")
+    twin.save(tmp)
+    tmp.replace(target)
+
+
+def pending(out: Path, name: str, methods) -> bool:
+    """Whether the protocol still has work on run ``name`` (see the module docstring)."""
+    from gsal_tf.benchmark import tuning_space
+
+    result = out / "results" / f"{name}.json"
+    if not result.is_file():
+        return True
+    return not tuning_space.tuned_on(json.loads(result.read_text()).get("tuning", {}), methods)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("out", type=Path)
+    parser.add_argument("dest", type=Path, nargs="?", default=ROOT / "benchmarks/results/protocol-paper")
+    parser.add_argument("--config", type=Path, default=ROOT / "configs/protocol/reduced.toml")
+    args = parser.parse_args()
+    from gsal_tf.benchmark.protocol import Protocol
+
+    methods = Protocol.from_toml(args.config).evaluate.methods
+    (args.dest / "results").mkdir(parents=True, exist_ok=True)
+    for result in sorted((args.out / "results").glob("*.json")):
+        shutil.copy2(result, args.dest / "results" / result.name)
+    for run_dir in sorted((args.out / "models").iterdir()):
+        keep = run_dir.name.endswith("-unbiased") or pending(args.out, run_dir.name, methods)
+        target = args.dest / "models" / run_dir.name
+        if not keep or not (run_dir / "model.keras").is_file():
+            if not keep and target.exists():
+                shutil.rmtree(target)
+                print(f"{run_dir.name}: finished, removed from {args.dest / 'models'}")
+            continue
+        target.mkdir(parents=True, exist_ok=True)
+        if not (target / "model.keras").is_file() or (target / "model.keras").stat().st_mtime < (run_dir / "model.keras").stat().st_mtime:
+            slim_copy(run_dir / "model.keras", target / "model.keras")
+        for name in FILES:
+            if (run_dir / name).is_file():
+                shutil.copy2(run_dir / name, target / name)
+        size = sum(f.stat().st_size for f in target.iterdir()) / 1e6
+        print(f"{run_dir.name}: carried ({size:.1f} MB)")
+
+
+if __name__ == "__main__":
+    main()
