@@ -1,7 +1,8 @@
 """Collect `gsal benchmark evaluate` reports into the README's markdown tables.
 
 Usage: python benchmarks/collect_reports.py REPORTS_DIR   (or --zoo for the zoo table,
-       or --protocol PROTOCOL_OUT_DIR for the protocol's averaged and per-run tables)
+       or --protocol DIR for the protocol's averaged and per-run tables; DIR = a protocol's --out
+       folder or a folder of its results/<run>.json)
 """
 
 import sys
@@ -67,12 +68,31 @@ def _msn(triple) -> str:
     return "—" if mean is None else f"{mean:.3f} ± {std:.3f} ({n})"
 
 
+def space_counts(runs) -> str:
+    """How many runs were tuned on which candidate space, e.g. '8 tuned on the first space'."""
+    from gsal_tf.benchmark import tuning_space
+
+    names = []
+    for r in runs:
+        record, methods = r.get("tuning"), list(r["explanations"]["methods"])
+        if not record:
+            names.append("untuned")
+        elif tuning_space.tuned_on(record, methods):
+            names.append("the current space")
+        elif tuning_space.tuned_on(record, methods, tuning_space.FIRST_CANDIDATES):
+            names.append("the first space")
+        else:
+            names.append("another space")
+    return ", ".join(f"{names.count(n)} {'' if n == 'untuned' else 'tuned on '}{n}" for n in dict.fromkeys(names))
+
+
 def protocol_tables(out_dir: Path) -> None:
     """The README's protocol tables: mean ± std over runs, then one row per run."""
     from gsal_tf.benchmark.protocol import summarise
 
-    summary = summarise(out_dir / "results")
-    print(f"{summary['runs']} runs. Mean ± std over runs:\n")
+    results = out_dir / "results" if (out_dir / "results").is_dir() else out_dir  # a protocol folder or its results
+    summary = summarise(results)
+    print(f"{summary['runs']} runs ({space_counts(read_results(results))}). Mean ± std over runs:\n")
     print("| backbone / bias | runs | IoU drop, bias digit | IoU drop, other digits | method | CBL | inflation CBL | CBD ratio |")
     print("|---|---|---|---|---|---|---|---|")
     for key, g in sorted(summary["groups"].items()):
@@ -81,7 +101,7 @@ def protocol_tables(out_dir: Path) -> None:
             lead = f"| {key} | {g['runs']} | {pm(g['iou_drop_bias_digit'])} | {pm(g['iou_drop_other_digits'])} " if first else "| | | | "
             print(lead + f"| {method} | {pm(m['cbl'])} | {pm(m['inflation_cbl'])} | {pm(m['cbd_ratio'], 1)} |")
             first = False
-    runs = read_results(out_dir / "results")
+    runs = read_results(results)
     methods = list(dict.fromkeys(m for r in runs for m in r["explanations"]["methods"]))
     if any("reliance" in r for r in runs):
         # Uptake by the paired reliance test (gsal_tf.benchmark.uptake), CBL over all networks and
