@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import zipfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -38,14 +39,21 @@ def slim_copy(source: Path, target: Path) -> None:
     tmp.replace(target)
 
 
-def pending(out: Path, name: str, methods) -> bool:
+def pending(out: Path, name: str, settings) -> bool:
     """Whether the protocol still has work on run ``name`` (see the module docstring)."""
-    from gsal_tf.benchmark import tuning_space
+    from gsal_tf.benchmark.protocol import needs_retune
 
     result = out / "results" / f"{name}.json"
-    if not result.is_file():
-        return True
-    return not tuning_space.tuned_on(json.loads(result.read_text()).get("tuning", {}), methods)
+    return not result.is_file() or needs_retune(json.loads(result.read_text()), settings)
+
+
+def is_slim_copy(target: Path, source: Path) -> bool:
+    """Whether ``target`` already is the optimizer-free copy of ``source``: saved after it, and
+    without a compile config (a compiled model saves its optimizer state too)."""
+    if not target.is_file() or target.stat().st_mtime < source.stat().st_mtime:
+        return False
+    with zipfile.ZipFile(target) as archive:
+        return not json.loads(archive.read("config.json")).get("compile_config")
 
 
 def main() -> None:
@@ -56,12 +64,12 @@ def main() -> None:
     args = parser.parse_args()
     from gsal_tf.benchmark.protocol import Protocol
 
-    methods = Protocol.from_toml(args.config).evaluate.methods
+    settings = Protocol.from_toml(args.config).evaluate
     (args.dest / "results").mkdir(parents=True, exist_ok=True)
     for result in sorted((args.out / "results").glob("*.json")):
         shutil.copy2(result, args.dest / "results" / result.name)
     for run_dir in sorted((args.out / "models").iterdir()):
-        keep = run_dir.name.endswith("-unbiased") or pending(args.out, run_dir.name, methods)
+        keep = run_dir.name.endswith("-unbiased") or pending(args.out, run_dir.name, settings)
         target = args.dest / "models" / run_dir.name
         if not keep or not (run_dir / "model.keras").is_file():
             if not keep and target.exists():
@@ -69,7 +77,7 @@ def main() -> None:
                 print(f"{run_dir.name}: finished, removed from {args.dest / 'models'}")
             continue
         target.mkdir(parents=True, exist_ok=True)
-        if not (target / "model.keras").is_file() or (target / "model.keras").stat().st_mtime < (run_dir / "model.keras").stat().st_mtime:
+        if not is_slim_copy(target / "model.keras", run_dir / "model.keras"):
             slim_copy(run_dir / "model.keras", target / "model.keras")
         for name in FILES:
             if (run_dir / name).is_file():

@@ -122,6 +122,13 @@ tune_requests = 2
     assert len(json.loads((run_dir / "tuning-journal.json").read_text())) == 8  # 7 + the one new candidate
     again = CliRunner().invoke(app, args)
     assert "skip" in again.output and "retune" not in again.output
+    # Without its network (another machine trained it), a run tuned on another space is kept and said stale.
+    monkeypatch.setitem(tuning_space.CANDIDATES, "grid_saliency", space[:1])
+    (run_dir / "model.keras").rename(run_dir / "elsewhere.keras")
+    stale = CliRunner().invoke(app, args)
+    assert stale.exit_code == 0 and "stale" in stale.output and "retune" not in stale.output, stale.output
+    assert json.loads((out / "results" / "mobilenetv2-strong-digit3-rows.json").read_text()) == run
+    (run_dir / "elsewhere.keras").rename(run_dir / "model.keras")
     # Resuming into a folder whose data came from another config is refused, not silently mixed.
     config.write_text(config.read_text().replace("n_test = 40", "n_test = 32"))
     changed = CliRunner().invoke(app, args)

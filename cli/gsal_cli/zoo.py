@@ -110,6 +110,15 @@ def _fmt(value) -> str:
     return "—" if value is None else f"{value:.3f}"
 
 
+def _as_given(path: Path) -> str:
+    """``path`` relative to the current folder when it lies below it (no machine-specific prefix
+    in a manifest), else as given."""
+    try:
+        return path.resolve().relative_to(Path.cwd().resolve()).as_posix()
+    except ValueError:
+        return path.as_posix()
+
+
 @app.command("build")
 def build(
     plan: Path = typer.Option(Path("configs/zoo/zoo.toml"), "--plan", help="Zoo plan: \\[\\[model]] entries with name, data, train (paths relative to the current folder)."),
@@ -141,10 +150,11 @@ def build(
                 raise gs.GsalInputError(f"--only: {', '.join(sorted(unknown))} not in {plan}")
             entries = [e for e in entries if e["name"] in wanted]
         demo_data = demo_config(plan)
+        shown = _as_given(plan)  # the plan as the manifest's rebuild commands cite it
         for entry in entries:
             if is_tflite_entry(entry):
                 record = build_tflite_model(entry, zoo_dir or gs.zoo.zoo_dir(), tflite_dir, image_dirs or (),
-                                            force=force, log=console.print)
+                                            force=force, log=console.print, plan=shown)
                 if record:
                     console.print(f"[bold]{record['name']}[/]: {record['weights']} ({record['metrics']['weights_mb']} MB)")
                 continue
@@ -153,7 +163,7 @@ def build(
                 on_epoch=lambda e, row, name=entry["name"]: console.print(
                     f"{name} epoch {e:>2}: loss {row['loss']:.4f} val mIoU {row['val_mean_iou']:.4f}{' *' if row['best'] else ''} {row['seconds']:.0f}s"
                 ),
-                log=console.print, plan=plan.as_posix(),
+                log=console.print, plan=shown,
             )
             if record:
                 m = record["metrics"]

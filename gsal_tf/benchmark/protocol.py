@@ -9,9 +9,11 @@ Each finished run writes ``results/<run>.json``, with the paired reliance test o
 (measuring uptake of runs finished before it was recorded), so an interrupted protocol resumes
 where it stopped: a training after its last finished epoch (:mod:`gsal_tf.benchmark.training`),
 tuning and evaluation after their last finished candidate / method (journals in
-``models/<run>/``, :mod:`gsal_tf.benchmark.journal`). A finished run whose methods were tuned on
-another candidate space than today's (:data:`gsal_tf.benchmark.tuning_space.CANDIDATES`) is tuned
-and evaluated again on its trained network; only new candidates and changed choices are computed.
+``models/<run>/``, :mod:`gsal_tf.benchmark.journal`). A finished run that was not tuned on
+today's candidate space for every configured method (:data:`gsal_tf.benchmark.tuning_space.CANDIDATES`;
+tuned on another space, untuned, or lacking a method; :func:`needs_retune`) is tuned and evaluated
+again on its trained network — only new candidates and changed choices are computed; without its
+network it is kept and reported as stale.
 :func:`summarise` averages over runs per backbone,
 strength and method and reports the spread (standard deviation over runs).
 
@@ -143,9 +145,14 @@ def run_protocol(protocol: Protocol, mnist, out_dir, on_event: Callable[[str, di
     settings = protocol.evaluate
     for run in protocol.runs():
         result_file = out_dir / "results" / f"{run['name']}.json"
-        has_model = (out_dir / "models" / run["name"] / "model.keras").is_file()
+        run_dir = out_dir / "models" / run["name"]
+        has_model = (run_dir / "model.keras").is_file() and (run_dir / "metrics.json").is_file()
         finished = json.loads(result_file.read_text()) if result_file.is_file() else None
-        if finished is not None and settings.tune and has_model and not tuning_space.tuned_on(finished.get("tuning", {}), settings.methods):
+        if finished is not None and needs_retune(finished, settings):
+            if not has_model:
+                # Its network is not here (another machine trained it): keep the result, say so.
+                event("stale (tuned on another space; no trained network here to re-tune)", run)
+                continue
             # Tuned on another candidate space: tune and evaluate again on the same network (the
             # journals keep every candidate and method already computed with the same options).
             event("retune", run)
@@ -155,7 +162,7 @@ def run_protocol(protocol: Protocol, mnist, out_dir, on_event: Callable[[str, di
                 import keras
 
                 event("reliance", run)
-                finished["reliance"] = reliance(keras.saving.load_model(out_dir / "models" / run["name"] / "model.keras"), run)
+                finished["reliance"] = reliance(keras.saving.load_model(run_dir / "model.keras"), run)
                 _write_json(result_file, finished)
             event("skip", run)
             continue
@@ -180,10 +187,18 @@ def run_protocol(protocol: Protocol, mnist, out_dir, on_event: Callable[[str, di
         if tuned is not None:
             report["tuning"] = tuned.record()
         report["explanations"].pop("requests")
-        report["reliance"] = finished["reliance"] if finished and "reliance" in finished else reliance(model, run)
+        # A re-tuned run's network is the one its reliance was measured on (has_model: not retrained).
+        report["reliance"] = finished["reliance"] if finished and has_model and "reliance" in finished else reliance(model, run)
         _write_json(result_file, report)
         event("done", run)
     return summarise(out_dir / "results")
+
+
+def needs_retune(result: dict, settings) -> bool:
+    """Whether a finished run's report must be tuned and evaluated again under ``settings`` (the
+    protocol's ``[evaluate]``): tuning is on, and the report was not tuned on today's candidate
+    space for every configured method (tuned on another space, untuned, or lacking a method)."""
+    return bool(settings.tune) and not tuning_space.tuned_on(result.get("tuning", {}), settings.methods)
 
 
 def _write_json(path: Path, data: dict) -> None:

@@ -205,7 +205,5 @@ def _score_candidate(explainer, images, masks, digits, tiles, setting: Mapping) 
     }
 
 
-
-
 __all__ = ["CANDIDATES", "CHANCE", "HELD_OUT_TEST_SEED", "TuningResult", "held_out_requests", "held_out_samples",
            "tune", "tuned_keys", "tuning_score"]

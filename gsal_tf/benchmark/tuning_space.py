@@ -1,5 +1,6 @@
 """The tuning space of the benchmark: each method's candidate settings, and what a report says
-about where a setting came from. Data only; :mod:`gsal_tf.benchmark.tuning` runs the search, and
+about where a setting came from, and whether a report was tuned on this space (:func:`tuned_on`).
+:mod:`gsal_tf.benchmark.tuning` runs the search, and
 :mod:`gsal_tf.benchmark.evaluation` checks that options tuning chooses are not also fixed by hand.
 """
 
@@ -17,11 +18,11 @@ def _grid(**axes) -> list[dict]:
 #: Candidate settings per method: the same number (6) for every method that has a setting, the
 #: method's default first. Keyword arguments of the method's class (see the module docstring).
 #:
-#: The second space (gsal-tf 0.3). The first one (:data:`FIRST_CANDIDATES`) was tried on the
+#: The second space. The first one (:data:`FIRST_CANDIDATES`) was tried on the
 #: held-out splits of the first eight paper-law protocol runs, and every method's winner sat at the
 #: edge of a range: grid saliency lam 2.0 (of 0.5/1/2) in 8 of 8 runs, SmoothGrad noise 0.20 (of
 #: 0.15/0.20) 8 of 8, integrated gradients 64 steps (of 32/64) 7 of 8, occlusion window 16 px
-#: (of 4/8/16) 8 of 8, RISE cells of 16 px (of 8/16) 7 of 8. The same rule for every method:
+#: (of 4/8/16) 8 of 8, RISE cells of 16 px (of 8/16) 6 of 8. The same rule for every method:
 #: keep the default's value on each axis, drop values that never won, and extend each such range
 #: one step past the edge it won at; a categorical value that won at most once goes when the
 #: budget needs the room (SmoothGrad's "squared": 1 of 8; integrated gradients' "mean": 0 of 8).

@@ -66,7 +66,7 @@ def check_entry(entry: dict, plan: dict, where) -> dict:
 
 
 def build_tflite_model(entry: dict, zoo_dir, tflite_dir=None, image_dirs=(), force: bool = False,
-                       log: Callable[[str], None] = print) -> dict | None:
+                       log: Callable[[str], None] = print, plan: str = "configs/zoo/real.toml") -> dict | None:
     """Build one imported zoo entry (see module docstring); its manifest record, or None if skipped."""
     from gsal_tf.models.tflite_import import from_tflite
 
@@ -98,13 +98,13 @@ def build_tflite_model(entry: dict, zoo_dir, tflite_dir=None, image_dirs=(), for
     for image, row in agreement.items():
         log(f"{name} {image}: arg-max agreement float16 vs float32 {row['float16_vs_float32']:.5f}, "
             f"float16 vs tflite {row['float16_vs_tflite']:.5f}, float32 vs tflite {row['float32_vs_tflite']:.5f}")
-    record = manifest_record(entry, info, shipped, weights, agreement, sample, reference, zoo_dir)
+    record = manifest_record(entry, info, shipped, weights, agreement, sample, reference, zoo_dir, plan)
     presets.write_manifest(zoo_dir / presets.MANIFEST, {**presets.manifest_records(zoo_dir), name: record})
     return record
 
 
 def manifest_record(entry: dict, info, model, weights: Path, agreement: dict, sample: dict, reference: Path,
-                    zoo_dir: Path) -> dict:
+                    zoo_dir: Path, plan: str = "configs/zoo/real.toml") -> dict:
     """The manifest record of an imported entry (fields: :mod:`gsal_tf.models.presets`)."""
     height, width = info.input_size
 
@@ -143,7 +143,7 @@ def manifest_record(entry: dict, info, model, weights: Path, agreement: dict, sa
             "imported_with": f"gsal_tf.models.from_tflite(output={OUTPUT!r}); weights stored as {WEIGHTS_DTYPE} "
                              "(gsal_tf.models.model_file)",
             "operators": ", ".join(f"{op} {n}" for op, n in info.operators),
-            "command": f"gsal zoo build --plan configs/zoo/real.toml --tflite-dir DIR --only {entry['name']}",
+            "command": f"gsal zoo build --plan {plan} --tflite-dir DIR --only {entry['name']}",
         },
         "source": _source(entry),
         "reference": {
