@@ -2,10 +2,14 @@
 
 Usage: python benchmarks/collect_reports.py REPORTS_DIR   (or --zoo for the zoo table,
        or --protocol DIR for the protocol's averaged and per-run tables; DIR = a protocol's --out
-       folder or a folder of its results/<run>.json)
+       folder or a folder of its results/<run>.json; add --current-space for only the runs tuned
+       on today's candidate space)
 """
 
+import json
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 from gsal_tf.benchmark.protocol import read_report, read_results
@@ -86,11 +90,19 @@ def space_counts(runs) -> str:
     return ", ".join(f"{names.count(n)} {'' if n == 'untuned' else 'tuned on '}{n}" for n in dict.fromkeys(names))
 
 
-def protocol_tables(out_dir: Path) -> None:
+def protocol_tables(out_dir: Path, current_only: bool = False) -> None:
     """The README's protocol tables: mean ± std over runs, then one row per run."""
     from gsal_tf.benchmark.protocol import summarise
 
     results = out_dir / "results" if (out_dir / "results").is_dir() else out_dir  # a protocol folder or its results
+    if current_only:  # only the runs tuned on today's candidate space (a re-tune in progress mixes spaces)
+        from gsal_tf.benchmark import tuning_space
+
+        keep = [f for f in sorted(results.glob("*.json"))
+                if tuning_space.tuned_on(json.loads(f.read_text()).get("tuning", {}), json.loads(f.read_text())["explanations"]["methods"])]
+        results = Path(tempfile.mkdtemp())
+        for f in keep:
+            shutil.copy2(f, results / f.name)
     summary = summarise(results)
     print(f"{summary['runs']} runs ({space_counts(read_results(results))}). Mean ± std over runs:\n")
     print("| backbone / bias | runs | IoU drop, bias digit | IoU drop, other digits | method | CBL | inflation CBL | CBD ratio |")
@@ -156,6 +168,6 @@ if __name__ == "__main__":
     if sys.argv[1] == "--zoo":
         zoo_table()
     elif sys.argv[1] == "--protocol":
-        protocol_tables(Path(sys.argv[2]))
+        protocol_tables(Path(sys.argv[2]), current_only="--current-space" in sys.argv[3:])
     else:
         main(Path(sys.argv[1]))
