@@ -98,11 +98,11 @@ def protocol_tables(out_dir: Path, current_only: bool = False) -> None:
     if current_only:  # only the runs tuned on today's candidate space (a re-tune in progress mixes spaces)
         from gsal_tf.benchmark import tuning_space
 
-        keep = [f for f in sorted(results.glob("*.json"))
-                if tuning_space.tuned_on(json.loads(f.read_text()).get("tuning", {}), json.loads(f.read_text())["explanations"]["methods"])]
+        reports = {f: json.loads(f.read_text()) for f in sorted(results.glob("*.json"))}
         results = Path(tempfile.mkdtemp())
-        for f in keep:
-            shutil.copy2(f, results / f.name)
+        for f, r in reports.items():
+            if tuning_space.tuned_on(r.get("tuning", {}), r["explanations"]["methods"]):
+                shutil.copy2(f, results / f.name)
     summary = summarise(results)
     print(f"{summary['runs']} runs ({space_counts(read_results(results))}). Mean ± std over runs:\n")
     print("| backbone / bias | runs | IoU drop, bias digit | IoU drop, other digits | method | CBL | inflation CBL | CBD ratio |")
