@@ -11,8 +11,11 @@ A protocol spans sessions, and a new session may run on a fresh machine. This co
   protocol only runs it), ``metrics.json``, ``history.json`` and the tuning / evaluation journals;
 - and removes ``DEST/models/<run>`` of runs that need nothing more.
 
-Unfinished trainings (``models/<run>/resume/``) are not carried: they resume on the same machine
-only. Usage: python benchmarks/carry_protocol.py OUT [DEST] [--config configs/protocol/reduced.toml]
+With ``--unfinished``, trainings still in progress are carried too: ``models/<run>/resume/``
+(weights, optimizer and dropout-seed state of the last finished epoch) and the best epoch's
+``model.weights.h5``, about 9 MB for the protocol's MobileNetV2, which resumes on any machine that regenerates the same data (the state
+is matched by a hash of the data, not of its folder). Without it they resume on the same machine
+only. Usage: python benchmarks/carry_protocol.py OUT [DEST] [--config configs/protocol/reduced.toml] [--unfinished]
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import time
 import zipfile
 from pathlib import Path
 
@@ -56,11 +60,33 @@ def is_slim_copy(target: Path, source: Path) -> bool:
         return not json.loads(archive.read("config.json")).get("compile_config")
 
 
+def copy_state(source: Path, target: Path) -> int | None:
+    """Copy a training's ``resume/`` folder; return its next epoch, or None if the training
+    finished meanwhile (no state left). Copied again if it saved a newer state while copying (it
+    swaps folders after every epoch)."""
+    for _ in range(10):
+        if target.exists():
+            shutil.rmtree(target)
+        try:
+            before = json.loads((source / "state.json").read_text())["next_epoch"]
+            shutil.copytree(source, target)
+            if json.loads((source / "state.json").read_text())["next_epoch"] == before:
+                return before
+        except (FileNotFoundError, shutil.Error):
+            if not source.exists() and not source.with_name("resume.part").exists():
+                break  # finished: the training removes its state
+        time.sleep(1.0)
+    if target.exists():
+        shutil.rmtree(target)
+    return None
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("out", type=Path)
     parser.add_argument("dest", type=Path, nargs="?", default=ROOT / "benchmarks/results/protocol-paper")
     parser.add_argument("--config", type=Path, default=ROOT / "configs/protocol/reduced.toml")
+    parser.add_argument("--unfinished", action="store_true", help="also carry trainings in progress (resume/)")
     args = parser.parse_args()
     from gsal_tf.benchmark.protocol import Protocol
 
@@ -71,6 +97,12 @@ def main() -> None:
     for run_dir in sorted((args.out / "models").iterdir()):
         keep = run_dir.name.endswith("-unbiased") or pending(args.out, run_dir.name, settings)
         target = args.dest / "models" / run_dir.name
+        if args.unfinished and keep and not (run_dir / "model.keras").is_file() and (run_dir / "resume" / "state.json").is_file():
+            epoch = copy_state(run_dir / "resume", target / "resume")
+            if epoch:  # and the best epoch's weights, which the finished training loads
+                shutil.copy2(run_dir / "model.weights.h5", target / "model.weights.h5")
+            print(f"{run_dir.name}: " + (f"training carried after epoch {epoch}" if epoch else "training finished meanwhile: carry again"))
+            continue
         if not keep or not (run_dir / "model.keras").is_file():
             if not keep and target.exists():
                 shutil.rmtree(target)

@@ -73,11 +73,16 @@ def mnist(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def strong_dir(mnist, tmp_path_factory) -> Path:
     """A small strongly biased TextureMNIST folder (96 train, 60 test samples) of the shipped config."""
+    return generate_strong(mnist, tmp_path_factory.mktemp("strong"))
+
+
+def generate_strong(mnist, out: Path, **overrides) -> Path:
+    """Generate the ``strong_dir`` data (shipped strong config, 96 train / 60 test; ``overrides``
+    as in ``load_config``) into ``out``."""
     import gsal_tf as gs
 
-    out = tmp_path_factory.mktemp("strong")
     config = Path(__file__).resolve().parents[1] / "configs" / "benchmark" / "strong.toml"
-    gs.benchmark.TextureMNIST(gs.benchmark.load_config(config, n_train=96, n_test=60), mnist=mnist).generate(out)
+    gs.benchmark.TextureMNIST(gs.benchmark.load_config(config, n_train=96, n_test=60, **overrides), mnist=mnist).generate(out)
     return out
 
 

@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from conftest import TINY_DEEPLAB
+from conftest import TINY_DEEPLAB, generate_strong
 from gsal_tf.benchmark.training import TrainConfig, epoch_order, train
 
 
@@ -81,3 +81,52 @@ def test_a_kill_between_the_state_swaps_resumes_from_the_previous_state(strong_d
     metrics = train(strong_dir, tmp_path / "run", _config(epochs=2), on_epoch_end=lambda epoch, row: trained_epochs.append(epoch))
     assert trained_epochs == [2] and metrics["train_seconds"] > 0
     assert not any((tmp_path / "run" / name).exists() for name in ("resume", "resume.old", "resume.part"))
+
+
+def test_a_state_carried_to_another_machine_resumes_on_the_same_data_regenerated(strong_dir, mnist, tmp_path):
+    import shutil
+
+    def kill_after_first(epoch, row):
+        if epoch == 1:
+            raise Stop
+
+    with pytest.raises(Stop):
+        train(strong_dir, tmp_path / "here", _config(epochs=2), on_epoch_end=kill_after_first)
+    elsewhere = generate_strong(mnist, tmp_path / "data-elsewhere")  # same law and seed, new folder and card
+
+    def carry(target, with_best_weights=True):
+        shutil.copytree(tmp_path / "here" / "resume", tmp_path / target / "resume")
+        if with_best_weights:
+            shutil.copy2(tmp_path / "here" / "model.weights.h5", tmp_path / target / "model.weights.h5")
+        return tmp_path / target
+
+    def epochs_trained(data, run):
+        trained = []
+        train(data, run, _config(epochs=2), on_epoch_end=lambda epoch, row: trained.append(epoch))
+        return trained
+
+    assert epochs_trained(elsewhere, carry("there")) == [2]
+    # the state without the best epoch's weights: started over rather than end without them
+    assert epochs_trained(elsewhere, carry("lost", with_best_weights=False)) == [1, 2]
+    other = generate_strong(mnist, tmp_path / "data-other", seed=5)  # other samples: the state must not be used
+    assert epochs_trained(other, carry("other")) == [1, 2]
+
+
+def test_a_state_saved_with_the_earlier_card_fingerprint_still_resumes(strong_dir, tmp_path):
+    from gsal_tf.benchmark import training
+    from gsal_tf.benchmark.storage import read_card
+
+    def kill_after_first(epoch, row):
+        if epoch == 1:
+            raise Stop
+
+    with pytest.raises(Stop):
+        train(strong_dir, tmp_path / "run", _config(epochs=2), on_epoch_end=kill_after_first)
+    state_file = tmp_path / "run" / "resume" / "state.json"
+    state = json.loads(state_file.read_text())
+    split = training._training_split(strong_dir, _config(epochs=2))
+    state["fingerprint"] = training._card_fingerprint(_config(epochs=2), read_card(strong_dir), split)
+    state_file.write_text(json.dumps(state))
+    trained_epochs = []
+    train(strong_dir, tmp_path / "run", _config(epochs=2), on_epoch_end=lambda epoch, row: trained_epochs.append(epoch))
+    assert trained_epochs == [2]

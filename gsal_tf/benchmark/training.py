@@ -167,8 +167,8 @@ def train(
     )
     out_dir.mkdir(parents=True, exist_ok=True)
     best_weights = out_dir / "model.weights.h5"
-    fingerprint = _fingerprint(config, card, split)
-    checkpoint = _BestByValidation(split.x_val, split.y_val, schedule, best_weights, on_epoch_end, on_batch_end, fingerprint)
+    checkpoint = _BestByValidation(split.x_val, split.y_val, schedule, best_weights, on_epoch_end, on_batch_end,
+                                   _fingerprint(config, split), accepted=(_card_fingerprint(config, card, split),))
     first_epoch = checkpoint.resume(model)
     if first_epoch < config.epochs:
         dataset = _epoch_batches(split.x_train, split.y_train, weights, config, first_epoch)
@@ -243,8 +243,22 @@ def _epoch_batches(images: np.ndarray, labels: np.ndarray, weights: np.ndarray, 
     return tf.data.Dataset.from_tensor_slices(order).map(batch, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 
 
-def _fingerprint(config: TrainConfig, card: dict, split: "_Split") -> str:
-    """What a saved training state must match to be resumed: the config, the data card and the split."""
+def _fingerprint(config: TrainConfig, split: "_Split") -> str:
+    """What a saved training state must match to be resumed: the training config and the data
+    itself (sha256 of the training and validation arrays, about 1 s per 400 MB). Not the data
+    card: it holds the generation time, the MNIST path and shard hashes of zip files stamped with
+    their write time, so the same data regenerated on another machine would not match."""
+    data = hashlib.sha256()
+    for array in (split.x_train, split.y_train, split.x_val, split.y_val):
+        data.update(str((array.shape, array.dtype.str)).encode())
+        data.update(np.ascontiguousarray(array).data)
+    text = json.dumps({"config": dataclasses.asdict(config), "data": data.hexdigest()}, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _card_fingerprint(config: TrainConfig, card: dict, split: "_Split") -> str:
+    """The fingerprint of states saved by earlier versions (config, data card, split ends): still
+    resumed on the machine that wrote them; the next saved state carries :func:`_fingerprint`."""
     text = json.dumps({"config": dataclasses.asdict(config), "card": card, "train": len(split.x_train), "val": len(split.x_val),
                        "first": float(split.x_train[0].sum()), "last": float(split.x_train[-1].sum())}, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()
@@ -259,11 +273,13 @@ class _BestByValidation(keras.callbacks.Callback):
     After every epoch it saves the state to continue from (``resume_dir``, see :meth:`resume`).
     """
 
-    def __init__(self, x_val, y_val, schedule, path: Path, on_epoch_end=None, on_batch_end=None, fingerprint: str = ""):
+    def __init__(self, x_val, y_val, schedule, path: Path, on_epoch_end=None, on_batch_end=None, fingerprint: str = "",
+                 accepted: tuple = ()):
         super().__init__()
         self.x_val, self.y_val, self.schedule, self.path = x_val, y_val, schedule, path
         self.on_epoch, self.on_batch = on_epoch_end, on_batch_end
-        self.fingerprint = fingerprint
+        self.fingerprint = fingerprint  # written with every saved state
+        self.accepted = {fingerprint, *accepted}  # resumed from
         self.resume_dir = path.parent / "resume"
         self.history: list[dict] = []
         self.best_epoch, self.best_val_mean_iou = -1, -math.inf
@@ -278,8 +294,8 @@ class _BestByValidation(keras.callbacks.Callback):
         if folder is None:
             return 0
         state = json.loads((folder / "state.json").read_text())
-        if state.get("fingerprint") != self.fingerprint:
-            shutil.rmtree(folder)  # another config or data: start over
+        if state.get("fingerprint") not in self.accepted or not self.path.is_file():
+            shutil.rmtree(folder)  # another config or data, or the best epoch's weights are missing: start over
             return 0
         # Built first, the optimizer takes its saved variables from the weights file too (else
         # Keras warns that it skips them); optimizer.npz then sets them and the dropout seeds.

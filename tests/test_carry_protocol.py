@@ -1,0 +1,50 @@
+"""benchmarks/carry_protocol.py: what it carries of a protocol folder, unfinished trainings included."""
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _carry():
+    spec = importlib.util.spec_from_file_location("carry_protocol", ROOT / "benchmarks" / "carry_protocol.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _state(folder: Path, next_epoch: int) -> Path:
+    folder.mkdir(parents=True)
+    (folder / "state.json").write_text(json.dumps({"next_epoch": next_epoch}))
+    (folder / "model.weights.h5").write_bytes(b"weights")
+    (folder / "optimizer.npz").write_bytes(b"optimizer")
+    return folder
+
+
+def test_copy_state_returns_the_next_epoch_and_none_once_the_training_finished(tmp_path):
+    carry = _carry()
+    source = _state(tmp_path / "run" / "resume", 5)
+    assert carry.copy_state(source, tmp_path / "dest" / "resume") == 5
+    assert (tmp_path / "dest" / "resume" / "optimizer.npz").read_bytes() == b"optimizer"
+    gone = tmp_path / "finished" / "resume"
+    assert carry.copy_state(gone, tmp_path / "dest2" / "resume") is None
+    assert not (tmp_path / "dest2" / "resume").exists()
+
+
+def test_unfinished_trainings_are_carried_only_when_asked(tmp_path, monkeypatch):
+    carry = _carry()
+    out, dest = tmp_path / "out", tmp_path / "dest"
+    (out / "results").mkdir(parents=True)
+    _state(out / "models" / "mobilenetv2-strong-digit7-stripes_d45" / "resume", 3)
+    (out / "models" / "mobilenetv2-strong-digit7-stripes_d45" / "model.weights.h5").write_bytes(b"best")
+    monkeypatch.setattr(sys, "argv", ["carry_protocol.py", str(out), str(dest)])
+    carry.main()
+    assert not (dest / "models" / "mobilenetv2-strong-digit7-stripes_d45").exists()
+    monkeypatch.setattr(sys, "argv", ["carry_protocol.py", str(out), str(dest), "--unfinished"])
+    carry.main()
+    carried = dest / "models" / "mobilenetv2-strong-digit7-stripes_d45" / "resume"
+    assert json.loads((carried / "state.json").read_text())["next_epoch"] == 3
+    assert sorted(p.name for p in carried.iterdir()) == ["model.weights.h5", "optimizer.npz", "state.json"]
+    assert (carried.parent / "model.weights.h5").read_bytes() == b"best"  # the best epoch's weights too
