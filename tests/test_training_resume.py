@@ -18,6 +18,16 @@ def _config(**overrides):
     return TrainConfig(architecture="mobilenetv2-tiny", model=dict(TINY_DEEPLAB), **{**options, **overrides})
 
 
+def _train_killed_after(epoch, data_dir, run_dir, config):
+    """Train until killed at the end of ``epoch``."""
+    def kill(finished, row):
+        if finished == epoch:
+            raise Stop
+
+    with pytest.raises(Stop):
+        train(data_dir, run_dir, config, on_epoch_end=kill)
+
+
 def _weights(run_dir):
     import keras
 
@@ -35,12 +45,7 @@ def test_epoch_order_is_a_pure_permutation_per_epoch():
 def test_a_killed_run_resumes_after_its_last_epoch_and_ends_identical(strong_dir, tmp_path):
     whole = train(strong_dir, tmp_path / "whole", _config())
 
-    def kill_after_second(epoch, row):
-        if epoch == 2:
-            raise Stop
-
-    with pytest.raises(Stop):
-        train(strong_dir, tmp_path / "cut", _config(), on_epoch_end=kill_after_second)
+    _train_killed_after(2, strong_dir, tmp_path / "cut", _config())
     state = json.loads((tmp_path / "cut" / "resume" / "state.json").read_text())
     assert state["next_epoch"] == 2 and not (tmp_path / "cut" / "metrics.json").exists()
 
@@ -58,24 +63,14 @@ def test_a_killed_run_resumes_after_its_last_epoch_and_ends_identical(strong_dir
 
 
 def test_a_saved_state_of_another_config_is_not_resumed(strong_dir, tmp_path):
-    def kill_after_first(epoch, row):
-        if epoch == 1:
-            raise Stop
-
-    with pytest.raises(Stop):
-        train(strong_dir, tmp_path / "run", _config(), on_epoch_end=kill_after_first)
+    _train_killed_after(1, strong_dir, tmp_path / "run", _config())
     trained_epochs = []
     train(strong_dir, tmp_path / "run", _config(learning_rate=1e-3), on_epoch_end=lambda epoch, row: trained_epochs.append(epoch))
     assert trained_epochs == [1, 2, 3]  # another learning rate: started over
 
 
 def test_a_kill_between_the_state_swaps_resumes_from_the_previous_state(strong_dir, tmp_path):
-    def kill_after_first(epoch, row):
-        if epoch == 1:
-            raise Stop
-
-    with pytest.raises(Stop):
-        train(strong_dir, tmp_path / "run", _config(epochs=2), on_epoch_end=kill_after_first)
+    _train_killed_after(1, strong_dir, tmp_path / "run", _config(epochs=2))
     (tmp_path / "run" / "resume").rename(tmp_path / "run" / "resume.old")  # as if killed after the first rename
     trained_epochs = []
     metrics = train(strong_dir, tmp_path / "run", _config(epochs=2), on_epoch_end=lambda epoch, row: trained_epochs.append(epoch))
@@ -86,12 +81,7 @@ def test_a_kill_between_the_state_swaps_resumes_from_the_previous_state(strong_d
 def test_a_state_carried_to_another_machine_resumes_on_the_same_data_regenerated(strong_dir, mnist, tmp_path):
     import shutil
 
-    def kill_after_first(epoch, row):
-        if epoch == 1:
-            raise Stop
-
-    with pytest.raises(Stop):
-        train(strong_dir, tmp_path / "here", _config(epochs=2), on_epoch_end=kill_after_first)
+    _train_killed_after(1, strong_dir, tmp_path / "here", _config(epochs=2))
     elsewhere = generate_strong(mnist, tmp_path / "data-elsewhere")  # same law and seed, new folder and card
 
     def carry(target, with_best_weights=True):
@@ -116,12 +106,7 @@ def test_a_state_saved_with_the_earlier_card_fingerprint_still_resumes(strong_di
     from gsal_tf.benchmark import training
     from gsal_tf.benchmark.storage import read_card
 
-    def kill_after_first(epoch, row):
-        if epoch == 1:
-            raise Stop
-
-    with pytest.raises(Stop):
-        train(strong_dir, tmp_path / "run", _config(epochs=2), on_epoch_end=kill_after_first)
+    _train_killed_after(1, strong_dir, tmp_path / "run", _config(epochs=2))
     state_file = tmp_path / "run" / "resume" / "state.json"
     state = json.loads(state_file.read_text())
     split = training._training_split(strong_dir, _config(epochs=2))
