@@ -245,7 +245,7 @@ def _epoch_batches(images: np.ndarray, labels: np.ndarray, weights: np.ndarray, 
 
 def _fingerprint(config: TrainConfig, split: "_Split") -> str:
     """What a saved training state must match to be resumed: the training config and the data
-    itself (sha256 of the training and validation arrays, about 1 s per 400 MB). Not the data
+    itself (sha256 of the training and validation arrays: 0.46 s for 24,000 64x64 images). Not the data
     card: it holds the generation time, the MNIST path and shard hashes of zip files stamped with
     their write time, so the same data regenerated on another machine would not match."""
     data = hashlib.sha256()
