@@ -83,6 +83,8 @@ def space_counts(runs) -> str:
             names.append("untuned")
         elif tuning_space.tuned_on(record, methods):
             names.append("the current space")
+        elif tuning_space.tuned_on(record, methods, tuning_space.SECOND_CANDIDATES):
+            names.append("the second space")
         elif tuning_space.tuned_on(record, methods, tuning_space.FIRST_CANDIDATES):
             names.append("the first space")
         else:
