@@ -111,7 +111,9 @@ tune_requests = 2
     # the journals keep what was computed, so only the new candidate runs.
     from gsal_tf.benchmark import tuning_space
 
-    space = [{"lam": 1.0, "learning_rate": 0.03}, {"lam": 8.0, "learning_rate": 0.03}]
+    today = tuning_space.CANDIDATES["grid_saliency"]
+    unseen = {"lam": 2 * max(row["lam"] for row in today), "learning_rate": today[0]["learning_rate"]}
+    space = [today[0], unseen]  # the default (already in the journal) and one candidate never run
     monkeypatch.setitem(tuning_space.CANDIDATES, "grid_saliency", space)
     retuned = CliRunner().invoke(app, args)
     assert retuned.exit_code == 0 and "retune" in retuned.output, retuned.output
