@@ -15,7 +15,15 @@ With ``--unfinished``, trainings still in progress are carried too: ``models/<ru
 (weights, optimizer and dropout-seed state of the last finished epoch) and the best epoch's
 ``model.weights.h5``, about 9 MB for the protocol's MobileNetV2, which resumes on any machine that regenerates the same data (the state
 is matched by a hash of the data, not of its folder). Without it they resume on the same machine
-only. Usage: python benchmarks/carry_protocol.py OUT [DEST] [--config configs/protocol/reduced.toml] [--unfinished]
+only.
+
+With ``--keep-finished``, finished runs keep their networks (and journals) in ``DEST/models`` too:
+while the candidate space may still change (its winners sat at an edge), a new space then re-tunes
+the same networks on any machine instead of reporting them stale — retraining costs about 15 min
+per run and, across machines, gives other networks (CPU training is not bit-reproducible: the
+weak digit-0 checker network retrained on another machine had reliance gain 0.800, not 0.868).
+
+Usage: python benchmarks/carry_protocol.py OUT [DEST] [--config configs/protocol/reduced.toml] [--unfinished] [--keep-finished]
 """
 
 from __future__ import annotations
@@ -87,6 +95,8 @@ def main() -> None:
     parser.add_argument("dest", type=Path, nargs="?", default=ROOT / "benchmarks/results/protocol-paper")
     parser.add_argument("--config", type=Path, default=ROOT / "configs/protocol/reduced.toml")
     parser.add_argument("--unfinished", action="store_true", help="also carry trainings in progress (resume/)")
+    parser.add_argument("--keep-finished", action="store_true",
+                        help="carry the networks of finished runs too, so that a later candidate space re-tunes the same networks")
     args = parser.parse_args()
     from gsal_tf.benchmark.protocol import Protocol
 
@@ -95,7 +105,7 @@ def main() -> None:
     for result in sorted((args.out / "results").glob("*.json")):
         shutil.copy2(result, args.dest / "results" / result.name)
     for run_dir in sorted((args.out / "models").iterdir()):
-        keep = run_dir.name.endswith("-unbiased") or pending(args.out, run_dir.name, settings)
+        keep = args.keep_finished or run_dir.name.endswith("-unbiased") or pending(args.out, run_dir.name, settings)
         target = args.dest / "models" / run_dir.name
         if args.unfinished and keep and not (run_dir / "model.keras").is_file() and (run_dir / "resume" / "state.json").is_file():
             epoch = copy_state(run_dir / "resume", target / "resume")

@@ -48,3 +48,31 @@ def test_unfinished_trainings_are_carried_only_when_asked(tmp_path, monkeypatch)
     assert json.loads((carried / "state.json").read_text())["next_epoch"] == 3
     assert sorted(p.name for p in carried.iterdir()) == ["model.weights.h5", "optimizer.npz", "state.json"]
     assert (carried.parent / "model.weights.h5").read_bytes() == b"best"  # the best epoch's weights too
+
+
+def test_finished_runs_keep_their_network_only_with_keep_finished(tmp_path, monkeypatch):
+    """A finished run's network leaves DEST unless --keep-finished; kept, it is the optimizer-free copy."""
+    import keras
+
+    carry = _carry()
+    monkeypatch.setattr(carry, "pending", lambda out, name, settings: False)  # every run finished
+    out, dest = tmp_path / "out", tmp_path / "dest"
+    run = out / "models" / "mobilenetv2-weak-digit0-checker_coarse"
+    run.mkdir(parents=True)
+    (out / "results").mkdir()
+    (out / "results" / f"{run.name}.json").write_text("{}")
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+    model.compile(optimizer="adam", loss="mse")
+    model.save(run / "model.keras")
+    (run / "tuning-journal.json").write_text("{}")
+    stale = dest / "models" / run.name
+    stale.mkdir(parents=True)  # carried earlier, while the run was pending
+    monkeypatch.setattr(sys, "argv", ["carry_protocol.py", str(out), str(dest)])
+    carry.main()
+    assert not stale.exists() and (dest / "results" / f"{run.name}.json").is_file()
+    monkeypatch.setattr(sys, "argv", ["carry_protocol.py", str(out), str(dest), "--keep-finished"])
+    carry.main()
+    kept = dest / "models" / run.name
+    assert (kept / "tuning-journal.json").is_file() and carry.is_slim_copy(kept / "model.keras", run / "model.keras")
+    weights = keras.saving.load_model(kept / "model.keras").get_weights()
+    assert all((a == b).all() for a, b in zip(weights, model.get_weights()))
