@@ -60,7 +60,7 @@ def test_a_graph_loaded_from_disk_gives_the_traced_explanation(cache_on, trained
     before = trace_count()
     loaded = explain(twin(model), *inputs)  # a new model object: not in this process's memory cache
     assert trace_count() == before, "the graph came from disk, no trace"
-    assert traced.grid.max() > 0.5 and traced.grid.min() < 0.2  # a non-trivial mask is compared
+    assert traced.grid.max() - traced.grid.min() > 0.25  # a non-trivial mask is compared (not uniform)
     np.testing.assert_allclose(loaded.grid, traced.grid, atol=1e-6)
     np.testing.assert_allclose(loaded.saliency, traced.saliency, atol=1e-6)
     np.testing.assert_allclose(loaded.preserved_score, traced.preserved_score, atol=1e-6)
