@@ -53,7 +53,7 @@ def zoo_table() -> None:
         bias = "none" if e.bias is None else f"{e.bias.strength}: digit {e.bias.digit} on {e.bias.texture}"
         own, ref = gs.zoo.bias_digit_ious(e, entries, digit)
         pair = fmt(own) + (f" / {fmt(ref)}" if e.bias is not None and ref is not None else "")
-        epochs = e.training.get("train_overrides", {}).get("epochs") or TrainConfig.from_toml(e.training["train_config"]).epochs
+        epochs = TrainConfig.from_toml(e.training["train_config"], **e.training.get("train_overrides", {})).epochs
         size = (gs.zoo.zoo_dir() / e.weights).stat().st_size / 1e6
         print(f"| `{e.name}` | {e.backbone} | {bias} | {m['mean_iou']:.3f} | {pair} | "
               f"{m['best_epoch']} of {epochs} | {e.training['train_samples']} | {m['train_minutes']} min | {size:.1f} MB |")
