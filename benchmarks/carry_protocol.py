@@ -89,6 +89,14 @@ def copy_state(source: Path, target: Path) -> int | None:
     return None
 
 
+def drop_training_state(target: Path) -> None:
+    """Remove what an earlier carry kept of a training in progress (``resume/`` and the best
+    epoch's ``model.weights.h5``) once the training has finished: ``model.keras`` replaces both."""
+    if (target / "resume").exists():
+        shutil.rmtree(target / "resume")
+    (target / "model.weights.h5").unlink(missing_ok=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("out", type=Path)
@@ -119,6 +127,7 @@ def main() -> None:
                 print(f"{run_dir.name}: finished, removed from {args.dest / 'models'}")
             continue
         target.mkdir(parents=True, exist_ok=True)
+        drop_training_state(target)
         if not is_slim_copy(target / "model.keras", run_dir / "model.keras"):
             slim_copy(run_dir / "model.keras", target / "model.keras")
         for name in FILES:

@@ -70,9 +70,12 @@ def test_finished_runs_keep_their_network_only_with_keep_finished(tmp_path, monk
     monkeypatch.setattr(sys, "argv", ["carry_protocol.py", str(out), str(dest)])
     carry.main()
     assert not stale.exists() and (dest / "results" / f"{run.name}.json").is_file()
+    _state(stale / "resume", 14)  # carried earlier with --unfinished, while the run was still training
+    (stale / "model.weights.h5").write_bytes(b"best")
     monkeypatch.setattr(sys, "argv", ["carry_protocol.py", str(out), str(dest), "--keep-finished"])
     carry.main()
     kept = dest / "models" / run.name
     assert (kept / "tuning-journal.json").is_file() and carry.is_slim_copy(kept / "model.keras", run / "model.keras")
+    assert sorted(p.name for p in kept.iterdir()) == ["model.keras", "tuning-journal.json"]  # no training state left
     weights = keras.saving.load_model(kept / "model.keras").get_weights()
     assert all((a == b).all() for a, b in zip(weights, model.get_weights()))
