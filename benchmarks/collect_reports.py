@@ -78,18 +78,10 @@ def space_counts(runs) -> str:
 
     names = []
     for r in runs:
-        record, methods = r.get("tuning"), list(r["explanations"]["methods"])
-        if not record:
-            names.append("untuned")
-        elif tuning_space.tuned_on(record, methods):
-            names.append("the current space")
-        elif tuning_space.tuned_on(record, methods, tuning_space.SECOND_CANDIDATES):
-            names.append("the second space")
-        elif tuning_space.tuned_on(record, methods, tuning_space.FIRST_CANDIDATES):
-            names.append("the first space")
-        else:
-            names.append("another space")
-    return ", ".join(f"{names.count(n)} {'' if n == 'untuned' else 'tuned on '}{n}" for n in dict.fromkeys(names))
+        name = tuning_space.space_name(r.get("tuning"), list(r["explanations"]["methods"]))
+        names.append(name if name in ("untuned", "another") else f"the {name} space")
+    return ", ".join(f"{names.count(n)} {'' if n == 'untuned' else 'tuned on '}{n}"
+                     + (" space" if n == "another" else "") for n in dict.fromkeys(names))
 
 
 def protocol_tables(out_dir: Path, current_only: bool = False) -> None:

@@ -194,10 +194,17 @@ def test_a_report_knows_which_candidate_space_it_was_tuned_on():
     assert tuning_space.tuned_on(record(tuning_space.CANDIDATES), methods)
     assert not tuning_space.tuned_on(record(tuning_space.FIRST_CANDIDATES), methods)
     assert not tuning_space.tuned_on(record(tuning_space.SECOND_CANDIDATES), methods)
+    assert not tuning_space.tuned_on(record(tuning_space.THIRD_CANDIDATES), methods)
+    assert tuning_space.space_name(record(tuning_space.CANDIDATES), methods) == "current"
+    assert tuning_space.space_name(record(tuning_space.THIRD_CANDIDATES), methods) == "third"
+    assert tuning_space.space_name(record(tuning_space.FIRST_CANDIDATES), methods) == "first"
+    assert tuning_space.space_name({}, methods) == "untuned"
+    assert tuning_space.space_name({"candidates": {"occlusion": [{"setting": {"window": 3}}]}}, methods) == "another"
     assert tuning_space.tuned_on(record(tuning_space.SECOND_CANDIDATES), methods, tuning_space.SECOND_CANDIDATES)
     assert tuning_space.tuned_on(record(tuning_space.FIRST_CANDIDATES), methods, tuning_space.FIRST_CANDIDATES)
     assert not tuning_space.tuned_on({}, methods)  # a report without tuning was not tuned on any space
-    # Both spaces give every method with a setting the same budget.
-    for space in (tuning_space.FIRST_CANDIDATES, tuning_space.SECOND_CANDIDATES, tuning_space.CANDIDATES):
+    # Every space gives every method with a setting the same budget.
+    for space in (tuning_space.FIRST_CANDIDATES, tuning_space.SECOND_CANDIDATES, tuning_space.THIRD_CANDIDATES,
+                  tuning_space.CANDIDATES):
         assert {len(c) for c in space.values() if c != [{}]} == {6}
         assert all(space[m][0] == tuning_space.CANDIDATES[m][0] for m in space)  # the default first, in every space

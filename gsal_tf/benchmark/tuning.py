@@ -12,8 +12,8 @@ chance (issue 13). For one biased model:
    first (vanilla gradients has no setting: its one candidate is the method itself).
 
    ====================  ===========================================================
-   grid_saliency         lam {1.0, 4.0, 8.0} × learning_rate {0.03, 0.1}
-   smoothgrad            noise {0.15, 0.30, 0.50} × averaging {absolute, signed}
+   grid_saliency         lam {1.0, 8.0, 16.0} × learning_rate {0.03, 0.1}
+   smoothgrad            noise {0.15, 0.50, 0.80} × averaging {absolute, signed}
    integrated_gradients  baseline {0 (black), blur} × steps {32, 128, 256}
    occlusion             window {8, 16, 32} px × stride {window/2, window}
    rise                  cell_size {8, 16} px × keep_probability {0.5, 0.25, 0.125}
@@ -22,9 +22,9 @@ chance (issue 13). For one biased model:
 
    Everything else (SmoothGrad's samples, RISE's number of masks, grid saliency's grid and
    iterations, batch size) is the evaluation's setting for every candidate. Why these values:
-   :mod:`gsal_tf.benchmark.tuning_space` (this is the third space; each came from the one before
-   by one rule applied to where the winners sat; the earlier two are kept as ``FIRST_CANDIDATES``
-   and ``SECOND_CANDIDATES`` to read old reports).
+   :mod:`gsal_tf.benchmark.tuning_space` (this is the fourth space; each came from the one before
+   by one rule applied to where the winners sat; the earlier three are kept as
+   ``FIRST_CANDIDATES``, ``SECOND_CANDIDATES`` and ``THIRD_CANDIDATES`` to read old reports).
 3. **The same rule** — each candidate explains the held-out requests and is scored by
    :func:`tuning_score`: the mean CBL over *all* requests, a request without any salient context
    counting as chance (0.5). CBL alone averages only the requests with salient context, so a
