@@ -76,12 +76,11 @@ def space_counts(runs) -> str:
     """How many runs were tuned on which candidate space, e.g. '8 tuned on the first space'."""
     from gsal_tf.benchmark import tuning_space
 
-    names = []
+    labels = []
     for r in runs:
         name = tuning_space.space_name(r.get("tuning"), list(r["explanations"]["methods"]))
-        names.append(name if name in ("untuned", "another") else f"the {name} space")
-    return ", ".join(f"{names.count(n)} {'' if n == 'untuned' else 'tuned on '}{n}"
-                     + (" space" if n == "another" else "") for n in dict.fromkeys(names))
+        labels.append({"untuned": "untuned", "another": "tuned on another space"}.get(name, f"tuned on the {name} space"))
+    return ", ".join(f"{labels.count(label)} {label}" for label in dict.fromkeys(labels))
 
 
 def protocol_tables(out_dir: Path, current_only: bool = False) -> None:
