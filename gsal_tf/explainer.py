@@ -43,6 +43,54 @@ def call_model(model, x: tf.Tensor) -> tf.Tensor:
     return model(x)
 
 
+def declared_output(model) -> str | None:
+    """The output kind a model declares — its ``gsal_output`` attribute ("logits" or
+    "probabilities"; keras-hub segmenters through :class:`gsal_tf.models.keras_hub.KerasHubSegmenter`),
+    "probabilities" for a zoo model — or None when it declares nothing."""
+    declared = getattr(model, "gsal_output", None)
+    if isinstance(declared, str) and declared in OUTPUT_KINDS:
+        return declared
+    return "probabilities" if getattr(model, "zoo_entry", None) is not None else None
+
+
+def detect_output(model, image_shape, seed: int = 0) -> str | None:
+    """Whether ``model`` returns probabilities or logits, read from its scores on probe images of
+    ``image_shape`` (H,W,C): uniform noise in [0,1] and a smooth ramp (never a constant image,
+    on which an untrained network's logits can all be 0 and pass for probabilities).
+
+    "logits" when any score lies outside [0,1] (tolerance 1e-3) or, with K >= 2 classes, the
+    scores of some pixel do not sum to 1 (tolerance 1e-3); "probabilities" when, with K >= 2,
+    every pixel's scores lie in [0,1] and sum to 1; None when it cannot tell: a one-channel
+    output inside [0,1] (a sigmoid probability, or logits that happen to lie there).
+    """
+    height, width, channels = (int(v) for v in image_shape)
+    noise = np.random.default_rng(seed).random((height, width, channels), dtype=np.float32)
+    ramp = np.broadcast_to(np.linspace(0.0, 1.0, width, dtype=np.float32)[None, :, None], (height, width, channels))
+    scores = np.asarray(tf.cast(checked_call(model, np.stack([noise, ramp]), "logits"), tf.float32))
+    if scores.min() < -1e-3 or scores.max() > 1 + 1e-3:
+        return "logits"
+    if scores.shape[-1] == 1:
+        return None
+    return "probabilities" if np.all(np.abs(scores.sum(axis=-1) - 1.0) <= 1e-3) else "logits"
+
+
+def resolve_output(model, image_shape, output: str | None = None) -> str:
+    """The output kind to explain ``model`` with, for images of ``image_shape`` (H,W,C): ``output``
+    when given, else what the model declares (:func:`declared_output`), else what a probe shows
+    (:func:`detect_output`); a GsalInputError naming the option when none of them can tell."""
+    if output is not None:
+        check_choice("output", output, OUTPUT_KINDS)
+        return output
+    from gsal_tf.models.keras_hub import as_segmentation_model
+
+    model = as_segmentation_model(model)
+    kind = declared_output(model) or detect_output(model, image_shape)
+    if kind is None:
+        raise GsalInputError("cannot tell whether the model returns probabilities or logits (one output channel, every "
+                             "score in [0, 1]); say which: --output probabilities or --output logits (Python: output=...)")
+    return kind
+
+
 def loss_scale(model) -> float:
     """A constant loss scale for gradients through a float16-compute model, else 1.
 
@@ -55,10 +103,28 @@ def loss_scale(model) -> float:
     return 2.0**12 if compute == "float16" else 1.0
 
 
-def probabilities(model, x: tf.Tensor, output: str) -> tf.Tensor:
-    """f(x) (N,h,w,K) float32 class probabilities at the model's resolution (softmax of logits)."""
-    scores = tf.cast(call_model(model, x), tf.float32)
+def to_probabilities(scores: tf.Tensor, output: str) -> tf.Tensor:
+    """Per-pixel class probabilities (N,h,w,K) float32 from a model's scores (N,h,w,K_out).
+
+    K_out >= 2: softmax over the classes for ``output="logits"``, the scores as they are for
+    ``"probabilities"``.
+
+    K_out = 1 (a binary segmenter: person, road, lesion): the one channel is the foreground's
+    probability ``p`` (``"probabilities"``) or logit ``z`` with ``p = sigmoid(z)`` (``"logits"``),
+    explained as two classes, **0 = background** with ``1 - p`` and **1 = foreground** with ``p``
+    (K = 2). ``softmax([0, z]) = [1 - sigmoid(z), sigmoid(z)]``, so a logit channel is the
+    two-class softmax with the background's logit fixed at 0.
+    """
+    scores = tf.cast(scores, tf.float32)
+    if scores.shape[-1] == 1:
+        foreground = tf.sigmoid(scores) if output == "logits" else scores
+        return tf.concat([1.0 - foreground, foreground], axis=-1)
     return tf.nn.softmax(scores, axis=-1) if output == "logits" else scores
+
+
+def probabilities(model, x: tf.Tensor, output: str) -> tf.Tensor:
+    """f(x) (N,h,w,K) float32 class probabilities at the model's resolution (:func:`to_probabilities`)."""
+    return to_probabilities(call_model(model, x), output)
 
 
 def class_probability(model, x: tf.Tensor, class_ids: tf.Tensor, output: str, size: Sequence[int]) -> tf.Tensor:
@@ -90,24 +156,23 @@ def checked_call(model, images: np.ndarray, output: str) -> tf.Tensor:
 
 
 def num_classes(model, images: np.ndarray, output: str) -> int:
-    """K of ``model``'s output for images like ``images`` (N,H,W,C): remembered from an earlier
-    checked call, else one image is run through the model and checked."""
+    """K of ``model``'s output for images like ``images`` (N,H,W,C) — 2 for a one-channel
+    (binary) output (:func:`to_probabilities`) — remembered from an earlier checked call, else one
+    image is run through the model and checked."""
     try:
         known = _NUM_CLASSES.get(model, {}).get((tuple(images.shape[1:]), output))
     except TypeError:
         known = None
     if known is None:
         known = int(checked_call(model, images[:1], output).shape[-1])
-    return known
+    return max(known, 2)
 
 
 def predict(model, images, output: str = "probabilities") -> np.ndarray:
     """The model's class probabilities (N,H,W,K) float32 at the input resolution (softmax of
     logits; outputs at another resolution resized bilinearly), after :func:`checked_call`."""
     images = check_images(images)
-    scores = tf.cast(checked_call(model, images, output), tf.float32)
-    if output == "logits":
-        scores = tf.nn.softmax(scores, axis=-1)
+    scores = to_probabilities(checked_call(model, images, output), output)
     if scores.shape[1:3] != images.shape[1:3]:
         scores = tf.image.resize(scores, images.shape[1:3], method="bilinear")
     return scores.numpy()
@@ -293,9 +358,13 @@ class Explainer:
 
     method = ""
 
-    def __init__(self, model, output: str, batch_size: int, jit_compile: bool):
+    def __init__(self, model, output: str | None, batch_size: int, jit_compile: bool):
         if not callable(model):
             raise GsalInputError(f"model must be a Keras model or a callable, got {type(model).__name__}")
+        from gsal_tf.models.keras_hub import as_segmentation_model
+
+        model = as_segmentation_model(model)
+        output = (declared_output(model) or "probabilities") if output is None else output
         check_choice("output", output, OUTPUT_KINDS)
         check_number("batch_size", batch_size, minimum=1, integer=True)
         self.model = model

@@ -1,8 +1,9 @@
 """SavedModel exports that run without gsal_tf: the segmentation model and its explainer.
 
 ``export_model(model, path)``
-    The segmentation network as a SavedModel (Keras ``model.export``): endpoint ``serve`` and
-    signature ``serving_default``, images (N,H,W,C) float32 -> probabilities (N,H,W,K).
+    The segmentation network as a SavedModel (Keras ``model.export``, or a module of its own for
+    keras-hub segmenters and other callables): signature ``serving_default``, images (N,H,W,C)
+    float32 -> the network's scores (N,h,w,K) as it returns them.
 ``export_explainer(explainer, path, image_shape)``
     The whole grid-saliency optimisation as a SavedModel whose ``serving_default`` signature
     takes ``images`` (N,H,W,C) float32, ``request_masks`` (N,H,W) float32 0/1 and ``class_ids``
@@ -27,10 +28,33 @@ from gsal_tf.saliency.perturbation import baseline_function
 EXPLAINER_OUTPUTS = ("saliency", "grid", "preserved_score", "no_context_score")
 
 
-def export_model(model, path) -> Path:
-    """Write a Keras segmentation model as a SavedModel at ``path``."""
+def export_model(model, path, image_shape=None) -> Path:
+    """Write a segmentation model as a SavedModel at ``path``.
+
+    A Keras model is exported by Keras (``model.export``). Any other model gsal explains — a
+    keras-hub segmenter with its preprocessor, a SavedModel, a one-channel segmenter — is saved
+    with one ``serving_default`` signature ``images`` (N,H,W,C) float32 -> its scores, for images of
+    ``image_shape`` (H,W,C) (required then).
+    """
+    import keras
+
+    from gsal_tf.models.keras_hub import as_segmentation_model
+
     path = Path(path)
-    model.export(str(path), format="tf_saved_model", verbose=False)
+    if isinstance(model, keras.Model) and as_segmentation_model(model) is model:
+        model.export(str(path), format="tf_saved_model", verbose=False)
+        return path
+    model = as_segmentation_model(model)
+    height, width, channels = (int(v) for v in image_shape)
+    module = tf.Module(name="segmentation")
+    module.network = model  # tracked: its variables are saved with the module
+
+    @tf.function(input_signature=[tf.TensorSpec([None, height, width, channels], tf.float32, name="images")])
+    def serve(images):
+        return {"scores": tf.cast(model(images), tf.float32)}
+
+    module.serve = serve
+    tf.saved_model.save(module, str(path), signatures={"serving_default": serve})
     return path
 
 

@@ -89,12 +89,16 @@ def box_request(shape: tuple[int, int], box: tuple[int, int, int, int]) -> np.nd
 def mask_from_image(path, shape: tuple[int, int] | None = None, threshold: int = 127) -> np.ndarray:
     """Read a request mask from an image file: pixels brighter than ``threshold`` (0-255) are in.
 
-    With ``shape`` (H,W), the mask must have that size (it is never silently resized).
+    The mask is read as viewers show it (its EXIF orientation applied, like the image it is
+    drawn on: :func:`gsal_tf.loading.imread_as_displayed`). With ``shape`` (H,W), the mask must
+    have that size (it is never silently resized).
     """
+    from gsal_tf.loading import imread_as_displayed
+
     path = Path(path)
     if not path.is_file():
         raise GsalInputError(f"request mask file not found: {path}")
-    img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    img = imread_as_displayed(path)
     if img is None:
         raise GsalInputError(f"cannot read {path} as an image (PNG, JPEG, BMP, TIFF …)")
     if img.ndim == 3:

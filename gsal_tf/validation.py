@@ -81,7 +81,10 @@ def check_class_range(class_ids: np.ndarray, num_classes: int) -> None:
 
 
 def check_model_output(output, image_shape, output_kind: str) -> tuple[int, int, int]:
-    """Check one probe output of the model for images of ``image_shape`` (H,W,C); return (h, w, K)."""
+    """Check one probe output of the model for images of ``image_shape`` (H,W,C); return (h, w, K).
+
+    K = 1 is a binary segmenter's one channel (foreground probability or logit), which the
+    explainers read as two classes (:func:`gsal_tf.explainer.to_probabilities`)."""
     if not hasattr(output, "shape"):
         raise GsalInputError(
             f"the model returns a {type(output).__name__}, not one tensor (N,h,w,K) of per-pixel class scores; "
@@ -100,8 +103,8 @@ def check_model_output(output, image_shape, output_kind: str) -> tuple[int, int,
             f"the model's output {shape} looks channels-first (N,K,h,w) for {height}x{width} images; "
             "wrap it: gs.models.adapt(model, channels_first_output=True)"
         )
-    if k < 2:
-        raise GsalInputError(f"the model's output has {k} class channel(s); grid saliency needs K >= 2 classes")
+    if k < 1:
+        raise GsalInputError(f"the model's output {shape} has no class channel; a segmentation model returns (N,h,w,K), K >= 1")
     values = np.asarray(output, np.float32)
     if not np.all(np.isfinite(values)):
         raise GsalInputError("the model returned NaN or inf for this image; check the model and the input scaling")
@@ -151,3 +154,20 @@ def check_number(name, value, minimum=None, maximum=None, integer=False, strict=
             bound.append(f"<= {maximum}")
         kind = "an integer" if integer else "a number"
         raise GsalInputError(f"{name} must be {kind} {' and '.join(bound)}; got {value!r}")
+
+
+def check_int_pair(name: str, value, minimum: int = 1, form: str = "H,W", shown=None) -> tuple[int, int]:
+    """Two integers >= ``minimum`` (a size, a grid, a point) -> ``(int, int)``.
+
+    ``form`` names the two values in the message (``"H,W"``); ``shown`` is what the user typed,
+    when it is not ``value`` itself (a CLI string).
+    """
+    try:
+        first, second = value
+        ok = all(not isinstance(v, bool) and float(v) == int(v) and int(v) >= minimum for v in (first, second))
+    except (TypeError, ValueError, OverflowError):
+        ok = False
+    if not ok:
+        wanted = f"two positive integers {form}" if minimum == 1 else f"two integers {form}, each >= {minimum}"
+        raise GsalInputError(f"{name} must be {wanted}; got {repr(value) if shown is None else shown}")
+    return int(first), int(second)

@@ -27,6 +27,17 @@ importing this module costs nothing.
 
 Sizes: panels of 2.3 in, fonts of 8-10 pt, PNG at 150 dpi — a three-panel explanation is about
 1100 px wide, legible as a README picture and at the width of a paper's text column.
+
+Images of any size are drawn at screen resolution: before drawing, the image, the saliency, the
+prediction and the request are brought to at most :data:`SCREEN_SIDE` pixels along the long side
+(:func:`screen_shape`, :func:`to_screen`: area-averaged, labels and masks nearest in their own
+dtype), and the request outline is traced on that mask; a figure of a 48 MP photo costs what one
+of a 1 MP photo does. Pass screen-sized arrays (e.g. ``Fit.to_image(values, size=...)``) to keep
+full-resolution copies out of memory altogether.
+
+Text is data, never markup: mathtext and LaTeX are off in every figure (``text.parse_math``,
+``text.usetex``), so class, model and file names containing ``$`` or backslashes are drawn as
+written.
 """
 
 from __future__ import annotations
@@ -67,7 +78,19 @@ _STYLE = {
     "axes.titlepad": 4,
     "svg.fonttype": "none",  # SVG text stays text (searchable, editable)
     "pdf.fonttype": 42,
+    # Class, model and file names come from users and datasets: "$x^2$" is a name, not mathtext
+    # (which would fail to parse many names), and a user's matplotlibrc must not send it to LaTeX.
+    "text.parse_math": False,
+    "text.usetex": False,
 }
+
+#: Long side, in pixels, of every image drawn in a figure (images larger than this are
+#: area-averaged down first). A panel is PANEL_INCHES x DPI = 345 px in a PNG; 1024 px keeps three
+#: times that for zooming into SVG/PDF figures, at 3 MB per float32 RGB image whatever the photo.
+SCREEN_SIDE = 1024
+#: Resolution, in pixels along the long side, at which the request outline is traced: a smaller
+#: mask is upsampled (nearest, at most 8x) so its outline follows pixel edges, not pixel centres.
+OUTLINE_SIDE = 1024
 
 
 # --------------------------------------------------------------------------- names and colours
@@ -136,13 +159,58 @@ def _grey(image: np.ndarray) -> np.ndarray:
     return to_display(image).mean(axis=2)
 
 
-def _outline(ax, request: np.ndarray, upsample: int = 8) -> None:
-    """Draw the outline of the 0/1 ``request`` (H,W) on pixel edges (contours of the nearest-
-    upsampled mask, mapped back to the image's pixel coordinates)."""
-    mask = (np.asarray(request) > 0.5).astype(np.float32)
+def screen_shape(shape, side: int = SCREEN_SIDE) -> tuple[int, int]:
+    """(h, w) at which an image of ``shape`` (H, W, ...) is drawn: scaled to at most ``side``
+    pixels along its long side, aspect ratio kept (each side rounded, at least 1); an image that
+    is small enough keeps its size."""
+    height, width = (int(v) for v in shape[:2])
+    scale = min(1.0, side / max(height, width, 1))
+    if scale == 1.0:
+        return height, width
+    return max(1, round(height * scale)), max(1, round(width * scale))
+
+
+def to_screen(values: np.ndarray, shape, nearest: bool = False) -> np.ndarray:
+    """``values`` (H,W) or (H,W,C) brought to ``shape`` (h,w) for drawing: area-averaged to float32
+    when shrinking (images, saliency; bilinear when enlarging), or nearest in their own dtype
+    (``nearest=True``: label maps, masks). Returned as they are when already of that size."""
+    import cv2
+
+    from gsal_tf.loading import resize_nearest
+
+    values = np.asarray(values)
+    h, w = (int(v) for v in shape[:2])
+    if values.shape[:2] == (h, w):
+        return values
+    if nearest:
+        return resize_nearest(values, (h, w))
+    shrink = h <= values.shape[0] and w <= values.shape[1]
+    out = cv2.resize(np.ascontiguousarray(values, np.float32), (w, h), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+    return out.reshape((h, w) + values.shape[2:])
+
+
+def _on_screen(image, request=None, saliency=None, prediction=None):
+    """The arrays of one figure panel set, all (H,W,...) of the image's size, at its screen shape."""
+    shape = screen_shape(np.shape(image))
+    return (to_screen(image, shape),
+            None if request is None else to_screen(request, shape, nearest=True),
+            None if saliency is None else to_screen(saliency, shape),
+            None if prediction is None else to_screen(prediction, shape, nearest=True))
+
+
+def _outline(ax, request: np.ndarray) -> None:
+    """Draw the outline of the 0/1 ``request`` (H,W) on pixel edges: contours of the mask
+    upsampled (nearest) by an integer factor to about :data:`OUTLINE_SIDE` pixels along its long
+    side (at most 8x; a mask that is already that large is traced as it is), mapped back to the
+    image's pixel coordinates. Memory: one float32 mask of at most max(OUTLINE_SIDE, H) x
+    max(OUTLINE_SIDE, W) pixels."""
+    mask = np.asarray(request) > 0.5
     if not mask.any() or mask.all():
         return
-    up = np.kron(mask, np.ones((upsample, upsample), np.float32))
+    upsample = int(min(8, max(1, OUTLINE_SIDE // max(mask.shape))))
+    up = mask.astype(np.float32)
+    if upsample > 1:
+        up = up.repeat(upsample, axis=0).repeat(upsample, axis=1)
     coords_y = (np.arange(up.shape[0]) + 0.5) / upsample - 0.5
     coords_x = (np.arange(up.shape[1]) + 0.5) / upsample - 0.5
     ax.contour(coords_x, coords_y, up, levels=[0.5], colors=[REQUEST_COLOUR], linewidths=1.2).set(path_effects=_OUTLINE_EFFECTS())
@@ -161,8 +229,14 @@ def _image_axes(ax, title: str, label: str) -> None:
     ax.set_label(label)
 
 
+#: How images are resampled onto a panel: matplotlib's "antialiased" filters when the data has
+#: more pixels than the panel (no aliasing of a photo) and draws crisp pixels when it has far
+#: fewer (a 16x16 or 64x64 input).
+_INTERPOLATION = "antialiased"
+
+
 def _draw_image(ax, image, request) -> None:
-    ax.imshow(to_display(image), interpolation="nearest")
+    ax.imshow(to_display(image), interpolation=_INTERPOLATION)
     if request is not None:
         _outline(ax, request)
     _image_axes(ax, "image, request outlined", "image")
@@ -170,15 +244,16 @@ def _draw_image(ax, image, request) -> None:
 
 def _draw_prediction(ax, labels, request, colours, title) -> None:
     labels = np.clip(np.asarray(labels, np.int64), 0, len(colours) - 1)
-    ax.imshow(colours[labels], interpolation="nearest")
+    ax.imshow(colours[labels], interpolation=_INTERPOLATION)
     if request is not None:
         _outline(ax, request)
     _image_axes(ax, title, "prediction")
 
 
 def _draw_saliency(ax, image, saliency, request, title):
-    ax.imshow(_grey(image), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
-    shown = ax.imshow(np.asarray(saliency, np.float32), cmap=SALIENCY_CMAP, vmin=0.0, vmax=1.0, alpha=SALIENCY_ALPHA, interpolation="nearest")
+    ax.imshow(_grey(image), cmap="gray", vmin=0, vmax=1, interpolation=_INTERPOLATION)
+    shown = ax.imshow(np.asarray(saliency, np.float32), cmap=SALIENCY_CMAP, vmin=0.0, vmax=1.0, alpha=SALIENCY_ALPHA,
+                      interpolation=_INTERPOLATION)
     if request is not None:
         _outline(ax, request)
     _image_axes(ax, title, "saliency")
@@ -249,6 +324,10 @@ def explanation_figure(image: np.ndarray, request: np.ndarray, saliency: np.ndar
                        no_context_score: float | None = None, method: str = "grid saliency"):
     """One explanation: image with the request, the model's prediction (if given), the saliency.
 
+    All maps have the image's size (H,W); they are drawn at screen resolution (:func:`to_screen`,
+    at most :data:`SCREEN_SIDE` px along the long side), so the figure's memory does not grow
+    with the photo.
+
     Parameters
     ----------
     image : (H,W,C) float — the explained image (any range; shown min-max stretched).
@@ -267,6 +346,7 @@ def explanation_figure(image: np.ndarray, request: np.ndarray, saliency: np.ndar
     from matplotlib import rc_context
     from matplotlib.figure import Figure
 
+    image, request, saliency, prediction = _on_screen(image, request, saliency, prediction)
     with rc_context(_STYLE):
         panels = 3 if prediction is not None else 2
         fig = Figure(figsize=(PANEL_INCHES * panels + 0.9, PANEL_INCHES + (1.6 if prediction is not None else 1.0)), dpi=DPI,
@@ -295,10 +375,16 @@ def comparison_figure(image: np.ndarray, request: np.ndarray, class_id: int, mod
     the image with the request and the class legend in the first column.
 
     ``models`` maps a model's name to ``{"prediction": (H,W) labels, "saliency": (H,W),
-    "preserved_score": float, "no_context_score": float}``. Returns the Figure.
+    "preserved_score": float, "no_context_score": float}``; all maps have the image's size and are
+    drawn at screen resolution (:func:`to_screen`). Returns the Figure.
     """
     from matplotlib import rc_context
     from matplotlib.figure import Figure
+
+    shape = screen_shape(np.shape(image))
+    image, request = to_screen(image, shape), None if request is None else to_screen(request, shape, nearest=True)
+    models = {name: {**m, "prediction": to_screen(m["prediction"], shape, nearest=True), "saliency": to_screen(m["saliency"], shape)}
+              for name, m in models.items()}
 
     names_in = list(models)
     num_classes = max([int(np.max(m["prediction"])) + 1 for m in models.values()] + [int(class_id) + 1, len(class_names or [])])
@@ -428,13 +514,16 @@ def bar_figure(bars: Mapping[str, tuple], title: str, *, chance: float | None = 
 
 
 def thumbnail_figure(saliency: np.ndarray, request: np.ndarray, title: str, image: np.ndarray | None = None):
-    """One small panel: the saliency (H,W) in [0,1] over the image in grey (black when the image
-    is not at hand), the request (H,W) outlined; for galleries. Returns the Figure."""
+    """One small panel: the saliency (H,W) in [0,1] over the image (H,W,C) in grey (black when the
+    image is not at hand), the request (H,W) outlined; for galleries. Drawn at screen resolution
+    (:func:`to_screen`). Returns the Figure."""
     from matplotlib import rc_context
     from matplotlib.figure import Figure
 
-    saliency = np.asarray(saliency, np.float32)
-    backdrop = np.zeros(saliency.shape + (1,), np.float32) if image is None else image
+    shape = screen_shape(np.shape(saliency))
+    saliency = to_screen(np.asarray(saliency, np.float32), shape)
+    request = None if request is None else to_screen(request, shape, nearest=True)
+    backdrop = np.zeros(shape + (1,), np.float32) if image is None else to_screen(image, shape)
     with rc_context(_STYLE):
         fig = Figure(figsize=(PANEL_INCHES * 0.9, PANEL_INCHES * 0.9 + 0.35), dpi=DPI, layout="constrained")
         ax = fig.subplots()

@@ -145,3 +145,29 @@ def test_failed_ray_run_keeps_committed_shards_and_resumes(local_ray, local_run,
     keys = _keys(tmp_path / "ray")
     assert len(keys) == len(set(keys)) == 21
     assert_same_results(local, tmp_path / "ray")
+
+
+def test_ray_run_failing_before_its_first_shard_leaves_nothing_and_redoes_damaged_shards(local_ray, local_run, tmp_path):
+    """The run-or-nothing folder and the damaged-shard resume live in the job and the store, shared
+    by both engines: on Ray too, bad labels in the first shard leave no folder, and a truncated
+    shard is redone to the local engine's results."""
+    import shutil
+
+    import cv2
+
+    from gsal_tf.errors import GsalInputError
+
+    model, images, labels, local = local_run
+    shutil.copytree(labels, tmp_path / "labels")
+    bad = cv2.imread(str(tmp_path / "labels" / "img00.png"), cv2.IMREAD_UNCHANGED)
+    bad[0, 0] = 9
+    cv2.imwrite(str(tmp_path / "labels" / "img00.png"), bad)
+    with pytest.raises(GsalInputError, match=r"img00.png hold ids \[9\]"):
+        _run(model, images, tmp_path / "labels", tmp_path / "bad", engine="ray", engine_options=RAY)
+    assert not (tmp_path / "bad").exists()
+    shutil.copytree(local, tmp_path / "damaged")
+    shard = tmp_path / "damaged" / "requests" / "part-00002.parquet"
+    shard.write_bytes(shard.read_bytes()[:200])
+    summary = _run(model, images, labels, tmp_path / "damaged", engine="ray", engine_options=RAY)
+    assert summary.redone == ["part-00002.parquet"] and summary.requests == 21
+    assert_same_results(local, tmp_path / "damaged")

@@ -3,8 +3,11 @@
 Two kinds of tests:
 
 - tiny networks converted on the fly (float, and full-integer quantised with per-channel weights,
-  uint8 and int8 input) that use every supported operator; they run anywhere;
-- the real DeepLab files of ``../shared/data/real`` (skipped when the folder is absent).
+  uint8 and int8 input) that use every supported operator; they run anywhere. Operators the
+  converter does not emit from TensorFlow code (MediaPipe's custom ``Convolution2DTransposeBias``,
+  a DEQUANTIZE of int8 weights) are written into a converted file by editing its flatbuffer;
+- the real DeepLab and MediaPipe files of ``../shared/data/real`` (skipped when the folder is
+  absent), and ten CamVid frames of its ``research-only/`` folder (read in place, never copied).
 
 The measured numbers are printed (``pytest -s`` shows them).
 """
@@ -12,11 +15,13 @@ The measured numbers are printed (``pytest -s`` shows them).
 from __future__ import annotations
 
 import os
+import struct
 import subprocess
 import sys
 from pathlib import Path
 
 import cv2
+import flatbuffers
 import keras
 import numpy as np
 import pytest
@@ -24,7 +29,9 @@ import tensorflow as tf
 from tensorflow.lite.python import schema_py_generated as schema
 
 from gsal_tf.errors import GsalInputError
-from gsal_tf.models.tflite_import import from_tflite, inspect_tflite
+from gsal_tf.models.model_file import read_model_file, write_model_file
+from gsal_tf.models.tflite_import import (from_tflite, inspect_tflite, mediapipe_transpose_geometry,
+                                          transpose_conv_offset)
 
 pytestmark = [pytest.mark.filterwarnings("ignore:.*tf.lite.Interpreter is deprecated"),
               pytest.mark.filterwarnings("ignore:.*experimental_preserve_all_tensors")]
@@ -301,6 +308,327 @@ def test_output_below_input_resolution_is_resized(tmp_path):
     np.testing.assert_allclose(model.predict(images, verbose=0), expected, atol=1e-4)
 
 
+
+# ---------------------------------------------------------------------------------------------
+# One-channel (binary) networks and the operators of the MediaPipe and ADE20K files
+# ---------------------------------------------------------------------------------------------
+
+def edit_flatbuffer(data: bytes, edit) -> bytes:
+    """``data`` with ``edit(model)`` applied to its unpacked :class:`schema.ModelT`, packed again."""
+    model = schema.ModelT.InitFromObj(schema.Model.GetRootAs(data, 0))
+    edit(model)
+    builder = flatbuffers.Builder(1024)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())
+
+
+def builtin(model: schema.ModelT, op: schema.OperatorT) -> int:
+    code = model.operatorCodes[op.opcodeIndex]
+    return max(code.builtinCode, code.deprecatedBuiltinCode)
+
+
+def as_mediapipe_transpose_conv(padding_code: int):
+    """An edit turning the file's TRANSPOSE_CONV (inputs output shape, filter, image, bias) into
+    MediaPipe's CUSTOM ``Convolution2DTransposeBias`` (inputs image, filter, bias; custom options
+    int32 padding (1 = SAME, 2 = VALID), stride_w, stride_h) with the same output tensor."""
+    def edit(model):
+        code = schema.OperatorCodeT()
+        code.builtinCode = code.deprecatedBuiltinCode = schema.BuiltinOperator.CUSTOM
+        code.customCode, code.version = "Convolution2DTransposeBias", 1
+        model.operatorCodes.append(code)
+        (op,) = [o for o in model.subgraphs[0].operators if builtin(model, o) == schema.BuiltinOperator.TRANSPOSE_CONV]
+        _, weights, image, bias = (int(i) for i in op.inputs)
+        options = op.builtinOptions
+        op.customOptions = list(struct.pack("<iii", padding_code, options.strideW, options.strideH))
+        op.opcodeIndex, op.inputs = len(model.operatorCodes) - 1, [image, weights, bias]
+        op.builtinOptionsType, op.builtinOptions = schema.BuiltinOptions.NONE, None
+    return edit
+
+
+def int8_filters_through_dequantize(*operators: int):
+    """An edit putting a DEQUANTIZE between every int8 filter of the given operators (builtin codes)
+    and the operator (the ADE20K file's form for its depthwise filters): the interpreter then runs
+    the float kernel on the dequantised weights instead of quantising the activations on the fly."""
+    def edit(model):
+        graph = model.subgraphs[0]
+        code = schema.OperatorCodeT()
+        code.builtinCode = code.deprecatedBuiltinCode = schema.BuiltinOperator.DEQUANTIZE
+        code.version = 2
+        model.operatorCodes.append(code)
+        rewritten = []
+        for op in graph.operators:
+            weights = int(op.inputs[1]) if builtin(model, op) in operators else -1
+            if weights >= 0 and graph.tensors[weights].type == schema.TensorType.INT8:
+                model.buffers.append(schema.BufferT())
+                tensor = schema.TensorT()
+                tensor.name, tensor.type = graph.tensors[weights].name + b"_dequantize", schema.TensorType.FLOAT32
+                tensor.shape, tensor.buffer = graph.tensors[weights].shape, len(model.buffers) - 1
+                graph.tensors.append(tensor)
+                dequantize = schema.OperatorT()
+                dequantize.opcodeIndex = len(model.operatorCodes) - 1
+                dequantize.inputs, dequantize.outputs = [weights], [len(graph.tensors) - 1]
+                rewritten.append(dequantize)
+                op.inputs = [int(op.inputs[0]), len(graph.tensors) - 1, *(int(i) for i in op.inputs[2:])]
+            rewritten.append(op)
+        graph.operators = rewritten
+    return edit
+
+
+with_int8_dequantize = int8_filters_through_dequantize(schema.BuiltinOperator.DEPTHWISE_CONV_2D)
+
+
+def interpreter_scores(path: Path, images01: np.ndarray, float_range=(0.0, 1.0), preserve: bool = False):
+    """The file's output on float images (fed as ``lo + (hi − lo)·x``), one image at a time; with
+    ``preserve`` also the input of its last operator (the logits before a final LOGISTIC).
+    ``preserve`` keeps every tensor, which switches the XNNPACK delegate off."""
+    interpreter = tf.lite.Interpreter(str(path), experimental_preserve_all_tensors=preserve)
+    interpreter.allocate_tensors()
+    source, output = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
+    last = next(op for op in interpreter._get_ops_details() if output["index"] in op["outputs"])
+    outputs, last_inputs = [], []
+    low, high = float_range
+    for image in images01:
+        interpreter.set_tensor(source["index"], (low + (high - low) * image)[None].astype(np.float32))
+        interpreter.invoke()
+        outputs.append(interpreter.get_tensor(output["index"])[0])
+        if preserve:
+            last_inputs.append(interpreter.get_tensor(last["inputs"][0])[0])
+    return np.stack(outputs), (np.stack(last_inputs) if preserve else None)
+
+
+def tiny_binary_weights(seed: int = 2) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+
+    def normal(*shape, scale=0.5):
+        return (rng.normal(size=shape) * scale).astype(np.float32)
+
+    return {"conv": normal(3, 3, 3, 8), "b": normal(8), "se": normal(1, 1, 8, 8), "bse": normal(8),
+            "up": normal(3, 3, 8, 8), "bup": normal(8), "out": normal(1, 1, 8, 1), "bout": normal(1)}
+
+
+def tiny_binary_segmenter(w: dict[str, np.ndarray], x, final_sigmoid: bool = True):
+    """A MediaPipe-like one-channel segmenter: stride-2 conv + hard swish, squeeze-excite gate
+    (mean, 1×1 conv, sigmoid, multiply), half-pixel resize + stand-alone relu, SAME transposed
+    convolution with bias, add, 1×1 conv to one channel, final sigmoid."""
+    a = tf.nn.conv2d(x, w["conv"], 2, "SAME") + w["b"]
+    a = a * tf.nn.relu6(a + 3.0) / 6.0
+    gate = tf.sigmoid(tf.nn.conv2d(tf.reduce_mean(a, axis=[1, 2], keepdims=True), w["se"], 1, "VALID") + w["bse"])
+    a = a * gate
+    r = tf.nn.relu(tf.image.resize(a, [SIZE, SIZE]))
+    t = tf.nn.conv2d_transpose(a, w["up"], [1, SIZE, SIZE, 8], 2, "SAME") + w["bup"]
+    logit = tf.nn.conv2d(r + t, w["out"], 1, "VALID") + w["bout"]
+    return tf.sigmoid(logit) if final_sigmoid else logit
+
+
+def before_resize(model: keras.Model) -> keras.Model:
+    """The imported model without its appended ``resize_to_input`` (the file's own output size)."""
+    if not model.tflite_info.output_resized:
+        return model
+    return keras.Model(model.input, model.get_layer("resize_to_input").input)
+
+
+BINARY_OPERATORS = {"CONV_2D", "HARD_SWISH", "MEAN", "LOGISTIC", "MUL", "RESIZE_BILINEAR", "RELU", "TRANSPOSE_CONV",
+                    "ADD"}
+
+
+@pytest.fixture(scope="module")
+def binary_file(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("binary") / "binary.tflite"
+    weights = tiny_binary_weights()
+    path.write_bytes(convert(lambda x: tiny_binary_segmenter(weights, x)))
+    return path
+
+
+def test_one_channel_network_matches_the_interpreter(binary_file):
+    """HARD_SWISH, LOGISTIC, stand-alone RELU, TRANSPOSE_CONV and a broadcasting MUL of two
+    tensors; the final LOGISTIC is dropped for the logits and re-applied for the probabilities."""
+    assert BINARY_OPERATORS <= operator_names(binary_file)
+    images = pixel_images(2, seed=11)
+    probabilities, logits = interpreter_scores(binary_file, images, preserve=True)
+    ours_p = from_tflite(binary_file, output="probabilities", float_input_range=(0.0, 1.0))
+    ours_z = from_tflite(binary_file, output="logits", float_input_range=(0.0, 1.0))
+    p, z = ours_p.predict(images, verbose=0), ours_z.predict(images, verbose=0)
+    print(f"tiny one-channel: max |p difference| {np.abs(p - probabilities).max():.3g}, "
+          f"max |logit difference| {np.abs(z - logits).max():.3g} (logit range {np.ptp(logits):.3g})")
+    assert p.shape == z.shape == (2, SIZE, SIZE, 1)
+    np.testing.assert_allclose(p, probabilities, atol=1e-5)
+    np.testing.assert_allclose(z, logits, atol=1e-4)
+    info = ours_p.tflite_info
+    assert info.num_classes == 1 and info.logistic_dropped and not info.argmax_dropped
+    assert ours_p.layers[-1].name == "probabilities"
+    assert inspect_tflite(binary_file).logistic_dropped
+
+
+def test_one_channel_output_without_a_final_logistic_is_its_logit(tmp_path):
+    weights = tiny_binary_weights()
+    path = tmp_path / "binary_logit.tflite"
+    path.write_bytes(convert(lambda x: tiny_binary_segmenter(weights, x, final_sigmoid=False)))
+    images = pixel_images(1, seed=12)
+    logits, _ = interpreter_scores(path, images)
+    model = from_tflite(path, output="probabilities", float_input_range=(0.0, 1.0))
+    assert not model.tflite_info.logistic_dropped
+    np.testing.assert_allclose(model.predict(images, verbose=0), 1 / (1 + np.exp(-logits)), atol=1e-5)
+
+
+def test_stand_alone_activations_are_exact(tmp_path):
+    """HARD_SWISH x·min(max(x+3, 0), 6)/6, LOGISTIC and RELU on values spanning the kinks (−3, 0, 3)."""
+    def activations(x):
+        y = tf.reduce_mean(x, axis=3, keepdims=True) * 16.0 + (-8.0)
+        return tf.concat([y * tf.nn.relu6(y + 3.0) / 6.0, tf.sigmoid(y), tf.nn.relu(tf.image.resize(y, [SIZE, SIZE]))], 3)
+
+    path = tmp_path / "activations.tflite"
+    path.write_bytes(convert(activations))
+    assert {"HARD_SWISH", "LOGISTIC", "RELU"} <= operator_names(path)
+    images = pixel_images(2, seed=13)
+    reference, _ = interpreter_scores(path, images)
+    np.testing.assert_allclose(from_tflite(path, float_input_range=(0.0, 1.0)).predict(images, verbose=0),
+                               reference, atol=1e-5)
+
+
+@pytest.mark.parametrize("padding, kernel, stride, size_in, size_out", [
+    ("SAME", 3, 2, 8, 16), ("SAME", 3, 2, 8, 15), ("SAME", 4, 2, 8, 16), ("SAME", 2, 2, 8, 16),
+    ("VALID", 3, 2, 8, 17), ("VALID", 2, 2, 8, 16), ("VALID", 3, 2, 8, 18), ("SAME", 3, 1, 8, 8),
+])
+def test_transpose_conv_matches_the_interpreter(tmp_path, padding, kernel, stride, size_in, size_out):
+    rng = np.random.default_rng(kernel * 100 + size_out)
+    w, b = rng.normal(size=(kernel, kernel, 4, 3)).astype(np.float32), rng.normal(size=4).astype(np.float32)
+
+    def transposed(x):
+        return tf.nn.conv2d_transpose(x, w, [1, size_out, size_out, 4], stride, padding) + b
+
+    path = tmp_path / "transpose.tflite"
+    path.write_bytes(convert(transposed, input_shape=(1, size_in, size_in, 3)))
+    assert "TRANSPOSE_CONV" in operator_names(path)
+    images = pixel_images(2, seed=14, size=size_in)
+    reference, _ = interpreter_scores(path, images)
+    ours = before_resize(from_tflite(path, float_input_range=(0.0, 1.0))).predict(images, verbose=0)
+    assert ours.shape == (2, size_out, size_out, 4)
+    np.testing.assert_allclose(ours, reference, atol=1e-4)
+
+
+@pytest.mark.parametrize("padding, kernel, size_in", [("SAME", 2, 8), ("SAME", 3, 8), ("SAME", 4, 8), ("VALID", 3, 8),
+                                                      ("VALID", 2, 7)])
+def test_mediapipe_transpose_conv_custom_op_matches_the_interpreter(tmp_path, padding, kernel, size_in):
+    """``Convolution2DTransposeBias`` (stride 2), written into a converted TRANSPOSE_CONV file and run
+    by tf.lite.Interpreter (XNNPACK implements the op). Sizes where MediaPipe's reference kernel and
+    XNNPACK agree: SAME with the input a multiple of the stride, and VALID."""
+    size_out, offset = mediapipe_transpose_geometry(padding.lower(), size_in, kernel, 2)
+    rng = np.random.default_rng(kernel + size_in)
+    w, b = rng.normal(size=(kernel, kernel, 4, 3)).astype(np.float32), rng.normal(size=4).astype(np.float32)
+
+    def transposed(x):
+        return tf.nn.conv2d_transpose(x, w, [1, size_out, size_out, 4], 2, padding) + b
+
+    assert offset == transpose_conv_offset(padding.lower(), size_in, size_out, kernel, 2)  # the same window as TF's
+    path = tmp_path / "mediapipe.tflite"
+    data = convert(transposed, input_shape=(1, size_in, size_in, 3))
+    path.write_bytes(edit_flatbuffer(data, as_mediapipe_transpose_conv({"SAME": 1, "VALID": 2}[padding])))
+    assert "Convolution2DTransposeBias" in operator_names(path) and "TRANSPOSE_CONV" not in operator_names(path)
+    images = pixel_images(2, seed=15, size=size_in)
+    reference, _ = interpreter_scores(path, images)
+    model = from_tflite(path, float_input_range=(0.0, 1.0))
+    assert ("CUSTOM(Convolution2DTransposeBias)", 1) in model.tflite_info.operators
+    ours = before_resize(model).predict(images, verbose=0)
+    print(f"Convolution2DTransposeBias {padding} k={kernel} n={size_in}: output {size_out}, max |difference| "
+          f"{np.abs(ours - reference).max():.3g}")
+    np.testing.assert_allclose(ours, reference, atol=1e-4)
+
+
+def test_transpose_geometry_formulas():
+    # TF conv2d_transpose: SAME pads like the forward convolution from the output size.
+    assert [transpose_conv_offset("same", 8, o, 3, 2) for o in (15, 16)] == [1, 0]
+    assert transpose_conv_offset("same", 8, 16, 4, 2) == 1 and transpose_conv_offset("valid", 8, 18, 3, 2) == 0
+    # MediaPipe: total = max(k − (n − 1) mod s − 1, 0); the real selfie files: k = s = 2, n = 128 → 256, no crop.
+    assert mediapipe_transpose_geometry("same", 128, 2, 2) == (256, 0)
+    assert mediapipe_transpose_geometry("same", 7, 3, 2) == (13, 1)
+    assert mediapipe_transpose_geometry("valid", 8, 3, 2) == (17, 0)
+
+
+@pytest.mark.parametrize("block, paddings, crops, kernel", [
+    ((2, 2), ((2, 3), (2, 3)), ((0, 1), (0, 1)), 3),   # the ADE20K file's rate-2 form for 65×65 (here 15×15)
+    ((4, 4), ((4, 5), (4, 5)), ((0, 1), (0, 1)), 3),   # rate 4
+    ((2, 3), ((1, 0), (3, 0)), ((1, 0), (0, 2)), 2),   # unequal blocks, asymmetric paddings and crops
+])
+def test_space_to_batch_and_back_match_the_interpreter(tmp_path, block, paddings, crops, kernel):
+    """SPACE_TO_BATCH_ND → DEPTHWISE_CONV_2D (+ relu, so the converter keeps the three operators)
+    → BATCH_TO_SPACE_ND; a batch of three checks the phase/batch order (out batch (i·b_w + j)·N + n)."""
+    rng = np.random.default_rng(sum(block))
+    w = rng.normal(size=(kernel, kernel, 3, 1)).astype(np.float32)
+
+    def atrous(x):
+        y = tf.space_to_batch_nd(x, block, paddings)
+        y = tf.nn.relu(tf.nn.depthwise_conv2d(y, w, [1, 1, 1, 1], "VALID"))
+        return tf.batch_to_space(y, block, crops) * 2.0 + 0.5
+
+    path = tmp_path / "atrous.tflite"
+    path.write_bytes(convert(atrous, input_shape=(1, 15, 15, 3)))
+    assert {"SPACE_TO_BATCH_ND", "BATCH_TO_SPACE_ND"} <= operator_names(path)
+    images = pixel_images(3, seed=16, size=15)
+    reference, _ = interpreter_scores(path, images, float_range=(-1.0, 1.0))
+    ours = before_resize(from_tflite(path)).predict(images, verbose=0)
+    assert ours.shape == reference.shape
+    np.testing.assert_allclose(ours, reference, atol=1e-5)
+
+
+def test_int8_weights_through_dequantize_and_hybrid_convolution(tmp_path):
+    """Dynamic-range quantisation (int8 weights, float activations, the ADE20K file's form): the
+    depthwise filter passes a DEQUANTIZE (edited in: the interpreter then runs float kernels on the
+    dequantised weights, so the import must match to float round-off); the CONV_2D reads its int8
+    filter directly (the interpreter quantises its input on the fly: close, not equal)."""
+    rng = np.random.default_rng(17)
+    conv, depthwise = rng.normal(size=(3, 3, 3, 128)).astype(np.float32), rng.normal(size=(3, 3, 128, 1)).astype(np.float32)
+
+    def hybrid(x):
+        return tf.nn.depthwise_conv2d(tf.nn.relu(tf.nn.conv2d(x, conv, 1, "SAME")), depthwise, [1, 1, 1, 1], "SAME")
+
+    module = tf.Module()
+    module.f = tf.function(hybrid, input_signature=[tf.TensorSpec((1, SIZE, SIZE, 3), tf.float32)])
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([module.f.get_concrete_function()], module)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    data = converter.convert()
+    images = pixel_images(2, seed=18)
+
+    only_dequantize = tmp_path / "dequantize.tflite"  # the depthwise alone, after a DEQUANTIZE
+    expand = conv[1:2, 1:2]  # a 1×1 filter of 384 weights: too small to be quantised, stays float
+    module.g = tf.function(lambda x: tf.nn.depthwise_conv2d(tf.nn.conv2d(x, expand, 1, "SAME"), depthwise,
+                                                            [1, 1, 1, 1], "SAME"),
+                           input_signature=[tf.TensorSpec((1, SIZE, SIZE, 3), tf.float32)])
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([module.g.get_concrete_function()], module)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    only_dequantize.write_bytes(edit_flatbuffer(converter.convert(), with_int8_dequantize))
+    details = tf.lite.Interpreter(str(only_dequantize)).get_tensor_details()
+    assert "DEQUANTIZE" in operator_names(only_dequantize)
+    assert any(d["dtype"] == np.int8 and len(d["quantization_parameters"]["scales"]) == 128 for d in details)
+    reference, _ = interpreter_scores(only_dequantize, images)
+    np.testing.assert_allclose(from_tflite(only_dequantize, float_input_range=(0.0, 1.0)).predict(images, verbose=0),
+                               reference, atol=1e-4)
+
+    full = tmp_path / "hybrid.tflite"
+    full.write_bytes(edit_flatbuffer(data, with_int8_dequantize))
+    reference, _ = interpreter_scores(full, images)
+    ours = from_tflite(full, float_input_range=(0.0, 1.0)).predict(images, verbose=0)
+    difference = float(np.abs(ours - reference).max())
+    print(f"hybrid int8: max |difference| {difference:.3g} of a range {np.ptp(reference):.3g}")
+    assert difference <= 0.02 * np.ptp(reference)
+
+
+def test_new_layers_round_trip_through_the_model_file(binary_file, tmp_path):
+    """TransposeConv, SpaceToBatch, BatchToSpace and the Activation layers rebuild from their
+    config in safe mode (the zoo's .model.npz) and compute the same."""
+    def atrous_binary(x):
+        weights = tiny_binary_weights()
+        y = tf.space_to_batch_nd(tiny_binary_segmenter(weights, x, final_sigmoid=False), [2, 2], [[0, 0], [0, 0]])
+        return tf.sigmoid(tf.batch_to_space(tf.nn.relu(y), [2, 2], [[0, 0], [0, 0]]))
+
+    path = tmp_path / "atrous_binary.tflite"
+    path.write_bytes(convert(atrous_binary))
+    model = from_tflite(path, output="probabilities", float_input_range=(0.0, 1.0))
+    images = pixel_images(2, seed=19)
+    loaded, _ = read_model_file(write_model_file(model, tmp_path / "m.npz", "float32"))
+    np.testing.assert_array_equal(loaded.predict(images, verbose=0), model.predict(images, verbose=0))
+    assert {"TransposeConv", "SpaceToBatch", "BatchToSpace"} <= {type(layer).__name__ for layer in loaded.layers}
+
+
 # ---------------------------------------------------------------------------------------------
 # Clear errors
 # ---------------------------------------------------------------------------------------------
@@ -317,6 +645,26 @@ def test_unsupported_operator_is_named_with_its_position(tmp_path):
     message = str(error.value)
     print("unsupported operator:", message[:200])
     assert "TANH" in message and f"op index {tanh['index']}" in message and tensor in message
+
+
+def test_unsupported_operator_in_a_binary_network_is_one_line_that_says_what_to_do(tmp_path):
+    weights = tiny_binary_weights()
+    path = tmp_path / "binary_tanh.tflite"
+    path.write_bytes(convert(lambda x: tf.sigmoid(tf.tanh(tiny_binary_segmenter(weights, x, final_sigmoid=False)))))
+    with pytest.raises(GsalInputError) as error:
+        from_tflite(path, output="probabilities")
+    message = str(error.value)
+    print("unsupported operator (binary):", message[:240])
+    assert "\n" not in message and "operator TANH" in message and "binary_tanh.tflite" in message
+    assert "Keras model or SavedModel instead" in message and "HARD_SWISH" in message
+
+
+def test_one_channel_argmax_is_not_a_segmentation_network(tmp_path):
+    weights = tiny_binary_weights()
+    path = tmp_path / "argmax1.tflite"
+    path.write_bytes(convert(lambda x: tf.argmax(tiny_binary_segmenter(weights, x, final_sigmoid=False), axis=3)))
+    with pytest.raises(GsalInputError, match="not a segmentation network"):
+        from_tflite(path)
 
 
 def test_not_a_tflite_file_or_corrupt(tmp_path, tiny_files):
@@ -425,10 +773,105 @@ def test_real_8bit_model_agrees_with_the_reference_mask(real, file, image, mask,
 
 
 def test_inspect_real_files(real):
-    for path in sorted((real / "models").glob("*.tflite")):
+    for path in sorted((real / "models").glob("deeplab*.tflite")):
         info = inspect_tflite(path)
         operators = dict(info.operators)
         assert {"CONV_2D", "DEPTHWISE_CONV_2D", "ADD", "RESIZE_BILINEAR", "CONCATENATION"} <= set(operators)
         assert info.argmax_dropped == ("ARG_MAX" in operators)
         print(f"{path.name}: {info.input_size} {info.input_type}, {info.num_classes} classes, {info.preprocessing}, "
               f"operators {operators}")
+
+
+SELFIE_FILES = ("selfie_segmentation.tflite", "selfie_segmentation_landscape.tflite")
+SHARED_PHOTOS = ("airplane.jpg", "bike_riders.jpg", "bird_segmentation.png", "cow.jpg", "dog_segmentation.png",
+                 "sheep.jpg")
+CAMVID_FRAMES = 10
+
+
+def camvid_frames(real: Path, n: int = CAMVID_FRAMES) -> list[Path]:
+    """The first ``n`` CamVid test frames (sorted by name), read where they are (research-only)."""
+    frames = sorted((real / "research-only" / "camvid" / "test").glob("*.png"))[:n]
+    if len(frames) < n:
+        pytest.skip(f"CamVid test frames not available under {real / 'research-only'}")
+    return frames
+
+
+@pytest.mark.parametrize("file", SELFIE_FILES)
+def test_real_mediapipe_selfie_segmenter_matches_the_interpreter(real, file):
+    """The sigmoid probability of "person" (N,H,W,1), input RGB in [0, 1]: max |difference| ≤ 1e-3
+    on every shared photo."""
+    path = real / "models" / file
+    model = from_tflite(path, output="probabilities", float_input_range=(0.0, 1.0))
+    info = model.tflite_info
+    assert info.num_classes == 1 and info.logistic_dropped and info.input_range == (0.0, 1.0)
+    assert ("CUSTOM(Convolution2DTransposeBias)", 1) in info.operators and ("HARD_SWISH", 11) in info.operators
+    images = np.stack([load_resized(real / "images" / name, info.input_size) for name in SHARED_PHOTOS])
+    reference, _ = interpreter_scores(path, images)
+    ours = model.predict(images, verbose=0)
+    assert ours.shape == (len(SHARED_PHOTOS), *info.input_size, 1)
+    for name, p, q in zip(SHARED_PHOTOS, ours, reference):
+        difference, agreement = float(np.abs(p - q).max()), float(((p > 0.5) == (q > 0.5)).mean())
+        print(f"{file} {name}: max |probability difference| {difference:.2e}, person (p > 0.5) agreement "
+              f"{agreement:.5f}, person share {float((q > 0.5).mean()):.3f}")
+        assert difference <= 1e-3
+
+
+def test_real_ade20k_deeplab_agrees_with_the_interpreter(real):
+    """DeepLabv3 MobileNetV2 ADE20K (151 classes; hybrid int8 weights; dilated convolutions as
+    SPACE_TO_BATCH_ND / DEPTHWISE_CONV_2D / BATCH_TO_SPACE_ND): ≥ 95 % arg-max agreement on every
+    shared photo and on ten CamVid frames. The model takes [0, 1] and maps it to the file's [−1, 1]."""
+    path = real / "models" / "deeplabv3_mnv2_ade20k.tflite"
+    model = from_tflite(path)
+    info = model.tflite_info
+    assert (info.num_classes, info.input_size, info.input_range) == (151, (513, 513), (-1.0, 1.0))
+    assert {"SPACE_TO_BATCH_ND", "BATCH_TO_SPACE_ND", "DEQUANTIZE"} <= dict(info.operators).keys()
+    photos = [real / "images" / name for name in SHARED_PHOTOS] + camvid_frames(real)
+    for photo in photos:
+        image = load_resized(photo, info.input_size)[None]
+        theirs, _ = interpreter_scores(path, image, float_range=(-1.0, 1.0))
+        logits = model(image).numpy()
+        agreement = float((logits.argmax(-1) == theirs.argmax(-1)).mean())
+        print(f"ade20k {photo.name}: arg-max agreement with the interpreter {agreement:.4f}, "
+              f"max |logit difference| {float(np.abs(logits - theirs).max()):.3g}")
+        assert agreement >= 0.95
+
+
+def test_real_ade20k_expects_minus_one_to_one(real):
+    """Fed [0, 1] directly, the file calls a street wall and bathtub; through the model's own
+    preprocessing (real = 2·x − 1) it sees building, sky and road, as the interpreter does on [−1, 1]."""
+    labels = ["other"] + [line.split("\t")[1].strip() for line in
+                          (real / "models" / "ade20k_labels.txt").read_text().splitlines()]
+    path = real / "models" / "deeplabv3_mnv2_ade20k.tflite"
+    image = load_resized(camvid_frames(real, 1)[0], (513, 513))[None]
+
+    def top(scores, n=3):
+        ids, counts = np.unique(scores[0].argmax(-1), return_counts=True)
+        return [labels[i] for i in ids[np.argsort(-counts)][:n]]
+
+    direct, _ = interpreter_scores(path, image, float_range=(0.0, 1.0))
+    ours = from_tflite(path)(image).numpy()
+    print(f"ade20k on a CamVid frame: fed [0, 1] directly {top(direct, 4)}; imported model {top(ours)}")
+    assert {"wall", "bathtub"} <= set(top(direct, 4)) and set(top(ours)) == {"building", "sky", "road"}
+
+
+def test_inspect_real_selfie_files(real):
+    for file in SELFIE_FILES:
+        info = inspect_tflite(real / "models" / file)
+        assert info.num_classes == 1 and info.logistic_dropped and not info.argmax_dropped
+
+
+def test_real_ade20k_is_exact_where_the_interpreter_computes_in_float(real, tmp_path):
+    """With every int8 filter of the file routed through a DEQUANTIZE (edited in), the interpreter
+    runs float kernels on the same dequantised weights, and the import matches it to float
+    round-off: the arg-max differences above are the interpreter's on-the-fly 8-bit activations."""
+    path = tmp_path / "ade20k_float_kernels.tflite"
+    path.write_bytes(edit_flatbuffer((real / "models" / "deeplabv3_mnv2_ade20k.tflite").read_bytes(),
+                                     int8_filters_through_dequantize(schema.BuiltinOperator.CONV_2D,
+                                                                     schema.BuiltinOperator.DEPTHWISE_CONV_2D)))
+    image = load_resized(real / "images" / "sheep.jpg", (513, 513))[None]
+    theirs, _ = interpreter_scores(path, image, float_range=(-1.0, 1.0))
+    ours = from_tflite(path)(image).numpy()
+    difference = float(np.abs(ours - theirs).max())
+    print(f"ade20k with float kernels, sheep.jpg: max |logit difference| {difference:.3g}, arg-max agreement "
+          f"{float((ours.argmax(-1) == theirs.argmax(-1)).mean()):.5f}")
+    assert difference <= 1e-3

@@ -17,6 +17,7 @@ from typing import Optional
 
 import numpy as np
 import typer
+from rich.markup import escape
 
 from gsal_cli.console import compact_table, console, fail, staged_outputs
 from gsal_cli.options import FigureFormat, build_request, class_names_of, configure_threads, figure_format_option, image_input, parse_pair, resolve_model, threads_option
@@ -75,6 +76,9 @@ def compare_backbones(
         first_net = next(iter(nets.values()))
         photo = match_channels(img, model_input_channels(first_net))
         img, fit = fit_to_model(photo, first_net)
+        # The figure shows the photo at screen resolution: only that copy is kept (as in `gsal explain`).
+        screen = viz.screen_shape(fit.source)
+        photo = viz.to_screen(photo, screen)
         if demo:
             cls = gs.requests.class_id(cls, class_names)
             req = fit.mask_to_model(req)
@@ -93,19 +97,20 @@ def compare_backbones(
             "models": result["models"],
             "agreement": result["agreement"],
         }
-        shown = {name: {**result["models"][name], "prediction": fit.to_image(result["prediction"][name], nearest=True),
-                        "saliency": fit.to_image(result["saliency"][name])} for name in nets}
-        figure = viz.comparison_figure(photo, fit.to_image(req, nearest=True), cls, shown, class_names=_class_names(nets.values()))
+        # Figure maps at screen resolution; each saliency_<model>.npy at the image's, one at a time.
+        shown = {name: {**result["models"][name], "prediction": fit.to_image(result["prediction"][name], nearest=True, size=screen),
+                        "saliency": fit.to_image(result["saliency"][name], size=screen)} for name in nets}
+        figure = viz.comparison_figure(photo, fit.to_image(req, nearest=True, size=screen), cls, shown, class_names=_class_names(nets.values()))
         figure_name = f"comparison.{figure_format.value}"
         with staged_outputs(out) as stage:
             viz.save_figure(figure, stage.path(figure_name))
             stage.path("comparison.json").write_text(json.dumps(summary, indent=2))
             for name in nets:
-                np.save(stage.path(f"saliency_{name}.npy"), shown[name]["saliency"])
+                np.save(stage.path(f"saliency_{name}.npy"), fit.to_image(result["saliency"][name]))
     except gs.GsalError as exc:
         raise fail(str(exc)) from None
     _print(summary)
-    console.print(f"wrote [bold]{out}/[/] {figure_name} (image; per model: prediction, saliency), comparison.json")
+    console.print(f"wrote [bold]{escape(str(out))}/[/] {figure_name} (image; per model: prediction, saliency), comparison.json")
 
 
 def _short(name: str) -> str:
@@ -126,8 +131,11 @@ def _class_names(nets) -> list[str]:
 def _print(summary):
     """Two tables that fit 80 columns: full model names (folded onto more lines if they must be,
     never cut), numbers under short two-line headers; the agreement pairs on two lines."""
+    # Model and class names are the user's text: escaped, or rich reads "[bold]" as markup.
+    name = summary.get("class_name")
+    named = f" ({escape(name)})" if name and name not in (str(summary["class_id"]), f"class {summary['class_id']}") else ""
     table = compact_table(
-        title=f"class {summary['class_id']} explained in a request R of {summary['request_pixels']} pixels",
+        title=f"class {summary['class_id']}{named} explained in a request R of {summary['request_pixels']} pixels",
         caption="f_c in R: the model's mean probability of the class in R; preserved / no context: that probability "
                 "with the kept context / with no context, relative to f_c in R; context share: mean saliency on the context",
     )
@@ -136,7 +144,7 @@ def _print(summary):
         table.add_column(col, justify="right", no_wrap=True)
     for name, row in summary["models"].items():
         table.add_row(
-            name,
+            escape(name),
             f"{row['predicted_class_in_request']} ({row['predicted_share']:.0%})",
             f"{row['original_score']:.3f}",
             f"{row['preserved_score']:.3f}",
@@ -152,5 +160,5 @@ def _print(summary):
     for row in summary["agreement"]:
         rho = row["rank_correlation"]
         iou = row["top_cell_iou"]
-        agree.add_row(f"{row['a']}\nvs {row['b']}", "—" if iou != iou else f"{iou:.3f}", "—" if rho != rho else f"{rho:.3f}")
+        agree.add_row(f"{escape(row['a'])}\nvs {escape(row['b'])}", "—" if iou != iou else f"{iou:.3f}", "—" if rho != rho else f"{rho:.3f}")
     console.print(agree)

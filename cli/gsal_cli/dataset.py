@@ -8,6 +8,7 @@ from typing import Optional
 
 import numpy as np
 import typer
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from gsal_cli.console import compact_table, console, fail
@@ -72,7 +73,9 @@ def explain_dataset(
                                          engine=engine, engine_options=engine_options, model_name=model_name, progress=report)
     except gs.GsalError as exc:
         raise fail(str(exc)) from None
-    console.print(f"wrote [bold]{out}/[/]: {summary.requests} requests of {summary.samples} samples"
+    if summary.redone:
+        console.print(f"redid damaged {'shard' if len(summary.redone) == 1 else 'shards'} {escape(', '.join(summary.redone))} and the ones after")
+    console.print(f"wrote [bold]{escape(str(out))}/[/]: {summary.requests} requests of {summary.samples} samples"
                   f"{f', {len(summary.skipped)} skipped (listed in run.json)' if summary.skipped else ''}")
 
 
@@ -97,7 +100,7 @@ def stats(
     settings = card["settings"]
     context = settings["context_classes"]
     label, _fmt = report.class_label, report.format_share
-    table = compact_table(title=f"salient context by class ({settings['explainer']['method']})",
+    table = compact_table(title=f"salient context by class ({escape(str(settings['explainer']['method']))})",
                           caption="share: of the salient context on that class; infl.: the inflation baseline's share; Δ = share − infl.")
     for column in ("request class", "n", "size\npx", "context class", "share", "infl.", "Δ"):
         table.add_column(column, overflow="fold" if "class" in column else "ellipsis", no_wrap="class" not in column,
@@ -106,8 +109,8 @@ def stats(
         order = np.argsort(-np.nan_to_num(result.share[row], nan=-1))[:top]
         for k, ctx in enumerate(order):
             first = k == 0
-            table.add_row(label(card, int(c)) if first else "", str(result.count[row]) if first else "", f"{result.mean_size[row]:.0f}" if first else "",
-                          context[ctx], _fmt(result.share[row, ctx]), _fmt(result.inflation_share[row, ctx]), _fmt(result.difference[row, ctx], signed=True))
+            table.add_row(escape(label(card, int(c))) if first else "", str(result.count[row]) if first else "", f"{result.mean_size[row]:.0f}" if first else "",
+                          escape(str(context[ctx])), _fmt(result.share[row, ctx]), _fmt(result.inflation_share[row, ctx]), _fmt(result.difference[row, ctx], signed=True))
     console.print(table)
     folder = out or Path(results) / "stats"
     try:
@@ -119,7 +122,9 @@ def stats(
             written.append(report.write_html_report(results, folder / "report.html", gallery=gallery, top=top))
     except gs.GsalError as exc:
         raise fail(str(exc)) from None
-    console.print(f"wrote {', '.join(str(p) for p in written)}")
+    except OSError as exc:
+        raise fail(str(gs.scale.store.write_failure(exc, exc.filename or folder, what="--out"))) from None
+    console.print(f"wrote {escape(', '.join(str(p) for p in written))}")
 
 
 def _engine_options(engine: str, **given) -> dict:

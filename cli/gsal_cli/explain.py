@@ -9,6 +9,7 @@ from typing import Optional
 
 import numpy as np
 import typer
+from rich.markup import escape
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -46,9 +47,10 @@ def explain(
     default grid has square cells, 12 along the photo's long side (8x8 for images at the
     network's size).
 
-    Writes saliency.npy (H,W float32), overlay.png (the image, the model's prediction with a class
-    legend and the saliency with its colour bar and scores; request outlined; --figure-format svg
-    or pdf for vector) and summary.json (parameters, scores, timing) to the output folder.
+    Writes saliency.npy (H,W float32, at the image's resolution), overlay.png (the image, the
+    model's prediction with a class legend and the saliency with its colour bar and scores;
+    request outlined; drawn at screen resolution; --figure-format svg or pdf for vector) and
+    summary.json (parameters, scores, timing) to the output folder.
     """
     import gsal_tf as gs
     from gsal_tf import viz
@@ -87,6 +89,10 @@ def explain(
             # saliency, the prediction and the request are mapped back to the image for the outputs.
             photo = match_channels(img, model_input_channels(net))
             img, fit = fit_to_model(photo, net)
+            # The figure shows the photo at screen resolution: only that copy is kept, so a 48 MP
+            # photo costs its decoding and one saliency map at its size, nothing per panel.
+            screen = viz.screen_shape(fit.source)
+            photo = viz.to_screen(photo, screen)
             req = None if req is None else fit.mask_to_model(req)
             if "grid_size" not in options and not fit.identity:
                 options["grid_size"] = fit.grid()  # square cells, 12 along the photo's long side
@@ -103,14 +109,14 @@ def explain(
         summary = _summary(result, req, model_name, image, seconds, class_names_of(net))
         if not fit.identity:
             summary["fitted_to_network"] = {"image": list(fit.source), "network_input": list(fit.target), "scale": fit.scale, "content": list(fit.size), "top": fit.top, "left": fit.left}
-        saliency = fit.to_image(result.saliency[0])
         with staged_outputs(out_dir) as stage:
-            np.save(stage.path("saliency.npy"), saliency)
+            np.save(stage.path("saliency.npy"), fit.to_image(result.saliency[0]))  # (H,W) float32 at the image's resolution
             if labels is None:
                 labels = gs.requests.label_map(explainer.predict(img[None])[0])
-            labels = fit.to_image(labels, nearest=True)
-            figure = viz.explanation_figure(photo, fit.to_image(req, nearest=True), saliency, cls, prediction=labels, class_names=viz.class_names(net), model_name=model_name,
-                                            preserved_score=summary["preserved_score"], no_context_score=summary["no_context_score"])
+            figure = viz.explanation_figure(photo, fit.to_image(req, nearest=True, size=screen), fit.to_image(result.saliency[0], size=screen), cls,
+                                            prediction=fit.to_image(labels, nearest=True, size=screen), class_names=viz.class_names(net),
+                                            model_name=model_name, preserved_score=summary["preserved_score"],
+                                            no_context_score=summary["no_context_score"])
             viz.save_figure(figure, stage.path(f"overlay.{figure_format.value}"))
             stage.path("summary.json").write_text(json.dumps(summary, indent=2))
     except gs.GsalError as exc:
@@ -119,7 +125,7 @@ def explain(
     _print_table(summary)
     if summary["preserved_score"] < 0.9:
         console.print("[yellow]warning:[/] the kept context preserves less than 90% of the prediction; try more --iterations or a smaller --lam")
-    console.print(f"wrote [bold]{out_dir}/[/] saliency.npy, overlay.{figure_format.value}, summary.json")
+    console.print(f"wrote [bold]{escape(str(out_dir))}/[/] saliency.npy, overlay.{figure_format.value}, summary.json")
 
 
 def _demo_name(image: Optional[Path]) -> str:
@@ -179,8 +185,11 @@ def _print_table(summary: dict) -> None:
     table = Table(title="grid saliency", show_header=True, header_style="bold")
     table.add_column("quantity", no_wrap=True)
     table.add_column("value", justify="right", overflow="fold")  # a long model path wraps, never "…"
-    table.add_row("model", summary["model"])
-    table.add_row("class explained", str(summary["class_id"]))
+    # Model paths and class names are the user's text: escaped, or rich reads "[bold]" as markup.
+    table.add_row("model", escape(str(summary["model"])))
+    name = summary.get("class_name")
+    named = f" ({escape(name)})" if name and name not in (str(summary["class_id"]), f"class {summary['class_id']}") else ""
+    table.add_row("class explained", f"{summary['class_id']}{named}")
     table.add_row("request pixels", str(summary["request_pixels"]))
     table.add_row("mean f_c in request", f"{summary['original_score']:.3f}")
     table.add_row("preserved score (kept context)", f"{summary['preserved_score']:.3f}")

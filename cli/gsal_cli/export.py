@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+from rich.markup import escape
 
 from gsal_cli.console import console, fail, staged_outputs
 from gsal_cli.options import parse_pair, resolve_model
@@ -19,6 +20,7 @@ def export(
     iterations: int = typer.Option(100, "--iterations", help="Optimisation steps of the exported explainer."),
     lam: Optional[float] = typer.Option(None, "--lam", help="Mask size weight of the exported explainer (default: GridSaliency's, 1.0)."),
     baseline: str = typer.Option("0.0", "--baseline", help="0.0 | mean | blur | noise."),
+    output_kind: Optional[str] = typer.Option(None, "--output", help="What the model returns: probabilities | logits (default: what the model declares, else read from its scores on probe images; refused when they cannot tell)."),
 ) -> None:
     """Export MODEL (segmentation/) and its grid-saliency explainer (explainer/) as SavedModels.
 
@@ -26,27 +28,28 @@ def export(
     serving signature takes (images, request_masks, class_ids) and returns saliency maps.
     """
     import gsal_tf as gs
+    from gsal_tf.explainer import resolve_output
     from gsal_tf.export import export_explainer, export_model
     from gsal_tf.validation import check_grid_size
 
     try:
         net, name = resolve_model(model)
-        if not hasattr(net, "export"):
-            raise gs.GsalInputError(f"{model} is not a Keras model (a SavedModel cannot be re-exported); give a .keras file or a zoo name")
         shape = _image_shape(net, image_shape)
+        output = resolve_output(net, shape, output_kind)
         try:
             base = float(baseline)
         except ValueError:
             base = baseline
-        explainer = gs.GridSaliency(net, grid_size=parse_pair(grid, "--grid", allow_single=True), iterations=iterations, baseline=base, **({"lam": lam} if lam is not None else {}))
+        explainer = gs.GridSaliency(net, grid_size=parse_pair(grid, "--grid", allow_single=True), iterations=iterations, baseline=base,
+                                    output=output, **({"lam": lam} if lam is not None else {}))
         explainer.predict(_probe_batch(shape))  # the model takes this shape and returns (N,h,w,K)
         check_grid_size(explainer.grid_size, shape[:2])
         with console.status("exporting SavedModels"), staged_outputs(out_dir) as stage:
-            export_model(net, stage.path("segmentation"))
+            export_model(net, stage.path("segmentation"), shape)
             export_explainer(explainer, stage.path("explainer"), shape)
     except gs.GsalError as exc:
         raise fail(str(exc)) from None
-    console.print(f"wrote [bold]{out_dir}/segmentation[/] (model) and [bold]{out_dir}/explainer[/] (grid saliency, {shape} images)")
+    console.print(f"wrote [bold]{escape(str(out_dir))}/segmentation[/] (model) and [bold]{escape(str(out_dir))}/explainer[/] (grid saliency, {shape} images, {output})")
 
 
 def _image_shape(net, text):
@@ -60,7 +63,7 @@ def _image_shape(net, text):
         if len(shape) != 3:
             raise GsalInputError(f"--image-shape {text!r}: expected H,W,C")
         return shape
-    shape = tuple(getattr(net, "input_shape", (None,))[1:])
+    shape = tuple(getattr(net, "input_shape", None) or (None,))[1:]
     if len(shape) != 3 or None in shape:
         raise GsalInputError("the model has no fixed input shape; give --image-shape H,W,C")
     return shape

@@ -48,8 +48,11 @@ def configure_threads(threads: int | None, models: list) -> None:
     thread_rules.use_threads(threads)
 
 
-def parse_pair(text: str, option: str, allow_single: bool = False) -> tuple[int, int]:
-    """``"Y,X"`` -> (Y, X) ints; with ``allow_single``, ``"8"`` -> (8, 8)."""
+def parse_pair(text: str, option: str, allow_single: bool = False, minimum: int = 1) -> tuple[int, int]:
+    """``"Y,X"`` -> (Y, X) ints, each at least ``minimum`` (sizes and grids: 1; a point: 0);
+    with ``allow_single``, ``"8"`` -> (8, 8)."""
+    from gsal_tf.validation import check_int_pair
+
     try:
         values = [int(v) for v in text.replace("x", ",").split(",")]
     except ValueError:
@@ -59,7 +62,7 @@ def parse_pair(text: str, option: str, allow_single: bool = False) -> tuple[int,
     if len(values) != 2:
         form = "N or ROWS,COLS" if allow_single else "two integers Y,X"
         raise GsalInputError(f"{option} {text!r}: expected {form}")
-    return values[0], values[1]
+    return check_int_pair(option, values, minimum, form="ROWS,COLS" if allow_single else "Y,X", shown=repr(text))
 
 
 def resolve_model(name_or_path: str):
@@ -114,7 +117,7 @@ def build_request(explainer, img, request, request_class, request_point, class_i
     elif request_class is not None:
         req = requests.class_request(labels, request_class)
     else:
-        point = parse_pair(request_point, "--request-point")
+        point = parse_pair(request_point, "--request-point", minimum=0)
         if fit:
             if not (0 <= point[0] < fit.source[0] and 0 <= point[1] < fit.source[1]):
                 raise GsalInputError(f"--request-point {point[0]},{point[1]} is outside the image of size {fit.source[0]}x{fit.source[1]}")

@@ -33,8 +33,10 @@ class VanillaGradients(GradientExplainer):
         bilinearly to H×W. Keras models are called with ``training=False``.
     batch_size : int, default 16
         Requests attributed together in one graph call; more are split into batches.
-    output : "probabilities" or "logits", default "probabilities"
-        What the model returns; softmax is applied to logits (the gradient is always that of a
+    output : "probabilities", "logits" or None, default None
+        What the model returns (None: what it declares — logits for a keras-hub segmenter —
+        else probabilities; :func:`gsal_tf.explainer.declared_output`); a one-channel output is a
+        binary segmenter (classes 0 = background, 1 = foreground). Softmax (sigmoid for one channel) is applied to logits (the gradient is always that of a
         probability).
     absolute : bool, default True
         Sum ``|∂s_c/∂x|`` over channels (True) or the signed gradient (False).
@@ -48,7 +50,7 @@ class VanillaGradients(GradientExplainer):
         self,
         model,
         batch_size: int = 16,
-        output: str = "probabilities",
+        output: str | None = None,
         absolute: bool = True,
         jit_compile: bool = False,
     ):

@@ -65,8 +65,10 @@ class IntegratedGradients(GradientExplainer):
         Seed of the "noise" baseline.
     batch_size : int, default 16
         Requests attributed together in one graph call; more are split into batches.
-    output : "probabilities" or "logits", default "probabilities"
-        What the model returns; softmax is applied to logits.
+    output : "probabilities", "logits" or None, default None
+        What the model returns (None: what it declares — logits for a keras-hub segmenter —
+        else probabilities; :func:`gsal_tf.explainer.declared_output`); a one-channel output is a
+        binary segmenter (classes 0 = background, 1 = foreground). Softmax (sigmoid for one channel) is applied to logits.
     absolute : bool, default True
         Sum ``|A|`` over channels (True) or the signed ``A`` (False, satisfies completeness).
     jit_compile : bool, default False
@@ -84,7 +86,7 @@ class IntegratedGradients(GradientExplainer):
         blur_sigma: float = 5.0,
         seed: int = 0,
         batch_size: int = 16,
-        output: str = "probabilities",
+        output: str | None = None,
         absolute: bool = True,
         jit_compile: bool = False,
     ):

@@ -70,8 +70,10 @@ class Occlusion(PerturbationExplainer):
         Windows evaluated per model call: each call runs ``batch_size × masks_per_step`` images.
     batch_size : int, default 16
         Requests explained together in one graph call; more are split into batches.
-    output : "probabilities" or "logits", default "probabilities"
-        What the model returns; softmax is applied to logits.
+    output : "probabilities", "logits" or None, default None
+        What the model returns (None: what it declares — logits for a keras-hub segmenter —
+        else probabilities; :func:`gsal_tf.explainer.declared_output`); a one-channel output is a
+        binary segmenter (classes 0 = background, 1 = foreground). Softmax (sigmoid for one channel) is applied to logits.
     """
 
     method = "occlusion"
@@ -88,7 +90,7 @@ class Occlusion(PerturbationExplainer):
         seed: int = 0,
         masks_per_step: int = 16,
         batch_size: int = 16,
-        output: str = "probabilities",
+        output: str | None = None,
     ):
         super().__init__(model, baseline=baseline, mode=mode, blur_sigma=blur_sigma, seed=seed,
                          masks_per_step=masks_per_step, batch_size=batch_size, output=output)

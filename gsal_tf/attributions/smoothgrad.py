@@ -71,8 +71,10 @@ class SmoothGrad(GradientExplainer):
         signed gradient, or average the squared gradients (formulas in the module docstring).
     batch_size : int, default 16
         Requests attributed together in one graph call; more are split into batches.
-    output : "probabilities" or "logits", default "probabilities"
-        What the model returns; softmax is applied to logits.
+    output : "probabilities", "logits" or None, default None
+        What the model returns (None: what it declares — logits for a keras-hub segmenter —
+        else probabilities; :func:`gsal_tf.explainer.declared_output`); a one-channel output is a
+        binary segmenter (classes 0 = background, 1 = foreground). Softmax (sigmoid for one channel) is applied to logits.
     absolute : bool, default True
         Average ``sum_channels |gradient|`` (True) or ``sum_channels gradient`` (False).
     jit_compile : bool, default False
@@ -88,7 +90,7 @@ class SmoothGrad(GradientExplainer):
         noise: float = 0.15,
         seed: int = 0,
         batch_size: int = 16,
-        output: str = "probabilities",
+        output: str | None = None,
         absolute: bool = True,
         jit_compile: bool = False,
         averaging: str = "absolute",

@@ -25,6 +25,12 @@ What the returned model computes
   ``K`` with ``output="probabilities"``. A final ``ARG_MAX`` over the class axis is dropped. If the
   graph's last tensor is not at the input resolution a bilinear resize with
   ``align_corners=True`` (DeepLab's convention) is appended (layer ``resize_to_input``).
+- **One-channel output** (``K = 1``, a binary segmenter such as MediaPipe's selfie segmenter):
+  the channel is the foreground's logit ``z``; a final ``LOGISTIC`` (``p = 1/(1 + e^(−z))``) is
+  dropped, so ``output="logits"`` gives ``z`` ``(N, H, W, 1)`` and ``output="probabilities"``
+  gives ``p = sigmoid(z)`` ``(N, H, W, 1)`` — the file's own output when it ends with that
+  ``LOGISTIC``. The explainers read such an output as two classes, 0 = background (``1 − p``)
+  and 1 = foreground (``p``).
 - ``model.tflite_info`` (:class:`TFLiteInfo`) records input size, input type and quantisation,
   the input range, the preprocessing formula as text, the operator counts of the file and what
   was dropped or appended. ``inspect_tflite(path)`` returns the same without building a model.
@@ -39,18 +45,37 @@ Exact semantics
 - **Activations are not quantised**: the model runs in float32. An 8-bit network therefore
   differs from its TFLite run by the rounding and clamping of activations to 8 bits (for the Coral
   DeepLab files ≥ 95 % of the arg-max pixels agree, see the tests); a float file is reproduced to
-  float round-off (≤ 1e-3 in the logits).
+  float round-off (≤ 1e-3 in the logits). A *hybrid* file (float activations, int8 weights read
+  directly by CONV_2D, e.g. the ADE20K DeepLab) is rebuilt with the dequantised weights, while
+  ``tf.lite.Interpreter`` quantises each such convolution's input to 8 bits on the fly: the two
+  differ by that rounding (≥ 95 % arg-max agreement on real photos, see the tests).
 - Operators (``fused activation`` = NONE, RELU, RELU_N1_TO_1 (clip to [−1, 1]), RELU6 or TANH):
 
   ==================  ====================================================================
   CONV_2D             ``keras.layers.Conv2D``; filter ``(C_out, kh, kw, C_in)`` → kernel
                       ``(kh, kw, C_in, C_out)``; stride, dilation, fused activation, bias.
+  TRANSPOSE_CONV      :class:`~gsal_tf.models.tflite_layers.TransposeConv` (TensorFlow's
+                      ``conv2d_transpose``): inputs output shape ``(1, H, W, C_out)``, filter
+                      ``(C_out, kh, kw, C_in)`` → kernel ``(kh, kw, C_out, C_in)``, image,
+                      optional bias; the window starts at :func:`transpose_conv_offset`.
+  CUSTOM              MediaPipe's custom transposed convolution with bias: inputs image,
+  (Convolution2D-     filter ``(C_out, kh, kw, C_in)``, bias ``(C_out,)``; custom options three
+  TransposeBias)      little-endian int32 ``(padding, stride_w, stride_h)``, padding 1 = SAME,
+                      2 = VALID (TfLitePadding); output size and window from
+                      :func:`mediapipe_transpose_geometry`. Same layer as TRANSPOSE_CONV.
   DEPTHWISE_CONV_2D   ``keras.layers.DepthwiseConv2D``; filter ``(1, kh, kw, C_in·M)`` → kernel
                       ``(kh, kw, C_in, M)`` (output channel ``c·M + m``), ``M = C_out / C_in``.
   AVERAGE_POOL_2D,    ``keras.layers.AveragePooling2D`` / ``MaxPooling2D``; padded positions
   MAX_POOL_2D         are not counted (TFLite and TF agree).
   ADD, MUL            NumPy broadcasting; ``keras.layers.Add`` / ``Multiply`` for two tensors,
                       :class:`~gsal_tf.models.tflite_layers.ConstantOperand` for a constant.
+  RELU, LOGISTIC,     ``keras.layers.Activation``: ``max(x, 0)``; ``1/(1 + e^(−x))``;
+  HARD_SWISH          ``x·min(max(x + 3, 0), 6)/6``.
+  SPACE_TO_BATCH_ND,  :class:`~gsal_tf.models.tflite_layers.SpaceToBatch` /
+  BATCH_TO_SPACE_ND   :class:`~gsal_tf.models.tflite_layers.BatchToSpace` with the constant
+                      block shape and paddings / crops (spatial axes only; how the converter
+                      stores a dilated convolution: pad, split into the block's phases,
+                      convolve each, interleave, crop).
   CONCATENATION       ``keras.layers.Concatenate`` (not along the batch axis).
   RESIZE_BILINEAR     :class:`~gsal_tf.models.tflite_layers.ResizeBilinear` with the file's
                       ``align_corners`` / ``half_pixel_centers`` (``tf.raw_ops.ResizeBilinear``).
@@ -58,8 +83,10 @@ Exact semantics
                       with constant multiples (batch multiple 1) / axes (not the batch axis) /
                       paddings (none on the batch axis).
   QUANTIZE,           identity (float inference; a DEQUANTIZE of a constant yields the
-  DEQUANTIZE          dequantised constant).
+  DEQUANTIZE          dequantised constant: int8/uint8 weights ``scale·(q − zero_point)``,
+                      float16 weights cast to float32).
   ARG_MAX             only as the last operator, over the class axis: dropped.
+  LOGISTIC (last)     as the last operator of a one-channel output: dropped (see above).
   ==================  ====================================================================
 
 - Padding: ``SAME`` pads ``total = max((⌈n/s⌉ − 1)·s + (k − 1)·d + 1 − n, 0)`` pixels per axis,
@@ -70,11 +97,11 @@ Exact semantics
   e.g. ``MobilenetV2/expanded_conv/depthwise/Relu6`` → ``MobilenetV2_expanded_conv_depthwise_Relu6``.
 
 Errors (all :class:`gsal_tf.errors.GsalInputError`): a missing, non-TFLite or corrupt file; an
-operator outside the table (the message names it, its op index and its output tensor, and lists
-the supported operators) or an option combination without an exact rebuild (a convolution with
-both stride > 1 and dilation > 1, grouped convolution, SIGN_BIT activation, a non-constant
-filter or size); a network that is not a segmentation network (one input ``(1, H, W, C)``, one
-output ``(1, H, W, K)`` with ``K ≥ 2`` or the ARG_MAX of it). Every rebuilt tensor's shape is
+operator outside the table (one line naming it, its op index and its output tensor, what to do
+instead, and the supported operators) or an option combination without an exact rebuild (a
+convolution with both stride > 1 and dilation > 1, grouped convolution, SIGN_BIT activation, a
+non-constant filter or size); a network that is not a segmentation network (one input
+``(1, H, W, C)``, one output ``(1, H, W, K)`` with ``K ≥ 1``, or the ARG_MAX of it with ``K ≥ 2``). Every rebuilt tensor's shape is
 checked against the file, so a rebuild never silently differs in shape.
 
 The graph is read with the flatbuffer schema module that ships inside TensorFlow
@@ -101,6 +128,7 @@ from __future__ import annotations
 
 import math
 import re
+import struct
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -131,6 +159,10 @@ _ACTIVATIONS = {
     schema.ActivationFunctionType.TANH: "tanh",
 }
 _PADDINGS = {schema.Padding.SAME: "same", schema.Padding.VALID: "valid"}
+#: TfLitePadding (the C enum MediaPipe's custom options hold): 0 is "unknown".
+_C_PADDINGS = {1: "same", 2: "valid"}
+#: The MediaPipe custom transposed convolution (registered by MediaPipe, run by XNNPACK).
+MEDIAPIPE_TRANSPOSE_CONV = "CUSTOM(Convolution2DTransposeBias)"
 
 
 @dataclass(frozen=True)
@@ -140,7 +172,9 @@ class TFLiteInfo:
     ``input_range`` is the real-valued network input for ``x = 0`` and ``x = 1``;
     ``preprocessing`` the formula ``x ↦ real`` as text; ``input_quantization`` the file's
     ``(scale, zero_point)`` of an 8-bit input tensor (``None`` for float input); ``operators``
-    the ``(name, count)`` pairs of the file's operators.
+    the ``(name, count)`` pairs of the file's operators; ``num_classes`` the output channels
+    ``K`` (1 for a one-channel binary segmenter); ``logistic_dropped`` whether a one-channel
+    file's final LOGISTIC was dropped (its output is then a probability).
     """
 
     source: str
@@ -155,6 +189,7 @@ class TFLiteInfo:
     argmax_dropped: bool
     output_resized: bool
     operators: tuple[tuple[str, int], ...]
+    logistic_dropped: bool = False
 
 
 @dataclass(frozen=True)
@@ -169,11 +204,17 @@ class _Graph:
 
 @dataclass(frozen=True)
 class _Signature:
-    """The image input tensor, the logits tensor, the dropped ARG_MAX (op index or None)."""
+    """The image input tensor, the logits tensor and the dropped final operator (its op index
+    and name: ``"ARG_MAX"``, or ``"LOGISTIC"`` of a one-channel output; None if none)."""
 
     input_index: int
     logits_index: int
-    argmax_op: int | None
+    dropped_op: int | None = None
+    dropped: str | None = None
+
+    @property
+    def one_channel(self) -> bool:
+        return self.dropped == "LOGISTIC"
 
 
 @dataclass(frozen=True)
@@ -192,7 +233,8 @@ def from_tflite(path, output: str = "logits", name: str | None = None, *,
     """The TFLite segmentation network at ``path`` as a Keras model ``(N,H,W,C) → (N,H,W,K)``.
 
     Input: RGB images in [0, 1]; output: logits or (``output="probabilities"``) softmax
-    probabilities at the input resolution. ``float_input_range`` is the real input range of a
+    probabilities at the input resolution; for a one-channel output (``K = 1``) the foreground's
+    logit or its sigmoid probability. ``float_input_range`` is the real input range of a
     float32-input file (ignored for 8-bit input). See the module docstring for the semantics;
     ``model.tflite_info`` (:class:`TFLiteInfo`) documents the preprocessing.
     """
@@ -210,10 +252,17 @@ def from_tflite(path, output: str = "logits", name: str | None = None, *,
     if resized:
         logits = tflite_layers.ResizeBilinear((height, width), align_corners=True,
                                               name=names("resize_to_input"))(logits)
-    result = logits if output == "logits" else keras.layers.Softmax(axis=-1, name=names("probabilities"))(logits)
+    result = logits if output == "logits" else _probabilities(logits, names("probabilities"))
     model = keras.Model(image, result, name=name or _layer_name(graph.path.stem))
     model.tflite_info = _info(graph, signature, preprocessing, output, resized)
     return model
+
+
+def _probabilities(logits, name: str):
+    """Softmax over the classes, or the sigmoid of a one-channel output."""
+    if logits.shape[-1] == 1:
+        return keras.layers.Activation("sigmoid", name=name)(logits)
+    return keras.layers.Softmax(axis=-1, name=name)(logits)
 
 
 def inspect_tflite(path, output: str = "logits", *,
@@ -224,6 +273,31 @@ def inspect_tflite(path, output: str = "logits", *,
     preprocessing = _preprocessing(graph, signature.input_index, float_input_range)
     logits_hw = _shape(graph, signature.logits_index)[1:3]
     return _info(graph, signature, preprocessing, output, logits_hw != _shape(graph, signature.input_index)[1:3])
+
+
+def transpose_conv_offset(padding: str, input_size: int, output_size: int, kernel: int, stride: int) -> int:
+    """Where TRANSPOSE_CONV's output window starts in the full transposed convolution (one axis).
+
+    TFLite (like TensorFlow's ``conv2d_transpose``) pads as the forward convolution from the
+    output size ``O`` would: ``n = ⌈O/s⌉`` (SAME) or ``⌈(O − k + 1)/s⌉`` (VALID),
+    ``total = max((n − 1)·s + k − O, 0)``, offset ``⌊total/2⌋`` (0 for VALID).
+    """
+    if padding == "same":
+        positions = -(-output_size // stride)
+    else:
+        positions = -(-(output_size - kernel + 1) // stride)
+    return max((positions - 1) * stride + kernel - output_size, 0) // 2
+
+
+def mediapipe_transpose_geometry(padding: str, input_size: int, kernel: int, stride: int) -> tuple[int, int]:
+    """(output size, window offset) of MediaPipe's ``Convolution2DTransposeBias`` (one axis).
+
+    ``total = max(k − (n − 1) mod s − 1, 0)`` for SAME, 0 for VALID; output size
+    ``s·(n − 1) + k − total``; offset ``⌊total/2⌋`` (MediaPipe's reference kernel,
+    ``mediapipe/util/tflite/operations/transpose_conv_bias.cc``).
+    """
+    total = max(kernel - (input_size - 1) % stride - 1, 0) if padding == "same" else 0
+    return stride * (input_size - 1) + kernel - total, total // 2
 
 
 def dequantize(values: np.ndarray, scale, zero_point, axis: int = 0) -> np.ndarray:
@@ -346,7 +420,8 @@ def _constant(graph: _Graph, index: int) -> np.ndarray | None:
 
 
 def _segmentation_signature(graph: _Graph) -> _Signature:
-    """One image input (1,H,W,C) and one output (1,H',W',K), K ≥ 2, or the ARG_MAX of it over K."""
+    """One image input (1,H,W,C) and one output (1,H',W',K): K ≥ 2 class scores or their ARG_MAX
+    over K, or one channel (K = 1; a final LOGISTIC is dropped: the logits are its input)."""
     inputs, outputs = _ints(graph.subgraph.inputs), _ints(graph.subgraph.outputs)
     where = f"{graph.path.name} is not a segmentation network"
     if len(inputs) != 1 or len(outputs) != 1:
@@ -355,21 +430,24 @@ def _segmentation_signature(graph: _Graph) -> _Signature:
     if len(input_shape) != 4 or input_shape[0] != 1 or min(input_shape[1:3]) < 2:
         raise GsalInputError(f"{where}: its input has shape {input_shape}, not an image batch (1,H,W,C)")
     producers = {out: k for k, op in enumerate(graph.subgraph.operators or []) for out in _ints(op.outputs)}
-    argmax_op = producers.get(outputs[0])
-    logits = outputs[0]
-    if argmax_op is not None and _operator_name(graph, graph.subgraph.operators[argmax_op]) == "ARG_MAX":
-        op = graph.subgraph.operators[argmax_op]
-        logits = _ints(op.inputs)[0]
+    last = producers.get(outputs[0])
+    last_name = _operator_name(graph, graph.subgraph.operators[last]) if last is not None else None
+    logits, dropped = outputs[0], None
+    if last_name == "ARG_MAX":
+        op = graph.subgraph.operators[last]
+        logits, dropped = _ints(op.inputs)[0], "ARG_MAX"
         axis = _constant(graph, _ints(op.inputs)[1])
         if axis is None or axis.size != 1 or int(axis.reshape(-1)[0]) % 4 != 3:
             raise GsalInputError(f"{where}: its final ARG_MAX is not over the class axis (axis {axis})")
-    else:
-        argmax_op = None
+    elif last_name == "LOGISTIC" and _shape(graph, outputs[0])[-1:] == (1,):
+        logits, dropped = _ints(graph.subgraph.operators[last].inputs)[0], "LOGISTIC"
     logits_shape = _shape(graph, logits)
-    if len(logits_shape) != 4 or logits_shape[0] != 1 or min(logits_shape[1:3]) < 2 or logits_shape[3] < 2:
+    channels = 2 if dropped == "ARG_MAX" else 1
+    if len(logits_shape) != 4 or logits_shape[0] != 1 or min(logits_shape[1:3]) < 2 or logits_shape[3] < channels:
         raise GsalInputError(f"{where}: its output '{_tensor_name(graph, logits)}' has shape {logits_shape}; "
-                             "expected per-pixel class scores (1,H,W,K) with K ≥ 2, or their ARG_MAX")
-    return _Signature(inputs[0], logits, argmax_op)
+                             "expected per-pixel class scores (1,H,W,K) with K ≥ 1 (K = 1: a binary segmenter's "
+                             "foreground score), or their ARG_MAX over K ≥ 2 classes")
+    return _Signature(inputs[0], logits, last if dropped else None, dropped)
 
 
 def _preprocessing(graph: _Graph, input_index: int, float_input_range) -> _Preprocessing:
@@ -408,8 +486,8 @@ def _info(graph: _Graph, signature: _Signature, preprocessing: _Preprocessing, o
         num_classes=_shape(graph, signature.logits_index)[3], input_type=preprocessing.input_type,
         input_quantization=preprocessing.quantization,
         input_range=(preprocessing.offset, preprocessing.offset + preprocessing.scale),
-        preprocessing=preprocessing.formula, output=output, argmax_dropped=signature.argmax_op is not None,
-        output_resized=resized, operators=tuple(sorted(counts.items())))
+        preprocessing=preprocessing.formula, output=output, argmax_dropped=signature.dropped == "ARG_MAX",
+        output_resized=resized, operators=tuple(sorted(counts.items())), logistic_dropped=signature.one_channel)
 
 
 def _layer_name(tensor_name: str) -> str:
@@ -494,6 +572,13 @@ class _Op:
             raise self.error(f"padding {code} is not SAME or VALID")
         return _PADDINGS[code]
 
+    def custom_options(self) -> bytes:
+        """The operator's custom options as bytes (stored inline or, for large ones, after the model)."""
+        if self.op.customOptions is not None and len(self.op.customOptions):
+            return np.asarray(self.op.customOptions, np.uint8).tobytes()
+        offset, size = self.op.largeCustomOptionsOffset or 0, self.op.largeCustomOptionsSize or 0
+        return self.graph.data[offset:offset + size] if size else b""
+
 
 def _conv_geometry(op: _Op) -> tuple[tuple[int, int], tuple[int, int]]:
     """(strides, dilation) of a convolution; stride > 1 together with dilation > 1 has no exact Keras layer."""
@@ -550,6 +635,81 @@ def _build_depthwise_conv_2d(op: _Op):
     kernel = weights[0].reshape(weights.shape[1], weights.shape[2], channels, multiplier)
     layer.set_weights([kernel] + ([bias] if bias is not None else []))
     return y
+
+
+def _transpose_conv(op: _Op, x, weights: np.ndarray, bias: np.ndarray | None, strides, output_size, offset):
+    """A :class:`~gsal_tf.models.tflite_layers.TransposeConv` with the file's filter
+    (C_out,kh,kw,C_in) → kernel (kh,kw,C_out,C_in)."""
+    if weights.ndim != 4 or weights.shape[3] != x.shape[-1]:
+        raise op.error(f"filter of shape {weights.shape} for {x.shape[-1]} input channels")
+    if bias is not None and bias.shape != (weights.shape[0],):
+        raise op.error(f"bias of shape {bias.shape} for {weights.shape[0]} output channels")
+    layer = tflite_layers.TransposeConv(weights.shape[0], weights.shape[1:3], strides, output_size, offset,
+                                        use_bias=bias is not None, name=op.name)
+    y = layer(x)
+    layer.set_weights([weights.transpose(1, 2, 0, 3)] + ([bias.astype(np.float32)] if bias is not None else []))
+    return y
+
+
+def _build_transpose_conv(op: _Op):
+    """TRANSPOSE_CONV: inputs (output shape, filter, image, bias?); window at :func:`transpose_conv_offset`."""
+    output_shape = op.constant(0).reshape(-1)
+    weights, x = op.constant(1), op.tensor(2)
+    if output_shape.size != 4 or weights.ndim != 4:
+        raise op.error(f"output shape {output_shape.tolist()} or filter shape {weights.shape} is not 4-D")
+    padding = op.padding(op.options.padding)
+    strides = (op.options.strideH, op.options.strideW)
+    size = (int(output_shape[1]), int(output_shape[2]))
+    offset = tuple(transpose_conv_offset(padding, n, o, k, s)
+                   for n, o, k, s in zip(x.shape[1:3], size, weights.shape[1:3], strides))
+    bias = op.constant(3) if op.has_input(3) else None
+    y = _transpose_conv(op, x, weights, bias, strides, size, offset)
+    return op.activate(y, getattr(op.options, "fusedActivationFunction", 0) or 0)
+
+
+def _build_mediapipe_transpose_conv(op: _Op):
+    """MediaPipe's Convolution2DTransposeBias: inputs (image, filter, bias), custom options
+    int32 (padding, stride_w, stride_h); geometry from :func:`mediapipe_transpose_geometry`."""
+    options = op.custom_options()
+    if len(options) < 12:
+        raise op.error(f"custom options of {len(options)} bytes; expected 12 (padding, stride_w, stride_h)")
+    padding_code, stride_w, stride_h = struct.unpack("<iii", options[:12])
+    if padding_code not in _C_PADDINGS or min(stride_w, stride_h) < 1:
+        raise op.error(f"padding {padding_code} (1 = SAME, 2 = VALID) or strides ({stride_h}, {stride_w}) invalid")
+    x, weights, bias = op.tensor(0), op.constant(1), op.constant(2)
+    if weights.ndim != 4:
+        raise op.error(f"filter of shape {weights.shape} is not (C_out, kh, kw, C_in)")
+    strides = (stride_h, stride_w)
+    geometry = [mediapipe_transpose_geometry(_C_PADDINGS[padding_code], n, k, s)
+                for n, k, s in zip(x.shape[1:3], weights.shape[1:3], strides)]
+    return _transpose_conv(op, x, weights, bias, strides, [g[0] for g in geometry], [g[1] for g in geometry])
+
+
+def _build_activation(op: _Op, activation: str):
+    """A stand-alone activation operator (RELU, LOGISTIC, HARD_SWISH) as ``keras.layers.Activation``."""
+    return keras.layers.Activation(activation, name=op.name)(op.tensor(0))
+
+
+def _block_and_pairs(op: _Op, what: str) -> tuple[list[int], list[list[int]]]:
+    """The constant block shape (b_h, b_w) and paddings / crops ((top, bottom), (left, right))."""
+    block = op.constant(1).astype(np.int64).reshape(-1)
+    pairs = op.constant(2).astype(np.int64)
+    if block.shape != (2,) or pairs.shape != (2, 2) or block.min() < 1 or pairs.min() < 0:
+        raise op.error(f"block shape {block.tolist()} and {what} {pairs.tolist()} are not over (H, W)")
+    return block.tolist(), pairs.tolist()
+
+
+def _build_space_to_batch(op: _Op):
+    x = op.tensor(0)
+    block, paddings = _block_and_pairs(op, "paddings")
+    if any((n + sum(p)) % b for n, p, b in zip(x.shape[1:3], paddings, block)):
+        raise op.error(f"padded size is not a multiple of the block {block}")
+    return tflite_layers.SpaceToBatch(block, paddings, name=op.name)(x)
+
+
+def _build_batch_to_space(op: _Op):
+    block, crops = _block_and_pairs(op, "crops")
+    return tflite_layers.BatchToSpace(block, crops, name=op.name)(op.tensor(0))
 
 
 def _build_pool(op: _Op, layer_class):
@@ -626,10 +786,17 @@ def _build_identity(op: _Op):
 _BUILDERS = {
     "CONV_2D": _build_conv_2d,
     "DEPTHWISE_CONV_2D": _build_depthwise_conv_2d,
+    "TRANSPOSE_CONV": _build_transpose_conv,
+    MEDIAPIPE_TRANSPOSE_CONV: _build_mediapipe_transpose_conv,
     "AVERAGE_POOL_2D": lambda op: _build_pool(op, keras.layers.AveragePooling2D),
     "MAX_POOL_2D": lambda op: _build_pool(op, keras.layers.MaxPooling2D),
     "ADD": lambda op: _build_binary(op, "add"),
     "MUL": lambda op: _build_binary(op, "mul"),
+    "RELU": lambda op: _build_activation(op, "relu"),
+    "LOGISTIC": lambda op: _build_activation(op, "sigmoid"),
+    "HARD_SWISH": lambda op: _build_activation(op, "hard_swish"),
+    "SPACE_TO_BATCH_ND": _build_space_to_batch,
+    "BATCH_TO_SPACE_ND": _build_batch_to_space,
     "CONCATENATION": _build_concatenation,
     "RESIZE_BILINEAR": _build_resize_bilinear,
     "TILE": _build_tile,
@@ -639,6 +806,9 @@ _BUILDERS = {
     "DEQUANTIZE": _build_identity,
 }
 SUPPORTED_OPERATORS = (*sorted(_BUILDERS), "ARG_MAX (last operator, dropped)")
+#: What a user can do about an operator outside :data:`SUPPORTED_OPERATORS`.
+UNSUPPORTED_HINT = ("explain the network's original Keras model or SavedModel instead, or re-convert it to "
+                    "TFLite with the supported operators only")
 
 
 def _rebuild_operators(graph: _Graph, signature: _Signature, x, names: _UniqueNames):
@@ -649,13 +819,13 @@ def _rebuild_operators(graph: _Graph, signature: _Signature, x, names: _UniqueNa
     values = {signature.input_index: x}
     constants: dict[int, np.ndarray] = {}
     for index, tflite_op in enumerate(graph.subgraph.operators or []):
-        if index == signature.argmax_op:
+        if index == signature.dropped_op:
             continue
         operator = _operator_name(graph, tflite_op)
         builder = _BUILDERS.get(operator)
         if builder is None or not _ints(tflite_op.outputs):
-            raise _op_error(graph, index, f"this operator is not supported by from_tflite (supported: "
-                                          f"{', '.join(SUPPORTED_OPERATORS)})")
+            raise _op_error(graph, index, f"this operator is not supported by from_tflite; {UNSUPPORTED_HINT} "
+                                          f"(supported: {', '.join(SUPPORTED_OPERATORS)})")
         op = _Op(graph, index, values, constants, names)
         result = builder(op)
         output = _ints(tflite_op.outputs)[0]

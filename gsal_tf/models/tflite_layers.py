@@ -142,3 +142,115 @@ class ConstantOperand(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "operation": self.operation, "constant_shape": list(self.constant_shape)}
+
+
+@keras.saving.register_keras_serializable(package="gsal_tf")
+class TransposeConv(keras.layers.Layer):
+    """A transposed convolution cropped to a window: (N,h,w,C_in) → (N,H,W,C_out).
+
+    With kernel ``W`` (kh,kw,C_out,C_in), strides ``(s_h, s_w)`` and ``offset = (t, l)``, the full
+    transposed convolution (size ``F_h = s_h·(h − 1) + kh``, ``F_w = s_w·(w − 1) + kw``) is
+
+        full[n, i·s_h + a, j·s_w + b, o] += Σ_c x[n, i, j, c] · W[a, b, o, c]
+
+    (each input pixel scatters its kernel-weighted copy onto the output grid at stride ``s``),
+    and the output is the window ``y[n, Y, X, o] = full[n, Y + t, X + l, o] + bias[o]`` for
+    ``Y < H``, ``X < W`` (``full`` is 0 beyond ``F``). TFLite's TRANSPOSE_CONV (TensorFlow's
+    ``conv2d_transpose``) and MediaPipe's ``Convolution2DTransposeBias`` are this layer with the
+    ``offset`` and ``output_size`` their padding rules give
+    (:func:`gsal_tf.models.tflite_import.transpose_conv_offset`,
+    :func:`gsal_tf.models.tflite_import.mediapipe_transpose_geometry`).
+    """
+
+    def __init__(self, filters: int, kernel_size, strides, output_size, offset=(0, 0), use_bias: bool = True,
+                 **kwargs):
+        super().__init__(**kwargs)
+        self.filters = int(filters)
+        self.kernel_size = tuple(int(k) for k in kernel_size)
+        self.strides = tuple(int(s) for s in strides)
+        self.output_size = tuple(int(s) for s in output_size)
+        self.offset = tuple(int(o) for o in offset)
+        self.use_bias = bool(use_bias)
+        if min(self.offset) < 0:
+            raise ValueError(f"offset must be non-negative, got {self.offset}")
+
+    def build(self, input_shape):
+        self.kernel = self.add_weight(name="kernel", shape=(*self.kernel_size, self.filters, int(input_shape[-1])),
+                                      initializer="glorot_uniform")
+        self.bias = self.add_weight(name="bias", shape=(self.filters,), initializer="zeros") if self.use_bias else None
+
+    def call(self, inputs):
+        h, w = int(inputs.shape[1]), int(inputs.shape[2])
+        full_h = self.strides[0] * (h - 1) + self.kernel_size[0]
+        full_w = self.strides[1] * (w - 1) + self.kernel_size[1]
+        shape = tf.stack([tf.shape(inputs)[0], full_h, full_w, self.filters])
+        full = tf.nn.conv2d_transpose(inputs, tf.cast(self.kernel, inputs.dtype), shape, self.strides, "VALID")
+        (top, left), (height, width) = self.offset, self.output_size
+        extra_h, extra_w = max(top + height - full_h, 0), max(left + width - full_w, 0)
+        if extra_h or extra_w:
+            full = tf.pad(full, [[0, 0], [0, extra_h], [0, extra_w], [0, 0]])
+        y = full[:, top:top + height, left:left + width, :]
+        return y + tf.cast(self.bias, y.dtype) if self.use_bias else y
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], *self.output_size, self.filters)
+
+    def get_config(self):
+        return {**super().get_config(), "filters": self.filters, "kernel_size": list(self.kernel_size),
+                "strides": list(self.strides), "output_size": list(self.output_size), "offset": list(self.offset),
+                "use_bias": self.use_bias}
+
+
+@keras.saving.register_keras_serializable(package="gsal_tf")
+class SpaceToBatch(keras.layers.Layer):
+    """TFLite SPACE_TO_BATCH_ND over H and W: (N,H,W,C) → (b_h·b_w·N, H'/b_h, W'/b_w, C).
+
+    The image is zero-padded to ``H' = H + p_top + p_bottom``, ``W' = W + p_left + p_right``
+    (``paddings = ((p_top, p_bottom), (p_left, p_right))``), then each phase ``(i, j)`` of the
+    ``block = (b_h, b_w)`` grid becomes a batch entry:
+    ``out[(i·b_w + j)·N + n, y, x, c] = padded[n, y·b_h + i, x·b_w + j, c]``
+    (``tf.space_to_batch_nd``). Followed by a convolution and :class:`BatchToSpace`, this is a
+    dilated (atrous) convolution with rate ``block``.
+    """
+
+    def __init__(self, block, paddings, **kwargs):
+        super().__init__(**kwargs)
+        self.block = tuple(int(b) for b in block)
+        self.paddings = tuple(tuple(int(v) for v in p) for p in paddings)
+
+    def call(self, inputs):
+        return tf.space_to_batch_nd(inputs, self.block, self.paddings)
+
+    def compute_output_shape(self, input_shape):
+        n = None if input_shape[0] is None else input_shape[0] * self.block[0] * self.block[1]
+        spatial = [None if d is None else (d + sum(p)) // b
+                   for d, p, b in zip(input_shape[1:3], self.paddings, self.block)]
+        return (n, *spatial, input_shape[3])
+
+    def get_config(self):
+        return {**super().get_config(), "block": list(self.block), "paddings": [list(p) for p in self.paddings]}
+
+
+@keras.saving.register_keras_serializable(package="gsal_tf")
+class BatchToSpace(keras.layers.Layer):
+    """TFLite BATCH_TO_SPACE_ND over H and W, the inverse of :class:`SpaceToBatch`:
+    (b_h·b_w·N, h, w, C) → (N, h·b_h − c_top − c_bottom, w·b_w − c_left − c_right, C) with
+    ``out[n, y·b_h + i − c_top, x·b_w + j − c_left, c] = in[(i·b_w + j)·N + n, y, x, c]``
+    (``crops = ((c_top, c_bottom), (c_left, c_right))``; ``tf.batch_to_space``).
+    """
+
+    def __init__(self, block, crops, **kwargs):
+        super().__init__(**kwargs)
+        self.block = tuple(int(b) for b in block)
+        self.crops = tuple(tuple(int(v) for v in c) for c in crops)
+
+    def call(self, inputs):
+        return tf.batch_to_space(inputs, self.block, self.crops)
+
+    def compute_output_shape(self, input_shape):
+        n = None if input_shape[0] is None else input_shape[0] // (self.block[0] * self.block[1])
+        spatial = [None if d is None else d * b - sum(c) for d, c, b in zip(input_shape[1:3], self.crops, self.block)]
+        return (n, *spatial, input_shape[3])
+
+    def get_config(self):
+        return {**super().get_config(), "block": list(self.block), "crops": [list(c) for c in self.crops]}

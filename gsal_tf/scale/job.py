@@ -31,6 +31,14 @@ of a signed one), so the shares compare where each method puts its mass.
 
 Resume. A rerun with the same settings continues after the last shard; the batches are packed
 identically, so an interrupted and resumed run gives exactly the rows of an uninterrupted one.
+A damaged shard found on resume is redone with the ones after it.
+
+Failure. Before a new run writes its card, the samples of its first shard are planned once
+(read, labels checked against the label table and the network's classes, requests built), so
+bad data fails with nothing written. A start that fails with a GsalError before its first shard
+is committed (a full or read-only disk, an explainer error) is removed
+(:func:`gsal_tf.scale.store.discard_unstarted`). After that, the committed shards stay and a
+rerun of the same settings resumes from them.
 """
 
 from __future__ import annotations
@@ -47,12 +55,13 @@ import numpy as np
 from gsal_tf import context_stats
 from gsal_tf._version import __version__
 from gsal_tf.datasets.sources import Source, UnreadableSample, open_source
-from gsal_tf.errors import GsalInputError
+from gsal_tf.errors import GsalError, GsalInputError
 from gsal_tf.explainer import Explainer, make_explainer
 from gsal_tf.loading import Fit, fit_to_model, match_channels, model_input_channels
 from gsal_tf.scale import store
 from gsal_tf.scale.engine import make_engine
 from gsal_tf.scale.policy import RequestPolicy
+from gsal_tf.validation import check_int_pair
 
 ON_ERROR = ("skip", "stop")
 
@@ -87,6 +96,7 @@ class RunSummary:
     skipped: list
     seconds: float
     card: dict
+    redone: list = dataclasses.field(default_factory=list)  # damaged shards found on resume and redone
 
 
 class DatasetJob:
@@ -272,7 +282,9 @@ def explain_dataset(model, data, out, *, method: str = "grid_saliency", options:
     data : tf.data.Dataset, folder path or :class:`~gsal_tf.datasets.Source` (see :func:`gsal_tf.datasets.open_source`
         for ``layout``, ``labels``, ``split``, ``label_table``, ``class_names``).
     out : path — the results folder (:mod:`gsal_tf.scale.store`): created, or resumed when it
-        holds a run of the same settings; refused when it holds another run.
+        holds a run of the same settings; refused when it holds another run. A run that fails
+        with a GsalError before its first shard is committed leaves no folder (one that existed
+        is left empty); a folder left by a start that was killed is reused by the next run.
     method, options : the explainer (a name of :data:`gsal_tf.METHODS`) and its keyword options
         (``batch_size`` sets how many requests go into one call and one shard).
     policy : RequestPolicy, default class zones from labels (``RequestPolicy()``).
@@ -309,13 +321,12 @@ def explain_dataset(model, data, out, *, method: str = "grid_saliency", options:
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
         raise GsalInputError(f"limit must be a positive integer, got {limit!r}")
     if input_size is not None:
-        input_size = tuple(int(v) for v in input_size)
+        input_size = check_int_pair("input_size", input_size)
     context_names = source.context_names
-    if context_names is None:
-        first = next(iter(source.iter_from(0)), (0, None))[1]
-        if first is None or isinstance(first, UnreadableSample):
-            num_context = 1
-        else:
+    if context_names is None:  # unnamed context classes: the network's classes
+        first = _first_readable(source, limit)
+        num_context = 1
+        if first is not None:
             image = DatasetJob(explainer, source, policy, Path(out), 1, input_size)._fit(first.image)[0]
             num_context = explainer.num_classes(image[None])
         context_names = tuple(f"class {k}" for k in range(num_context))
@@ -333,19 +344,52 @@ def explain_dataset(model, data, out, *, method: str = "grid_saliency", options:
     card = {"format": store.RESULTS_FORMAT, "version": store.RESULTS_VERSION, "settings": settings, "versions": versions(),
             "engine": runner.name, "started": time.strftime("%Y-%m-%dT%H:%M:%S"), "status": "running"}
     folder = Path(out)
-    start = store.open_run(folder, card)
+    existed = folder.exists()
     job = DatasetJob(explainer, source, policy, folder, len(context_names), input_size, store_maps, on_error, limit, progress)
-    job.requests_done, job.samples_done, job.skipped = start.requests_done, start.sample, list(start.skipped)
+    if not store.holds_card(folder):
+        check_first_shard(job)
     began = time.perf_counter()
-    runner.run(job, start)
+    try:
+        start = store.open_run(folder, card)
+        job.requests_done, job.samples_done, job.skipped = start.requests_done, start.sample, list(start.skipped)
+        runner.run(job, start)
+    except GsalError:
+        store.discard_unstarted(folder, remove_folder=not existed)
+        raise
+    card = start.card
     seconds = time.perf_counter() - began
-    card = {**store.read_card(folder), "status": "complete", "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
+    card = {**card, "status": "complete", "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
             "totals": {"requests": job.requests_done, "samples": _length(source, limit) if _length(source, limit) is not None else job.samples_done,
                        "skipped": len(job.skipped)},
             "skipped": job.skipped, "seconds_this_session": round(seconds, 3), "engine": runner.name,
             "engine_options": runner.describe() if hasattr(runner, "describe") else {}}
     store.write_card(folder, card)
-    return RunSummary(folder, job.requests_done, card["totals"]["samples"], job.skipped, seconds, card)
+    return RunSummary(folder, job.requests_done, card["totals"]["samples"], job.skipped, seconds, card, list(start.redone))
+
+
+def check_first_shard(job: DatasetJob) -> None:
+    """Plan the first shard of ``job`` once and drop it: its samples are read, their labels
+    checked and their requests built, so bad data fails before the run card is written. Looks
+    at most ``batch_size`` samples ahead (the samples of a first shard, unless some have no
+    request); the job itself is not changed."""
+    size = max(1, int(job.explainer.batch_size))
+    probe = DatasetJob(job.explainer, job.source, job.policy, job.folder, job.num_context, job.input_size,
+                       on_error=job.on_error, limit=size if job.limit is None else min(job.limit, size))
+    plan = probe.plan(store.ResumePoint())
+    try:
+        next(plan, None)
+    finally:
+        plan.close()
+
+
+def _first_readable(source: Source, limit: Optional[int]):
+    """The first sample of ``source`` that can be read (within ``limit``), or None."""
+    for index, sample in source.iter_from(0):
+        if limit is not None and index >= limit:
+            return None
+        if not isinstance(sample, UnreadableSample):
+            return sample
+    return None
 
 
 def load_stats(folder, table=None) -> tuple[context_stats.ContextStats, dict]:

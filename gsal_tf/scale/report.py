@@ -117,23 +117,23 @@ class _MapReader:
             self.offsets.append((first, shard))
             first += pa.parquet.read_metadata(shard).num_rows
         self.available = (folder / store.MAP_DIR).is_dir() and any((folder / store.MAP_DIR).glob("part-*.npz"))
-        self._open = {}
 
     def get(self, row: int):
-        """(saliency (H,W) float32, request (H,W) 0/1) of ``row``, or None without maps."""
+        """(saliency (H,W) float32, request (H,W) uint8 0/1) of ``row``, or None without maps.
+
+        Reads only this row's three members of its shard's ``.npz`` (a shard of many photo-sized
+        maps is never loaded whole)."""
         if not self.available:
             return None
         first, shard = max((o for o in self.offsets if o[0] <= row), key=lambda o: o[0])
         path = self.folder / store.MAP_DIR / f"{shard.stem}.npz"
         if not path.is_file():
             return None
-        if path not in self._open:
-            with np.load(path) as data:
-                self._open = {path: {k: data[k] for k in data.files}}
-        data, i = self._open[path], row - first
-        shape = tuple(int(v) for v in data[f"shape_{i}"])
-        request = np.unpackbits(data[f"request_{i}"])[: shape[0] * shape[1]].reshape(shape)
-        return data[f"saliency_{i}"].astype(np.float32), request
+        i = row - first
+        with np.load(path) as data:  # lazy: a member is read when it is indexed
+            shape = tuple(int(v) for v in data[f"shape_{i}"])
+            request = np.unpackbits(data[f"request_{i}"], count=shape[0] * shape[1]).reshape(shape)
+            return data[f"saliency_{i}"].astype(np.float32), request
 
 
 def _reopen_source(card: dict):
@@ -172,6 +172,8 @@ def _gallery_card(row: int, table, dependence, method: str, card: dict, maps: _M
         image = _sample_image(source, int(value("sample_index")))
         if image is not None and image.shape[:2] != saliency.shape:
             image = None
+        # Drawn at screen resolution (viz.thumbnail_figure): a photo-sized card costs its three
+        # maps while it is drawn, one card at a time.
         title = f"{info['class']} · d = {info['dependence']:.2f}"
         info["image"] = _data_uri(viz.png_bytes(viz.thumbnail_figure(saliency, request, title, image)))
     return info
