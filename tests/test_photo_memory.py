@@ -89,3 +89,32 @@ def test_a_12_megapixel_explanation_needs_little_more_memory_than_a_tiny_one(tmp
     extra = photo - tiny
     print(f"peak RSS: 64x48 {tiny / 2**20:.0f} MiB, 12 MP {photo / 2**20:.0f} MiB (+{extra / 2**20:.0f} MiB)")
     assert extra <= BOUND_12MP, f"a 12 MP photo added {extra / 2**20:.0f} MiB of peak RSS; the bound is {BOUND_12MP / 2**20:.0f} MiB"
+
+
+def test_figures_are_drawn_at_screen_resolution():
+    """A 12 MP explanation figure holds images of at most SCREEN_SIDE pixels along the long side,
+    labels keep their small integer dtype, and small inputs are drawn as they are."""
+    from gsal_tf import viz
+    from gsal_tf.loading import Fit
+
+    assert viz.screen_shape((6000, 8000)) == (768, 1024) and viz.screen_shape((8000, 10)) == (1024, 1)
+    assert viz.screen_shape((16, 16)) == (16, 16)
+    height, width = 3000, 4000
+    image = np.zeros((height, width, 3), np.float32)
+    image[:, width // 2:] = 1.0
+    request = np.zeros((height, width), np.uint8)
+    request[1000:2000, 1000:3000] = 1
+    labels = request.astype(np.uint8) * 2
+    fig = viz.explanation_figure(image, request, np.full((height, width), 0.5, np.float32), 2, prediction=labels)
+    shapes = [im.get_array().shape[:2] for ax in fig.axes for im in ax.get_images()]
+    assert shapes and all(shape == (768, 1024) for shape in shapes), shapes
+    assert viz.to_screen(labels, (768, 1024), nearest=True).dtype == np.uint8
+    small = viz.explanation_figure(image[:16, :16], request[:16, :16], np.zeros((16, 16), np.float32), 1)
+    assert all(im.get_array().shape[:2] == (16, 16) for ax in small.axes for im in ax.get_images())
+    # Network outputs go straight to the figure's size, without a copy at the photo's.
+    fit = Fit.between((height, width), (257, 257))
+    net_labels = np.zeros((257, 257), np.uint8)
+    on_screen = fit.to_image(net_labels, nearest=True, size=(768, 1024))
+    assert on_screen.shape == (768, 1024) and on_screen.dtype == np.uint8
+    assert fit.to_image(np.ones((257, 257), np.float32), size=(768, 1024)).shape == (768, 1024)
+    assert fit.to_image(np.ones((257, 257), np.float32)).shape == (height, width)

@@ -4,7 +4,9 @@ Without ``../shared``: the shipped entries load sha256-checked, have the recorde
 and preprocessing, and still compute the arg-max written at build time on the shipped CC0 photo.
 With ``../shared/data/real`` (skipped cleanly without it): each shipped entry agrees with
 ``tf.lite.Interpreter`` running the original file on the real photos (the numbers are printed:
-``pytest -s``). Also: the model file format, ``gsal zoo build`` of a tiny TFLite plan, the
+``pytest -s``); for the one-channel MediaPipe selfie segmenter, its probability of "person"
+(classes ``background``, ``person``) within 1e-3.
+Also: the model file format, ``gsal zoo build`` of a tiny TFLite plan, the
 name → id resolution and its CLI errors, ``gsal zoo list`` at 80 columns.
 """
 
@@ -26,7 +28,7 @@ from gsal_cli.console import console
 from gsal_cli.main import app
 from gsal_tf.errors import IntegrityError
 from gsal_tf.models.model_file import read_model_file, write_model_file
-from gsal_tf.zoo.build_tflite import photo_input, tflite_labels
+from gsal_tf.zoo.build_tflite import labels_of, photo_input, tflite_labels, tflite_output
 
 pytestmark = [pytest.mark.filterwarnings("ignore:.*tf.lite.Interpreter is deprecated")]
 
@@ -39,6 +41,12 @@ REAL = {
     "pascal-mobilenetv2-0.5": ((513, 513, 3), 21, "PASCAL VOC 2012", PASCAL_PHOTOS),
     "pascal-mobilenetv2-0.5-257": ((257, 257, 3), 21, "PASCAL VOC 2012", PASCAL_PHOTOS),
     "cityscapes-mobilenet-edgetpu": ((513, 513, 3), 19, "Cityscapes", ("cityscapes_frame.jpg", "cityscapes_segmentation.png")),
+}
+#: Entries of issue 25: name: (input shape, classes, dataset, weights dtype, photos of ../shared it is
+#: measured on). The ADE20K network is also measured on ten CamVid frames (research-only, never shipped).
+NEW_REAL = {
+    "ade20k-mobilenetv2": ((513, 513, 3), 151, "ADE20K", "float32", PASCAL_PHOTOS),
+    "mediapipe-selfie": ((256, 256, 3), 2, "MediaPipe selfie", "float16", PASCAL_PHOTOS),
 }
 runner = CliRunner()
 
@@ -124,6 +132,70 @@ def test_model_file_round_trip_is_float16_deterministic_and_safe(tmp_path):
         read_model_file(tmp_path / "lambda.npz")
 
 
+def classes_of(probabilities: np.ndarray) -> np.ndarray:
+    """(N,H,W) classes of a zoo model's output: arg-max, or p > 0.5 (class 1) for one channel."""
+    return labels_of(probabilities, threshold=0.5)
+
+
+def test_ade20k_and_selfie_entries_record_source_licence_classes_and_measurements():
+    shipped = entries()
+    for name, (shape, k, dataset, dtype, photos) in NEW_REAL.items():
+        e = shipped[name]
+        assert (e.kind, e.dataset, e.licence, tuple(e.input_shape), e.num_classes) == ("tflite", dataset, "Apache-2.0", shape, k)
+        assert e.build["weights_dtype"] == dtype and e.build["tflite"].endswith(".tflite")
+        source = e.source
+        assert len(source["sha256"]) == 64 and len(source["commit"]) == 40 and source["url"].startswith("https://")
+        assert source["licence"] == "Apache-2.0" and source["note"]
+        assert "[0, 1]" in e.preprocessing and "real = " in e.preprocessing
+        assert f"gsal zoo build --plan configs/zoo/real.toml --tflite-dir DIR --only {name}" == e.training["command"]
+        size = (gs.zoo.zoo_dir() / e.weights).stat().st_size
+        assert size <= 5 * MB, f"{e.weights} is {size / MB:.2f} MB"
+        measured = e.metrics["argmax_agreement_float16_vs_tflite"]
+        assert {Path(p).stem for p in photos} <= set(measured), name
+        assert min(e.metrics["argmax_agreement_float16_vs_float32"].values()) >= 0.99, name
+        assert min(measured.values()) >= 0.95, name
+    ade, selfie = shipped["ade20k-mobilenetv2"], shipped["mediapipe-selfie"]
+    assert (ade.class_names[0], ade.class_names[1], ade.class_names[13], ade.class_names[150]) == ("other", "wall", "person", "flag")
+    assert ade.build["float_input_range"] == [-1.0, 1.0] and len(ade.metrics["argmax_agreement_float32_vs_tflite"]) == 16
+    assert selfie.class_names == ("background", "person") and selfie.build["float_input_range"] == [0.0, 1.0]
+    assert max(selfie.metrics["max_probability_difference_float32_vs_tflite"].values()) <= 1e-3
+    assert "p > 0.5" in selfie.metrics["measured_on"]
+
+
+@pytest.mark.parametrize("name", sorted(NEW_REAL))
+def test_new_entry_loads_checked_and_reproduces_its_build_time_prediction(name):
+    shape, k = NEW_REAL[name][:2]
+    model = gs.zoo.load(name)
+    entry = model.zoo_entry
+    assert model.tflite_info.preprocessing in entry.preprocessing and model.tflite_info.input_size == shape[:2]
+    image = photo_input(gs.zoo.zoo_dir() / entry.reference["image"], shape[:2])
+    probabilities = np.asarray(model(image, training=False))
+    if k == 2:  # one channel: the probability of "person"
+        assert probabilities.shape == (1, *shape[:2], 1) and probabilities.min() >= 0 and probabilities.max() <= 1
+    else:
+        assert probabilities.shape == (1, *shape[:2], k)
+        np.testing.assert_allclose(probabilities.sum(-1), 1.0, atol=1e-4)
+    reference = cv2.imread(str(gs.zoo.zoo_dir() / entry.reference["argmax"]), cv2.IMREAD_UNCHANGED)
+    agreement = float((classes_of(probabilities)[0] == reference).mean())
+    print(f"{name}: agreement with the build-time reference {agreement:.5f}")
+    assert agreement >= 0.999
+    if k == 2:
+        assert 0.02 < float(reference.mean()) < 0.5  # the sample photo's riders are found, not the whole frame
+
+
+def test_explain_person_with_the_selfie_segmenter(tmp_path):
+    """The one-channel zoo entry through the CLI: class names resolve, the request is the person."""
+    photo = tmp_path / "bike_riders_256.png"
+    image = cv2.imread(str(gs.zoo.zoo_dir() / "samples" / "bike_riders_513.png"))
+    cv2.imwrite(str(photo), cv2.resize(image, (256, 256), interpolation=cv2.INTER_AREA))
+    out = tmp_path / "out"
+    res = runner.invoke(app, ["explain", str(photo), "--model", "mediapipe-selfie", "--request-class", "person",
+                              "--grid", "2", "--iterations", "2", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    summary = json.loads((out / "summary.json").read_text())
+    assert (summary["class_id"], summary["class_name"]) == (1, "person") and summary["request_pixels"] > 1000
+
+
 # ---------------------------------------------------------------------------------------------
 # With ../shared: agreement with tf.lite.Interpreter on the real photos
 # ---------------------------------------------------------------------------------------------
@@ -150,6 +222,30 @@ def test_shipped_entry_agrees_with_the_interpreter_on_real_photos(shared, name):
         agreement = float((ours == tflite_labels(tflite, x, float_range)).mean())
         print(f"{name} {photo}: arg-max agreement with tf.lite.Interpreter {agreement:.5f}")
         assert agreement >= 0.95
+
+
+@pytest.mark.parametrize("name", sorted(NEW_REAL))
+def test_new_entry_agrees_with_the_interpreter_on_real_photos(shared, name):
+    """The shipped selfie segmenter: max |p − p_tflite| ≤ 1e-3 per photo; ADE20K: ≥ 95 % arg-max
+    agreement (the import's own test also covers ten CamVid frames)."""
+    shape, _, _, _, photos = NEW_REAL[name]
+    model = gs.zoo.load(name)
+    entry = model.zoo_entry
+    tflite = shared / "models" / entry.build["tflite"]
+    gs.zoo.verify(tflite, entry.source["sha256"])
+    float_range = tuple(entry.build["float_input_range"])
+    for photo in photos:
+        x = photo_input(shared / "images" / photo, shape[:2])
+        ours = np.asarray(model(x, training=False))
+        theirs = tflite_output(tflite, x, float_range)
+        if name == "mediapipe-selfie":  # the file ends with its sigmoid: both are probabilities
+            difference = float(np.abs(ours - theirs).max())
+            print(f"{name} {photo}: max |probability difference| with tf.lite.Interpreter {difference:.2e}")
+            assert difference <= 1e-3
+        else:
+            agreement = float((classes_of(ours) == labels_of(theirs)).mean())
+            print(f"{name} {photo}: arg-max agreement with tf.lite.Interpreter {agreement:.5f}")
+            assert agreement >= 0.95
 
 
 # ---------------------------------------------------------------------------------------------
@@ -227,6 +323,78 @@ def test_zoo_build_imports_a_tflite_entry_and_records_it(tmp_path):
     plan.write_text(plan.read_text().replace(sha(tflite), "0" * 64))
     res = runner.invoke(app, [str(a) for a in [*args, "--force"]])
     assert res.exit_code == 2 and "does not match its recorded sha256" in res.output
+
+
+def tiny_binary_tflite(path: Path) -> Path:
+    """A tiny float one-channel segmenter (conv, relu, 1x1 conv to one channel, sigmoid) as TFLite."""
+    rng = np.random.default_rng(3)
+    w1, w2 = rng.normal(size=(3, 3, 3, 8)).astype(np.float32), rng.normal(size=(1, 1, 8, 1)).astype(np.float32)
+
+    def segment(x):
+        return tf.sigmoid(tf.nn.conv2d(tf.nn.relu(tf.nn.conv2d(x, w1, 1, "SAME")), w2, 1, "SAME"))
+
+    module = tf.Module()
+    module.f = tf.function(segment, input_signature=[tf.TensorSpec((1, 16, 16, 3), tf.float32)])
+    path.write_bytes(tf.lite.TFLiteConverter.from_concrete_functions([module.f.get_concrete_function()], module).convert())
+    return path
+
+
+def test_zoo_build_records_a_one_channel_entry_with_two_class_names(tmp_path):
+    models, photos = tmp_path / "models", tmp_path / "photos"
+    models.mkdir()
+    photos.mkdir()
+    tflite = tiny_binary_tflite(models / "binary.tflite")
+    cv2.imwrite(str(photos / "photo.png"), np.random.default_rng(4).integers(0, 256, (40, 30, 3)).astype(np.uint8))
+    sha = gs.zoo.sha256_of
+
+    def plan_text(classes, dtype):
+        return textwrap.dedent(f"""
+            [sample]
+            image = "photo.png"
+            sha256 = "{sha(photos / 'photo.png')}"
+            file = "samples/photo_16.png"
+            size = [16, 16]
+            [[model]]
+            name = "tiny-binary"
+            tflite = "binary.tflite"
+            sha256 = "{sha(tflite)}"
+            repository = "example/tiny"
+            commit = "{'0' * 40}"
+            path = "binary.tflite"
+            url = "{tflite.as_uri()}"
+            licence = "Apache-2.0"
+            dataset = "Tiny"
+            classes = {classes}
+            backbone = "conv"
+            float_input_range = [0.0, 1.0]
+            weights_dtype = "{dtype}"
+            source_note = "converted in the test"
+            images = ["photo.png"]
+        """)
+
+    plan, zoo_dir = tmp_path / "plan.toml", tmp_path / "zoo"
+    args = [str(a) for a in ["zoo", "build", "--plan", plan, "--zoo-dir", zoo_dir, "--tflite-dir", models,
+                             "--image-dir", photos]]
+    plan.write_text(plan_text('["background", "thing"]', "float32"))
+    res = runner.invoke(app, args)
+    assert res.exit_code == 0, res.output
+    (entry,) = gs.zoo.list_models(zoo_dir / "models.toml")
+    assert entry.class_names == ("background", "thing") and entry.num_classes == 2
+    assert entry.build["weights_dtype"] == "float32" and entry.source["note"] == "converted in the test"
+    assert entry.metrics["argmax_agreement_float32_vs_tflite"] == {"photo": 1.0}
+    assert entry.metrics["max_probability_difference_float32_vs_tflite"]["photo"] <= 1e-5
+    model = gs.zoo.load("tiny-binary", zoo_dir / "models.toml")
+    assert model.output_shape == (None, 16, 16, 1) and model.tflite_info.logistic_dropped
+    reference = cv2.imread(str(zoo_dir / entry.reference["argmax"]), cv2.IMREAD_UNCHANGED)
+    x = photo_input(zoo_dir / entry.reference["image"], (16, 16))
+    np.testing.assert_array_equal(classes_of(np.asarray(model(x)))[0], reference)
+
+    plan.write_text(plan_text('["thing"]', "float16"))  # one channel needs two names
+    res = runner.invoke(app, [*args, "--force"])
+    assert res.exit_code == 2 and "needs 2 (background, foreground)" in res.output
+    plan.write_text(plan_text('["background", "thing"]', "int8"))
+    res = runner.invoke(app, [*args, "--force"])
+    assert res.exit_code == 2 and "weights_dtype 'int8'" in res.output
 
 
 # ---------------------------------------------------------------------------------------------

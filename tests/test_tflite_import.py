@@ -474,7 +474,8 @@ def test_stand_alone_activations_are_exact(tmp_path):
     """HARD_SWISH x·min(max(x+3, 0), 6)/6, LOGISTIC and RELU on values spanning the kinks (−3, 0, 3)."""
     def activations(x):
         y = tf.reduce_mean(x, axis=3, keepdims=True) * 16.0 + (-8.0)
-        return tf.concat([y * tf.nn.relu6(y + 3.0) / 6.0, tf.sigmoid(y), tf.nn.relu(tf.image.resize(y, [SIZE, SIZE]))], 3)
+        hard_swish = y * tf.nn.relu6(y + 3.0) / 6.0
+        return tf.concat([hard_swish, tf.sigmoid(y), tf.nn.relu(tf.image.resize(y, [SIZE, SIZE]))], 3)
 
     path = tmp_path / "activations.tflite"
     path.write_bytes(convert(activations))
@@ -538,7 +539,8 @@ def test_transpose_geometry_formulas():
     # TF conv2d_transpose: SAME pads like the forward convolution from the output size.
     assert [transpose_conv_offset("same", 8, o, 3, 2) for o in (15, 16)] == [1, 0]
     assert transpose_conv_offset("same", 8, 16, 4, 2) == 1 and transpose_conv_offset("valid", 8, 18, 3, 2) == 0
-    # MediaPipe: total = max(k − (n − 1) mod s − 1, 0); the real selfie files: k = s = 2, n = 128 → 256, no crop.
+    # MediaPipe: total = max(k − (n − 1) mod s − 1, 0); the real selfie files: k = s = 2, n = 128 → 256,
+    # no crop.
     assert mediapipe_transpose_geometry("same", 128, 2, 2) == (256, 0)
     assert mediapipe_transpose_geometry("same", 7, 3, 2) == (13, 1)
     assert mediapipe_transpose_geometry("valid", 8, 3, 2) == (17, 0)
@@ -576,7 +578,8 @@ def test_int8_weights_through_dequantize_and_hybrid_convolution(tmp_path):
     dequantised weights, so the import must match to float round-off); the CONV_2D reads its int8
     filter directly (the interpreter quantises its input on the fly: close, not equal)."""
     rng = np.random.default_rng(17)
-    conv, depthwise = rng.normal(size=(3, 3, 3, 128)).astype(np.float32), rng.normal(size=(3, 3, 128, 1)).astype(np.float32)
+    conv = rng.normal(size=(3, 3, 3, 128)).astype(np.float32)
+    depthwise = rng.normal(size=(3, 3, 128, 1)).astype(np.float32)
 
     def hybrid(x):
         return tf.nn.depthwise_conv2d(tf.nn.relu(tf.nn.conv2d(x, conv, 1, "SAME")), depthwise, [1, 1, 1, 1], "SAME")

@@ -18,7 +18,6 @@ import os
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -27,7 +26,7 @@ from typer.testing import CliRunner
 
 from conftest import figure_parts
 from gsal_cli import console as console_module
-from gsal_cli.console import StagedOutputs, staged_outputs
+from gsal_cli.console import staged_outputs
 from gsal_cli.main import app
 from gsal_tf import viz
 from gsal_tf.errors import GsalInputError
@@ -82,12 +81,8 @@ def test_figures_draw_class_and_model_names_as_written():
     assert viz.png_bytes(viz.comparison_figure(image, request, 2, models, class_names=HOSTILE)).startswith(b"\x89PNG")
     # The HTML report's figures: class names as tick labels, gallery titles.
     matrix = viz.matrix_figure(np.eye(4), HOSTILE, HOSTILE, "share of a$\\foo_$b")
-    assert [t.get_text() for t in parts_of(matrix).get_yticklabels()] == HOSTILE
+    assert [t.get_text() for t in figure_parts(matrix)["axes"]["matrix"].get_yticklabels()] == HOSTILE
     assert viz.png_bytes(matrix) and viz.png_bytes(viz.thumbnail_figure(saliency, request, "a$\\foo_$b · d = 0.50"))
-
-
-def parts_of(fig):
-    return figure_parts(fig)["axes"]["matrix"]
 
 
 # ------------------------------------------------------------------------------------- the CLI
@@ -217,4 +212,3 @@ def test_staged_outputs_errors_are_one_user_error_and_leave_nothing(tmp_path):
         stage.path("x.txt").write_text("x")
         assert not (tmp_path / "out" / "x.txt").exists()
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["keep.txt", "x.txt"]
-    assert isinstance(StagedOutputs(tmp_path / "out"), StagedOutputs)  # the class stays usable on its own

@@ -12,7 +12,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from gsal_cli.console import compact_table, console, fail
-from gsal_cli.options import FigureFormat, figure_format_option, parse_pair, resolve_model
+from gsal_cli.options import CustomModules, FigureFormat, UnsafeDeserialization, figure_format_option, parse_pair, resolve_model
 
 
 def explain_dataset(
@@ -41,6 +41,9 @@ def explain_dataset(
     actors: Optional[int] = typer.Option(None, "--actors", help="Ray actors, one explainer each (default: CPUs / --cpus-per-actor, or GPUs / --gpus-per-actor)."),
     cpus_per_actor: Optional[int] = typer.Option(None, "--cpus-per-actor", help="CPUs (TensorFlow threads) per Ray actor (default 1)."),
     gpus_per_actor: Optional[float] = typer.Option(None, "--gpus-per-actor", help="GPUs per Ray actor (e.g. 1: one actor per GPU)."),
+    output_kind: Optional[str] = typer.Option(None, "--output", help="What the model returns: probabilities | logits (default: what the model declares, else probabilities)."),
+    custom_modules: CustomModules = None,
+    unsafe: UnsafeDeserialization = False,
 ) -> None:
     """Explain every request of a dataset into Parquet shards plus a run card (resumable).
 
@@ -50,8 +53,8 @@ def explain_dataset(
     import gsal_tf as gs
 
     try:
-        net, model_name = resolve_model(model)
-        options = {}
+        net, model_name = resolve_model(model, custom_modules, unsafe)
+        options = {} if output_kind is None else {"output": output_kind}
         if grid is not None:
             options["grid_size"] = parse_pair(grid, "--grid", allow_single=True)
         for name, value in (("iterations", iterations), ("lam", lam), ("batch_size", batch_size)):

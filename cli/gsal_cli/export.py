@@ -9,7 +9,7 @@ import typer
 from rich.markup import escape
 
 from gsal_cli.console import console, fail, staged_outputs
-from gsal_cli.options import parse_pair, resolve_model
+from gsal_cli.options import CustomModules, UnsafeDeserialization, parse_pair, resolve_model
 
 
 def export(
@@ -21,6 +21,8 @@ def export(
     lam: Optional[float] = typer.Option(None, "--lam", help="Mask size weight of the exported explainer (default: GridSaliency's, 1.0)."),
     baseline: str = typer.Option("0.0", "--baseline", help="0.0 | mean | blur | noise."),
     output_kind: Optional[str] = typer.Option(None, "--output", help="What the model returns: probabilities | logits (default: what the model declares, else read from its scores on probe images; refused when they cannot tell)."),
+    custom_modules: CustomModules = None,
+    unsafe: UnsafeDeserialization = False,
 ) -> None:
     """Export MODEL (segmentation/) and its grid-saliency explainer (explainer/) as SavedModels.
 
@@ -33,7 +35,7 @@ def export(
     from gsal_tf.validation import check_grid_size
 
     try:
-        net, name = resolve_model(model)
+        net, name = resolve_model(model, custom_modules, unsafe)
         shape = _image_shape(net, image_shape)
         output = resolve_output(net, shape, output_kind)
         try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from enum import Enum
 from pathlib import Path
+from typing import Annotated, Optional
 
 import numpy as np
 import typer
@@ -65,11 +66,22 @@ def parse_pair(text: str, option: str, allow_single: bool = False, minimum: int 
     return check_int_pair(option, values, minimum, form="ROWS,COLS" if allow_single else "Y,X", shown=repr(text))
 
 
-def resolve_model(name_or_path: str):
-    """A model from a path (.keras file or SavedModel folder) or a zoo name: (model, display name)."""
+#: ``--custom-module``: the user's code that registers custom Keras objects, imported before a model loads.
+CustomModules = Annotated[Optional[list[str]], typer.Option(
+    "--custom-module", help="Import this module (a name such as my_pkg.layers, or a .py file) before loading the model, so the "
+    "custom layers it registers resolve. Repeat for several.")]
+#: ``--unsafe-deserialization``: allow what Keras safe mode refuses (a Lambda layer's Python code).
+UnsafeDeserialization = Annotated[bool, typer.Option(
+    "--unsafe-deserialization", help="UNSAFE: load a .keras file's Python code (Lambda layers), which Keras safe mode refuses; "
+    "only for files you trust.")]
+
+
+def resolve_model(name_or_path: str, custom_modules: list[str] | None = None, unsafe: bool = False):
+    """A model from a path (.keras/.tflite file or SavedModel folder) or a zoo name: (model,
+    display name); ``custom_modules`` are imported first, ``unsafe`` turns Keras safe mode off."""
     from gsal_tf import loading
 
-    return loading.load_model(name_or_path), str(name_or_path)
+    return loading.load_model(name_or_path, custom_modules=custom_modules or (), safe_mode=not unsafe), str(name_or_path)
 
 
 def image_input(image: Path | None, demo: bool, pixel_scale: float) -> np.ndarray | None:

@@ -19,8 +19,9 @@ What the returned model computes
     The Coral DeepLab files: ``s = 1/128``, ``z = 128`` → ``real = (255·x − 128)/128 ∈ [−1, 0.992]``.
   - float32 input tensor: the file does not record the range, so ``float_input_range = (lo, hi)``
     gives it: ``real = lo + (hi − lo)·x``. The default ``(−1, 1)`` (``real = 2·x − 1``) is
-    DeepLab's convention ``pixel/127.5 − 1``; the float ``deeplabv3_257_mv_gpu.tflite`` expects it
-    (its input tensor is named ``sub_7``: the subtraction of that normalisation was cut off).
+    DeepLab's convention ``pixel/127.5 − 1``; the float ``deeplabv3_257_mv_gpu.tflite`` and
+    ``deeplabv3_mnv2_ade20k.tflite`` expect it (their input tensors are named ``sub_7``: the
+    subtraction of that normalisation was cut off). MediaPipe's segmenters take ``(0, 1)``.
 - **Output**: per-pixel logits ``(N, H, W, K)`` at the input resolution, or their softmax over
   ``K`` with ``output="probabilities"``. A final ``ARG_MAX`` over the class axis is dropped. If the
   graph's last tensor is not at the input resolution a bilinear resize with
@@ -101,8 +102,9 @@ operator outside the table (one line naming it, its op index and its output tens
 instead, and the supported operators) or an option combination without an exact rebuild (a
 convolution with both stride > 1 and dilation > 1, grouped convolution, SIGN_BIT activation, a
 non-constant filter or size); a network that is not a segmentation network (one input
-``(1, H, W, C)``, one output ``(1, H, W, K)`` with ``K ≥ 1``, or the ARG_MAX of it with ``K ≥ 2``). Every rebuilt tensor's shape is
-checked against the file, so a rebuild never silently differs in shape.
+``(1, H, W, C)``, one output ``(1, H, W, K)`` with ``K ≥ 1``, or the ARG_MAX of it with
+``K ≥ 2``). Every rebuilt tensor's shape is checked against the file, so a rebuild never silently
+differs in shape.
 
 The graph is read with the flatbuffer schema module that ships inside TensorFlow
 (``tensorflow.lite.python.schema_py_generated``): it exposes the operator options (strides,
@@ -122,6 +124,9 @@ Example::
     probabilities = model(image[None])                           # (1, 513, 513, 21)
     model.save("deeplab_pascal.keras")  # loads with keras.saving.load_model(..., safe_mode=True)
                                         # after `import gsal_tf.models.tflite_import`
+
+    selfie = from_tflite("selfie_segmentation.tflite", output="probabilities",
+                         float_input_range=(0.0, 1.0))                  # (N, 256, 256, 1): p(person)
 """
 
 from __future__ import annotations

@@ -88,9 +88,13 @@ class Explanation(ExplanationResult):
     class_ids : int32 (N,)
     params : dict — the settings used (``params["method"] == "grid_saliency"``).
     seconds : float — wall time of the optimisation.
-    mask_change : float32 (N,) — the largest change of a grid cell over the last
-        :func:`settle_window` iterations.
-    converged : bool (N,) — ``mask_change <= SETTLE_TOLERANCE``: the mask had settled.
+    converged : bool (N,) — whether the returned mask had settled: for the paper's formulation, no
+        grid cell moved by more than :data:`SETTLE_TOLERANCE` over the last
+        :func:`settle_window` iterations; for the constrained one, the smallest mask that keeps
+        the target had not shrunk over them (or for ``patience`` steps). False means a mask
+        still on its way, not an answer: give more iterations.
+    iterations_run : int32 (N,) — iterations the batch of this request ran (fewer than
+        ``iterations`` when every request of the batch had settled, see ``patience``).
 
     It extends :class:`gsal_tf.explainer.ExplanationResult`, as every explainer's result does.
     """
@@ -100,14 +104,8 @@ class Explanation(ExplanationResult):
     final_loss: np.ndarray
     preserved_score: np.ndarray
     no_context_score: np.ndarray
-    mask_change: np.ndarray
-
-    @property
-    def converged(self) -> np.ndarray:
-        """bool (N,): whether each request's mask had settled — no grid cell moved by more than
-        :data:`SETTLE_TOLERANCE` over the last iterations (:func:`settle_window`). A False
-        result is a mask still on its way, not an answer: give more iterations."""
-        return self.mask_change <= SETTLE_TOLERANCE
+    converged: np.ndarray
+    iterations_run: np.ndarray
 
 
 #: A mask has settled (``Explanation.converged``) when no cell moved by more than
@@ -118,6 +116,10 @@ class Explanation(ExplanationResult):
 #: objective instead (its last-window decrease under 5 % of the run's) called 40 of 40 requests
 #: converged after 50 iterations whose grids were still 0.46 (median, max cell) from where 400
 #: iterations end; the objective flattens long before the mask stops moving.
+#: The constrained formulation keeps a new smallest mask only when it is smaller by at least
+#: this many cells' worth (size in cells), so that jitter of a settled mask does not count as
+#: progress.
+BEST_SIZE_STEP = 0.25
 SETTLE_WINDOW = 0.1
 SETTLE_MIN_STEPS = 5
 SETTLE_TOLERANCE = 0.05
@@ -220,6 +222,9 @@ class GridSaliency(Explainer):
         batch_size: int = 16,
         jit_compile: bool = False,
         seed: int = 0,
+        target: float = 0.0,
+        dual_rate: float = 0.1,
+        patience: int = 0,
     ):
         super().__init__(model, output=output, batch_size=batch_size, jit_compile=jit_compile)
         check_choice("mode", mode, MODES)
@@ -231,6 +236,9 @@ class GridSaliency(Explainer):
         check_number("momentum", momentum, minimum=0.0)
         check_number("init", init, minimum=0.0, maximum=1.0)
         check_number("blur_sigma", blur_sigma, minimum=0.0, strict=True)
+        check_number("target", target, minimum=0.0, maximum=1.0)
+        check_number("dual_rate", dual_rate, minimum=0.0)
+        check_number("patience", patience, minimum=0, integer=True)
         self.grid_size = check_grid_size(grid_size, None)
         self.iterations = int(iterations)
         self.lam = float(lam)
@@ -243,6 +251,9 @@ class GridSaliency(Explainer):
         self.upsampling = upsampling
         self.blur_sigma = float(blur_sigma)
         self.seed = int(seed)
+        self.target = float(target)
+        self.dual_rate = float(dual_rate)
+        self.patience = int(patience)
 
     def _method_params(self) -> dict:
         return {
@@ -258,6 +269,9 @@ class GridSaliency(Explainer):
             "upsampling": self.upsampling,
             "blur_sigma": self.blur_sigma,
             "seed": self.seed,
+            "target": self.target,
+            "dual_rate": self.dual_rate,
+            "patience": self.patience,
         }
 
     def explain(self, images, request_masks, class_ids) -> Explanation:
@@ -290,7 +304,8 @@ class GridSaliency(Explainer):
             final_loss=merged["final_loss"],
             preserved_score=merged["preserved_score"],
             no_context_score=merged["no_context_score"],
-            mask_change=merged["mask_change"],
+            converged=merged["converged"].astype(bool),
+            iterations_run=merged["iterations_run"],
             original_score=merged["original_score"],
             class_ids=classes,
             params=self.params,
@@ -298,13 +313,17 @@ class GridSaliency(Explainer):
         )
 
     def hyper_tensors(self) -> tuple:
-        """(lam, learning_rate, iterations, init, momentum) as the scalar tensors the graph takes."""
+        """(lam, learning_rate, iterations, init, momentum, target, dual_rate, patience) as the
+        scalar tensors the graph takes."""
         return (
             tf.constant(self.lam, tf.float32),
             tf.constant(self.learning_rate, tf.float32),
             tf.constant(self.iterations, tf.int32),
             tf.constant(self.init, tf.float32),
             tf.constant(self.momentum, tf.float32),
+            tf.constant(self.target, tf.float32),
+            tf.constant(self.dual_rate, tf.float32),
+            tf.constant(self.patience, tf.int32),
         )
 
     @classmethod
@@ -347,52 +366,85 @@ def _build_graph(get_model, image_shape, grid_size, mode, upsampling, optimizer,
         tf.TensorSpec([None, height, width], tf.float32),
         tf.TensorSpec([None], tf.int32),
         tf.TensorSpec([None, height, width, channels], tf.float32),
-        tf.TensorSpec([], tf.float32),  # lam
+        tf.TensorSpec([], tf.float32),  # lam (the first lam of the constrained formulation)
         tf.TensorSpec([], tf.float32),  # learning rate
         tf.TensorSpec([], tf.int32),  # iterations
         tf.TensorSpec([], tf.float32),  # init
         tf.TensorSpec([], tf.float32),  # momentum
+        tf.TensorSpec([], tf.float32),  # target tau (0: the paper's fixed-lam formulation)
+        tf.TensorSpec([], tf.float32),  # dual rate eta
+        tf.TensorSpec([], tf.int32),  # patience (0: never stop early)
     ]
+    cells = float(gh * gw)
 
     @tf.function(input_signature=spec, jit_compile=jit_compile, autograph=False)
-    def optimise(images, requests, class_ids, baseline, lam, learning_rate, iterations, init, momentum):
+    def optimise(images, requests, class_ids, baseline, lam, learning_rate, iterations, init, momentum, target, dual_rate, patience):
         count_trace("grid_saliency")
         n = tf.shape(images)[0]
         score = class_score(images, class_ids)
+        constrained = target > 0.0
         grid0 = tf.fill([n, gh, gw], init)
         history0 = tf.TensorArray(tf.float32, size=iterations, element_shape=[None])
-
+        log_lam0 = tf.fill([n], tf.math.log(tf.maximum(lam, 1e-12)))
+        best_size0 = tf.fill([n], np.float32(np.inf))
+        stall0 = tf.zeros([n], tf.int32)
         window_start = iterations - settle_window(iterations)
 
-        def body(t, grid, anchor, state_a, state_b, history):
+        def running(t, grid, best, best_size, stall, log_lam, anchor, state_a, state_b, history):
+            stop_early = constrained & (patience > 0) & tf.reduce_all(stall >= patience)
+            return (t < iterations) & tf.logical_not(stop_early)
+
+        def body(t, grid, best, best_size, stall, log_lam, anchor, state_a, state_b, history):
             anchor = tf.where(tf.equal(t, window_start), grid, anchor)  # the mask where the last window starts
             with tf.GradientTape() as tape:
                 tape.watch(grid)
-                loss = obj.objective(grid, score, class_score(apply(grid, images, requests, baseline), class_ids), requests, lam)
+                perturbed = class_score(apply(grid, images, requests, baseline), class_ids)
+                loss = obj.objective(grid, score, perturbed, requests, tf.exp(log_lam))
                 scaled = tf.reduce_sum(loss) * scale
             grad = tape.gradient(scaled, grid) / scale
+            # Constrained formulation (target > 0): a request whose prediction falls below the
+            # target goes back to its last mask that kept it, with lam times ``backoff`` and fresh
+            # optimiser moments; ``best`` holds that last feasible mask.
+            preserved = obj.score_ratio(score, perturbed, requests)
+            feasible = preserved >= target
+            lost = constrained & tf.logical_not(feasible)
+            best = tf.where((constrained & feasible)[:, None, None], grid, best)
+            best_size = tf.where(constrained & feasible, obj.sparsity(grid), best_size)
+            stall = tf.where(lost, 0, stall + 1)
             grid, (state_a, state_b) = step(grid, grad, (state_a, state_b), t + 1, learning_rate, momentum)
-            return t + 1, grid, anchor, state_a, state_b, history.write(t, loss)
+            back = lost[:, None, None]
+            grid = tf.where(back, best, grid)
+            state_a = tf.where(back, 0.0, state_a)
+            state_b = tf.where(back, 0.0, state_b)
+            log_lam = log_lam + tf.where(lost, tf.math.log(tf.maximum(dual_rate, 1e-6)), 0.0)
+            return t + 1, grid, best, best_size, stall, log_lam, anchor, state_a, state_b, history.write(t, loss)
 
         zeros_a, zeros_b = optim.init_state(grid0)
-        _, grid, anchor, _, _, history = tf.while_loop(
-            lambda t, *_: t < iterations,
+        matrix = tf.TensorShape([None, gh, gw])
+        vector = tf.TensorShape([None])
+        ran, grid, best, best_size, stall, _, anchor, _, _, history = tf.while_loop(
+            running,
             body,
-            (tf.constant(0), grid0, grid0, zeros_a, zeros_b, history0),
-            shape_invariants=(
-                tf.TensorShape([]),
-                tf.TensorShape([None, gh, gw]),
-                tf.TensorShape([None, gh, gw]),
-                tf.TensorShape([None, gh, gw]),
-                tf.TensorShape([None, gh, gw]),
-                None,
-            ),
+            (tf.constant(0), grid0, grid0, best_size0, stall0, log_lam0, grid0, zeros_a, zeros_b, history0),
+            shape_invariants=(tf.TensorShape([]), matrix, matrix, vector, vector, vector, matrix, matrix, matrix, None),
         )
-        # Final mask and the no-context check (M = 0) in one forward pass of 2N images.
-        both = tf.concat([grid, tf.zeros_like(grid)], 0)
-        x_both = apply(both, tf.tile(images, [2, 1, 1, 1]), tf.tile(requests, [2, 1, 1]), tf.tile(baseline, [2, 1, 1, 1]))
-        s_both = class_score(x_both, tf.tile(class_ids, [2]))
-        s_final, s_empty = s_both[:n], s_both[n:]
+        # A run stopped early repeats its last objective for the iterations it did not need.
+        last = history.read(tf.maximum(ran - 1, 0))
+        _, history = tf.while_loop(lambda t, h: t < iterations, lambda t, h: (t + 1, h.write(t, last)), (ran, history))
+        # Settled: no cell moved more than SETTLE_TOLERANCE over the last window (and, constrained,
+        # no request went back to an earlier mask in it).
+        settled = (tf.reduce_max(tf.abs(grid - anchor), axis=[1, 2]) <= SETTLE_TOLERANCE) & (
+            tf.logical_not(constrained) | (stall >= settle_window(ran)))
+        # Final mask, the smallest feasible one and the no-context check (M = 0) in one forward
+        # pass of 3N images.
+        three = tf.concat([grid, best, tf.zeros_like(grid)], 0)
+        x_three = apply(three, tf.tile(images, [3, 1, 1, 1]), tf.tile(requests, [3, 1, 1]), tf.tile(baseline, [3, 1, 1, 1]))
+        s_three = class_score(x_three, tf.tile(class_ids, [3]))
+        s_final, s_best, s_empty = s_three[:n], s_three[n:2 * n], s_three[2 * n:]
+        # Constrained: the final mask when it keeps the target, else the smallest one that did.
+        fallback = constrained & (obj.score_ratio(score, s_final, requests) < target) & tf.math.is_finite(best_size)
+        grid = tf.where(fallback[:, None, None], best, grid)
+        s_final = tf.where(fallback[:, None, None], s_best, s_final)
         area = tf.reduce_sum(requests, axis=[1, 2])
         return {
             "saliency": upsample_grid(grid, (height, width), upsampling),
@@ -402,7 +454,8 @@ def _build_graph(get_model, image_shape, grid_size, mode, upsampling, optimizer,
             "preserved_score": obj.score_ratio(score, s_final, requests),
             "no_context_score": obj.score_ratio(score, s_empty, requests),
             "original_score": tf.reduce_sum(score * requests, axis=[1, 2]) / area,
-            "mask_change": tf.reduce_max(tf.abs(grid - anchor), axis=[1, 2]),
+            "converged": settled,
+            "iterations_run": tf.fill([n], ran),
         }
 
     return optimise

@@ -96,8 +96,10 @@ def build_tflite_model(entry: dict, zoo_dir, tflite_dir=None, image_dirs=(), for
     imported = from_tflite(tflite, output=OUTPUT, float_input_range=float_range)
     info = imported.tflite_info
     if max(info.num_classes, 2) != len(entry["classes"]):
-        expected = "2 (background, foreground) for its one output channel" if info.num_classes == 1 else info.num_classes
-        raise GsalInputError(f"{name}: {tflite.name} needs {expected} class names, the plan names {len(entry['classes'])}")
+        expected = "2 (background, foreground) for its one output channel" if info.num_classes == 1 \
+            else info.num_classes
+        raise GsalInputError(f"{name}: {tflite.name} needs {expected} class names, "
+                             f"the plan names {len(entry['classes'])}")
     write_model_file(imported, weights, entry.get("weights_dtype", WEIGHTS_DTYPE),
                      metadata={"tflite_info": _jsonable(info), "source": _source(entry)})
     shipped, _ = read_model_file(weights)
@@ -156,7 +158,8 @@ def manifest_record(entry: dict, info, model, weights: Path, agreement: dict, sa
             "argmax_agreement_float16_vs_float32": per_image("float16_vs_float32"),
             "argmax_agreement_float16_vs_tflite": per_image("float16_vs_tflite"),
             "argmax_agreement_float32_vs_tflite": per_image("float32_vs_tflite"),
-            **({"max_probability_difference_float32_vs_tflite": probability_difference} if probability_difference else {}),
+            **({"max_probability_difference_float32_vs_tflite": probability_difference}
+               if probability_difference else {}),
             "measured_on": _measured_on(entry, info, dtype),
         },
         "training": {

@@ -61,13 +61,16 @@ def generate(
         def advance(split: str, done: int, total: int) -> None:
             progress.update(tasks[split], completed=done)
 
-        out.parent.mkdir(parents=True, exist_ok=True)
         # Shards are written to a scratch folder, then handed to the stage that moves everything
-        # into OUT at once: an interrupted run leaves no partial dataset behind.
-        with staged_outputs(out) as stage, tempfile.TemporaryDirectory(prefix=".gsal-work-", dir=out.parent) as work:
-            card = data.generate(work, splits=splits, progress=advance)
-            for name in card["files"]:
-                os.replace(Path(work) / name, stage.path(name))
+        # into OUT at once: an interrupted run leaves no partial dataset behind. A folder that
+        # cannot be written (read-only, full) is one error line.
+        try:
+            with staged_outputs(out) as stage, tempfile.TemporaryDirectory(prefix=".gsal-work-", dir=out.parent) as work:
+                card = data.generate(work, splits=splits, progress=advance)
+                for name in card["files"]:
+                    os.replace(Path(work) / name, stage.path(name))
+        except GsalError as exc:
+            raise fail(str(exc)) from None
     seconds = time.perf_counter() - start
 
     console.print(_summary_table(card))
