@@ -31,7 +31,8 @@ def test_wheel_ships_every_package_and_the_zoo(tmp_path):
             assert wanted in names, f"{wanted} missing from the wheel (add its package to pyproject.toml)"
     entries = gs.zoo.list_models()
     tmnist = {f"tmnist-{b}-{s}" for b in ("mobilenetv2", "xception") for s in ("unbiased", "weak", "strong")}
-    real = {"pascal-mobilenetv2", "pascal-mobilenetv2-0.5", "pascal-mobilenetv2-0.5-257", "cityscapes-mobilenet-edgetpu"}
+    real = {"pascal-mobilenetv2", "pascal-mobilenetv2-0.5", "pascal-mobilenetv2-0.5-257", "cityscapes-mobilenet-edgetpu", "ade20k-mobilenetv2",
+            "mediapipe-selfie"}
     assert {e.name for e in entries} == tmnist | real
     for entry in entries:
         assert f"gsal_tf/zoo_files/{entry.weights}" in names

@@ -89,7 +89,8 @@ def test_url_weights_download_once_into_the_cache(tiny_weights, tmp_path, monkey
 
 TMNIST = [f"tmnist-{backbone}-{bias}" for bias in ("unbiased", "strong", "weak") for backbone in ("mobilenetv2", "xception")]
 #: Pretrained networks imported from TFLite releases (tests/test_real_zoo.py checks them in depth).
-REAL = ["pascal-mobilenetv2", "pascal-mobilenetv2-0.5", "pascal-mobilenetv2-0.5-257", "cityscapes-mobilenet-edgetpu"]
+REAL = ["pascal-mobilenetv2", "pascal-mobilenetv2-0.5", "pascal-mobilenetv2-0.5-257", "cityscapes-mobilenet-edgetpu", "ade20k-mobilenetv2",
+        "mediapipe-selfie"]
 SHIPPED = TMNIST + REAL
 
 

@@ -14,7 +14,7 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from gsal_cli.console import console, fail, staged_outputs
-from gsal_cli.options import FigureFormat, build_request, class_names_of, configure_threads, figure_format_option, image_input, parse_pair, resolve_model, threads_option
+from gsal_cli.options import CustomModules, FigureFormat, UnsafeDeserialization, build_request, class_names_of, configure_threads, figure_format_option, image_input, parse_pair, resolve_model, threads_option
 
 
 def explain(
@@ -38,6 +38,8 @@ def explain(
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output folder (default: gsal-out/<image name>)."),
     figure_format: FigureFormat = figure_format_option(),
     threads: Optional[int] = threads_option(),
+    custom_modules: CustomModules = None,
+    unsafe: UnsafeDeserialization = False,
 ) -> None:
     """Explain which context makes the model predict CLASS inside the request.
 
@@ -54,6 +56,7 @@ def explain(
     """
     import gsal_tf as gs
     from gsal_tf import viz
+    from gsal_tf import loading
     from gsal_tf.loading import fit_to_model, match_channels, model_input_channels
 
     try:
@@ -83,7 +86,10 @@ def explain(
                 request_class = case.get("request_class", request_class)
                 console.print(f"[bold]demo[/]: {case['description']}")
             else:
-                net, model_name = resolve_model(model)
+                net, model_name = resolve_model(model, custom_modules, unsafe)
+                hint = loading.pixel_range_hint(net, pixel_scale)
+                if hint:
+                    console.print(f"[yellow]warning:[/] {escape(hint)}")
                 req, cls, stem, labels = None, class_id, image.stem, None
             # An image of another size than the network's fixed input is letterboxed to it; the
             # saliency, the prediction and the request are mapped back to the image for the outputs.
@@ -123,6 +129,9 @@ def explain(
         raise fail(str(exc)) from None
 
     _print_table(summary)
+    if not summary["converged"]:
+        console.print(f"[yellow]warning:[/] the mask was still changing over its last iterations (a cell moved by "
+                      f"{summary['mask_change']:.2f}): more --iterations may give another answer")
     if summary["preserved_score"] < 0.9:
         console.print("[yellow]warning:[/] the kept context preserves less than 90% of the prediction; try more --iterations or a smaller --lam")
     console.print(f"wrote [bold]{escape(str(out_dir))}/[/] saliency.npy, overlay.{figure_format.value}, summary.json")
@@ -175,6 +184,8 @@ def _summary(result, req, model_name, image, seconds, class_names=None) -> dict:
         "preserved_score": float(result.preserved_score[0]),
         "no_context_score": float(result.no_context_score[0]),
         "final_loss": float(result.final_loss[0]),
+        "converged": bool(result.converged[0]),
+        "mask_change": round(float(result.mask_change[0]), 4),
         "salient_context_share": None if np.isnan(share) else share,
         "grid": result.grid[0].round(4).tolist(),
         "seconds": round(seconds, 4),

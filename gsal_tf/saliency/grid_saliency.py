@@ -88,13 +88,12 @@ class Explanation(ExplanationResult):
     class_ids : int32 (N,)
     params : dict — the settings used (``params["method"] == "grid_saliency"``).
     seconds : float — wall time of the optimisation.
-    converged : bool (N,) — whether the returned mask had settled: for the paper's formulation, no
-        grid cell moved by more than :data:`SETTLE_TOLERANCE` over the last
-        :func:`settle_window` iterations; for the constrained one, the smallest mask that keeps
-        the target had not shrunk over them (or for ``patience`` steps). False means a mask
-        still on its way, not an answer: give more iterations.
-    iterations_run : int32 (N,) — iterations the batch of this request ran (fewer than
-        ``iterations`` when every request of the batch had settled, see ``patience``).
+    converged : bool (N,) — whether the returned mask had settled: no grid cell moved by more
+        than :data:`SETTLE_TOLERANCE` over the last :func:`settle_window` iterations (and, with a
+        ``target``, the request did not go back to an earlier mask in them). False means a mask
+        still on its way: more iterations may give another answer.
+    mask_change : float32 (N,) — the largest change of a grid cell over the last
+        :func:`settle_window` iterations.
 
     It extends :class:`gsal_tf.explainer.ExplanationResult`, as every explainer's result does.
     """
@@ -105,7 +104,7 @@ class Explanation(ExplanationResult):
     preserved_score: np.ndarray
     no_context_score: np.ndarray
     converged: np.ndarray
-    iterations_run: np.ndarray
+    mask_change: np.ndarray
 
 
 #: A mask has settled (``Explanation.converged``) when no cell moved by more than
@@ -200,6 +199,32 @@ class GridSaliency(Explainer):
         Compile the optimisation loop with XLA.
     seed : int, default 0
         Seed of the "noise" baseline (the optimisation itself is deterministic).
+    target : float in [0, 1], default 0.0
+        0 is the paper's formulation: one fixed ``lam`` trades mask size against the score, and a
+        large ``lam`` can remove context until the prediction is lost and the mask is empty
+        ("collapsed") although the network needs context. A target τ > 0 asks instead for the
+        smallest context that keeps the preserved score at least τ: a request whose preserved
+        score falls below τ goes back to its last mask that kept τ, its ``lam`` is multiplied by
+        ``backoff`` and its optimiser moments restart. A mask is then empty only when the
+        prediction holds without context, and the answer keeps τ (or the mask is the one that
+        last did). Measured on held-out biased TextureMNIST requests (``python
+        benchmarks/defaults.py MNIST.npz --settings ...``; test_seed 4242, 40 requests per model,
+        CBL counting a request without salient context as chance; MobileNetV2 / Xception):
+
+        ========================================  =============  =============  ===============
+        setting (100 iterations, lr 0.03)         CBL strong     CBL weak       collapsed masks
+        ========================================  =============  =============  ===============
+        paper, lam 1 (the default)                0.872 / 0.791  0.831 / 0.805  0, 4, 1, 1
+        paper, lam 8                              0.889 / 0.861  —              7, 10, —, —
+        target 0.9, lam 8, backoff 0.5            0.950 / 0.941  0.886 / 0.897  0, 0, 0, 0
+        target 0.95, lam 8, backoff 0.5           0.933 / 0.902  —              0, 0, —, —
+        ========================================  =============  =============  ===============
+
+        Fewer iterations with larger steps (lam 16, lr 0.05, 60 iterations: 0.953 / 0.912 strong,
+        0.880 / 0.829 weak) lose localisation; the defaults stay the paper's until a setting
+        is measured to serve the zoo and real photos alike.
+    backoff : float in (0, 1], default 0.5
+        With a ``target``: the factor on a request's ``lam`` each time it loses its prediction.
     """
 
     method = "grid_saliency"
@@ -223,8 +248,7 @@ class GridSaliency(Explainer):
         jit_compile: bool = False,
         seed: int = 0,
         target: float = 0.0,
-        dual_rate: float = 0.1,
-        patience: int = 0,
+        backoff: float = 0.5,
     ):
         super().__init__(model, output=output, batch_size=batch_size, jit_compile=jit_compile)
         check_choice("mode", mode, MODES)
@@ -237,8 +261,7 @@ class GridSaliency(Explainer):
         check_number("init", init, minimum=0.0, maximum=1.0)
         check_number("blur_sigma", blur_sigma, minimum=0.0, strict=True)
         check_number("target", target, minimum=0.0, maximum=1.0)
-        check_number("dual_rate", dual_rate, minimum=0.0)
-        check_number("patience", patience, minimum=0, integer=True)
+        check_number("backoff", backoff, minimum=0.0, maximum=1.0, strict=True)
         self.grid_size = check_grid_size(grid_size, None)
         self.iterations = int(iterations)
         self.lam = float(lam)
@@ -252,8 +275,7 @@ class GridSaliency(Explainer):
         self.blur_sigma = float(blur_sigma)
         self.seed = int(seed)
         self.target = float(target)
-        self.dual_rate = float(dual_rate)
-        self.patience = int(patience)
+        self.backoff = float(backoff)
 
     def _method_params(self) -> dict:
         return {
@@ -270,8 +292,7 @@ class GridSaliency(Explainer):
             "blur_sigma": self.blur_sigma,
             "seed": self.seed,
             "target": self.target,
-            "dual_rate": self.dual_rate,
-            "patience": self.patience,
+            "backoff": self.backoff,
         }
 
     def explain(self, images, request_masks, class_ids) -> Explanation:
@@ -305,7 +326,7 @@ class GridSaliency(Explainer):
             preserved_score=merged["preserved_score"],
             no_context_score=merged["no_context_score"],
             converged=merged["converged"].astype(bool),
-            iterations_run=merged["iterations_run"],
+            mask_change=merged["mask_change"],
             original_score=merged["original_score"],
             class_ids=classes,
             params=self.params,
@@ -313,8 +334,8 @@ class GridSaliency(Explainer):
         )
 
     def hyper_tensors(self) -> tuple:
-        """(lam, learning_rate, iterations, init, momentum, target, dual_rate, patience) as the
-        scalar tensors the graph takes."""
+        """(lam, learning_rate, iterations, init, momentum, target, backoff) as the scalar tensors
+        the graph takes."""
         return (
             tf.constant(self.lam, tf.float32),
             tf.constant(self.learning_rate, tf.float32),
@@ -322,8 +343,7 @@ class GridSaliency(Explainer):
             tf.constant(self.init, tf.float32),
             tf.constant(self.momentum, tf.float32),
             tf.constant(self.target, tf.float32),
-            tf.constant(self.dual_rate, tf.float32),
-            tf.constant(self.patience, tf.int32),
+            tf.constant(self.backoff, tf.float32),
         )
 
     @classmethod
@@ -372,13 +392,12 @@ def _build_graph(get_model, image_shape, grid_size, mode, upsampling, optimizer,
         tf.TensorSpec([], tf.float32),  # init
         tf.TensorSpec([], tf.float32),  # momentum
         tf.TensorSpec([], tf.float32),  # target tau (0: the paper's fixed-lam formulation)
-        tf.TensorSpec([], tf.float32),  # dual rate eta
-        tf.TensorSpec([], tf.int32),  # patience (0: never stop early)
+        tf.TensorSpec([], tf.float32),  # backoff of lam when a request loses its prediction
     ]
     cells = float(gh * gw)
 
     @tf.function(input_signature=spec, jit_compile=jit_compile, autograph=False)
-    def optimise(images, requests, class_ids, baseline, lam, learning_rate, iterations, init, momentum, target, dual_rate, patience):
+    def optimise(images, requests, class_ids, baseline, lam, learning_rate, iterations, init, momentum, target, backoff):
         count_trace("grid_saliency")
         n = tf.shape(images)[0]
         score = class_score(images, class_ids)
@@ -389,10 +408,6 @@ def _build_graph(get_model, image_shape, grid_size, mode, upsampling, optimizer,
         best_size0 = tf.fill([n], np.float32(np.inf))
         stall0 = tf.zeros([n], tf.int32)
         window_start = iterations - settle_window(iterations)
-
-        def running(t, grid, best, best_size, stall, log_lam, anchor, state_a, state_b, history):
-            stop_early = constrained & (patience > 0) & tf.reduce_all(stall >= patience)
-            return (t < iterations) & tf.logical_not(stop_early)
 
         def body(t, grid, best, best_size, stall, log_lam, anchor, state_a, state_b, history):
             anchor = tf.where(tf.equal(t, window_start), grid, anchor)  # the mask where the last window starts
@@ -416,35 +431,40 @@ def _build_graph(get_model, image_shape, grid_size, mode, upsampling, optimizer,
             grid = tf.where(back, best, grid)
             state_a = tf.where(back, 0.0, state_a)
             state_b = tf.where(back, 0.0, state_b)
-            log_lam = log_lam + tf.where(lost, tf.math.log(tf.maximum(dual_rate, 1e-6)), 0.0)
+            log_lam = log_lam + tf.where(lost, tf.math.log(tf.maximum(backoff, 1e-6)), 0.0)
             return t + 1, grid, best, best_size, stall, log_lam, anchor, state_a, state_b, history.write(t, loss)
 
         zeros_a, zeros_b = optim.init_state(grid0)
         matrix = tf.TensorShape([None, gh, gw])
         vector = tf.TensorShape([None])
-        ran, grid, best, best_size, stall, _, anchor, _, _, history = tf.while_loop(
-            running,
+        _, grid, best, best_size, stall, _, anchor, _, _, history = tf.while_loop(
+            lambda t, *_: t < iterations,
             body,
             (tf.constant(0), grid0, grid0, best_size0, stall0, log_lam0, grid0, zeros_a, zeros_b, history0),
             shape_invariants=(tf.TensorShape([]), matrix, matrix, vector, vector, vector, matrix, matrix, matrix, None),
         )
-        # A run stopped early repeats its last objective for the iterations it did not need.
-        last = history.read(tf.maximum(ran - 1, 0))
-        _, history = tf.while_loop(lambda t, h: t < iterations, lambda t, h: (t + 1, h.write(t, last)), (ran, history))
         # Settled: no cell moved more than SETTLE_TOLERANCE over the last window (and, constrained,
         # no request went back to an earlier mask in it).
-        settled = (tf.reduce_max(tf.abs(grid - anchor), axis=[1, 2]) <= SETTLE_TOLERANCE) & (
-            tf.logical_not(constrained) | (stall >= settle_window(ran)))
-        # Final mask, the smallest feasible one and the no-context check (M = 0) in one forward
-        # pass of 3N images.
-        three = tf.concat([grid, best, tf.zeros_like(grid)], 0)
-        x_three = apply(three, tf.tile(images, [3, 1, 1, 1]), tf.tile(requests, [3, 1, 1]), tf.tile(baseline, [3, 1, 1, 1]))
-        s_three = class_score(x_three, tf.tile(class_ids, [3]))
-        s_final, s_best, s_empty = s_three[:n], s_three[n:2 * n], s_three[2 * n:]
-        # Constrained: the final mask when it keeps the target, else the smallest one that did.
-        fallback = constrained & (obj.score_ratio(score, s_final, requests) < target) & tf.math.is_finite(best_size)
-        grid = tf.where(fallback[:, None, None], best, grid)
-        s_final = tf.where(fallback[:, None, None], s_best, s_final)
+        change = tf.reduce_max(tf.abs(grid - anchor), axis=[1, 2])
+        settled = (change <= SETTLE_TOLERANCE) & (
+            tf.logical_not(constrained) | (stall >= settle_window(iterations)))
+        def scores_of(*grids):
+            """f_c(x') (N,H,W) for each of the grids (N,gh,gw), in one forward pass."""
+            k = len(grids)
+            x = apply(tf.concat(grids, 0), tf.tile(images, [k, 1, 1, 1]), tf.tile(requests, [k, 1, 1]), tf.tile(baseline, [k, 1, 1, 1]))
+            return tf.split(class_score(x, tf.tile(class_ids, [k])), k)
+
+        def final_constrained():
+            # The final mask when it keeps the target, else the last one that did.
+            s_final, s_best, s_empty = scores_of(grid, best, tf.zeros_like(grid))
+            fallback = (obj.score_ratio(score, s_final, requests) < target) & tf.math.is_finite(best_size)
+            return tf.where(fallback[:, None, None], best, grid), tf.where(fallback[:, None, None], s_best, s_final), s_empty
+
+        def final_paper():
+            s_final, s_empty = scores_of(grid, tf.zeros_like(grid))  # the final mask and no context (M = 0)
+            return grid, s_final, s_empty
+
+        grid, s_final, s_empty = tf.cond(constrained, final_constrained, final_paper)
         area = tf.reduce_sum(requests, axis=[1, 2])
         return {
             "saliency": upsample_grid(grid, (height, width), upsampling),
@@ -455,7 +475,7 @@ def _build_graph(get_model, image_shape, grid_size, mode, upsampling, optimizer,
             "no_context_score": obj.score_ratio(score, s_empty, requests),
             "original_score": tf.reduce_sum(score * requests, axis=[1, 2]) / area,
             "converged": settled,
-            "iterations_run": tf.fill([n], ran),
+            "mask_change": change,
         }
 
     return optimise
