@@ -259,12 +259,13 @@ def test_a_keras_hub_file_round_trips_and_exports(hub_models, tmp_path):
 # --------------------------------------------------------------------------- exports
 
 
-def _check_export(model, folder, images, output=None):
+def _check_export(model, folder, images, output=None, mask=None, class_id=1):
     """``gsal export`` of ``model``'s file vs the in-process explainer: saliency within 1e-5, in a
-    process that never imports gsal."""
+    process that never imports gsal. The request is ``mask`` (N,H,W), else the centre third."""
     explainer = gs.GridSaliency(model, iterations=20, output=output)
-    mask = np.zeros(images.shape[:3], np.float32)
-    mask[:, images.shape[1] // 3: 2 * images.shape[1] // 3, images.shape[2] // 3: 2 * images.shape[2] // 3] = 1
+    if mask is None:
+        mask = np.zeros(images.shape[:3], np.float32)
+        mask[:, images.shape[1] // 3: 2 * images.shape[1] // 3, images.shape[2] // 3: 2 * images.shape[2] // 3] = 1
     export_explainer(explainer, folder / "explainer", images.shape[1:])
     export_model(model, folder / "segmentation", images.shape[1:])
     np.save(folder / "images.npy", images)
@@ -276,13 +277,13 @@ def _check_export(model, folder, images, output=None):
         loaded = tf.saved_model.load(d + "/explainer")
         out = loaded.signatures["serving_default"](images=tf.constant(np.load(d + "/images.npy")),
                                                    request_masks=tf.constant(np.load(d + "/masks.npy")),
-                                                   class_ids=tf.constant([1] * {len(images)}, tf.int32))
+                                                   class_ids=tf.constant([{class_id}] * {len(images)}, tf.int32))
         np.save(d + "/saliency.npy", out["saliency"].numpy())
         assert not any(m.startswith("gsal") for m in sys.modules), "gsal was imported"
     """)
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    reference = explainer.explain(images, mask, [1] * len(images))
+    reference = explainer.explain(images, mask, [class_id] * len(images))
     np.testing.assert_allclose(np.load(folder / "saliency.npy"), reference.saliency, atol=1e-5)
 
 
@@ -321,3 +322,26 @@ def test_a_model_that_rescales_its_own_input_gets_a_pixel_range_hint():
     assert "--pixel-scale 1" in pixel_range_hint(rescaling, 1 / 255)
     assert pixel_range_hint(rescaling, 1.0) is None       # fed 0-255: right
     assert pixel_range_hint(plain, 1 / 255) is None
+
+
+def test_the_cli_imports_a_custom_module_or_says_which_to_give(custom_files, keras_case, tmp_path):
+    common = (keras_case["dir"] / "image.png", "--model", custom_files / "custom.keras", "--request-point", "15,15", "--iterations", 10)
+    res = run("explain", *common, "--out", tmp_path / "without")
+    assert res.exit_code == 2 and "user>ScaledConv" in res.output and "--custom-module" in res.output
+    assert "Traceback" not in res.output and not (tmp_path / "without").exists()
+    res = run("explain", *common, "--custom-module", custom_files / "my_layers.py", "--out", tmp_path / "with")
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "with" / "saliency.npy").is_file()
+
+
+def test_a_tflite_import_exports_an_explainer_equal_to_in_process(tmp_path):
+    """A shipped TFLite import (the float PASCAL network): exported explainer vs in-process, on
+    the shipped CC0 photo letterboxed to its input, the riders (person) as the request."""
+    from gsal_tf.loading import fit_to_model, load_image
+
+    model = gs.zoo.load("pascal-mobilenetv2-0.5-257")
+    photo = load_image(gs.zoo.zoo_dir() / "samples" / "bike_riders_513.png")
+    image, _ = fit_to_model(photo, model)
+    person = (gs.GridSaliency(model).predict(image[None])[0].argmax(-1) == 15).astype(np.float32)
+    assert person.sum() > 100
+    _check_export(model, tmp_path, image[None].astype(np.float32), mask=person[None], class_id=15)
