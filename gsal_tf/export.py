@@ -45,6 +45,10 @@ def export_model(model, path, image_shape=None) -> Path:
         model.export(str(path), format="tf_saved_model", verbose=False)
         return path
     model = as_segmentation_model(model)
+    if image_shape is None or len(tuple(image_shape)) != 3:
+        from gsal_tf.errors import GsalInputError
+
+        raise GsalInputError(f"export_model of a {type(model).__name__} needs image_shape=(H,W,C): the images its signature takes")
     height, width, channels = (int(v) for v in image_shape)
     module = tf.Module(name="segmentation")
     module.network = model  # tracked: its variables are saved with the module

@@ -336,6 +336,31 @@ def test_full_disk_monkeypatched_then_resume(model, clean, tmp_path, monkeypatch
     assert _columns(out) == _columns(whole)
 
 
+def test_a_first_shard_whose_table_fails_after_its_maps_leaves_a_reusable_folder(model, tmp_path, rng, monkeypatch):
+    """With --maps, shard 0's map file is written before its table: a full disk between the two
+    leaves no folder behind, and a folder holding such a map is reused by the next run."""
+    images, labels = make_pairs(tmp_path, rng, n=4)
+    write = store._write_file
+
+    def full_at_the_table(path, data):
+        if path.name.startswith(".part-00000.parquet."):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+        write(path, data)
+
+    monkeypatch.setattr(store, "_write_file", full_at_the_table)
+    out = tmp_path / "out"
+    with pytest.raises(GsalInputError, match="no space left on the device"):
+        explain_dataset(model, images, out, labels=labels, options=OPTIONS, store_maps=True, policy=RequestPolicy(zone="component", min_pixels=4))
+    assert not out.exists()
+    # a folder left with an orphan map (e.g. by a killed process) does not block the next run
+    (out / "maps").mkdir(parents=True)
+    (out / "maps" / "part-00000.npz").write_bytes(b"orphan")
+    monkeypatch.setattr(store, "_write_file", write)
+    summary = explain_dataset(model, images, out, labels=labels, options={**OPTIONS, "lam": 2.0}, store_maps=True,
+                              policy=RequestPolicy(zone="component", min_pixels=4))
+    assert summary.requests == 12 and store.read_card(out)["status"] == "complete"
+
+
 # -- damaged shards and foreign cards ------------------------------------------------------------
 
 

@@ -8,9 +8,8 @@ reset before each (``/proc/self/clear_refs``), so the difference is what the pho
 Why 512 MiB: what the photo itself must cost is its decoded 8-bit pixels (36 MB), the float32
 image the network reads it from (144 MB), the request mask at its size (12 MB, plus a bool copy)
 and saliency.npy at its size (48 MB float32) — about 250 MB; the bound is twice that. Figures
-are drawn at screen resolution (``viz.SCREEN_SIDE``) and add nothing that grows with the photo.
-Before they were, the request outline alone was a float32 mask upsampled 8x each way, 3 GB per
-panel at 12 MP (issue 24 measured 17.3 GiB for the figure of a 3 MP photo).
+are drawn at screen resolution (``viz.SCREEN_SIDE``) and add nothing that grows with the photo;
+a request outline drawn from the mask upsampled 8x each way would alone be 3 GB per panel at 12 MP.
 
 Measured in a child process (its own VmHWM), with the CLI's own code path (``gsal_cli.main.app``)
 and the small hand-built model of ``conftest.conv_model_file``.

@@ -122,3 +122,23 @@ def test_dataset_folder_source_reads_photos_as_displayed(tmp_path):
     samples = [sample for _, sample in open_source(folder).iter_from(0)]
     assert [s.image.shape for s in samples] == [(60, 40, 3), (40, 60, 3)]
     np.testing.assert_allclose(samples[1].image, as_displayed_by_pillow(folder / "b.png") / 255, atol=1e-6)
+
+
+@pytest.mark.parametrize("orientation", [3, 6, 8])
+def test_label_maps_follow_their_photo_when_it_is_turned(tmp_path, orientation):
+    """A label PNG without an orientation of its own, aligned with the photo's stored pixels, is
+    turned with the photo; one already in the displayed shape is kept as it is."""
+    images, labels = tmp_path / "images", tmp_path / "labels"
+    images.mkdir()
+    labels.mkdir()
+    stored = stored_pixels()
+    write_with_orientation(images / "a.png", stored, orientation)
+    ids = np.zeros(stored.shape[:2], np.uint8)
+    ids[:10, :15] = 1  # the stored top-left corner
+    cv2.imwrite(str(labels / "a.png"), ids)
+    (sample,) = [s for _, s in open_source(images, labels=labels).iter_from(0)]
+    np.testing.assert_array_equal(sample.labels, orient(ids, orientation))
+    if orientation >= 5:  # a label exported in the displayed shape is not turned again
+        cv2.imwrite(str(labels / "a.png"), orient(ids, orientation))
+        (sample,) = [s for _, s in open_source(images, labels=labels).iter_from(0)]
+        np.testing.assert_array_equal(sample.labels, orient(ids, orientation))

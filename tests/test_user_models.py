@@ -167,7 +167,13 @@ def custom_files(tmp_path_factory):
     return d
 
 
+def _forget_custom_layer():
+    """Unregister the custom layer a test before imported: each test starts as a fresh process."""
+    keras.saving.get_custom_objects().pop("user>ScaledConv", None)
+
+
 def test_custom_layers_need_their_module_and_say_so(custom_files):
+    _forget_custom_layer()
     with pytest.raises(gs.GsalInputError, match=r"custom object 'user>ScaledConv'.*--custom-module"):
         load_model(custom_files / "custom.keras")
     model = load_model(custom_files / "custom.keras", custom_modules=[custom_files / "my_layers.py"])
@@ -325,7 +331,9 @@ def test_a_model_that_rescales_its_own_input_gets_a_pixel_range_hint():
 
 
 def test_the_cli_imports_a_custom_module_or_says_which_to_give(custom_files, keras_case, tmp_path):
-    common = (keras_case["dir"] / "image.png", "--model", custom_files / "custom.keras", "--request-point", "15,15", "--iterations", 10)
+    _forget_custom_layer()
+    common = (keras_case["dir"] / "image.png", "--model", custom_files / "custom.keras", "--request", keras_case["dir"] / "request.png",
+              "--class", 1, "--iterations", 10)
     res = run("explain", *common, "--out", tmp_path / "without")
     assert res.exit_code == 2 and "user>ScaledConv" in res.output and "--custom-module" in res.output
     assert "Traceback" not in res.output and not (tmp_path / "without").exists()

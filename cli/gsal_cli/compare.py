@@ -20,7 +20,7 @@ import typer
 from rich.markup import escape
 
 from gsal_cli.console import compact_table, console, fail, staged_outputs
-from gsal_cli.options import FigureFormat, build_request, class_names_of, configure_threads, figure_format_option, image_input, parse_pair, resolve_model, threads_option
+from gsal_cli.options import CustomModules, FigureFormat, UnsafeDeserialization, build_request, class_names_of, configure_threads, figure_format_option, image_input, parse_pair, resolve_model, threads_option
 
 
 def compare_backbones(
@@ -39,6 +39,8 @@ def compare_backbones(
     out: Path = typer.Option(Path("gsal-out/compare"), "--out", "-o", help="Output folder."),
     figure_format: FigureFormat = figure_format_option(),
     threads: Optional[int] = threads_option(),
+    custom_modules: CustomModules = None,
+    unsafe: UnsafeDeserialization = False,
 ) -> None:
     """Explain the same request with each model (e.g. MobileNetV2 vs Xception) and compare.
 
@@ -67,7 +69,7 @@ def compare_backbones(
         nets = {}
         with console.status("loading models"):
             for name in names:
-                nets[_short(name)] = resolve_model(name)[0]
+                nets[_short(name)] = resolve_model(name, custom_modules, unsafe)[0]
         class_names = class_names_of(next(iter(nets.values())))  # classes are the first model's
         # The image is letterboxed to the models' common fixed input, as `gsal explain` does.
         sizes = {model_input_size(net) for net in nets.values()}

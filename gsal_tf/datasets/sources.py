@@ -141,7 +141,7 @@ class FolderSource(Source):
         image = _read_image(path)
         labels = None
         if self.label_files:
-            labels = _read_label_map(self.label_files[index], self.label_table)
+            labels = _read_label_map(self.label_files[index], self.label_table, image_path=path, image_shape=image.shape[:2])
             if labels.shape != image.shape[:2]:
                 raise GsalInputError(f"label map {self.label_files[index]} is {labels.shape[0]}x{labels.shape[1]}; its image is "
                                      f"{image.shape[0]}x{image.shape[1]}: they must match")
@@ -314,7 +314,16 @@ def _read_image(path: Path) -> np.ndarray:
         raise UnreadableSample(first_line(exc)) from None
 
 
-def _read_label_map(path: Path, table: Optional[LabelTable]) -> np.ndarray:
+def _read_label_map(path: Path, table: Optional[LabelTable], image_path: Optional[Path] = None, image_shape=None) -> np.ndarray:
+    """A label map (H,W) of class ids, turned as its image is shown.
+
+    Images are read as displayed (their EXIF orientation applied). A label map with an
+    orientation of its own is turned by it; one without (a PNG or .npy from an annotation export)
+    is taken to be aligned with the image's stored pixels and gets the image's orientation, unless
+    it already has the displayed shape ``image_shape`` while the stored shape differs.
+    """
+    from gsal_tf.loading import exif_orientation, orient
+
     if path.suffix.lower() == ".npy":
         try:
             raw = np.load(path, allow_pickle=False)
@@ -326,4 +335,12 @@ def _read_label_map(path: Path, table: Optional[LabelTable]) -> np.ndarray:
             raise UnreadableSample(f"cannot read the label map {path} as an image")
     if raw.ndim == 3:
         raise GsalInputError(f"label map {path} has {raw.shape[2]} channels; give single-channel maps of class ids (not colour images)")
+    own = exif_orientation(path) if path.suffix.lower() != ".npy" else 1
+    if own != 1:
+        raw = orient(raw, own)
+    elif image_path is not None:
+        turn = exif_orientation(image_path)
+        already_displayed = image_shape is not None and tuple(raw.shape[:2]) == tuple(image_shape) and turn >= 5
+        if turn != 1 and not already_displayed:
+            raw = orient(raw, turn)
     return table.to_class_ids(raw, str(path)) if table is not None else raw.astype(np.int32)

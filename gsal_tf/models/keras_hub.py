@@ -13,19 +13,21 @@ the zoo, imported TFLite networks); keras-hub's image converters take raw pixels
 multiplies by ``pixel_range`` (default 255) before the preprocessor, so
 ``KerasHubSegmenter(seg)(x / 255) == seg.predict(x)`` for 8-bit pixels ``x``.
 
-Output kind: a segmenter whose ``activation`` is None or linear returns logits (keras-hub's
-default), one with softmax or sigmoid returns probabilities; :attr:`KerasHubSegmenter.gsal_output` says
+Output kind: read from the segmenter's ``activation`` — None or linear returns logits (keras-hub's
+default), softmax or sigmoid returns probabilities; :attr:`KerasHubSegmenter.gsal_output` says
 which, and every explainer uses it when no ``output`` is given.
 
 Every explainer wraps a keras-hub segmenter by itself (:func:`as_segmentation_model`)::
 
     seg = keras_hub.models.DeepLabV3ImageSegmenter.from_preset("deeplab_v3_plus_resnet50_pascalvoc")
-    gs.GridSaliency(seg).explain(images_in_0_1, request_masks, class_ids)   # logits detected
+    gs.GridSaliency(seg).explain(images_in_0_1, request_masks, class_ids)   # logits, from its activation
 
 keras-hub is never imported here: a segmenter is recognised by its class hierarchy.
 """
 
 from __future__ import annotations
+
+import weakref
 
 import tensorflow as tf
 
@@ -86,7 +88,17 @@ class KerasHubSegmenter(tf.Module):
         return f"KerasHubSegmenter({type(self.segmenter).__name__}, output={self.gsal_output!r})"
 
 
+# One wrapper per segmenter (weakly held), so that explainers of one segmenter share its compiled
+# graphs and probed class count, which are cached per model object.
+_WRAPPERS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
 def as_segmentation_model(model):
     """``model`` as every explainer calls it: a keras-hub segmenter wrapped in
-    :class:`KerasHubSegmenter`, anything else unchanged."""
-    return KerasHubSegmenter(model) if is_keras_hub_segmenter(model) else model
+    :class:`KerasHubSegmenter` (the same wrapper each time), anything else unchanged."""
+    if not is_keras_hub_segmenter(model):
+        return model
+    wrapper = _WRAPPERS.get(model)
+    if wrapper is None:
+        wrapper = _WRAPPERS[model] = KerasHubSegmenter(model)
+    return wrapper

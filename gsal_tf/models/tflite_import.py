@@ -179,7 +179,8 @@ class TFLiteInfo:
     ``(scale, zero_point)`` of an 8-bit input tensor (``None`` for float input); ``operators``
     the ``(name, count)`` pairs of the file's operators; ``num_classes`` the output channels
     ``K`` (1 for a one-channel binary segmenter); ``logistic_dropped`` whether a one-channel
-    file's final LOGISTIC was dropped (its output is then a probability).
+    file's final LOGISTIC was dropped (the rebuilt graph ends at the logit;
+    ``output="probabilities"`` applies the sigmoid).
     """
 
     source: str

@@ -111,14 +111,10 @@ class Explanation(ExplanationResult):
 #: ``SETTLE_TOLERANCE`` over the last ``SETTLE_WINDOW`` of the iterations (at least
 #: ``SETTLE_MIN_STEPS``). A cell still travelling at Adam's step (learning rate 0.03) moves
 #: 0.15 or more in 5 steps; a settled one stays put or jitters around its balance. Measured with
-#: ``python benchmarks/convergence.py MNIST.npz`` (README, "Convergence"): a criterion on the
+#: ``python benchmarks/convergence.py MNIST.npz`` (README, "The method"): a criterion on the
 #: objective instead (its last-window decrease under 5 % of the run's) called 40 of 40 requests
 #: converged after 50 iterations whose grids were still 0.46 (median, max cell) from where 400
 #: iterations end; the objective flattens long before the mask stops moving.
-#: The constrained formulation keeps a new smallest mask only when it is smaller by at least
-#: this many cells' worth (size in cells), so that jitter of a settled mask does not count as
-#: progress.
-BEST_SIZE_STEP = 0.25
 SETTLE_WINDOW = 0.1
 SETTLE_MIN_STEPS = 5
 SETTLE_TOLERANCE = 0.05
@@ -357,17 +353,19 @@ class GridSaliency(Explainer):
     # -- the compiled graph ----------------------------------------------------------------------
 
     def _graph_key(self) -> tuple:
-        return (self.grid_size, self.mode, self.upsampling, self.optimizer, self.output, self.jit_compile)
+        # target > 0 builds the constrained loop; its value and backoff are graph inputs.
+        return (self.grid_size, self.mode, self.upsampling, self.optimizer, self.output, self.jit_compile, self.target > 0)
 
     def _build_graph(self, get_model, image_shape):
         return _build_graph(get_model, image_shape, *self._graph_key())
 
 
-def _build_graph(get_model, image_shape, grid_size, mode, upsampling, optimizer, output, jit_compile):
+def _build_graph(get_model, image_shape, grid_size, mode, upsampling, optimizer, output, jit_compile, constrained=False):
     """Compile the whole optimisation of a batch into one tf.function (see module docstring).
 
-    The graph reads the model through ``get_model`` (a weak reference), so the cache of
-    compiled graphs never keeps a model alive.
+    ``constrained`` builds the loop of the ``target`` formulation; without it the loop is the
+    paper's, with no per-step work for a target. The graph reads the model through ``get_model``
+    (a weak reference), so the cache of compiled graphs never keeps a model alive.
     """
     height, width, channels = image_shape
     gh, gw = grid_size
@@ -386,85 +384,87 @@ def _build_graph(get_model, image_shape, grid_size, mode, upsampling, optimizer,
         tf.TensorSpec([None, height, width], tf.float32),
         tf.TensorSpec([None], tf.int32),
         tf.TensorSpec([None, height, width, channels], tf.float32),
-        tf.TensorSpec([], tf.float32),  # lam (the first lam of the constrained formulation)
+        tf.TensorSpec([], tf.float32),  # lam (each request's first lam, with a target)
         tf.TensorSpec([], tf.float32),  # learning rate
         tf.TensorSpec([], tf.int32),  # iterations
         tf.TensorSpec([], tf.float32),  # init
         tf.TensorSpec([], tf.float32),  # momentum
-        tf.TensorSpec([], tf.float32),  # target tau (0: the paper's fixed-lam formulation)
+        tf.TensorSpec([], tf.float32),  # target tau (used when constrained)
         tf.TensorSpec([], tf.float32),  # backoff of lam when a request loses its prediction
     ]
-    cells = float(gh * gw)
 
     @tf.function(input_signature=spec, jit_compile=jit_compile, autograph=False)
     def optimise(images, requests, class_ids, baseline, lam, learning_rate, iterations, init, momentum, target, backoff):
         count_trace("grid_saliency")
         n = tf.shape(images)[0]
         score = class_score(images, class_ids)
-        constrained = target > 0.0
         grid0 = tf.fill([n, gh, gw], init)
         history0 = tf.TensorArray(tf.float32, size=iterations, element_shape=[None])
-        log_lam0 = tf.fill([n], tf.math.log(tf.maximum(lam, 1e-12)))
-        best_size0 = tf.fill([n], np.float32(np.inf))
-        stall0 = tf.zeros([n], tf.int32)
-        window_start = iterations - settle_window(iterations)
+        window = settle_window(iterations)
+        window_start = iterations - window
 
-        def body(t, grid, best, best_size, stall, log_lam, anchor, state_a, state_b, history):
+        def descend(t, grid, lams, anchor, state, history):
+            """One projected step on the objective; returns the step's f_c(x') too."""
             anchor = tf.where(tf.equal(t, window_start), grid, anchor)  # the mask where the last window starts
             with tf.GradientTape() as tape:
                 tape.watch(grid)
                 perturbed = class_score(apply(grid, images, requests, baseline), class_ids)
-                loss = obj.objective(grid, score, perturbed, requests, tf.exp(log_lam))
+                loss = obj.objective(grid, score, perturbed, requests, lams)
                 scaled = tf.reduce_sum(loss) * scale
             grad = tape.gradient(scaled, grid) / scale
-            # Constrained formulation (target > 0): a request whose prediction falls below the
-            # target goes back to its last mask that kept it, with lam times ``backoff`` and fresh
-            # optimiser moments; ``best`` holds that last feasible mask.
-            preserved = obj.score_ratio(score, perturbed, requests)
-            feasible = preserved >= target
-            lost = constrained & tf.logical_not(feasible)
-            best = tf.where((constrained & feasible)[:, None, None], grid, best)
-            best_size = tf.where(constrained & feasible, obj.sparsity(grid), best_size)
-            stall = tf.where(lost, 0, stall + 1)
-            grid, (state_a, state_b) = step(grid, grad, (state_a, state_b), t + 1, learning_rate, momentum)
-            back = lost[:, None, None]
-            grid = tf.where(back, best, grid)
+            new_grid, state = step(grid, grad, state, t + 1, learning_rate, momentum)
+            return new_grid, anchor, state, history.write(t, loss), perturbed
+
+        def paper_body(t, grid, anchor, state_a, state_b, history):
+            grid, anchor, (state_a, state_b), history, _ = descend(t, grid, lam, anchor, (state_a, state_b), history)
+            return t + 1, grid, anchor, state_a, state_b, history
+
+        def constrained_body(t, grid, anchor, state_a, state_b, history, last_kept, lams, since_back):
+            # A request whose preserved score (at this step's mask) falls below the target goes
+            # back to ``last_kept``, its last mask that kept it, with lam times ``backoff`` and
+            # fresh optimiser moments.
+            kept_before = grid
+            grid, anchor, (state_a, state_b), history, perturbed = descend(t, grid, lams, anchor, (state_a, state_b), history)
+            feasible = obj.score_ratio(score, perturbed, requests) >= target
+            last_kept = tf.where(feasible[:, None, None], kept_before, last_kept)
+            back = tf.logical_not(feasible)[:, None, None]
+            grid = tf.where(back, last_kept, grid)
             state_a = tf.where(back, 0.0, state_a)
             state_b = tf.where(back, 0.0, state_b)
-            log_lam = log_lam + tf.where(lost, tf.math.log(tf.maximum(backoff, 1e-6)), 0.0)
-            return t + 1, grid, best, best_size, stall, log_lam, anchor, state_a, state_b, history.write(t, loss)
+            lams = tf.where(feasible, lams, lams * backoff)
+            since_back = tf.where(feasible, since_back + 1, 0)
+            return t + 1, grid, anchor, state_a, state_b, history, last_kept, lams, since_back
 
         zeros_a, zeros_b = optim.init_state(grid0)
-        matrix = tf.TensorShape([None, gh, gw])
-        vector = tf.TensorShape([None])
-        _, grid, best, best_size, stall, _, anchor, _, _, history = tf.while_loop(
-            lambda t, *_: t < iterations,
-            body,
-            (tf.constant(0), grid0, grid0, best_size0, stall0, log_lam0, grid0, zeros_a, zeros_b, history0),
-            shape_invariants=(tf.TensorShape([]), matrix, matrix, vector, vector, vector, matrix, matrix, matrix, None),
-        )
-        # Settled: no cell moved more than SETTLE_TOLERANCE over the last window (and, constrained,
-        # no request went back to an earlier mask in it).
-        change = tf.reduce_max(tf.abs(grid - anchor), axis=[1, 2])
-        settled = (change <= SETTLE_TOLERANCE) & (
-            tf.logical_not(constrained) | (stall >= settle_window(iterations)))
+        matrix, vector = tf.TensorShape([None, gh, gw]), tf.TensorShape([None])
+        start = (tf.constant(0), grid0, grid0, zeros_a, zeros_b, history0)
+        invariants = (tf.TensorShape([]), matrix, matrix, matrix, matrix, None)
+        if constrained:
+            extra = (grid0, tf.fill([n], lam), tf.zeros([n], tf.int32))
+            _, grid, anchor, _, _, history, last_kept, _, since_back = tf.while_loop(
+                lambda t, *_: t < iterations, constrained_body, start + extra, shape_invariants=invariants + (matrix, vector, vector))
+        else:
+            _, grid, anchor, _, _, history = tf.while_loop(lambda t, *_: t < iterations, paper_body, start, shape_invariants=invariants)
+
         def scores_of(*grids):
             """f_c(x') (N,H,W) for each of the grids (N,gh,gw), in one forward pass."""
             k = len(grids)
             x = apply(tf.concat(grids, 0), tf.tile(images, [k, 1, 1, 1]), tf.tile(requests, [k, 1, 1]), tf.tile(baseline, [k, 1, 1, 1]))
             return tf.split(class_score(x, tf.tile(class_ids, [k])), k)
 
-        def final_constrained():
-            # The final mask when it keeps the target, else the last one that did.
-            s_final, s_best, s_empty = scores_of(grid, best, tf.zeros_like(grid))
-            fallback = (obj.score_ratio(score, s_final, requests) < target) & tf.math.is_finite(best_size)
-            return tf.where(fallback[:, None, None], best, grid), tf.where(fallback[:, None, None], s_best, s_final), s_empty
-
-        def final_paper():
+        # Settled: no cell moved more than SETTLE_TOLERANCE over the last window (and, with a
+        # target, the request kept its mask's target through it).
+        change = tf.reduce_max(tf.abs(grid - anchor), axis=[1, 2])
+        settled = change <= SETTLE_TOLERANCE
+        if constrained:
+            # The final mask when it keeps the target, else the last one that did (not settled).
+            s_final, s_kept, s_empty = scores_of(grid, last_kept, tf.zeros_like(grid))
+            fallback = obj.score_ratio(score, s_final, requests) < target
+            grid = tf.where(fallback[:, None, None], last_kept, grid)
+            s_final = tf.where(fallback[:, None, None], s_kept, s_final)
+            settled = settled & (since_back >= window) & tf.logical_not(fallback)
+        else:
             s_final, s_empty = scores_of(grid, tf.zeros_like(grid))  # the final mask and no context (M = 0)
-            return grid, s_final, s_empty
-
-        grid, s_final, s_empty = tf.cond(constrained, final_constrained, final_paper)
         area = tf.reduce_sum(requests, axis=[1, 2])
         return {
             "saliency": upsample_grid(grid, (height, width), upsampling),

@@ -211,6 +211,8 @@ def discard_unstarted(folder, remove_folder: bool) -> None:
         if _temp_owner(tmp) == os.getpid():
             _remove(tmp)
     try:
+        for orphan in _orphan_maps(folder):
+            _remove(orphan)
         _remove(folder / CARD_NAME)
     except OSError:  # a read-only disk: nothing was written there either
         return
@@ -225,12 +227,22 @@ def _committed(folder: Path) -> bool:
     return any((folder / SHARD_DIR).glob("part-*.parquet"))
 
 
+def _orphan_maps(folder: Path) -> list:
+    """Map files whose shard never committed (``maps/part-X.npz`` is written before
+    ``requests/part-X.parquet``; a write that failed between the two leaves the map alone)."""
+    maps = folder / MAP_DIR
+    if not maps.is_dir():
+        return []
+    return [m for m in maps.glob("part-*.npz") if not (folder / SHARD_DIR / f"{m.stem}.parquet").exists()]
+
+
 def _only_leftovers(folder: Path) -> bool:
-    """True when ``folder`` holds nothing but empty ``requests/`` / ``maps/`` and temporary files
-    of this store."""
+    """True when ``folder`` holds nothing but empty ``requests/`` / ``maps/``, temporary files
+    of this store and maps of shards that never committed."""
+    orphans = set(_orphan_maps(folder))
     for entry in folder.iterdir():
         if entry.name in (SHARD_DIR, MAP_DIR) and entry.is_dir():
-            if any(not _is_temp(inner) for inner in entry.iterdir()):
+            if any(not _is_temp(inner) and inner not in orphans for inner in entry.iterdir()):
                 return False
         elif not (_is_temp(entry) and entry.name.startswith(f".{CARD_NAME}.")):
             return False
