@@ -3,7 +3,7 @@
 Usage (from the repository root): python docs/make_comparison_figure.py [OUT]
 OUT defaults to docs/comparison.png; its suffix (.png, .svg, .pdf) picks the format.
 The demo's biased 9 explained by the zoo's strongly biased MobileNetV2 and Xception with the same
-grid-saliency settings as the command (8x8 grid, 100 iterations): the image with the request,
+grid-saliency settings as the command (8x8 grid, the explainer's defaults): the image with the request,
 then a column per model with its prediction and its saliency. It is the figure the command writes
 as comparison.png.
 """
@@ -21,7 +21,7 @@ def main() -> None:
     out = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).with_name("comparison.png")
     case = demo_comparison()
     nets = {name: gs.zoo.load(name) for name in case["models"]}
-    result = compare_models(nets, case["image"], case["request"], case["class_id"], {"grid_size": (8, 8), "iterations": 100})
+    result = compare_models(nets, case["image"], case["request"], case["class_id"], {"grid_size": (8, 8)})
     shown = {name: {**result["models"][name], "prediction": result["prediction"][name], "saliency": result["saliency"][name]} for name in nets}
     figure = viz.comparison_figure(case["image"], case["request"], case["class_id"], shown,
                                    class_names=viz.class_names(next(iter(nets.values()))))

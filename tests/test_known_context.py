@@ -37,24 +37,40 @@ def assert_explains(result, patches, pad=HALF_CELL):
     assert sal[~allowed].max() < 0.05, "saliency outside the true patches (+half a cell)"
     for p in patches:
         kept = sal[box_mask([p])]
-        # Cells that hold only part of a patch carry only part of its evidence, so the size
-        # penalty may leave them partly on (at the default lam 1.0, a cell holding a quarter of
-        # an unaligned patch stays at ~0.2); every patch pixel is kept at least in part.
-        assert kept.mean() > 0.75 and kept.min() > 0.15, f"patch {p} not kept"
-    assert result.preserved_score[0] > 0.9
+        if result.params["target"] == 0:
+            # The paper's objective: cells that hold only part of a patch carry only part of its
+            # evidence, so the size penalty may leave them partly on (at lam 1.0, a cell holding
+            # a quarter of an unaligned patch stays at ~0.2); every patch pixel is kept in part.
+            assert kept.mean() > 0.75 and kept.min() > 0.15, f"patch {p} not kept"
+        else:
+            # The smallest context keeping the target: three quarters of a patch's pixels give
+            # evidence 0.75, a probability 0.92 of the patch's 0.99 (above the target 0.9), so
+            # the cell holding the last quarter of an unaligned patch may go.
+            assert kept.mean() >= 0.75, f"patch {p} not kept"
+    assert result.preserved_score[0] >= 0.9
 
 
 @pytest.mark.parametrize(
-    "patches",
+    "patches, settles",
     [
-        [(0, 0, 16, 16)],  # one grid-aligned patch
-        [(0, 48, 8, 64), (56, 0, 64, 16)],  # two aligned patches needed together (AND)
-        [(4, 44, 20, 60)],  # a patch not aligned to the grid (offset by half a cell)
-        [(44, 4, 60, 20), (4, 36, 12, 60)],  # two unaligned patches together
+        ([(0, 0, 16, 16)], True),  # one grid-aligned patch
+        ([(0, 48, 8, 64), (56, 0, 64, 16)], True),  # two aligned patches needed together (AND)
+        ([(4, 44, 20, 60)], True),  # a patch not aligned to the grid (offset by half a cell)
+        # Two unaligned patches together: the evidence is the weaker patch's, so the gradient
+        # reaches one patch at a time, and the default 50 iterations stop with the mask still
+        # moving (every other cell at 0.59): the result says so (converged False).
+        ([(44, 4, 60, 20), (4, 36, 12, 60)], False),
     ],
 )
-def test_saliency_keeps_exactly_the_patches_the_prediction_reads(patches):
-    result, request = explain(patches)
+@pytest.mark.parametrize("formulation", ["default", "paper"])
+def test_saliency_keeps_exactly_the_patches_the_prediction_reads(patches, settles, formulation):
+    options = gs.GridSaliency.PAPER_OPTIONS if formulation == "paper" else {}
+    result, request = explain(patches, **options)
+    if formulation == "default":
+        assert bool(result.converged[0]) is settles
+        if not settles:  # the remedy the CLI's warning names: more iterations
+            result, request = explain(patches, iterations=100)
+            assert result.converged[0]
     assert_explains(result, patches)
     # The request itself is never part of the context saliency's job; the no-context check shows
     # the prediction collapses without the patches.

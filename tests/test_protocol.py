@@ -60,6 +60,8 @@ methods = ["grid_saliency", "vanilla_gradients"]
 per_digit = 1
 biased = 3
 iterations = 3
+target = 0.0
+init = 1.0
 tune = true
 tune_requests = 2
 """)

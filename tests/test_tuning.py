@@ -61,10 +61,18 @@ def test_every_method_with_a_setting_gets_the_same_number_of_candidates_default_
     sizes = {m: len(c) for m, c in tuning.CANDIDATES.items() if c != [{}]}
     assert set(tuning.CANDIDATES) == set(gs.METHODS)
     assert set(sizes.values()) == {6} and set(sizes) == set(gs.METHODS) - {"vanilla_gradients"}
-    for method, candidates in tuning.CANDIDATES.items():
+    from gsal_tf.benchmark.tuning_space import candidates_for
+
+    default_space = candidates_for({})  # grid saliency's default formulation (a target)
+    assert len(default_space["grid_saliency"]) == 6
+    for method, candidates in default_space.items():
         explainer = gs.make_explainer(method, lambda x: x, **candidates[0])  # every candidate is a valid setting
         defaults = gs.make_explainer(method, lambda x: x).params
         assert all(explainer.params[k] == defaults[k] for k in candidates[0]), method  # the default comes first
+    # The paper formulation's space starts at the paper's settings.
+    paper = candidates_for({"target": 0.0})["grid_saliency"]
+    assert paper == tuning.CANDIDATES["grid_saliency"]
+    assert all(paper[0][k] == gs.GridSaliency.PAPER_OPTIONS[k] for k in paper[0])
 
 
 def test_no_salient_context_counts_as_chance_and_ties_keep_the_first(patch_reader):

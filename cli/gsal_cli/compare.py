@@ -20,7 +20,7 @@ import typer
 from rich.markup import escape
 
 from gsal_cli.console import compact_table, console, fail, staged_outputs
-from gsal_cli.options import CustomModules, FigureFormat, UnsafeDeserialization, build_request, class_names_of, configure_threads, figure_format_option, image_input, parse_pair, resolve_model, threads_option
+from gsal_cli.options import CustomModules, FigureFormat, Iterations, Lam, Target, given, UnsafeDeserialization, build_request, class_names_of, configure_threads, figure_format_option, image_input, parse_pair, resolve_model, threads_option
 
 
 def compare_backbones(
@@ -32,8 +32,9 @@ def compare_backbones(
     class_id: Optional[str] = typer.Option(None, "--class", "-c", help="Class to explain: id, or name for a zoo model (default: the first model's prediction in the request)."),
     demo: bool = typer.Option(False, "--demo", help="Use the bundled demo image and request."),
     grid: Optional[str] = typer.Option(None, "--grid", help="Grid size ROWS,COLS (default: 8,8 at the network's input size; for a photo of another size, square cells, 12 along its long side)."),
-    iterations: int = typer.Option(100, "--iterations", help="Optimisation steps."),
-    lam: Optional[float] = typer.Option(None, "--lam", help="Mask-size weight (default: GridSaliency's, 1.0)."),
+    iterations: Iterations = None,
+    lam: Lam = None,
+    target: Target = None,
     top_fraction: float = typer.Option(0.2, "--top", help="Fraction of grid cells compared by the top-cell IoU."),
     pixel_scale: float = typer.Option(1 / 255, "--pixel-scale", help="Multiplier for 8-bit image pixels (default 1/255 → [0,1])."),
     out: Path = typer.Option(Path("gsal-out/compare"), "--out", "-o", help="Output folder."),
@@ -87,7 +88,7 @@ def compare_backbones(
         else:
             req, cls, _ = build_request(gs.GridSaliency(first_net), img, request, request_class, request_point, class_id, class_names, fit)
         grid_size = parse_pair(grid, "--grid", allow_single=True) if grid is not None else ((8, 8) if fit.identity else fit.grid())
-        grid_options = {"grid_size": grid_size, "iterations": iterations, **({"lam": lam} if lam is not None else {})}
+        grid_options = {"grid_size": grid_size, **given(iterations=iterations, lam=lam, target=target)}
         with console.status(f"explaining with {len(nets)} models"):
             result = compare_models(nets, img, req, cls, grid_options, top_fraction)
         summary = {

@@ -12,7 +12,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from gsal_cli.console import compact_table, console, fail
-from gsal_cli.options import CustomModules, FigureFormat, UnsafeDeserialization, figure_format_option, parse_pair, resolve_model
+from gsal_cli.options import CustomModules, FigureFormat, Iterations, Lam, Target, given, UnsafeDeserialization, figure_format_option, parse_pair, resolve_model
 
 
 def explain_dataset(
@@ -29,8 +29,9 @@ def explain_dataset(
     min_pixels: int = typer.Option(16, "--min-pixels", help="Smallest zone explained (pixels)."),
     method: str = typer.Option("grid_saliency", "--method", help="Explainer: grid_saliency, vanilla_gradients, smoothgrad, ..."),
     grid: Optional[str] = typer.Option(None, "--grid", help="Grid saliency grid ROWS,COLS."),
-    iterations: Optional[int] = typer.Option(None, "--iterations", help="Grid saliency optimisation steps."),
-    lam: Optional[float] = typer.Option(None, "--lam", help="Grid saliency mask size weight."),
+    iterations: Iterations = None,
+    lam: Lam = None,
+    target: Target = None,
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Requests per explainer call and per shard."),
     input_size: Optional[str] = typer.Option(None, "--input-size", help="Fit every image to H,W (default: the network's input size)."),
     limit: Optional[int] = typer.Option(None, "--limit", help="Only the first N samples."),
@@ -57,9 +58,7 @@ def explain_dataset(
         options = {} if output_kind is None else {"output": output_kind}
         if grid is not None:
             options["grid_size"] = parse_pair(grid, "--grid", allow_single=True)
-        for name, value in (("iterations", iterations), ("lam", lam), ("batch_size", batch_size)):
-            if value is not None:
-                options[name] = value
+        options.update(given(iterations=iterations, lam=lam, target=target, batch_size=batch_size))
         policy = gs.scale.RequestPolicy(zone=zone, zones_from=zones_from, classes=_ids(classes, "--classes"),
                                         exclude=_ids(exclude, "--exclude") or (), min_pixels=min_pixels)
         size = parse_pair(input_size, "--input-size", allow_single=True) if input_size else None

@@ -14,7 +14,7 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from gsal_cli.console import console, fail, staged_outputs
-from gsal_cli.options import CustomModules, FigureFormat, UnsafeDeserialization, build_request, class_names_of, configure_threads, figure_format_option, image_input, parse_pair, resolve_model, threads_option
+from gsal_cli.options import CustomModules, FigureFormat, Iterations, Lam, Target, given, UnsafeDeserialization, build_request, class_names_of, configure_threads, figure_format_option, image_input, parse_pair, resolve_model, threads_option
 
 
 def explain(
@@ -27,8 +27,9 @@ def explain(
     demo: bool = typer.Option(False, "--demo", help="Explain a bundled demo: `--demo` (TextureMNIST bias) or `--demo cyclists` (a real network on a real photo)."),
     config: Optional[Path] = typer.Option(None, "--config", help="TOML config with an \\[explain] table (see configs/explain/)."),
     grid: Optional[str] = typer.Option(None, "--grid", help="Grid size ROWS,COLS (or one number) (default: 8,8 at the network's input size; for a photo of another size, square cells, 12 along its long side)."),
-    iterations: Optional[int] = typer.Option(None, "--iterations", help="Optimisation steps (default: 100)."),
-    lam: Optional[float] = typer.Option(None, "--lam", help="Weight of the mask size term (default: 1.0)."),
+    iterations: Iterations = None,
+    lam: Lam = None,
+    target: Target = None,
     baseline: Optional[str] = typer.Option(None, "--baseline", help="0.0 | R,G,B | mean | blur | noise (default: 0.0)."),
     mode: Optional[str] = typer.Option(None, "--mode", help="context | full (default: context)."),
     upsampling: Optional[str] = typer.Option(None, "--upsampling", help="nearest | bilinear (default: nearest)."),
@@ -61,7 +62,8 @@ def explain(
 
     try:
         options = gs.GridSaliency.options_from_toml(config) if config else {}
-        options.update(_cli_options(grid, iterations, lam, baseline, mode, upsampling, output_kind, seed))
+        options.update(_cli_options(grid, baseline, mode, upsampling, output_kind, seed))
+        options.update(given(iterations=iterations, lam=lam, target=target))
         with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console, transient=True) as progress:
             task = progress.add_task("loading model and image", total=None)
             if demo and model is not None:
@@ -147,7 +149,7 @@ def _demo_name(image: Optional[Path]) -> str:
     return name
 
 
-def _cli_options(grid, iterations, lam, baseline, mode, upsampling, output_kind, seed) -> dict:
+def _cli_options(grid, baseline, mode, upsampling, output_kind, seed) -> dict:
     """Only the options given on the command line (they override a --config file)."""
     from gsal_tf.errors import GsalInputError
 
@@ -163,10 +165,7 @@ def _cli_options(grid, iterations, lam, baseline, mode, upsampling, output_kind,
             if baseline not in ("mean", "blur", "noise"):
                 raise GsalInputError(f"--baseline {baseline!r}: use a number, R,G,B numbers, mean, blur or noise") from None
             options["baseline"] = baseline
-    for name, value in (("iterations", iterations), ("lam", lam), ("mode", mode), ("upsampling", upsampling), ("output", output_kind), ("seed", seed)):
-        if value is not None:
-            options[name] = value
-    return options
+    return {**options, **given(mode=mode, upsampling=upsampling, output=output_kind, seed=seed)}
 
 
 def _summary(result, req, model_name, image, seconds, class_names=None) -> dict:

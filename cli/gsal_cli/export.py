@@ -9,7 +9,7 @@ import typer
 from rich.markup import escape
 
 from gsal_cli.console import console, fail, staged_outputs
-from gsal_cli.options import CustomModules, UnsafeDeserialization, parse_pair, resolve_model
+from gsal_cli.options import CustomModules, Iterations, Lam, Target, given, UnsafeDeserialization, parse_pair, resolve_model
 
 
 def export(
@@ -17,8 +17,9 @@ def export(
     out_dir: Path = typer.Argument(..., help="Folder to write segmentation/ and explainer/ into."),
     image_shape: Optional[str] = typer.Option(None, "--image-shape", help="H,W,C of the explainer's inputs (default: the model's input shape)."),
     grid: str = typer.Option("8,8", "--grid", help="Grid size ROWS,COLS of the exported explainer."),
-    iterations: int = typer.Option(100, "--iterations", help="Optimisation steps of the exported explainer."),
-    lam: Optional[float] = typer.Option(None, "--lam", help="Mask size weight of the exported explainer (default: GridSaliency's, 1.0)."),
+    iterations: Iterations = None,
+    lam: Lam = None,
+    target: Target = None,
     baseline: str = typer.Option("0.0", "--baseline", help="0.0 | mean | blur | noise."),
     output_kind: Optional[str] = typer.Option(None, "--output", help="What the model returns: probabilities | logits (default: what the model declares, else read from its scores on probe images; refused when they cannot tell)."),
     custom_modules: CustomModules = None,
@@ -42,8 +43,8 @@ def export(
             base = float(baseline)
         except ValueError:
             base = baseline
-        explainer = gs.GridSaliency(net, grid_size=parse_pair(grid, "--grid", allow_single=True), iterations=iterations, baseline=base,
-                                    output=output, **({"lam": lam} if lam is not None else {}))
+        explainer = gs.GridSaliency(net, grid_size=parse_pair(grid, "--grid", allow_single=True), baseline=base,
+                                    output=output, **given(iterations=iterations, lam=lam, target=target))
         explainer.predict(_probe_batch(shape))  # the model takes this shape and returns (N,h,w,K)
         check_grid_size(explainer.grid_size, shape[:2])
         with console.status("exporting SavedModels"), staged_outputs(out_dir) as stage:

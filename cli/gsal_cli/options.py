@@ -70,6 +70,20 @@ def parse_pair(text: str, option: str, allow_single: bool = False, minimum: int 
 CustomModules = Annotated[Optional[list[str]], typer.Option(
     "--custom-module", help="Import this module (a name such as my_pkg.layers, or a .py file) before loading the model, so the "
     "custom layers it registers resolve. Repeat for several.")]
+#: Grid saliency's main settings, one definition for every command; unset means the explainer's
+#: own default (``gs.GridSaliency``'s signature, where the defaults and their measurements live).
+Iterations = Annotated[Optional[int], typer.Option("--iterations", help="Grid saliency optimisation steps (default: GridSaliency's).")]
+Lam = Annotated[Optional[float], typer.Option("--lam", help="Grid saliency mask size weight (default: GridSaliency's).")]
+Target = Annotated[Optional[float], typer.Option(
+    "--target", help="Keep at least this share of the prediction with the smallest context (default: GridSaliency's); "
+    "0 = the paper's fixed-lam formulation.")]
+
+
+def given(**options) -> dict:
+    """The options given on the command line (not None), as explainer keyword arguments."""
+    return {name: value for name, value in options.items() if value is not None}
+
+
 #: ``--unsafe-deserialization``: allow what Keras safe mode refuses (a Lambda layer's Python code).
 UnsafeDeserialization = Annotated[bool, typer.Option(
     "--unsafe-deserialization", help="UNSAFE: load a .keras file's Python code (Lambda layers), which Keras safe mode refuses; "

@@ -58,6 +58,35 @@ CANDIDATES: dict[str, list[dict]] = {
     "smoothgrad": _grid(noise=(0.15, 0.50, 0.80), averaging=("absolute", "signed")),
 }
 
+#: Grid saliency's candidates in its default formulation (a ``target``, ``init="auto"``; the
+#: space above is the paper formulation's, ``target=0``). The same budget of six, by the same
+#: rule from the held-out choice of the defaults (``GridSaliency``'s docstring): the default
+#: first (lam 16, learning rate 0.02), the neighbours measured there on each axis (lam 8 and 32,
+#: learning rate 0.03).
+TARGET_GRID_CANDIDATES: list[dict] = _grid(lam=(16.0, 8.0, 32.0), learning_rate=(0.02, 0.03))
+
+
+def paper_formulation(grid_options) -> bool:
+    """Whether grid saliency options (keyword arguments) select the paper's fixed-lam
+    formulation (``target`` 0) rather than the default's target."""
+    return float(grid_options.get("target", _default("target"))) == 0.0
+
+
+def _default(name):
+    import inspect
+
+    from gsal_tf.saliency.grid_saliency import GridSaliency
+
+    return inspect.signature(GridSaliency.__init__).parameters[name].default
+
+
+def candidates_for(grid_options) -> dict[str, list[dict]]:
+    """:data:`CANDIDATES` with grid saliency's space for its formulation in ``grid_options``."""
+    if paper_formulation(grid_options):
+        return CANDIDATES
+    return {**CANDIDATES, "grid_saliency": TARGET_GRID_CANDIDATES}
+
+
 #: The second space (the paper-law protocol's 12 runs until the third space), kept to read old
 #: reports. It came from the first (:data:`FIRST_CANDIDATES`), whose winners all sat at the edge
 #: of a range on the first eight paper-law runs: grid saliency lam 2.0 (of 0.5/1/2) in 8 of 8,
@@ -116,7 +145,10 @@ def plain(setting) -> dict:
 
 def tuned_on(record: dict, methods, space: dict | None = None) -> bool:
     """Whether a report's tuning record (``TuningResult.record()``) tried exactly the candidates of
-    ``space`` (default :data:`CANDIDATES`) for each of ``methods``, in order."""
-    space = CANDIDATES if space is None else space
+    ``space`` for each of ``methods``, in order (default: today's, :data:`CANDIDATES` with grid
+    saliency's space of either formulation)."""
     tried = record.get("candidates", {})
+    if space is None:  # today's space: grid saliency's for either formulation
+        spaces = [CANDIDATES, {**CANDIDATES, "grid_saliency": TARGET_GRID_CANDIDATES}]
+        return any(tuned_on(record, methods, one) for one in spaces)
     return all([row["setting"] for row in tried.get(m, [])] == [plain(c) for c in space.get(m, [{}])] for m in methods)

@@ -42,3 +42,21 @@ def sgd_step(param, grad, state, t, learning_rate, momentum):
 
 
 STEPS = {"adam": adam_step, "sgd": sgd_step}
+
+
+def lowest_level(keeps, at_zero, steps: int) -> tf.Tensor:
+    """The lowest level ``u`` (N,) in [0, 1] at which ``keeps(u)`` holds, per request, by bisection.
+
+    ``keeps`` maps levels (N,) to booleans (N,) and is assumed monotone (false below a threshold,
+    true above it); ``at_zero`` (N,) is ``keeps(0)``, known to the caller. ``u = 0`` where
+    ``at_zero``; else ``steps`` halvings of (0, 1] return the smallest ``k / 2**steps`` found to
+    keep (``1`` when no tested level keeps). ``keeps`` is called ``steps`` times, each on the batch.
+    """
+    n = tf.shape(at_zero)[0]
+    low, high = tf.zeros([n]), tf.ones([n])
+    for _ in range(steps):
+        middle = 0.5 * (low + high)
+        ok = keeps(middle)
+        high = tf.where(ok, middle, high)
+        low = tf.where(ok, low, middle)
+    return tf.where(at_zero, 0.0, high)

@@ -11,7 +11,7 @@ import typer
 from rich.table import Table
 
 from gsal_cli.console import compact_table, console, fail, staged_outputs
-from gsal_cli.options import FigureFormat, figure_format_option, parse_pair, resolve_model
+from gsal_cli.options import FigureFormat, Iterations, Lam, Target, given, figure_format_option, parse_pair, resolve_model
 from gsal_tf.benchmark.classes import DIGITS
 from gsal_tf.benchmark.evaluation import EvaluationSettings
 from gsal_tf.explainer import METHODS
@@ -30,8 +30,9 @@ def evaluate(
     per_digit: int = typer.Option(DEFAULTS.per_digit, "--per-digit", help="Requests per digit for CBD."),
     biased: int = typer.Option(DEFAULTS.biased, "--biased", help="Biased requests of the bias digit for CBL."),
     grid: str = typer.Option("8,8", "--grid", help="Grid saliency grid size."),
-    iterations: int = typer.Option(100, "--iterations", help="Grid saliency iterations."),
-    lam: Optional[float] = typer.Option(None, "--lam", help="Grid saliency mask-size weight (default: GridSaliency's, 1.0)."),
+    iterations: Iterations = None,
+    lam: Lam = None,
+    target: Target = None,
     tune: bool = typer.Option(False, "--tune", help="First choose every method's setting on held-out samples (test_seed 4242), same budget and rule for all."),
     held_out_data: Optional[Path] = typer.Option(None, "--held-out-data", help="Held-out TextureMNIST folder for --tune (default: regenerated from --data's card with test_seed 4242)."),
     tune_requests: int = typer.Option(DEFAULTS.tune_requests, "--tune-requests", help="Held-out biased requests per candidate setting (--tune)."),
@@ -51,7 +52,7 @@ def evaluate(
         unbiased, unbiased_source = _unbiased_samples(unbiased_data, data, card)
         settings = EvaluationSettings(
             methods=[m.strip() for m in methods.split(",") if m.strip()], per_digit=per_digit, biased=biased,
-            grid_saliency={"grid_size": parse_pair(grid, "--grid", allow_single=True), "iterations": iterations, **({"lam": lam} if lam is not None else {})},
+            grid_saliency={"grid_size": parse_pair(grid, "--grid", allow_single=True), **given(iterations=iterations, lam=lam, target=target)},
             tune=tune, tune_requests=tune_requests,
         )
         tuned = None

@@ -1,0 +1,89 @@
+"""The default formulation (the smallest context that keeps a target score) against the paper's
+fixed-lam objective, on hand-built models whose right answer is known, and the start-level search
+against a NumPy reference."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import gsal_tf as gs
+from gsal_tf.models.known_context import known_context_image, known_context_model
+from gsal_tf.saliency import optim
+
+from test_known_context import SHAPE, TARGET, assert_explains, box_mask
+
+PATCHES = [(0, 48, 8, 64), (56, 0, 64, 16)]  # two patches the prediction needs together
+
+
+def case(patches=PATCHES, combine="all"):
+    model = known_context_model(SHAPE, patches, TARGET, combine=combine)
+    image = known_context_image(SHAPE, patches)
+    request = box_mask([TARGET]).astype(np.float32)
+    return model, image[None], request[None]
+
+
+def context_kept(result, request):
+    return float((result.saliency[0] * (1 - request[0])).sum())
+
+
+@pytest.mark.parametrize("thresholds", [[0.3, 0.0, 0.97, 1.0, 0.5], [0.031, 0.032, 0.7, 0.999, 0.2]])
+def test_lowest_level_matches_a_numpy_bisection(thresholds):
+    thresholds = np.array(thresholds, np.float32)
+    steps = 5
+    level = optim.lowest_level(lambda u: u >= tf.constant(thresholds), tf.constant(thresholds <= 0), steps).numpy()
+    grid = np.arange(1, 2**steps + 1) / 2**steps  # the levels bisection can return, besides 0
+    expected = np.array([0.0 if t <= 0 else grid[grid >= t].min() for t in thresholds])
+    np.testing.assert_allclose(level, expected)
+
+
+def test_a_large_lam_collapses_the_paper_objective_but_not_the_target():
+    model, image, request = case()
+    paper = gs.GridSaliency.paper(model, lam=64.0).explain(image, request, [1])
+    # The paper's objective: the size term outweighs the lost prediction, the mask empties
+    # although the prediction needs the patches (no-context score ~0).
+    assert paper.no_context_score[0] < 0.05
+    assert context_kept(paper, request) < 1.0 and paper.preserved_score[0] < 0.5
+    kept = gs.GridSaliency(model, lam=64.0).explain(image, request, [1])
+    assert kept.preserved_score[0] >= 0.9
+    assert_explains(kept, PATCHES)
+
+
+def test_defaults_keep_exactly_the_patches_and_the_target():
+    model, image, request = case()
+    result = gs.GridSaliency(model).explain(image, request, [1])
+    assert_explains(result, PATCHES)
+    assert result.preserved_score[0] >= gs.GridSaliency(model).target
+
+
+def test_the_mask_is_empty_when_the_prediction_needs_no_context():
+    # "any" with a patch inside the request: the request's own pixels carry the prediction.
+    model, image, request = case(patches=[(28, 28, 36, 36)], combine="any")
+    result = gs.GridSaliency(model).explain(image, request, [1])
+    assert result.no_context_score[0] >= 0.9
+    assert context_kept(result, request) == 0.0
+    assert result.preserved_score[0] >= 0.9
+
+
+def test_the_paper_formulation_by_name():
+    model, image, request = case()
+    paper = gs.GridSaliency.paper(model)
+    assert (paper.target, paper.lam, paper.iterations, paper.init) == (0.0, 1.0, 100, 1.0)
+    assert gs.GridSaliency.paper(model, lam=4.0).lam == 4.0
+    from_config = gs.GridSaliency(model, **gs.GridSaliency.options_from_toml(Path(__file__).resolve().parents[1] / "configs" / "explain" / "paper.toml"))
+    assert from_config.params == paper.params
+    assert_explains(paper.explain(image, request, [1]), PATCHES)
+
+
+def test_init_is_a_level_or_auto():
+    model, _, _ = case()
+    with pytest.raises(gs.GsalInputError, match="init"):
+        gs.GridSaliency(model, init="search")
+    with pytest.raises(gs.GsalInputError, match="init"):
+        gs.GridSaliency(model, init=1.5)
+    # An explicit start level with a target: a start that loses the prediction goes back to the
+    # whole image and still ends keeping the target.
+    model, image, request = case()
+    result = gs.GridSaliency(model, init=0.0).explain(image, request, [1])
+    assert result.preserved_score[0] >= 0.9
