@@ -55,7 +55,7 @@ def cli(*args):
 
 def cli_args(images, labels, out, conv_model_file, *extra):
     return ["explain-dataset", images, "--labels", labels, "--model", conv_model_file, "--out", out, "--grid", "4,4",
-            "--iterations", "3", "--batch-size", "4", "--zone", "component", "--min-pixels", "4", *extra]
+            "--iterations", "3", "--target", "0", "--batch-size", "4", "--zone", "component", "--min-pixels", "4", *extra]
 
 
 def one_error(result, *phrases):

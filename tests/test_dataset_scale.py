@@ -25,7 +25,7 @@ pytest.importorskip("pyarrow")
 ROOT = Path(__file__).resolve().parents[1]
 # The paper's formulation: 3 iterations from the whole image keep some context on the untrained
 # test network, whose prediction holds without context (the default's answer there is empty).
-OPTIONS = {"grid_size": (4, 4), "iterations": 3, "batch_size": 4, "target": 0.0, "init": 1.0}
+OPTIONS = {"grid_size": (4, 4), "iterations": 3, "batch_size": 4, "target": 0.0}
 
 
 # -- context statistics against hand-made maps -------------------------------------------------
