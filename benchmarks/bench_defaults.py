@@ -22,27 +22,22 @@ from pathlib import Path
 import numpy as np
 
 import gsal_tf as gs
-from gsal_tf import loading
-from gsal_tf.benchmark import tuning
 
 from _common import finish, machine
+from defaults import held_out
+from defaults_real import request_of
 
 REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "real"
 
 
 def zoo_batch(name: str, mnist: str, n: int = 16):
-    model = gs.zoo.load(name)
-    samples = tuning.held_out_samples(model.zoo_entry.training["data_config"], mnist)
-    chosen = tuning.held_out_requests(samples, model.zoo_entry.bias.digit, n)
-    return model, samples["image"][chosen], samples["digit_mask"][chosen].astype(np.float32), samples["digit"][chosen].astype(np.int32), None
+    model, images, masks, digits, _ = held_out(name, mnist, n)
+    return model, images, masks, digits, None
 
 
 def photo_batch(real: Path):
-    model = loading.load_model("pascal-mobilenetv2")
-    image, fit = loading.fit_to_model(loading.load_image(real / "images" / "cow.jpg"), model)
-    cow = list(model.zoo_entry.class_names).index("cow")
-    prediction = gs.GridSaliency(model).predict(image[None])[0].argmax(-1)
-    return model, image[None], gs.requests.class_request(prediction, cow)[None].astype(np.float32), np.array([cow], np.int32), fit.grid()
+    net, image, request, class_id, _, grid = request_of(("cow", "images/cow.jpg", "pascal-mobilenetv2", "cow"), real)
+    return net, image, request, class_id, grid
 
 
 def time_pair(model, images, masks, classes, grid, repeats: int) -> dict:

@@ -64,6 +64,8 @@ CANDIDATES: dict[str, list[dict]] = {
 #: first (lam 16, learning rate 0.02), the neighbours measured there on each axis (lam 8 and 32,
 #: learning rate 0.03).
 TARGET_GRID_CANDIDATES: list[dict] = _grid(lam=(16.0, 8.0, 32.0), learning_rate=(0.02, 0.03))
+#: :data:`CANDIDATES` with grid saliency's space for the default formulation.
+TARGET_CANDIDATES: dict[str, list[dict]] = {**CANDIDATES, "grid_saliency": TARGET_GRID_CANDIDATES}
 
 
 def paper_formulation(grid_options) -> bool:
@@ -82,9 +84,7 @@ def _default(name):
 
 def candidates_for(grid_options) -> dict[str, list[dict]]:
     """:data:`CANDIDATES` with grid saliency's space for its formulation in ``grid_options``."""
-    if paper_formulation(grid_options):
-        return CANDIDATES
-    return {**CANDIDATES, "grid_saliency": TARGET_GRID_CANDIDATES}
+    return CANDIDATES if paper_formulation(grid_options) else TARGET_CANDIDATES
 
 
 #: The second space (the paper-law protocol's 12 runs until the third space), kept to read old
@@ -149,6 +149,5 @@ def tuned_on(record: dict, methods, space: dict | None = None) -> bool:
     saliency's space of either formulation)."""
     tried = record.get("candidates", {})
     if space is None:  # today's space: grid saliency's for either formulation
-        spaces = [CANDIDATES, {**CANDIDATES, "grid_saliency": TARGET_GRID_CANDIDATES}]
-        return any(tuned_on(record, methods, one) for one in spaces)
+        return any(tuned_on(record, methods, one) for one in (CANDIDATES, TARGET_CANDIDATES))
     return all([row["setting"] for row in tried.get(m, [])] == [plain(c) for c in space.get(m, [{}])] for m in methods)

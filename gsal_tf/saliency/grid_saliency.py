@@ -467,10 +467,10 @@ def _build_graph(get_model, image_shape, grid_size, mode, upsampling, optimizer,
                 scaled = tf.reduce_sum(loss) * scale
             grad = tape.gradient(scaled, grid) / scale
             new_grid, state = step(grid, grad, state, t + 1, learning_rate, momentum)
-            return new_grid, anchor, state, history.write(t, loss), perturbed, grad
+            return new_grid, anchor, state, history.write(t, loss), perturbed
 
         def paper_body(t, grid, anchor, state_a, state_b, history):
-            grid, anchor, (state_a, state_b), history, _, _ = descend(t, grid, lam, anchor, (state_a, state_b), history)
+            grid, anchor, (state_a, state_b), history, _ = descend(t, grid, lam, anchor, (state_a, state_b), history)
             return t + 1, grid, anchor, state_a, state_b, history
 
         def constrained_body(t, grid, anchor, state_a, state_b, history, last_kept, lams, since_back):
@@ -479,7 +479,7 @@ def _build_graph(get_model, image_shape, grid_size, mode, upsampling, optimizer,
             # fresh optimiser moments. (Sending back only the cells whose increase would raise
             # the score left the others half-way down on the known-context models.)
             kept_before = grid
-            grid, anchor, (state_a, state_b), history, perturbed, grad = descend(t, grid, lams, anchor, (state_a, state_b), history)
+            grid, anchor, (state_a, state_b), history, perturbed = descend(t, grid, lams, anchor, (state_a, state_b), history)
             feasible = obj.score_ratio(score, perturbed, requests) >= target
             last_kept = tf.where(feasible[:, None, None], kept_before, last_kept)
             back = tf.logical_not(feasible)[:, None, None]
