@@ -8,7 +8,8 @@ class = the digit) are explained with each setting, and reported:
   paper averages and as the held-out tuning scores (``tuning.tuning_score``);
 - collapsed masks: no context kept while the score without context is below the target (the
   prediction needs context, the optimiser lost it);
-- median preserved score, masks settled, iterations, and wall time of the batch.
+- median preserved score, masks settled, iterations (and the mean a request ran: a settled
+  request stops), and wall time of the batch.
 
     python benchmarks/defaults.py MNIST.npz --settings SETTINGS.toml [--requests 40] [--json out.json]
 
@@ -75,6 +76,7 @@ def score(model, images, masks, digits, tiles, options: dict) -> dict:
         "preserved_min": float(result.preserved_score.min()),
         "converged": int(result.converged.sum()),
         "iterations": explainer.iterations,
+        "steps_mean": float(result.steps.mean()),
         "seconds": seconds,
         "requests": len(cbl),
     }
@@ -95,7 +97,7 @@ def main() -> None:
             settings = tomllib.load(fh)["setting"]
 
     report = {"machine": machine(), "split": args.split, "rows": []}
-    print("| model | setting | CBL all | CBL non-empty | empty | collapsed | preserved median / min | converged | iterations | seconds |")
+    print("| model | setting | CBL all | CBL non-empty | empty | collapsed | preserved median / min | converged | iterations (mean run) | seconds |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     for name in args.models:
         model, images, masks, digits, tiles = held_out(name, args.mnist, args.requests, args.split)
@@ -107,7 +109,7 @@ def main() -> None:
             nonempty = "—" if row["cbl_nonempty"] is None else f"{row['cbl_nonempty']:.3f}"
             print(f"| {name} | {row['setting']} | {row['cbl_all']:.3f} | {nonempty} | {row['empty']}/{row['requests']} | "
                   f"{row['collapsed']} | {row['preserved_median']:.3f} / {row['preserved_min']:.3f} | {row['converged']} | "
-                  f"{row['iterations']} | {row['seconds']:.1f} |", flush=True)
+                  f"{row['iterations']} ({row['steps_mean']:.0f}) | {row['seconds']:.1f} |", flush=True)
     finish(report, args.json)
 
 

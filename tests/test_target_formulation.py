@@ -87,3 +87,31 @@ def test_init_is_a_level_or_auto():
     model, image, request = case()
     result = gs.GridSaliency(model, init=0.0).explain(image, request, [1])
     assert result.preserved_score[0] >= 0.9
+
+
+def test_a_settled_request_stops_and_leaves_the_others_unchanged():
+    # combine "any" with one patch inside the request and one in the context: on the image with
+    # the inner patch the prediction needs no context (empty mask, settled at the first check);
+    # with the inner patch dark it needs the outer patch.
+    patches = [(28, 28, 36, 36), (0, 0, 16, 16)]
+    model, image, request = case(patches=patches, combine="any")
+    needs_context = image.copy()
+    needs_context[0, 28:36, 28:36] = 0.0
+    images, requests = np.concatenate([image, needs_context]), np.concatenate([request, request])
+    explainer = gs.GridSaliency(model)
+    together = explainer.explain(images, requests, [1, 1])
+    window = gs.saliency.grid_saliency.settle_window(explainer.iterations)
+    assert together.steps[0] == window and together.converged[0]  # empty, settled at the first check
+    assert context_kept(together, request) == 0.0
+    assert together.steps[1] > window
+    assert np.allclose(together.loss_history[0, window:], together.loss_history[0, window - 1])  # stopped: loss repeats
+    alone = explainer.explain(needs_context, request, [1])
+    assert int(alone.steps[0]) == int(together.steps[1])
+    np.testing.assert_allclose(alone.grid[0], together.grid[1], atol=1e-5)
+    assert_explains(alone, [patches[1]])
+
+
+def test_the_paper_formulation_runs_every_iteration():
+    model, image, request = case()
+    result = gs.GridSaliency.paper(model, iterations=30).explain(image, request, [1])
+    assert result.steps.tolist() == [30]

@@ -185,6 +185,7 @@ def _summary(result, req, model_name, image, seconds, class_names=None) -> dict:
         "final_loss": float(result.final_loss[0]),
         "converged": bool(result.converged[0]),
         "mask_change": round(float(result.mask_change[0]), 4),
+        "steps": int(result.steps[0]),
         "salient_context_share": None if np.isnan(share) else share,
         "grid": result.grid[0].round(4).tolist(),
         "seconds": round(seconds, 4),

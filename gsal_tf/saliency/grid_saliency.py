@@ -102,6 +102,11 @@ class Explanation(ExplanationResult):
         still on its way: more iterations may give another answer.
     mask_change : float32 (N,) — the largest change of a grid cell over the last
         :func:`settle_window` iterations.
+    steps : int32 (N,) — optimisation steps the request ran. With a ``target`` a request stops
+        once settled: every :func:`settle_window` steps, a request whose cells all moved at most
+        :data:`SETTLE_TOLERANCE` since the last such check, without going back, stops costing
+        (its ``loss_history`` repeats its last loss); the batch ends when all have stopped. In
+        the paper's formulation every request runs ``iterations``.
 
     It extends :class:`gsal_tf.explainer.ExplanationResult`, as every explainer's result does.
     """
@@ -113,6 +118,7 @@ class Explanation(ExplanationResult):
     no_context_score: np.ndarray
     converged: np.ndarray
     mask_change: np.ndarray
+    steps: np.ndarray
 
 
 #: A mask has settled (``Explanation.converged``) when no cell moved by more than
@@ -152,7 +158,8 @@ class GridSaliency(Explainer):
     grid_size : int or (int, int), default (8, 8)
         Rows and columns of the mask grid. Each cell covers (H/rows)×(W/cols) pixels.
     iterations : int, default 50
-        Optimisation steps after the start-level search. Why 50: with ``init="auto"`` the masks
+        Optimisation steps after the start-level search; with a ``target``, the most a request
+        runs: a request whose mask has settled stops (``Explanation.steps``). Why 50: with ``init="auto"`` the masks
         start where the prediction is about to be lost, so no step is spent fading the whole
         context together; on held-out TextureMNIST (table under ``target``) 50 steps localise
         the bias as well as 100 (within 0.01 CBL), 45 lose 0.016 on the weak MobileNetV2. A
@@ -349,6 +356,7 @@ class GridSaliency(Explainer):
             no_context_score=merged["no_context_score"],
             converged=merged["converged"].astype(bool),
             mask_change=merged["mask_change"],
+            steps=merged["steps"],
             original_score=merged["original_score"],
             class_ids=classes,
             params=self.params,
@@ -428,9 +436,8 @@ def _build_graph(get_model, image_shape, grid_size, mode, upsampling, optimizer,
 
     def start_level(images, requests, class_ids, baseline, score, target, s_empty):
         """``init="auto"``: the lowest uniform level ``u`` (N,) whose mask ``M = u`` keeps the
-        preserved score >= target (:func:`.optim.lowest_level`, :data:`SEARCH_STEPS` halvings; the
-        level found keeps the target, ``u = 1`` being the whole image). ``s_empty`` is f_c(x')
-        at M = 0 (N,H,W)."""
+        preserved score >= target (:func:`.optim.lowest_level`, :data:`SEARCH_STEPS` halvings;
+        ``u = 1`` is the whole image), or 0 where the prediction keeps the target without context. ``s_empty`` is f_c(x') at M = 0 (N,H,W)."""
         n = tf.shape(images)[0]
 
         def keeps(level):
@@ -455,11 +462,14 @@ def _build_graph(get_model, image_shape, grid_size, mode, upsampling, optimizer,
         grid0 = level[:, None, None] * ones
         history0 = tf.TensorArray(tf.float32, size=iterations, element_shape=[None])
         window = settle_window(iterations)
+        # Step only the active requests and end when none is (dynamic shapes); XLA needs static
+        # ones: it steps every request every iteration and keeps the stopped ones unchanged.
+        compact = not jit_compile
         window_start = iterations - window
 
-        def descend(t, grid, lams, anchor, state, history):
-            """One projected step on the objective; returns the step's f_c(x') too."""
-            anchor = tf.where(tf.equal(t, window_start), grid, anchor)  # the mask where the last window starts
+        def descend(grid, lams, state, t, images, requests, class_ids, baseline, score):
+            """One projected step on the objective of the given requests; returns the new grid,
+            optimiser state, the step's loss (n,) and f_c(x') (n,H,W) at ``grid``."""
             with tf.GradientTape() as tape:
                 tape.watch(grid)
                 perturbed = class_score(apply(grid, images, requests, baseline), class_ids)
@@ -467,42 +477,74 @@ def _build_graph(get_model, image_shape, grid_size, mode, upsampling, optimizer,
                 scaled = tf.reduce_sum(loss) * scale
             grad = tape.gradient(scaled, grid) / scale
             new_grid, state = step(grid, grad, state, t + 1, learning_rate, momentum)
-            return new_grid, anchor, state, history.write(t, loss), perturbed
+            return new_grid, state, loss, perturbed
 
         def paper_body(t, grid, anchor, state_a, state_b, history):
-            grid, anchor, (state_a, state_b), history, _ = descend(t, grid, lam, anchor, (state_a, state_b), history)
-            return t + 1, grid, anchor, state_a, state_b, history
+            anchor = tf.where(tf.equal(t, window_start), grid, anchor)  # the mask where the last window starts
+            grid, (state_a, state_b), loss, _ = descend(grid, lam, (state_a, state_b), t, images, requests, class_ids, baseline, score)
+            return t + 1, grid, anchor, state_a, state_b, history.write(t, loss)
 
-        def constrained_body(t, grid, anchor, state_a, state_b, history, last_kept, lams, since_back):
+        def constrained_body(t, grid, anchor, state_a, state_b, history, last_kept, lams, since_back, active, block_anchor, last_loss, steps, kept_score):
+            # Only the requests still active are stepped (gathered, stepped, scattered back); a
+            # request stops when its mask has settled over a block of ``window`` steps.
             # A request whose preserved score (at this step's mask) falls below the target goes
             # back to ``last_kept``, its last mask that kept it, with lam times ``backoff`` and
             # fresh optimiser moments. (Sending back only the cells whose increase would raise
             # the score left the others half-way down on the known-context models.)
-            kept_before = grid
-            grid, anchor, (state_a, state_b), history, perturbed = descend(t, grid, lams, anchor, (state_a, state_b), history)
-            feasible = obj.score_ratio(score, perturbed, requests) >= target
-            last_kept = tf.where(feasible[:, None, None], kept_before, last_kept)
+            anchor = tf.where(tf.equal(t, window_start), grid, anchor)
+            if compact:
+                rows = tf.where(active)[:, 0]
+                take = lambda x: tf.gather(x, rows)  # noqa: E731
+                put = lambda full, part: tf.tensor_scatter_nd_update(full, rows[:, None], part)  # noqa: E731
+            else:  # XLA needs static shapes: step every request, keep the stopped ones' values
+                take = lambda x: x  # noqa: E731
+                put = lambda full, part: tf.where(tf.reshape(active, [-1] + [1] * (len(full.shape) - 1)), part, full)  # noqa: E731
+            kept_before, req, sc = take(grid), take(requests), take(score)
+            new, (a, b), loss, perturbed = descend(kept_before, take(lams), (take(state_a), take(state_b)), t,
+                                                  take(images), req, take(class_ids), take(baseline), sc)
+            feasible = obj.score_ratio(sc, perturbed, req) >= target
+            kept = tf.where(feasible[:, None, None], kept_before, take(last_kept))
+            kept_score = put(kept_score, tf.where(feasible[:, None, None], perturbed, take(kept_score)))  # f_c(x') at last_kept
             back = tf.logical_not(feasible)[:, None, None]
-            grid = tf.where(back, last_kept, grid)
-            state_a = tf.where(back, 0.0, state_a)
-            state_b = tf.where(back, 0.0, state_b)
-            lams = tf.where(feasible, lams, lams * backoff)
-            since_back = tf.where(feasible, since_back + 1, 0)
-            return t + 1, grid, anchor, state_a, state_b, history, last_kept, lams, since_back
+            grid = put(grid, tf.where(back, kept, new))
+            last_kept = put(last_kept, kept)
+            state_a = put(state_a, tf.where(back, 0.0, a))
+            state_b = put(state_b, tf.where(back, 0.0, b))
+            lams = put(lams, tf.where(feasible, take(lams), take(lams) * backoff))
+            since_back = put(since_back, tf.where(feasible, take(since_back) + 1, 0))
+            last_loss = put(last_loss, loss)
+            steps = put(steps, take(steps) + 1)
+            # Every ``window`` steps: a request whose cells all moved <= SETTLE_TOLERANCE since the
+            # last check, without going back in between, has settled and stops.
+            check = tf.equal(tf.math.floormod(t + 1, window), 0)
+            moved = tf.reduce_max(tf.abs(grid - block_anchor), axis=[1, 2])
+            settled_now = check & (moved <= SETTLE_TOLERANCE) & (since_back >= window)
+            active = active & tf.logical_not(settled_now)
+            block_anchor = tf.where(check, grid, block_anchor)
+            return (t + 1, grid, anchor, state_a, state_b, history.write(t, last_loss), last_kept, lams, since_back,
+                    active, block_anchor, last_loss, steps, kept_score)
 
         zeros_a, zeros_b = optim.init_state(grid0)
         matrix, vector = tf.TensorShape([None, gh, gw]), tf.TensorShape([None])
         start = (tf.constant(0), grid0, grid0, zeros_a, zeros_b, history0)
         invariants = (tf.TensorShape([]), matrix, matrix, matrix, matrix, None)
         if constrained:
-            # last_kept starts at the searched start level (it keeps the target), else at the whole
-            # image (which keeps it: x' = x).
-            kept0 = tf.where(search, grid0, ones)
-            extra = (kept0, tf.fill([n], lam), tf.zeros([n], tf.int32))
-            _, grid, anchor, _, _, history, last_kept, _, since_back = tf.while_loop(
-                lambda t, *_: t < iterations, constrained_body, start + extra, shape_invariants=invariants + (matrix, vector, vector))
+            # last_kept starts at the whole image (x' = x keeps the target; its f_c(x') is f_c(x));
+            # the first step checks the start mask and keeps it (a searched start keeps the target).
+            extra = (ones, tf.fill([n], lam), tf.zeros([n], tf.int32), tf.ones([n], tf.bool), grid0, tf.zeros([n]), tf.zeros([n], tf.int32), score)
+            t_end, grid, anchor, _, _, history, last_kept, _, since_back, active, _, last_loss, steps, s_kept = tf.while_loop(
+                lambda t, *state: (t < iterations) & (tf.reduce_any(state[8]) if compact else True), constrained_body, start + extra,
+                shape_invariants=invariants + (matrix, vector, vector, vector, matrix, vector, vector, tf.TensorShape([None, height, width])))
+            # A request that stopped repeats its last loss to the end of the history (under XLA the
+            # loop runs every iteration, the stopped requests unchanged).
+            if compact:
+                loss_history = tf.concat([history.gather(tf.range(t_end)), tf.tile(last_loss[None], [iterations - t_end, 1])], 0)
+            else:
+                loss_history = history.stack()
         else:
             _, grid, anchor, _, _, history = tf.while_loop(lambda t, *_: t < iterations, paper_body, start, shape_invariants=invariants)
+            loss_history = history.stack()
+            steps = tf.fill([n], iterations)
 
         def scores_of(*grids):
             """f_c(x') (N,H,W) for each of the grids (N,gh,gw), in one forward pass."""
@@ -516,24 +558,25 @@ def _build_graph(get_model, image_shape, grid_size, mode, upsampling, optimizer,
         settled = change <= SETTLE_TOLERANCE
         if constrained:
             # The final mask when it keeps the target, else the last one that did (not settled).
-            s_final, s_kept = scores_of(grid, last_kept)
+            (s_final,) = scores_of(grid)
             fallback = obj.score_ratio(score, s_final, requests) < target
             grid = tf.where(fallback[:, None, None], last_kept, grid)
             s_final = tf.where(fallback[:, None, None], s_kept, s_final)
-            settled = settled & (since_back >= window) & tf.logical_not(fallback)
+            settled = (tf.logical_not(active) | (settled & (since_back >= window))) & tf.logical_not(fallback)
         else:
             s_final, s_empty = scores_of(grid, tf.zeros_like(grid))  # the final mask and no context (M = 0)
         area = tf.reduce_sum(requests, axis=[1, 2])
         return {
             "saliency": upsample_grid(grid, (height, width), upsampling),
             "grid": grid,
-            "loss_history": tf.transpose(history.stack()),
+            "loss_history": tf.transpose(loss_history),
             "final_loss": obj.objective(grid, score, s_final, requests, lam),
             "preserved_score": obj.score_ratio(score, s_final, requests),
             "no_context_score": obj.score_ratio(score, s_empty, requests),
             "original_score": tf.reduce_sum(score * requests, axis=[1, 2]) / area,
             "converged": settled,
             "mask_change": change,
+            "steps": steps,
         }
 
     return optimise
