@@ -13,7 +13,6 @@ import tempfile
 from pathlib import Path
 
 from gsal_tf.benchmark.protocol import read_report, read_results
-from gsal_tf.explainer import METHODS
 
 
 def fmt(v, digits=3):

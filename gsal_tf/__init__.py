@@ -4,7 +4,9 @@ The package, one concept per place:
 
 - :mod:`gsal_tf.saliency` — the method (grid saliency: masks, perturbations, objective, optimisers);
 - :mod:`gsal_tf.attributions` — the comparison methods (vanilla gradients, SmoothGrad, integrated gradients, occlusion, RISE);
-- :mod:`gsal_tf.explainer` — what every method shares (the base class, the result interface, method names);
+- :mod:`gsal_tf.explainer` — what every method shares (the base class, the result interface); :mod:`gsal_tf.methods` — their names;
+  :mod:`gsal_tf.model_calls` — how every method calls a model;
+- :mod:`gsal_tf.pictures` — one picture explained: fitted to the network, gridded, requested, mapped back;
 - :mod:`gsal_tf.models` — the networks (DeepLabv3+ with MobileNetV2 / aligned Xception, known-context models);
 - :mod:`gsal_tf.zoo` — trained networks (manifest, build, demo);
 - :mod:`gsal_tf.requests` — which pixels to explain;
@@ -19,9 +21,10 @@ The package, one concept per place:
 from gsal_tf._version import __version__
 from gsal_tf import attributions, benchmark, models, requests, zoo
 from gsal_tf.errors import GsalError, GsalInputError
-from gsal_tf.explainer import METHODS, Explainer, ExplanationResult, make_explainer
+from gsal_tf.methods import METHODS, make_explainer
+from gsal_tf.explainer import Explainer, ExplanationResult
 from gsal_tf.saliency import Explanation, GridSaliency
-from gsal_tf import context_stats, datasets, scale, threads  # noqa: E402
+from gsal_tf import context_stats, datasets, pictures, scale, threads  # noqa: E402
 from gsal_tf.scale import explain_dataset
 
 __all__ = [
@@ -43,5 +46,6 @@ __all__ = [
     "scale",
     "context_stats",
     "threads",
+    "pictures",
     "explain_dataset",
 ]

@@ -63,6 +63,8 @@ FORMAT = 3  # 3: a FunctionDefLibrary added to the eager context (1: a GraphDef)
 #: gsal modules whose code builds explainer graphs (their source is part of every key).
 GRAPH_MODULES = (
     "gsal_tf.explainer",
+    "gsal_tf.model_calls",
+    "gsal_tf._graphs",
     "gsal_tf.saliency.grid_saliency",
     "gsal_tf.saliency.masks",
     "gsal_tf.saliency.objective",

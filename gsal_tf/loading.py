@@ -170,7 +170,9 @@ def load_model(path, *, custom_modules=(), safe_mode: bool = True):
     ``safe_mode=False`` allows what safe mode refuses — a ``Lambda`` layer's Python code: it
     runs code from the file, so only for files you trust.
     A ``.tflite`` file is rebuilt by :func:`gsal_tf.models.from_tflite` (probabilities; its input is
-    RGB in [0, 1] at the file's input size).
+    RGB in [0, 1] at the file's input size; an 8-bit file with its activations simulated, so the
+    model computes what ``tf.lite.Interpreter`` computes — ``from_tflite(path,
+    quantize_activations=False)`` gives the float version).
     A SavedModel folder (Keras ``model.export`` or ``tf.saved_model.save``) loads as a
     :class:`gsal_tf.models.saved_model.SavedModelSegmenter` over its ``serving_default`` signature.
     """

@@ -125,7 +125,9 @@ def cbd(saliency, requests) -> np.ndarray:
     saliency : (N,H,W) in [0,1].
     requests : (N,H,W) in {0,1}; 1 marks the request (object), 0 its context.
 
-    NaN for a request that covers the whole image (no context).
+    Returns
+    -------
+    (N,) float64 — NaN for a request that covers the whole image (no context).
     """
     s, r = _check_maps(saliency, requests)
     context = 1.0 - r
@@ -143,8 +145,10 @@ def cbl(saliency, requests, biased_tile_masks) -> np.ndarray:
     requests : (N,H,W) in {0,1}.
     biased_tile_masks : (N,H,W) in {0,1}; 1 on the biased tile.
 
-    NaN where the saliency has no context mass (``sum(S∘(1−R)) = 0``); aggregate with
-    ``np.nanmean`` and report the NaN count (see the module docstring).
+    Returns
+    -------
+    (N,) float64 — NaN where the saliency has no context mass (``sum(S∘(1−R)) = 0``); aggregate
+    with ``np.nanmean`` and report the NaN count (see the module docstring).
     """
     s, r, b = _check_maps(saliency, requests, biased_tile_masks)
     salient_context = s * (1.0 - r)
@@ -193,8 +197,11 @@ def cbd_matrix(per_model: Mapping[int, tuple], num_classes: int = 10) -> np.ndar
     per_model : {bias_digit: (cbd_values (N,), evaluated_digits (N,))}
         One entry per model, keyed by the digit it was biased towards.
 
-    Row ``b`` is :func:`cbd_by_class` of the model biased to digit ``b``; rows without a model,
-    and digits a model was not evaluated on, are NaN. A context bias shows as a high diagonal.
+    Returns
+    -------
+    (num_classes, num_classes) float64 — row ``b`` is :func:`cbd_by_class` of the model biased
+    to digit ``b``; rows without a model, and digits a model was not evaluated on, are NaN. A
+    context bias shows as a high diagonal.
     """
     matrix = np.full((num_classes, num_classes), np.nan)
     for bias_digit, (values, digits) in per_model.items():
@@ -218,9 +225,12 @@ def inflation_baseline(requests, target_context_area, kernel: str = "square") ->
         3×3 structuring element of each ``cv2.dilate`` step: 8-neighbourhood (Chebyshev rings)
         or 4-neighbourhood (city-block rings).
 
-    For each request, the ring ``dilate_k(R) − R`` for the smallest number of steps k >= 0 whose
-    ring area is >= the target. A target of 0 gives an empty ring; a target larger than the whole
-    context gives the whole context (dilation stops when the mask no longer grows).
+    Returns
+    -------
+    (N,H,W) float32 — for each request, the ring ``dilate_k(R) − R`` for the smallest number of
+    steps k >= 0 whose ring area is >= the target. A target of 0 gives an empty ring; a target
+    larger than the whole context gives the whole context (dilation stops when the mask no
+    longer grows).
     """
     if kernel not in KERNELS:
         raise GsalInputError(f"kernel must be one of {', '.join(map(repr, KERNELS))}; got {kernel!r}")

@@ -84,7 +84,7 @@ def check_model_output(output, image_shape, output_kind: str) -> tuple[int, int,
     """Check one probe output of the model for images of ``image_shape`` (H,W,C); return (h, w, K).
 
     K = 1 is a binary segmenter's one channel (foreground probability or logit), which the
-    explainers read as two classes (:func:`gsal_tf.explainer.to_probabilities`)."""
+    explainers read as two classes (:func:`gsal_tf.model_calls.to_probabilities`)."""
     if not hasattr(output, "shape"):
         raise GsalInputError(
             f"the model returns a {type(output).__name__}, not one tensor (N,h,w,K) of per-pixel class scores; "

@@ -341,7 +341,9 @@ def explanation_figure(image: np.ndarray, request: np.ndarray, saliency: np.ndar
     preserved_score, no_context_score : float, optional — written under the saliency panel.
     method : str — the saliency panel's title.
 
-    Returns the :class:`matplotlib.figure.Figure`.
+    Returns
+    -------
+    matplotlib.figure.Figure
     """
     from matplotlib import rc_context
     from matplotlib.figure import Figure

@@ -159,3 +159,11 @@ def figure_parts(fig) -> dict:
         "colorbar": [ax.get_ylabel() for ax in fig.axes if ax.get_label() == "colorbar"],
         "xlabels": [ax.get_xlabel() for ax in fig.axes],
     }
+
+
+@pytest.fixture
+def traces(monkeypatch):
+    """``traces()``: how many explainer graphs were traced since the test started (tests/tracing.py)."""
+    from tracing import TraceCounter
+
+    return TraceCounter().install(monkeypatch.setattr)

@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 
 import gsal_tf as gs
-from gsal_tf.attributions import IntegratedGradients, SmoothGrad, VanillaGradients, trace_count
+from gsal_tf.attributions import IntegratedGradients, SmoothGrad, VanillaGradients
 from gsal_tf.errors import GsalInputError
-from gsal_tf.explainer import METHODS as METHOD_NAMES, ExplanationResult
+from gsal_tf.methods import METHODS as METHOD_NAMES
+from gsal_tf.explainer import ExplanationResult
 from gsal_tf.models.known_context import known_context_image, known_context_model
 
 H, W, C, K = 6, 5, 2, 3
@@ -164,15 +165,15 @@ def test_batched_equals_one_by_one(method, logit_model, batch):
     assert batched.params["method"] == method.method and batched.seconds > 0
 
 
-def test_hyper_parameters_do_not_retrace(logit_model, batch):
+def test_hyper_parameters_do_not_retrace(logit_model, batch, traces):
     images, requests, classes = batch
     SmoothGrad(logit_model, samples=2, output="logits").explain(images, requests, classes)
     IntegratedGradients(logit_model, steps=2, output="logits").explain(images, requests, classes)
-    before = trace_count()
+    before = traces()
     SmoothGrad(logit_model, samples=3, noise=0.3, seed=9, output="logits").explain(images[:2], requests[:2], classes[:2])
     IntegratedGradients(logit_model, steps=5, baseline="blur", output="logits").explain(images, requests, classes)
     SmoothGrad(logit_model, samples=2, averaging="squared", output="logits").explain(images, requests, classes)
-    assert trace_count() == before
+    assert traces() == before
 
 
 @pytest.mark.parametrize("method", METHODS)

@@ -456,3 +456,78 @@ def test_two_concurrent_runs_into_one_folder(conv_model_file, clean, tmp_path):
         assert run.returncode == 0, err[-2000:]
     assert _columns(tmp_path / "out") == _columns(whole) and temp_files(tmp_path / "out") == []
     assert store.read_card(tmp_path / "out")["status"] == "complete"
+
+
+# -- CamVid trees and label mappings -------------------------------------------------------------------
+
+
+def camvid_cli(root, out, conv_model_file, mapping, *extra):
+    return cli("explain-dataset", root, "--model", conv_model_file, "--out", out, "--mapping", mapping, "--zone", "class",
+               "--min-pixels", "4", "--grid", "4,4", "--iterations", "3", "--target", "0", "--batch-size", "2", *extra)
+
+
+def test_cli_bad_camvid_trees_and_mappings_are_one_line_and_write_nothing(conv_model_file, tmp_path, rng):
+    from test_camvid import make_camvid, tiny_mapping_toml
+
+    mapping = tiny_mapping_toml(tmp_path / "tiny.toml")
+    missing = make_camvid(tmp_path / "missing", rng, n=3)
+    (missing / "testannot" / "0001TP_000002.png").unlink()
+    other_size = make_camvid(tmp_path / "size", rng, n=3)
+    cv2.imwrite(str(other_size / "testannot" / "0001TP_000000.png"), np.zeros((12, 16), np.uint8))  # in the first shard
+    outside = make_camvid(tmp_path / "ids", rng, n=3, layout="list")
+    label = cv2.imread(str(outside / "testannot" / "testannot_00000.png"), cv2.IMREAD_UNCHANGED)
+    label[5, 5] = 12
+    cv2.imwrite(str(outside / "testannot" / "testannot_00000.png"), label)
+    good = make_camvid(tmp_path / "good", rng, n=3)
+    lacking = tiny_mapping_toml(tmp_path / "lacking.toml", extra='bicyclist = ["rider"]\n')
+    cases = [
+        (missing, mapping, ("1 CamVid frames of split 'test' have no annotation (first: 0001TP_000002.png",)),
+        (other_size, mapping, ("0001TP_000000.png is 12x16; its image is 16x16: they must match",)),
+        (outside, mapping, ("testannot_00000.png: label ids [12] are outside the camvid classes 0..10 (and 11 = ignore)",)),
+        (good, "cityscapes-camvid", ("mapping cityscapes-camvid is for a network of 19 classes", "this network has 3 and no class names")),
+        (good, lacking, ("[classes] bicyclist names 'rider', which is not one of the network's classes (3 classes: background, person, vehicle)",)),
+        (good, "kitti-camvid", ("mapping 'kitti-camvid' is neither a shipped mapping",)),
+    ]
+    for root, given, phrases in cases:
+        out = tmp_path / f"out-{root.name}"
+        one_error(camvid_cli(root, out, conv_model_file, given), *phrases)
+        assert not out.exists(), root
+
+
+def test_cli_a_zoo_network_lacking_a_class_of_the_mapping(tmp_path, rng):
+    from test_camvid import make_camvid
+
+    root = make_camvid(tmp_path / "CamVid", rng, n=1)
+    result = cli("explain-dataset", root, "--model", "pascal-mobilenetv2-0.5", "--out", tmp_path / "out", "--mapping", "cityscapes-camvid")
+    one_error(result, "mapping cityscapes-camvid names network classes this network lacks: sky, building, pole, road",
+              "(its 21 classes: background, aeroplane")
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_bad_camvid_frame_after_the_first_shard_keeps_the_committed_ones(model, conv_model_file, tmp_path, rng):
+    """Frames 0-1 and 2-3 are committed before frame 4's annotation is found to be of another size:
+    the run stops with that error (one line in the CLI), the shards stay, and once the annotation
+    is fixed the run resumes to the rows of a clean run."""
+    from test_camvid import camvid_labels, make_camvid, tiny_mapping_toml
+
+    mapping = tiny_mapping_toml(tmp_path / "tiny.toml")
+    policy = RequestPolicy(zone="class", classes=(8,), min_pixels=4, mapping=mapping)
+    options = {**OPTIONS, "batch_size": 2}
+    root = make_camvid(tmp_path / "CamVid", rng, n=6)
+    clean_root = tmp_path / "clean"
+    shutil.copytree(root, clean_root)
+    explain_dataset(model, clean_root, tmp_path / "whole", options=options, policy=policy)
+    annotation = root / "testannot" / "0001TP_000004.png"
+    cv2.imwrite(str(annotation), np.zeros((12, 16), np.uint8))
+    with pytest.raises(GsalInputError, match="0001TP_000004.png is 12x16; its image is 16x16"):
+        explain_dataset(model, root, tmp_path / "out", options=options, policy=policy)
+    one_error(camvid_cli(root, tmp_path / "cli-out", conv_model_file, mapping, "--classes", "8"), "0001TP_000004.png is 12x16")
+    for out in ("out", "cli-out"):
+        assert shard_files(tmp_path / out) == ["part-00000.parquet", "part-00001.parquet"] and temp_files(tmp_path / out) == []
+    cv2.imwrite(str(annotation), camvid_labels((16, 16), 4))
+    summary = explain_dataset(model, root, tmp_path / "out", options=options, policy=policy)
+    assert summary.requests == 6 and _columns(tmp_path / "out") == _columns(tmp_path / "whole")
+    result = camvid_cli(root, tmp_path / "cli-out", conv_model_file, mapping, "--classes", "8")
+    assert result.exit_code == 0, result.output
+    assert "6 requests of 6 samples" in " ".join(result.output.split())
+    assert _columns(tmp_path / "cli-out")["class_id"] == [2] * 6

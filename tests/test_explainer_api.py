@@ -7,7 +7,6 @@ import tensorflow as tf
 
 import gsal_tf as gs
 from gsal_tf.models.known_context import known_context_image, known_context_model
-from gsal_tf.saliency import trace_count
 
 SHAPE = (32, 32, 1)
 TARGET = (12, 12, 20, 20)
@@ -56,17 +55,17 @@ def test_batched_equals_one_by_one_and_seed_is_deterministic(model):
     np.testing.assert_array_equal(batched.grid, again.grid)
 
 
-def test_second_call_and_new_explainer_do_not_retrace(model):
+def test_second_call_and_new_explainer_do_not_retrace(model, traces):
     x, r = images(3), requests(3)
     gs.GridSaliency(model, grid_size=(4, 4), iterations=5).explain(x, r, [1, 1, 1])
-    before = trace_count()
+    before = traces()
     gs.GridSaliency(model, grid_size=(4, 4), iterations=5).explain(x, r, [1, 1, 1])
     # Other hyper-parameters and another batch size reuse the same graph.
     gs.GridSaliency(model, grid_size=(4, 4), iterations=9, lam=0.2, learning_rate=0.05, init=0.8).explain(x[:2], r[:2], 1)
-    assert trace_count() == before
+    assert traces() == before
     # A structural change (grid size) is a new graph.
     gs.GridSaliency(model, grid_size=(2, 2), iterations=5).explain(x, r, [1, 1, 1])
-    assert trace_count() == before + 1
+    assert traces() == before + 1
 
 
 def test_logits_and_low_resolution_outputs(model):

@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -13,7 +14,6 @@ import pytest
 
 import gsal_tf as gs
 from gsal_tf import graph_cache
-from gsal_tf.explainer import trace_count
 
 from conftest import TINY_DEEPLAB
 
@@ -52,34 +52,34 @@ def explain(model, images, requests, classes, **options):
     return gs.GridSaliency(model, grid_size=(8, 8), iterations=30, **options).explain(images, requests, classes)
 
 
-def test_a_graph_loaded_from_disk_gives_the_traced_explanation(cache_on, trained):
+def test_a_graph_loaded_from_disk_gives_the_traced_explanation(cache_on, trained, traces):
     model, *inputs = trained
     model = twin(model)  # not yet in this process's memory cache (other tests use the fixture's)
     traced = explain(model, *inputs)
     assert len(list(cache_on.glob("*.pb"))) == 1 and len(list(cache_on.glob("*.json"))) == 1
-    before = trace_count()
+    before = traces()
     loaded = explain(twin(model), *inputs)  # a new model object: not in this process's memory cache
-    assert trace_count() == before, "the graph came from disk, no trace"
+    assert traces() == before, "the graph came from disk, no trace"
     assert traced.grid.max() - traced.grid.min() > 0.25  # a non-trivial mask is compared (not uniform)
     np.testing.assert_allclose(loaded.grid, traced.grid, atol=1e-6)
     np.testing.assert_allclose(loaded.saliency, traced.saliency, atol=1e-6)
     np.testing.assert_allclose(loaded.preserved_score, traced.preserved_score, atol=1e-6)
     # Hyper-parameters are graph inputs: another lam reuses the cached graph.
     other = explain(twin(model), *inputs, lam=0.3, learning_rate=0.05)
-    assert trace_count() == before
+    assert traces() == before
     np.testing.assert_allclose(other.saliency, explain(model, *inputs, lam=0.3, learning_rate=0.05).saliency, atol=1e-6)
 
 
-def test_a_changed_weight_is_read_never_a_stale_copy(cache_on, trained, monkeypatch):
+def test_a_changed_weight_is_read_never_a_stale_copy(cache_on, trained, monkeypatch, traces):
     model, *inputs = trained
     model = twin(model)
     original = explain(model, *inputs)
     changed = twin(model)
     bias = changed.get_layer("logits").bias
     bias.assign(bias.numpy() + np.where(np.arange(11) == inputs[2][0], -2.0, 0.0).astype(np.float32))
-    before = trace_count()
+    before = traces()
     from_disk = explain(changed, *inputs)
-    assert trace_count() == before
+    assert traces() == before
     monkeypatch.setenv("GSAL_GRAPH_CACHE", "0")  # the reference: the changed model traced afresh
     fresh = explain(twin(changed), *inputs)
     np.testing.assert_allclose(from_disk.saliency, fresh.saliency, atol=1e-6)
@@ -98,15 +98,15 @@ def test_keys_follow_architecture_settings_and_layer_code(cache_on):
     assert "PatchContextReadout" in graph_cache._class_source(type(readout.layers[-1]))
 
 
-def test_a_corrupt_or_foreign_entry_is_retraced(cache_on, trained):
+def test_a_corrupt_or_foreign_entry_is_retraced(cache_on, trained, traces):
     model, *inputs = trained
     model = twin(model)
     reference = explain(model, *inputs)
     (graph,) = cache_on.glob("*.pb")
     graph.write_bytes(graph.read_bytes()[:1000])  # truncated: its sha256 no longer matches the card
-    before = trace_count()
+    before = traces()
     again = explain(twin(model), *inputs)
-    assert trace_count() == before + 1
+    assert traces() == before + 1
     np.testing.assert_allclose(again.saliency, reference.saliency, atol=1e-6)
 
 
@@ -123,18 +123,20 @@ def test_a_new_process_explains_the_demo_from_the_cache_with_the_same_saliency(c
     script = textwrap.dedent("""
         import sys, numpy as np
         import gsal_tf as gs
-        from gsal_tf.explainer import trace_count
+        sys.path.insert(0, sys.argv[2])
+        from tracing import TraceCounter
         from gsal_tf.zoo.demo import load_demo
+        traces = TraceCounter().install(setattr)
         case = load_demo()
         r = gs.GridSaliency(case["model"]).explain(case["image"][None], case["request"][None], [case["class_id"]])
         np.save(sys.argv[1], r.saliency)
-        print("traces", trace_count())
+        print("traces", traces())
     """)
     env = {**os.environ, "GSAL_GRAPH_CACHE": "1", "GSAL_HOME": str(cache_on.parent), "TF_CPP_MIN_LOG_LEVEL": "3"}
     outputs = []
     for run in ("first", "second"):
         out = cache_on.parent / f"{run}.npy"
-        done = subprocess.run([sys.executable, "-c", script, str(out)], env=env, capture_output=True, text=True, timeout=600)
+        done = subprocess.run([sys.executable, "-c", script, str(out), str(Path(__file__).parent)], env=env, capture_output=True, text=True, timeout=600)
         assert done.returncode == 0, done.stderr[-2000:]
         outputs.append((done.stdout.split()[-1], np.load(out)))
     assert outputs[0][0] == "1" and outputs[1][0] == "0"  # traced once, then loaded
@@ -147,7 +149,7 @@ def test_explainer_graphs_run_one_round_of_grappler_and_the_thread_gets_its_sett
     from tensorflow.core.protobuf import config_pb2, rewriter_config_pb2
     from tensorflow.python.eager import context
 
-    from gsal_tf.explainer import SKIPPED_GRAPH_PASSES, without_graph_optimizer
+    from gsal_tf._graphs import SKIPPED_GRAPH_PASSES, without_graph_optimizer
 
     ctx = context.context()
     outside = ctx.function_call_options

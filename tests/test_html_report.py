@@ -6,7 +6,6 @@ from __future__ import annotations
 import html.parser
 import shutil
 import subprocess
-from pathlib import Path
 
 import cv2
 import numpy as np

@@ -209,14 +209,14 @@ def test_a_batch_equals_one_by_one(method, kwargs, model, batch):
     assert together.class_ids.tolist() == [1, 1, 1] and together.seconds > 0
 
 
-def test_settings_do_not_retrace(model, batch):
+def test_settings_do_not_retrace(model, batch, traces):
     images, requests, classes = batch
     Occlusion(model, window=3, stride=2, output="logits").explain(images, requests, classes)
     RISE(model, masks=10, cell_size=3, output="logits").explain(images, requests, classes)
-    before = gs.attributions.trace_count()
+    before = traces()
     Occlusion(model, window=(4, 2), stride=(1, 2), signed=True, masks_per_step=7, output="logits").explain(images[:2], requests[:2], classes[:2])
     RISE(model, masks=13, cell_size=5, keep_probability=0.7, centre=False, seed=4, output="logits").explain(images, requests, classes)
-    assert gs.attributions.trace_count() == before
+    assert traces() == before
 
 
 def test_registered_by_name_and_found_on_the_known_context_model():
@@ -266,10 +266,10 @@ def test_context_mode_needs_context(model, batch):
         Occlusion(model, window=3, output="logits").explain(images, np.ones((3, H, W)), classes)
 
 
-def test_the_graph_cache_covers_the_new_methods(tmp_path, monkeypatch, batch):
+def test_the_graph_cache_covers_the_new_methods(tmp_path, monkeypatch, batch, traces):
     """Their source is part of every cache key, and a graph loaded from disk gives the traced result."""
     from gsal_tf import graph_cache
-    from gsal_tf.explainer import METHOD_CLASSES, trace_count
+    from gsal_tf.methods import METHOD_CLASSES
 
     modules = {path.split(":")[0] for path in METHOD_CLASSES.values()} | {"gsal_tf.attributions.masking"}
     assert modules <= set(graph_cache.GRAPH_MODULES)
@@ -283,9 +283,9 @@ def test_the_graph_cache_covers_the_new_methods(tmp_path, monkeypatch, batch):
     twin.set_weights(model.get_weights())
     for method, kwargs in ((Occlusion, {"window": 3}), (RISE, {"masks": 20, "cell_size": 3})):
         traced = method(model, output="logits", **kwargs).explain(images, requests, classes)
-        before = trace_count()
+        before = traces()
         loaded = method(twin, output="logits", **kwargs).explain(images, requests, classes)
-        assert trace_count() == before  # from disk, not traced again
+        assert traces() == before  # from disk, not traced again
         np.testing.assert_allclose(loaded.raw, traced.raw, atol=1e-6)
         assert np.abs(traced.raw).max() > 0
     assert len(list((tmp_path / "home" / "graphs").glob("*.pb"))) == 2

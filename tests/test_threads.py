@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 import gsal_tf as gs
 from gsal_cli.main import app
-from gsal_tf import explainer
+from gsal_tf import _graphs
 from gsal_tf.loading import declared_input_shape
 from gsal_tf.models.known_context import known_context_image, known_context_model
 from gsal_tf.threads import SMALL_INPUT_PIXELS, threads_for, use_threads
@@ -95,7 +95,7 @@ def test_remapper_off_gives_the_same_saliency(monkeypatch):
     request[0, TARGET[0]:TARGET[2], TARGET[1]:TARGET[3]] = 1
     results = []
     for threshold in (0, 10**9):  # remapper on, then off
-        monkeypatch.setattr(explainer, "REMAPPER_MIN_PIXELS", threshold)
+        monkeypatch.setattr(_graphs, "REMAPPER_MIN_PIXELS", threshold)
         results.append(gs.GridSaliency(model, grid_size=(4, 4), iterations=20).explain(image, request, [1]).saliency)
     np.testing.assert_allclose(results[0], results[1], atol=1e-6)
     assert results[0][0, :8, :8].mean() > 0.5  # the context the model reads is kept

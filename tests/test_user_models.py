@@ -2,7 +2,6 @@
 custom layers and user code, one-channel (binary) segmenters, exports that name their output kind,
 and the convergence flag of a result."""
 
-import json
 import subprocess
 import sys
 import textwrap
@@ -16,7 +15,7 @@ from typer.testing import CliRunner
 
 import gsal_tf as gs
 from gsal_cli.main import app
-from gsal_tf.explainer import detect_output, resolve_output
+from gsal_tf.model_calls import detect_output, resolve_output
 from gsal_tf.export import export_explainer, export_model
 from gsal_tf.loading import load_model
 from gsal_tf.models.known_context import known_context_image, known_context_model

@@ -53,7 +53,8 @@ def compare_backbones(
     import gsal_tf as gs
     from gsal_tf import viz
     from gsal_tf.compare import compare_models
-    from gsal_tf.loading import fit_to_model, match_channels, model_input_channels, model_input_size
+    from gsal_tf import pictures
+    from gsal_tf.loading import model_input_size
 
     try:
         names = [m.strip() for m in models.split(",") if m.strip()] if models else []
@@ -77,17 +78,20 @@ def compare_backbones(
         if len(sizes) > 1:
             raise gs.GsalInputError(f"the models take different input sizes {sorted(s for s in sizes if s)}; compare models of one input size")
         first_net = next(iter(nets.values()))
-        photo = match_channels(img, model_input_channels(first_net))
-        img, fit = fit_to_model(photo, first_net)
+        photo = pictures.matched_channels(img, first_net)
+        img = None
+        picture = pictures.fit_picture(photo, first_net)  # the library's picture pipeline, as `gsal explain`
+        fit = picture.fit
         # The figure shows the photo at screen resolution: only that copy is kept (as in `gsal explain`).
         screen = viz.screen_shape(fit.source)
         photo = viz.to_screen(photo, screen)
+        predict = gs.GridSaliency(first_net).predict
         if demo:
-            cls = gs.requests.class_id(cls, class_names)
-            req = fit.mask_to_model(req)
+            asked = pictures.picture_request(picture, predict, mask=req, class_id=gs.requests.class_id(cls, class_names))
         else:
-            req, cls, _ = build_request(gs.GridSaliency(first_net), img, request, request_class, request_point, class_id, class_names, fit)
-        grid_size = parse_pair(grid, "--grid", allow_single=True) if grid is not None else ((8, 8) if fit.identity else fit.grid())
+            asked = build_request(predict, picture, request, request_class, request_point, class_id, class_names)
+        img, req, cls = picture.network_input, asked.mask, asked.class_id
+        grid_size = parse_pair(grid, "--grid", allow_single=True) if grid is not None else picture.grid
         grid_options = {"grid_size": grid_size, **given(iterations=iterations, lam=lam, target=target)}
         with console.status(f"explaining with {len(nets)} models"):
             result = compare_models(nets, img, req, cls, grid_options, top_fraction)

@@ -16,13 +16,14 @@ from gsal_cli.options import CustomModules, FigureFormat, Iterations, Lam, Targe
 
 
 def explain_dataset(
-    data: Path = typer.Argument(..., help="A folder: images (with --labels), a Cityscapes tree or a TextureMNIST folder."),
+    data: Path = typer.Argument(..., help="A folder: images (with --labels), a Cityscapes tree, a CamVid tree (SegNet version) or a TextureMNIST folder."),
     model: str = typer.Option(..., "--model", "-m", help="A .keras file, a SavedModel folder or a zoo model name."),
     out: Path = typer.Option(..., "--out", "-o", help="Results folder (resumed when it holds a run of the same settings)."),
-    layout: str = typer.Option("auto", "--layout", help="auto | folder | cityscapes | texture-mnist."),
+    layout: str = typer.Option("auto", "--layout", help="auto | folder | cityscapes | camvid | texture-mnist."),
     labels: Optional[Path] = typer.Option(None, "--labels", help="Folder of label maps (same file stems as the images)."),
-    split: Optional[str] = typer.Option(None, "--split", help="Cityscapes split (default val) or TextureMNIST split (default test)."),
-    zone: str = typer.Option("class", "--zone", help="class | component | error: one request per class zone, connected component, or error region."),
+    split: Optional[str] = typer.Option(None, "--split", help="Cityscapes split (default val), CamVid split (default test) or TextureMNIST split (default test)."),
+    mapping: Optional[str] = typer.Option(None, "--mapping", help="Which network class means which dataset class: a shipped mapping (cityscapes-camvid, ade20k-camvid, pascal-camvid) or a TOML file. Then --classes/--exclude are dataset class ids."),
+    zone: str = typer.Option("class", "--zone", help="class | component | error | confusion: one request per class zone, connected component, error region, or (true, predicted) class pair."),
     zones_from: str = typer.Option("labels", "--zones-from", help="labels | predictions."),
     classes: Optional[str] = typer.Option(None, "--classes", help="Only these class ids, comma-separated."),
     exclude: Optional[str] = typer.Option(None, "--exclude", help="Never these class ids, comma-separated."),
@@ -60,7 +61,7 @@ def explain_dataset(
             options["grid_size"] = parse_pair(grid, "--grid", allow_single=True)
         options.update(given(iterations=iterations, lam=lam, target=target, batch_size=batch_size))
         policy = gs.scale.RequestPolicy(zone=zone, zones_from=zones_from, classes=_ids(classes, "--classes"),
-                                        exclude=_ids(exclude, "--exclude") or (), min_pixels=min_pixels)
+                                        exclude=_ids(exclude, "--exclude") or (), min_pixels=min_pixels, mapping=mapping)
         size = parse_pair(input_size, "--input-size", allow_single=True) if input_size else None
         engine_options = _engine_options(engine, address=address, actors=actors, cpus_per_actor=cpus_per_actor, gpus_per_actor=gpus_per_actor)
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[requests]} requests"),

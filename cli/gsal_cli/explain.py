@@ -56,9 +56,7 @@ def explain(
     summary.json (parameters, scores, timing) to the output folder.
     """
     import gsal_tf as gs
-    from gsal_tf import viz
-    from gsal_tf import loading
-    from gsal_tf.loading import fit_to_model, match_channels, model_input_channels
+    from gsal_tf import loading, pictures, viz
 
     try:
         options = gs.GridSaliency.options_from_toml(config) if config else {}
@@ -93,24 +91,26 @@ def explain(
                 if hint:
                     console.print(f"[yellow]warning:[/] {escape(hint)}")
                 req, cls, stem, labels = None, class_id, image.stem, None
-            # An image of another size than the network's fixed input is letterboxed to it; the
-            # saliency, the prediction and the request are mapped back to the image for the outputs.
-            photo = match_channels(img, model_input_channels(net))
-            img, fit = fit_to_model(photo, net)
+            # The library's picture pipeline: the image letterboxed to the network, the photo grid,
+            # the request in the image's pixels; outputs are mapped back to the image.
+            photo = pictures.matched_channels(img, net)
+            img = None
+            picture = pictures.fit_picture(photo, net)
+            fit = picture.fit
             # The figure shows the photo at screen resolution: only that copy is kept, so a 48 MP
             # photo costs its decoding and one saliency map at its size, nothing per panel.
             screen = viz.screen_shape(fit.source)
             photo = viz.to_screen(photo, screen)
-            req = None if req is None else fit.mask_to_model(req)
-            if "grid_size" not in options and not fit.identity:
-                options["grid_size"] = fit.grid()  # square cells, 12 along the photo's long side
-            explainer = gs.GridSaliency(net, **options)
+            explainer = pictures.explainer_for(net, picture, **options)
             if req is None:
                 progress.update(task, description="predicting")
-                req, cls, labels = build_request(explainer, img, request, request_class, request_point, class_id, class_names_of(net), fit)
-            progress.update(task, description=f"optimising the {explainer.grid_size[0]}x{explainer.grid_size[1]} grid mask ({explainer.iterations} iterations)")
+                asked = build_request(explainer.predict, picture, request, request_class, request_point, class_id, class_names_of(net))
+            else:
+                asked = pictures.picture_request(picture, explainer.predict, mask=req, class_id=cls)
+            req, cls, labels = asked.mask, asked.class_id, asked.prediction if labels is None else labels
+            progress.update(task, description=f"optimising the {explainer.grid_size[0]}x{explainer.grid_size[1]} grid mask (at most {explainer.iterations} iterations)")
             start = time.perf_counter()
-            result = explainer.explain(img[None], req[None], [cls])
+            result = pictures.explain_picture(explainer, picture, asked).result
             seconds = time.perf_counter() - start
 
         out_dir = out or Path("gsal-out") / stem
@@ -119,8 +119,6 @@ def explain(
             summary["fitted_to_network"] = {"image": list(fit.source), "network_input": list(fit.target), "scale": fit.scale, "content": list(fit.size), "top": fit.top, "left": fit.left}
         with staged_outputs(out_dir) as stage:
             np.save(stage.path("saliency.npy"), fit.to_image(result.saliency[0]))  # (H,W) float32 at the image's resolution
-            if labels is None:
-                labels = gs.requests.label_map(explainer.predict(img[None])[0])
             figure = viz.explanation_figure(photo, fit.to_image(req, nearest=True, size=screen), fit.to_image(result.saliency[0], size=screen), cls,
                                             prediction=fit.to_image(labels, nearest=True, size=screen), class_names=viz.class_names(net),
                                             model_name=model_name, preserved_score=summary["preserved_score"],

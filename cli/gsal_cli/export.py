@@ -31,7 +31,7 @@ def export(
     serving signature takes (images, request_masks, class_ids) and returns saliency maps.
     """
     import gsal_tf as gs
-    from gsal_tf.explainer import resolve_output
+    from gsal_tf.model_calls import resolve_output
     from gsal_tf.export import export_explainer, export_model
     from gsal_tf.validation import check_grid_size
 

@@ -119,34 +119,18 @@ def class_names_of(model) -> tuple | None:
     return tuple(class_names(model)) or None
 
 
-def build_request(explainer, img, request, request_class, request_point, class_id, class_names=None, fit=None):
-    """(request mask (H,W), class id to explain, the model's labels (H,W)), from exactly one of the
-    request options (the labels are the prediction the request was built from).
-
-    ``img`` is what the network takes; with ``fit`` (a :class:`gsal_tf.loading.Fit`) it is the
-    user's image fitted to the network, and a mask file or a point is given in the user's image
-    and mapped onto it. ``request_class`` and ``class_id`` are class ids or names of ``class_names``
-    (:func:`gsal_tf.requests.class_id`), resolved before the model runs. The class defaults to
-    the one the model predicts most often inside the request (:func:`gsal_tf.requests.predicted_class`).
-    """
-    from gsal_tf import requests
+def build_request(predict, picture, request, request_class, request_point, class_id, class_names=None):
+    """The :class:`gsal_tf.pictures.PictureRequest` of exactly one of the request options
+    (``--request`` mask file, ``--request-class`` C, ``--request-point`` Y,X, all in the image's
+    pixels) on ``picture`` (:func:`gsal_tf.pictures.picture_request`). Class names are resolved
+    with ``class_names`` (:func:`gsal_tf.requests.class_id`) before the model runs."""
+    from gsal_tf import pictures, requests
 
     given = [name for name, v in (("--request", request), ("--request-class", request_class), ("--request-point", request_point)) if v is not None]
     if len(given) != 1:
         raise GsalInputError("give exactly one of --request MASK, --request-class C or --request-point Y,X" + (f" (got {', '.join(given)})" if given else ""))
     request_class = None if request_class is None else requests.class_id(request_class, class_names)
     class_id = None if class_id is None else requests.class_id(class_id, class_names)
-    labels = requests.label_map(explainer.predict(img[None])[0])
-    if request is not None:
-        req = requests.mask_from_image(request, shape=fit.source if fit else img.shape[:2])
-        req = fit.mask_to_model(req) if fit else req
-    elif request_class is not None:
-        req = requests.class_request(labels, request_class)
-    else:
-        point = parse_pair(request_point, "--request-point", minimum=0)
-        if fit:
-            if not (0 <= point[0] < fit.source[0] and 0 <= point[1] < fit.source[1]):
-                raise GsalInputError(f"--request-point {point[0]},{point[1]} is outside the image of size {fit.source[0]}x{fit.source[1]}")
-            point = fit.point_to_model(point)
-        req = requests.component_request(labels, point)
-    return req, requests.predicted_class(labels, req) if class_id is None else class_id, labels
+    mask = None if request is None else requests.mask_from_image(request, shape=picture.fit.source)
+    point = None if request_point is None else parse_pair(request_point, "--request-point", minimum=0)
+    return pictures.picture_request(picture, predict, mask=mask, point=point, predicted_class=request_class, class_id=class_id)

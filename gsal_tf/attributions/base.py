@@ -31,7 +31,9 @@ import numpy as np
 import tensorflow as tf
 
 from gsal_tf.errors import GsalInputError
-from gsal_tf.explainer import Explainer, ExplanationResult, class_probability, count_trace, loss_scale, run_batched
+from gsal_tf.model_calls import class_probability, loss_scale
+from gsal_tf._graphs import run_batched
+from gsal_tf.explainer import Explainer, ExplanationResult
 from gsal_tf.validation import check_class_ids, check_class_range, check_images, check_request_masks
 
 GradientFn = Callable[[tf.Tensor, tf.Tensor, tf.Tensor], tuple]
@@ -172,7 +174,6 @@ def build_graph(get_model: Callable[[], Any], method: type, image_shape, output:
 
     @tf.function(input_signature=spec, jit_compile=jit_compile, autograph=False)
     def attribute(images, requests, class_ids, *extra):
-        count_trace(method.method)
         out = method._attribute(gradient, score, reduce, images, requests, class_ids, *extra)
         out["saliency"] = normalise(out["raw"])
         return out

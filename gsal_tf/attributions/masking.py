@@ -37,7 +37,9 @@ import numpy as np
 import tensorflow as tf
 
 from gsal_tf.attributions.base import Attribution, check_seed, normalise
-from gsal_tf.explainer import Explainer, class_probability, count_trace, describe_baseline, run_batched
+from gsal_tf.model_calls import class_probability
+from gsal_tf._graphs import run_batched
+from gsal_tf.explainer import Explainer, describe_baseline
 from gsal_tf.saliency.perturbation import MODES, BaselineSpec, make_baseline, perturb
 from gsal_tf.validation import check_choice, check_class_ids, check_class_range, check_images, check_number, check_request_masks
 
@@ -191,7 +193,6 @@ def build_graph(get_model: Callable[[], Any], method: type, image_shape, output:
 
     @tf.function(input_signature=spec, autograph=False)
     def attribute(images, requests, class_ids, baseline, count, per_step, *rest):
-        count_trace(method.method)
         mask_params, hyper = list(rest[:n_params]), list(rest[n_params:])
         batch = tf.shape(images)[0]
         original = score(images, requests, class_ids)

@@ -72,7 +72,7 @@ class Occlusion(PerturbationExplainer):
         Requests explained together in one graph call; more are split into batches.
     output : "probabilities", "logits" or None, default None
         What the model returns (None: what it declares — logits for a keras-hub segmenter —
-        else probabilities; :func:`gsal_tf.explainer.declared_output`); a one-channel output is a
+        else probabilities; :func:`gsal_tf.model_calls.declared_output`); a one-channel output is a
         binary segmenter (classes 0 = background, 1 = foreground). Softmax (sigmoid for one channel) is applied to logits.
     """
 

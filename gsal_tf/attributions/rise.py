@@ -54,7 +54,6 @@ import tensorflow as tf
 from gsal_tf.attributions.masking import PerturbationExplainer, weighted_masks
 from gsal_tf.errors import GsalInputError
 from gsal_tf.saliency.perturbation import BaselineSpec
-from gsal_tf.validation import check_number
 
 
 class RISE(PerturbationExplainer):
@@ -89,7 +88,7 @@ class RISE(PerturbationExplainer):
         Requests explained together in one graph call; more are split into batches.
     output : "probabilities", "logits" or None, default None
         What the model returns (None: what it declares — logits for a keras-hub segmenter —
-        else probabilities; :func:`gsal_tf.explainer.declared_output`); a one-channel output is a
+        else probabilities; :func:`gsal_tf.model_calls.declared_output`); a one-channel output is a
         binary segmenter (classes 0 = background, 1 = foreground). Softmax (sigmoid for one channel) is applied to logits.
     """
 

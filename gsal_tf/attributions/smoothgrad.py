@@ -23,7 +23,7 @@ squaring weights the large gradients more. ``absolute=False`` drops the absolute
 "absolute" and "signed" (both then give the signed mean ``(1/n) sum_i sum_channels g_i``, saliency
 in [−1,1]); "squared" is never negative. Which average localises a context bias best is a
 setting to choose on held-out data (:mod:`gsal_tf.benchmark.tuning`): on the zoo's strongly
-biased MobileNetV2 (60 biased 9s, 50 samples; measured for issue 13) "signed" at noise 0.20 reached CBL 0.84, "absolute"
+biased MobileNetV2 (60 biased 9s, 50 samples) "signed" at noise 0.20 reached CBL 0.84, "absolute"
 0.81, and "absolute" at the default noise 0.15 0.65.
 
 The range ``max(x) − min(x)`` is taken per image over all pixels and channels (a constant image
@@ -73,7 +73,7 @@ class SmoothGrad(GradientExplainer):
         Requests attributed together in one graph call; more are split into batches.
     output : "probabilities", "logits" or None, default None
         What the model returns (None: what it declares — logits for a keras-hub segmenter —
-        else probabilities; :func:`gsal_tf.explainer.declared_output`); a one-channel output is a
+        else probabilities; :func:`gsal_tf.model_calls.declared_output`); a one-channel output is a
         binary segmenter (classes 0 = background, 1 = foreground). Softmax (sigmoid for one channel) is applied to logits.
     absolute : bool, default True
         Average ``sum_channels |gradient|`` (True) or ``sum_channels gradient`` (False).

@@ -32,7 +32,7 @@ from gsal_tf.benchmark.journal import Journal, unit_key
 from gsal_tf.benchmark.tuning_space import SOURCE_DEFAULT, tuned_keys
 from gsal_tf.config import keyword_options
 from gsal_tf.errors import GsalInputError
-from gsal_tf.explainer import METHODS, make_explainer, method_name
+from gsal_tf.methods import METHODS, make_explainer, method_name
 from gsal_tf.saliency import GridSaliency
 
 
@@ -209,7 +209,7 @@ class EvaluationSettings:
 
     Attributes
     ----------
-    methods : names of :data:`gsal_tf.explainer.METHODS` (old names are accepted), default all.
+    methods : names of :data:`gsal_tf.methods.METHODS` (old names are accepted), default all.
     per_digit : int, default 20 — requests per digit for CBD.
     biased : int, default 100 — biased requests of the bias digit for CBL.
     batch_size : int, default 32 — requests per graph call, for every method.

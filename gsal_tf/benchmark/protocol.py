@@ -39,7 +39,7 @@ from gsal_tf.benchmark.texture_mnist import generate_once
 from gsal_tf.benchmark.training import TrainConfig, train
 from gsal_tf.config import read_toml
 from gsal_tf.errors import GsalInputError
-from gsal_tf.explainer import method_name
+from gsal_tf.methods import method_name
 
 
 @dataclasses.dataclass
@@ -210,7 +210,7 @@ def _write_json(path: Path, data: dict) -> None:
 
 def read_report(path) -> dict:
     """A run's or an evaluation's JSON report, with method names in today's vocabulary
-    (:data:`gsal_tf.explainer.METHODS`; reports written before version 0.2 used other names)."""
+    (:data:`gsal_tf.methods.METHODS`; reports written before version 0.2 used other names)."""
     report = json.loads(Path(path).read_text())
     methods = report["explanations"]["methods"]
     report["explanations"]["methods"] = {method_name(m): row for m, row in methods.items()}

@@ -2,7 +2,7 @@
 
 Grid saliency's defaults were chosen on held-out TextureMNIST samples (test_seed 4242), never on
 the evaluation split (test_seed 1907); a fair benchmark gives every comparison method the same
-chance (issue 13). For one biased model:
+chance. For one biased model:
 
 1. **Held-out requests** — the first ``requests`` (default 40) samples of the bias digit with the
    bias texture, from the *held-out* split: the model's benchmark config with ``test_seed =
@@ -59,7 +59,7 @@ from gsal_tf.benchmark.evaluation import EvaluationSettings
 from gsal_tf.benchmark.journal import Journal, unit_key
 from gsal_tf.benchmark.tuning_space import CANDIDATES, SOURCE_DEFAULT, candidates_for, SOURCE_NOTHING, SOURCE_TUNED, plain, tuned_keys  # noqa: F401
 from gsal_tf.errors import GsalInputError
-from gsal_tf.explainer import make_explainer
+from gsal_tf.methods import make_explainer
 
 #: The held-out split's test seed (the evaluation split uses the config's, 1907).
 HELD_OUT_TEST_SEED = 4242

@@ -6,7 +6,7 @@ therefore measures its network with the paired test of
 :func:`gsal_tf.benchmark.evaluation.bias_reliance` — the same test digits textured at random and
 with the run's bias texture in one tile — and calls the bias *taken* when the gain in the share
 of the bias digit's pixels predicted as that digit reaches :data:`TAKEN_GAIN` for its strength
-(0.3 strong, 0.15 weak: issue 13's bar). :func:`uptake_summary` reports, per backbone and
+(0.3 strong, 0.15 weak). :func:`uptake_summary` reports, per backbone and
 strength, the uptake rate and every method's CBL over all networks (the paper's way) and over the
 networks that took the bias.
 """

@@ -1,6 +1,18 @@
-"""Datasets for dataset-scale explanations: readers (:mod:`.sources`) and label tables (:mod:`.labels`)."""
+"""Datasets for dataset-scale explanations: readers (:mod:`.sources`, :mod:`.camvid`), label tables
+(:mod:`.labels`) and label-set mappings between networks and datasets (:mod:`.mapping`)."""
 
+from gsal_tf.datasets.camvid import CAMVID, CamVidSource
 from gsal_tf.datasets.labels import CITYSCAPES, CITYSCAPES_LABELS, LabelTable, plain_table
+from gsal_tf.datasets.mapping import (
+    UNMAPPED,
+    LabelMapping,
+    available_mappings,
+    dataset_confusion,
+    load_mapping,
+    mapped_confusion,
+    mapped_iou,
+    mapped_mean_iou,
+)
 from gsal_tf.datasets.sources import (
     LAYOUTS,
     CityscapesSource,
@@ -13,5 +25,7 @@ from gsal_tf.datasets.sources import (
     open_source,
 )
 
-__all__ = ["CITYSCAPES", "CITYSCAPES_LABELS", "LabelTable", "plain_table", "LAYOUTS", "Source", "Sample", "FolderSource",
-           "CityscapesSource", "TextureMNISTSource", "TFDataSource", "UnreadableSample", "open_source"]
+__all__ = ["CITYSCAPES", "CITYSCAPES_LABELS", "CAMVID", "LabelTable", "plain_table", "LAYOUTS", "Source", "Sample", "FolderSource",
+           "CityscapesSource", "CamVidSource", "TextureMNISTSource", "TFDataSource", "UnreadableSample", "open_source",
+           "UNMAPPED", "LabelMapping", "available_mappings", "load_mapping", "mapped_confusion", "mapped_iou", "mapped_mean_iou",
+           "dataset_confusion"]

@@ -21,6 +21,8 @@ Layouts (:func:`open_source` picks one with ``layout="auto"``):
   with a ``label_table``);
 - a Cityscapes tree: ``leftImg8bit/<split>/<city>/<stem>_leftImg8bit.png`` and
   ``gtFine/<split>/<city>/<stem>_gtFine_labelIds.png`` (raw ids -> 19 train ids, 255 ignore);
+- a CamVid tree (SegNet version, :mod:`gsal_tf.datasets.camvid`): ``<split>/`` + ``<split>annot/``
+  or the ``<split>.txt`` pair list (11 classes, 11 ignore);
 - a TextureMNIST folder written by ``gsal benchmark generate`` (``card.json``): labels are the
   digit segmentation (0-9, 10 background), context classes the textures.
 """
@@ -38,7 +40,7 @@ from gsal_tf.datasets.labels import CITYSCAPES, LabelTable
 from gsal_tf.errors import GsalInputError, first_line
 from gsal_tf.loading import IMAGE_SUFFIXES, load_image
 
-LAYOUTS = ("auto", "tf.data", "folder", "cityscapes", "texture-mnist")
+LAYOUTS = ("auto", "tf.data", "folder", "cityscapes", "camvid", "texture-mnist")
 LABEL_SUFFIXES = IMAGE_SUFFIXES + (".npy",)
 
 
@@ -276,9 +278,10 @@ def open_source(data, layout: str = "auto", labels=None, split: Optional[str] = 
     """The :class:`Source` of ``data``: a ``tf.data.Dataset``, a folder, or an existing Source.
 
     ``layout="auto"`` picks: a dataset -> "tf.data"; a folder with ``card.json`` ->
-    "texture-mnist"; with ``leftImg8bit/`` -> "cityscapes"; else "folder" (with ``labels``, a
-    label folder). ``split`` defaults to "val" (Cityscapes) / "test" (TextureMNIST); ``n``
-    limits TextureMNIST to its first n samples.
+    "texture-mnist"; with ``leftImg8bit/`` -> "cityscapes"; with ``<split>annot/`` or a
+    ``<split>.txt`` pair list -> "camvid"; else "folder" (with ``labels``, a label folder).
+    ``split`` defaults to "val" (Cityscapes) / "test" (CamVid, TextureMNIST); ``n`` limits
+    TextureMNIST to its first n samples.
     """
     if isinstance(data, Source):
         return data
@@ -293,12 +296,17 @@ def open_source(data, layout: str = "auto", labels=None, split: Optional[str] = 
     root = Path(data)
     if not root.is_dir():
         raise GsalInputError(f"data folder not found: {root}")
+    from gsal_tf.datasets.camvid import CamVidSource, is_camvid_tree  # camvid builds on this module
+
     if layout == "auto":
-        layout = "texture-mnist" if (root / "card.json").is_file() else "cityscapes" if (root / "leftImg8bit").is_dir() else "folder"
+        layout = ("texture-mnist" if (root / "card.json").is_file() else "cityscapes" if (root / "leftImg8bit").is_dir()
+                  else "camvid" if is_camvid_tree(root) else "folder")
     if layout == "texture-mnist":
         return TextureMNISTSource(root, split or "test", n)
     if layout == "cityscapes":
         return CityscapesSource(root, split or "val")
+    if layout == "camvid":
+        return CamVidSource(root, split or "test")
     if layout == "folder":
         source = FolderSource(root, labels, label_table)
         if class_names is not None and label_table is None:

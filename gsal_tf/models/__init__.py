@@ -17,9 +17,12 @@ from gsal_tf.models.adapters import SegmentationAdapter, adapt
 from gsal_tf.models.known_context import PatchContextReadout, known_context_model
 from gsal_tf.models.tflite_import import from_tflite, inspect_tflite
 
-#: Names before version 0.2 (an architecture used to be called a preset).
-PRESETS = ARCHITECTURES
-build_preset = build_architecture
+
+def __getattr__(name: str):
+    # PRESETS / build_preset: the names before 0.2 (gsal_tf._deprecated warns).
+    from gsal_tf import _deprecated
+
+    return _deprecated.moved(__name__, name)
 
 
 def from_preset(name: str, manifest=None):

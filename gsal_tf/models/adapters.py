@@ -39,7 +39,7 @@ from typing import Callable, Hashable
 import tensorflow as tf
 
 from gsal_tf.errors import GsalInputError
-from gsal_tf.explainer import call_model
+from gsal_tf.model_calls import call_model
 
 
 class SegmentationAdapter:

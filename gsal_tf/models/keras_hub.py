@@ -31,7 +31,7 @@ import weakref
 
 import tensorflow as tf
 
-from gsal_tf.explainer import call_model
+from gsal_tf.model_calls import call_model
 
 #: gsal's [0, 1] pixels times this are the raw pixels keras-hub's image converters take.
 KERAS_HUB_PIXEL_RANGE = 255.0

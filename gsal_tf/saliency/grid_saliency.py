@@ -38,7 +38,7 @@ hyper-parameters, reuses it.
 A new process does not trace it again: the traced graph is kept on disk (:mod:`gsal_tf.graph_cache`,
 keyed by the model's architecture and the structural options; the weights are read from the model),
 and graphs run without grappler's rewrite, which costs more on a first call than it saves
-(:func:`gsal_tf.explainer.without_graph_optimizer`).
+(:func:`gsal_tf._graphs.without_graph_optimizer`).
 
 Example
 -------
@@ -59,7 +59,9 @@ import tensorflow as tf
 
 from gsal_tf.config import keyword_options, read_toml
 from gsal_tf.errors import GsalInputError
-from gsal_tf.explainer import Explainer, ExplanationResult, class_probability, count_trace, describe_baseline, loss_scale, run_batched
+from gsal_tf.model_calls import class_probability, loss_scale
+from gsal_tf._graphs import run_batched
+from gsal_tf.explainer import Explainer, ExplanationResult, describe_baseline
 from gsal_tf.saliency import objective as obj
 from gsal_tf.saliency import optim
 from gsal_tf.saliency.masks import UPSAMPLINGS, upsample_grid
@@ -172,7 +174,7 @@ class GridSaliency(Explainer):
         loses the target, so it sets how hard context is pushed out, not where the answer ends.
         Held-out tuning chose 16 over 8 and 32 (table under ``target``). In the paper's
         formulation (``target=0``) it is the one weight that trades size against score: 1.0 up
-        to gsal-tf 0.2 (:meth:`paper`), 8 or 16 in the benchmark's tuning.
+        in gsal-tf 0.2 (:meth:`paper`), 8 or 16 in the benchmark's tuning.
     baseline : float, tuple, "mean", "blur", "noise", array or callable, default 0.0
         The perturbation ``a`` that replaces removed pixels (see :mod:`.perturbation`).
     mode : "context" or "full", default "context"
@@ -202,7 +204,7 @@ class GridSaliency(Explainer):
         σ in pixels of the "blur" baseline.
     output : "probabilities", "logits" or None, default None
         What the model returns (None: what it declares — logits for a keras-hub segmenter —
-        else probabilities; :func:`gsal_tf.explainer.declared_output`); a one-channel output is a
+        else probabilities; :func:`gsal_tf.model_calls.declared_output`); a one-channel output is a
         binary segmenter (classes 0 = background, 1 = foreground). Softmax (sigmoid for one channel) is applied to logits.
     batch_size : int, default 16
         Requests optimised together in one graph call; more are split into batches.
@@ -229,7 +231,7 @@ class GridSaliency(Explainer):
         ===================================================  =============  =============  =========
         setting                                              CBL strong     CBL weak       collapsed
         ===================================================  =============  =============  =========
-        paper, lam 1, 100 it. (default up to 0.2; 40 req.)   0.872 / 0.791  0.831 / 0.805  0,4,1,1
+        paper, lam 1, 100 it. (0.2 default; 40 requests)     0.872 / 0.791  0.831 / 0.805  0,4,1,1
         paper, lam 8, 100 it. (40 requests)                  0.889 / 0.861  —              7,10,—,—
         τ 0.9, lam 8, lr 0.03, init 1, 100 it. (40 req.)     0.950 / 0.941  0.886 / 0.897  0
         τ 0.9, lam 16, lr 0.03, auto, 50 it.                 0.967 / 0.947  0.892 / 0.895  0
@@ -296,7 +298,7 @@ class GridSaliency(Explainer):
         self.target = float(target)
         self.backoff = float(backoff)
 
-    #: The paper's formulation and the settings of gsal-tf ≤ 0.4: one fixed ``lam``, no target,
+    #: The paper's formulation and the defaults of gsal-tf 0.2: one fixed ``lam``, no target,
     #: every cell starting at 1, 100 iterations (:meth:`paper`; ``configs/explain/paper.toml``).
     PAPER_OPTIONS = {"target": 0.0, "lam": 1.0, "init": 1.0, "iterations": 100, "learning_rate": 0.03}
 
@@ -448,7 +450,6 @@ def _build_graph(get_model, image_shape, grid_size, mode, upsampling, optimizer,
 
     @tf.function(input_signature=spec, jit_compile=jit_compile, autograph=False)
     def optimise(images, requests, class_ids, baseline, lam, learning_rate, iterations, init, momentum, target, backoff):
-        count_trace("grid_saliency")
         n = tf.shape(images)[0]
         score = class_score(images, class_ids)
         ones = tf.ones([n, gh, gw])

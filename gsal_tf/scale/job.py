@@ -14,7 +14,8 @@ Columns of ``requests/part-*.parquet`` (one row per request):
 ==========================  =======================================================================
 sample_index, sample_key    the sample (position in the stream, file name or index)
 request_index               the request's number within its sample (policy order)
-zone, zone_class, class_id  the zone kind, its (true or predicted) class, the class explained
+zone, zone_class, class_id  the zone kind, its (true or predicted) class, the class explained (with a
+                            label mapping: a dataset class, and the network class explained)
 request_pixels              pixels of the request at the image resolution
 original_score              mean f_c(x) over the request (the network's confidence there)
 preserved_score             grid saliency: the same with the kept context, / original (NaN: other methods)
@@ -56,8 +57,9 @@ from gsal_tf import context_stats
 from gsal_tf._version import __version__
 from gsal_tf.datasets.sources import Source, UnreadableSample, open_source
 from gsal_tf.errors import GsalError, GsalInputError
-from gsal_tf.explainer import Explainer, make_explainer
-from gsal_tf.loading import Fit, fit_to_model, match_channels, model_input_channels
+from gsal_tf.methods import make_explainer
+from gsal_tf.explainer import Explainer
+from gsal_tf.pictures import fit_picture, method_takes_grid, picture_grid
 from gsal_tf.scale import store
 from gsal_tf.scale.engine import make_engine
 from gsal_tf.scale.policy import RequestPolicy
@@ -116,12 +118,10 @@ class DatasetJob:
     # -- plan -----------------------------------------------------------------------------------
 
     def _fit(self, image: np.ndarray):
-        model = self.explainer.model
-        if self.input_size is None:
-            return fit_to_model(image, model)
-        image = match_channels(image, model_input_channels(model))
-        fit = Fit.between(image.shape[:2], self.input_size)
-        return fit.to_model(image), fit
+        """(network input (H,W,C), Fit) of a sample's image: the library's picture pipeline
+        (:func:`gsal_tf.pictures.fit_picture`), as ``gsal explain`` fits a photo."""
+        picture = fit_picture(image, self.explainer.model, self.input_size)
+        return picture.network_input, picture.fit
 
     def plan(self, start: store.ResumePoint):
         """Batches from ``start`` on (see the module docstring)."""
@@ -180,15 +180,17 @@ class DatasetJob:
         return files[index].name if files is not None else str(index)
 
     def _check_labels(self, labels: np.ndarray, image: np.ndarray, key: str) -> None:
+        mapping = self.policy.mapping  # labels are the mapping's dataset classes, else the network's
         if self._classes is None:
-            self._classes = self.explainer.num_classes(image[None])
+            self._classes = len(mapping.dataset_classes) if mapping is not None else self.explainer.num_classes(image[None])
         ignore = self.source.ignore_label
         bad = (labels >= self._classes) | (labels < 0)
         if ignore is not None:
             bad &= labels != ignore
         if bad.any():
             values = np.unique(labels[bad])[:5].tolist()
-            raise GsalInputError(f"labels of {key} hold ids {values} outside the network's classes 0..{self._classes - 1}"
+            classes = "the network's classes" if mapping is None else f"the {mapping.dataset_set} classes of mapping {mapping.name}"
+            raise GsalInputError(f"labels of {key} hold ids {values} outside {classes} 0..{self._classes - 1}"
                                  f"{'' if ignore is None else f' and the ignore label {ignore}'}; give the label table of the data")
 
     # -- explain --------------------------------------------------------------------------------
@@ -287,7 +289,9 @@ def explain_dataset(model, data, out, *, method: str = "grid_saliency", options:
         is left empty); a folder left by a start that was killed is reused by the next run.
     method, options : the explainer (a name of :data:`gsal_tf.METHODS`) and its keyword options
         (``batch_size`` sets how many requests go into one call and one shard).
-    policy : RequestPolicy, default class zones from labels (``RequestPolicy()``).
+    policy : RequestPolicy, default class zones from labels (``RequestPolicy()``). With a label
+        ``mapping`` (labels of another label set than the network's, e.g. CamVid for a Cityscapes
+        network) the mapping is checked against the data and the network before anything is written.
     input_size : (H, W), optional — fit every image to this size (default: the network's fixed
         input size, else each image as it is; all images of a run must then share one size).
     limit : int, optional — only the first ``limit`` samples.
@@ -312,16 +316,18 @@ def explain_dataset(model, data, out, *, method: str = "grid_saliency", options:
     if engine_options is not None and not isinstance(engine_options, dict):
         raise GsalInputError(f"engine_options must be a dict of the engine's options, got {type(engine_options).__name__}")
     runner = make_engine(engine, **(engine_options or {}))
-    explainer = model if isinstance(model, Explainer) else make_explainer(method, model, **(options or {}))
     source = open_source(data, layout, labels=labels, split=split, label_table=label_table, class_names=class_names)
+    if input_size is not None:
+        input_size = check_int_pair("input_size", input_size)
+    explainer = model if isinstance(model, Explainer) else _explainer(model, method, dict(options or {}), source, limit, input_size)
     policy = policy or RequestPolicy()
     if policy.needs_labels and not source.has_labels:
         raise GsalInputError(f"the request policy ({policy.zone} zones from {policy.zones_from}) needs label maps, and the data has none; "
                              "give labels (--labels) or build zones from predictions")
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
         raise GsalInputError(f"limit must be a positive integer, got {limit!r}")
-    if input_size is not None:
-        input_size = check_int_pair("input_size", input_size)
+    if policy.mapping is not None:
+        policy = _bind_mapping(policy, source, explainer, limit, input_size, Path(out))
     context_names = source.context_names
     if context_names is None:  # unnamed context classes: the network's classes
         first = _first_readable(source, limit)
@@ -380,6 +386,38 @@ def check_first_shard(job: DatasetJob) -> None:
         next(plan, None)
     finally:
         plan.close()
+
+
+def _explainer(model, method: str, options: dict, source: Source, limit: Optional[int], input_size) -> Explainer:
+    """The run's explainer. A grid method without a ``grid_size`` gets the grid ``gsal explain``
+    gives the run's first image (:func:`gsal_tf.pictures.picture_grid`: 8x8 at the network's own
+    size, else square cells along the image's long side), so a photo gets the same explanation
+    alone and in a dataset; every image of the run is explained on that grid."""
+    if method_takes_grid(method) and options.get("grid_size") is None:
+        first = _first_readable(source, limit)
+        if first is not None:
+            options["grid_size"] = picture_grid(fit_picture(first.image, model, input_size).fit)
+    return make_explainer(method, model, **options)
+
+
+def _bind_mapping(policy: RequestPolicy, source: Source, explainer: Explainer, limit: Optional[int], input_size, folder: Path) -> RequestPolicy:
+    """``policy`` with its label mapping checked against the data (its class names and ignore
+    label; data without them take the mapping's) and bound to the network's classes
+    (:meth:`~gsal_tf.datasets.mapping.LabelMapping.for_network`), before anything is written."""
+    from gsal_tf.viz import class_names
+
+    mapping = policy.mapping
+    mapping.check_dataset(source.class_names, source.ignore_label)
+    if source.class_names is None:
+        source.class_names = tuple(mapping.dataset_classes)
+    if source.ignore_label is None:
+        source.ignore_label = mapping.ignore_label
+    first = _first_readable(source, limit)
+    if first is None:
+        return policy
+    image = DatasetJob(explainer, source, policy, folder, 1, input_size)._fit(first.image)[0]
+    bound = mapping.for_network(explainer.num_classes(image[None]), class_names(explainer.model) or None)
+    return dataclasses.replace(policy, mapping=bound)
 
 
 def _first_readable(source: Source, limit: Optional[int]):

@@ -8,24 +8,41 @@ Zones (each one request, explained for one class):
   (labels ≠ prediction, ignore pixels excluded), explained for the class predicted most often
   there (:func:`gsal_tf.requests.predicted_class`): which context made the network err.
 
+- ``"confusion"`` — the pixels of true class k that the network predicts as class p, one
+  request per p ≠ k, explained for p: "label pedestrian, network rider" on its own.
+
 ``zones_from`` says where class and component zones come from: ``"labels"`` (the ground truth;
-the class explained is the true class) or ``"predictions"`` (the network's arg-max). Error
-zones need both. Zones smaller than ``min_pixels`` pixels are skipped; ``classes`` keeps only
-zones of those (true or predicted) class ids; ``exclude`` drops some (e.g. a background class).
+the class explained is the true class) or ``"predictions"`` (the network's arg-max). Error and
+confusion zones need both. Zones smaller than ``min_pixels`` pixels are skipped; ``classes``
+keeps only zones of those (true or predicted) class ids; ``exclude`` drops some (e.g. a
+background class).
+
+With a ``mapping`` (:class:`gsal_tf.datasets.mapping.LabelMapping`, a shipped name or a TOML
+path) the labels are *dataset* classes and the network predicts its own: zone classes (and
+``classes`` / ``exclude``) are dataset classes, the class explained is a network class.
+
+- zones from labels explain the network class the mapping lists first for the zone's class
+  (CamVid car -> Cityscapes car); a dataset class no network class means gets no request;
+- zones from predictions are zones of the dataset class the predicted network classes mean
+  (Cityscapes car, truck, bus -> one CamVid car zone), explained for the network class predicted
+  most often in the zone;
+- a pixel is in an error or confusion zone of dataset class k when its predicted network class
+  does not mean k (a network class that means none counts as wrong).
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Optional
+from typing import Optional, Union
 
 import cv2
 import numpy as np
 
+from gsal_tf.datasets.mapping import UNMAPPED, LabelMapping, load_mapping
 from gsal_tf.errors import GsalInputError
 from gsal_tf.requests import predicted_class
 
-ZONES = ("class", "component", "error")
+ZONES = ("class", "component", "error", "confusion")
 ZONE_SOURCES = ("labels", "predictions")
 
 
@@ -48,6 +65,7 @@ class RequestPolicy:
     classes: Optional[tuple] = None
     exclude: tuple = ()
     min_pixels: int = 16
+    mapping: Optional[Union[LabelMapping, str]] = None
 
     def __post_init__(self):
         if self.zone not in ZONES:
@@ -59,44 +77,82 @@ class RequestPolicy:
         if self.classes is not None:
             object.__setattr__(self, "classes", tuple(int(c) for c in self.classes))
         object.__setattr__(self, "exclude", tuple(int(c) for c in self.exclude))
+        if self.mapping is not None:
+            object.__setattr__(self, "mapping", load_mapping(self.mapping))
 
     @property
     def needs_labels(self) -> bool:
-        return self.zone == "error" or self.zones_from == "labels"
+        return self.zone in ("error", "confusion") or self.zones_from == "labels"
 
     @property
     def needs_predictions(self) -> bool:
-        return self.zone == "error" or self.zones_from == "predictions"
+        return self.zone in ("error", "confusion") or self.zones_from == "predictions"
 
     def to_dict(self) -> dict:
-        return {"zone": self.zone, "zones_from": self.zones_from, "classes": None if self.classes is None else list(self.classes),
-                "exclude": list(self.exclude), "min_pixels": int(self.min_pixels)}
+        out = {"zone": self.zone, "zones_from": self.zones_from, "classes": None if self.classes is None else list(self.classes),
+               "exclude": list(self.exclude), "min_pixels": int(self.min_pixels)}
+        if self.mapping is not None:  # only then: cards of runs without a mapping stay as they were
+            out["mapping"] = self.mapping.to_dict()
+        return out
 
     def requests(self, labels: Optional[np.ndarray], prediction: Optional[np.ndarray], ignore_label: Optional[int] = None) -> list[Request]:
         """The requests of one image, in a fixed order (by class id, then component by first pixel).
 
         ``labels`` and ``prediction`` are (H,W) int maps (either may be None when not needed).
         """
-        zone_map = labels if (self.zones_from == "labels" or self.zone == "error") else prediction
+        from_labels = self.zones_from == "labels" or self.zone in ("error", "confusion")
+        zone_map = labels if from_labels else prediction
         if zone_map is None:
             raise GsalInputError(f"the request policy ({self.zone} zones from {self.zones_from}) needs label maps; give data with labels")
+        if self.mapping is not None and not from_labels:
+            zone_map = self.mapping.dataset_prediction(prediction)
         out = []
         for k in np.unique(zone_map):
             k = int(k)
             if k == ignore_label or k in self.exclude or (self.classes is not None and k not in self.classes):
                 continue
+            if self.mapping is not None and self._unexplained(k, from_labels):
+                continue
             zone = zone_map == k
-            if self.zone == "error":
-                zone = zone & (prediction != k)
-                if zone.sum() < self.min_pixels:
+            if self.zone in ("error", "confusion"):
+                zone = zone & ~self._means(prediction, k)
+                if self.zone == "error":
+                    if zone.sum() >= self.min_pixels:
+                        out.append(Request(zone, k, predicted_class(prediction, zone), "error"))
                     continue
-                out.append(Request(zone, k, predicted_class(prediction, zone), "error"))
+                for p in np.unique(prediction[zone]):
+                    part = zone & (prediction == p)
+                    if part.sum() >= self.min_pixels:
+                        out.append(Request(part, k, int(p), "confusion"))
             elif self.zone == "class":
                 if zone.sum() >= self.min_pixels:
-                    out.append(Request(zone, k, k, "class"))
+                    out.append(Request(zone, k, self._explained(k, from_labels, prediction, zone), "class"))
             else:
                 count, components, stats, _ = cv2.connectedComponentsWithStats(zone.astype(np.uint8), connectivity=8)
                 for j in range(1, count):  # numbered in raster order of their first pixel
                     if stats[j, cv2.CC_STAT_AREA] >= self.min_pixels:
-                        out.append(Request(components == j, k, k, "component"))
+                        part = components == j
+                        out.append(Request(part, k, self._explained(k, from_labels, prediction, part), "component"))
         return out
+
+    def _unexplained(self, k: int, from_labels: bool) -> bool:
+        """Zones of class k get no request under the mapping: predictions that mean no dataset
+        class, and class/component zones of a dataset class no network class means."""
+        if not from_labels:
+            return k == UNMAPPED
+        if not 0 <= k < len(self.mapping.dataset_classes):
+            raise GsalInputError(f"labels hold id {k}, outside the {len(self.mapping.dataset_classes)} {self.mapping.dataset_set} classes "
+                                 f"of mapping {self.mapping.name}; give the ignore label or labels of those classes")
+        return self.zone in ("class", "component") and self.mapping.explained[k] == UNMAPPED
+
+    def _means(self, prediction: np.ndarray, k: int) -> np.ndarray:
+        """(H,W) bool: the predicted class means (zone) class k."""
+        return prediction == k if self.mapping is None else self.mapping.dataset_prediction(prediction) == k
+
+    def _explained(self, k: int, from_labels: bool, prediction: Optional[np.ndarray], zone: np.ndarray) -> int:
+        """The class a class or component zone of class k explains (module docstring)."""
+        if self.mapping is None:
+            return k
+        if from_labels:
+            return int(self.mapping.explained[k])
+        return predicted_class(prediction, zone)

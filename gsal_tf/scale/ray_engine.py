@@ -55,7 +55,7 @@ def explainer_recipe(explainer) -> tuple[str, dict]:
     """``(method, options)`` such that ``make_explainer(method, model, **options)`` rebuilds
     ``explainer`` (its ``params`` minus what the constructor does not take), checked by rebuilding
     it; a GsalInputError when its settings do not round-trip (e.g. a custom baseline callable)."""
-    from gsal_tf.explainer import make_explainer, method_class
+    from gsal_tf.methods import make_explainer, method_class
 
     params = dict(explainer.params)
     method = params.pop("method")
@@ -106,7 +106,7 @@ class _ExplainActor:
         use_threads(threads)  # before TensorFlow's first op in this process
         import ray
 
-        from gsal_tf.explainer import make_explainer
+        from gsal_tf.methods import make_explainer
         from gsal_tf.loading import load_model
         from gsal_tf.scale.job import model_fingerprint
 

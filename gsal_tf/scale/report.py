@@ -96,8 +96,10 @@ def write_html_report(folder, path=None, *, gallery: int = 6, top: int = 5) -> P
 
 
 def class_label(card: dict, class_id: int) -> str:
-    """The run's name of class ``class_id`` (its data's class names, else \"class k\")."""
-    names = card["settings"]["data"].get("class_names") or []
+    """The run's name of class ``class_id``: the network's class names of its label mapping,
+    else its data's class names, else \"class k\"."""
+    mapping = card["settings"].get("policy", {}).get("mapping") or {}
+    names = mapping.get("network_classes") or card["settings"]["data"].get("class_names") or []
     return names[class_id] if 0 <= class_id < len(names) else f"class {class_id}"
 
 

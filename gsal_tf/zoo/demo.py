@@ -20,7 +20,7 @@ import numpy as np
 
 from gsal_tf.benchmark.classes import BACKGROUND
 from gsal_tf.errors import GsalInputError
-from gsal_tf.explainer import predict
+from gsal_tf.model_calls import predict
 from gsal_tf.requests import predicted_class
 from gsal_tf.models import presets
 

@@ -14,7 +14,7 @@ from gsal_cli.console import compact_table, console, fail, staged_outputs
 from gsal_cli.options import FigureFormat, Iterations, Lam, Target, given, figure_format_option, parse_pair, resolve_model
 from gsal_tf.benchmark.classes import DIGITS
 from gsal_tf.benchmark.evaluation import EvaluationSettings
-from gsal_tf.explainer import METHODS
+from gsal_tf.methods import METHODS
 
 DEFAULTS = EvaluationSettings()
 

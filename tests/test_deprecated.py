@@ -1,0 +1,46 @@
+"""Old names keep working for one more release, each with a DeprecationWarning naming the new one
+(gsal_tf._deprecated)."""
+
+import pytest
+
+import gsal_tf as gs
+from gsal_tf import methods, model_calls
+
+
+@pytest.mark.parametrize("module, name, new", [
+    ("gsal_tf.explainer", "make_explainer", methods.make_explainer),
+    ("gsal_tf.explainer", "METHODS", methods.METHODS),
+    ("gsal_tf.explainer", "predict", model_calls.predict),
+    ("gsal_tf.explainer", "resolve_output", model_calls.resolve_output),
+    ("gsal_tf.models", "PRESETS", gs.models.ARCHITECTURES),
+    ("gsal_tf.models", "build_preset", gs.models.build_architecture),
+])
+def test_a_moved_name_warns_and_is_the_new_object(module, name, new):
+    import importlib
+
+    with pytest.warns(DeprecationWarning, match="deprecated.*use"):
+        old = getattr(importlib.import_module(module), name)
+    assert old is new
+
+
+def test_a_name_that_never_existed_is_an_attribute_error():
+    with pytest.raises(AttributeError, match="no attribute"):
+        gs.explainer.no_such_name  # noqa: B018
+    with pytest.raises(AttributeError):
+        gs.saliency.no_such_name  # noqa: B018
+
+
+def test_old_method_names_warn_and_resolve():
+    with pytest.warns(DeprecationWarning, match="'grid_saliency'"):
+        assert methods.method_name("grid") == "grid_saliency"
+    with pytest.warns(DeprecationWarning):
+        assert methods.method_class("integrated-gradients").__name__ == "IntegratedGradients"
+    with pytest.raises(gs.GsalInputError, match="unknown method"):
+        methods.method_name("gradcam")
+
+
+def test_trace_count_warns_and_counts():
+    with pytest.warns(DeprecationWarning, match="experimental_get_tracing_count"):
+        assert gs.saliency.trace_count() >= 0
+    with pytest.warns(DeprecationWarning):
+        assert gs.attributions.trace_count() >= 0

@@ -1,0 +1,148 @@
+"""The documentation: the site builds with warnings as errors, the README stays a front page, every
+relative link resolves, and no page reads as a development diary."""
+
+import importlib.util
+import os
+import re
+import unicodedata
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
+DOCS = ROOT / "docs"
+README_MAX_LINES = 150
+
+
+def pages() -> list[Path]:
+    """The README and every Markdown page of the site (docs/, any depth)."""
+    return [README, *sorted(p for p in DOCS.rglob("*.md") if "hooks" not in p.parts)]
+
+
+def without_fences(text: str) -> str:
+    """``text`` with its fenced code blocks blanked (line numbers kept)."""
+    return re.sub(r"^(```|~~~).*?^\1", lambda m: "\n" * m.group(0).count("\n"), text, flags=re.MULTILINE | re.DOTALL)
+
+
+def without_code(text: str) -> str:
+    """``text`` with fenced code blocks and inline code spans blanked (line numbers kept)."""
+    return re.sub(r"`[^`\n]*`", "``", without_fences(text))
+
+
+def line_of(text: str, index: int) -> int:
+    return text.count("\n", 0, index) + 1
+
+
+# --- (a) the site --------------------------------------------------------------------------------
+
+
+@pytest.mark.skipif(importlib.util.find_spec("mkdocs") is None,
+                    reason='mkdocs is not installed: pip install -e ".[docs]" (the test extra includes it)')
+def test_site_builds_with_warnings_as_errors(tmp_path):
+    site = tmp_path / "site"
+    run = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(site)],
+                         cwd=ROOT, capture_output=True, text=True, timeout=900,
+                         env={**os.environ, "NO_MKDOCS_2_WARNING": "1"})  # Material's banner about MkDocs 2
+    assert run.returncode == 0, f"mkdocs build --strict failed:\n{run.stdout[-3000:]}\n{run.stderr[-6000:]}"
+    # The generated parts were written: the CLI reference from the Typer app, the zoo tables
+    # from the manifest, the API from the docstrings.
+    cli = (site / "cli" / "index.html").read_text(encoding="utf-8")
+    assert "gsal explain-dataset" in cli and "--request-class" in cli
+    zoo = (site / "zoo" / "index.html").read_text(encoding="utf-8")
+    assert "tmnist-xception-weak" in zoo and "mediapipe-selfie" in zoo and "gsal:zoo" not in zoo
+    api = (site / "methods" / "grid-saliency" / "index.html").read_text(encoding="utf-8")
+    assert 'id="gsal_tf.GridSaliency"' in api and "learning_rate" in api
+    changelog = (site / "changelog" / "index.html").read_text(encoding="utf-8")
+    assert "Unreleased" in changelog  # CHANGELOG.md itself, included
+
+
+# --- (b) the README is a front page --------------------------------------------------------------
+
+
+def test_readme_is_a_front_page():
+    text = README.read_text(encoding="utf-8")
+    lines = text.count("\n") + (not text.endswith("\n"))
+    assert lines <= README_MAX_LINES, f"README.md has {lines} lines (at most {README_MAX_LINES}): move detail into docs/"
+    for command in ('pip install . && gsal explain --demo', 'pip install -e ".[test]" && python -m pytest -q'):
+        assert command in text, f"the README lost its command {command!r}"
+
+
+# --- (c) links -----------------------------------------------------------------------------------
+
+LINK = re.compile(r"!?\[[^\]]*\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)")
+
+
+def slug(heading: str) -> str:
+    """The anchor Python-Markdown's toc extension gives a heading (its default slugify)."""
+    heading = re.sub(r"[`*]|<[^>]+>", "", heading)
+    heading = unicodedata.normalize("NFKD", heading).encode("ascii", "ignore").decode("ascii")
+    heading = re.sub(r"[^\w\s-]", "", heading).strip().lower()
+    return re.sub(r"[-\s]+", "-", heading)
+
+
+def anchors(page: Path) -> set[str]:
+    """Heading anchors of a Markdown page, plus the identifiers it renders with ``::: name``."""
+    text = page.read_text(encoding="utf-8")
+    found = {slug(m.group(1)) for m in re.finditer(r"^#{1,6}\s+(.+?)\s*#*$", without_fences(text), re.MULTILINE)}
+    for m in re.finditer(r"^:::\s+([\w.]+)", text, re.MULTILINE):
+        parts = m.group(1).split(".")
+        found |= {".".join(parts[:i]) for i in range(1, len(parts) + 1)}
+    return found
+
+
+def resolves(anchor: str, known: set[str]) -> bool:
+    """A heading's anchor, or an API object's: one rendered by ``:::`` or a member of one."""
+    return anchor in known or ("." in anchor and any(anchor.startswith(k + ".") for k in known if "." in k))
+
+
+def test_relative_links_resolve():
+    broken = []
+    for page in pages():
+        text = page.read_text(encoding="utf-8")
+        for m in LINK.finditer(without_code(text)):
+            target = m.group(1)
+            if re.match(r"^[a-z][a-z0-9+.-]*:", target, re.IGNORECASE):  # http:, https:, mailto:
+                continue
+            path, _, anchor = target.partition("#")
+            where = f"{page.relative_to(ROOT)}:{line_of(text, m.start())}: {target}"
+            file = page if not path else (page.parent / path).resolve()
+            if not file.exists():
+                broken.append(f"{where} (no such file)")
+            elif anchor and file.suffix == ".md" and not resolves(anchor, anchors(file)):
+                broken.append(f"{where} (no heading #{anchor})")
+    assert not broken, "broken relative links:\n" + "\n".join(broken)
+
+
+# --- (d) no development diary ----------------------------------------------------------------------
+
+DIARY = {
+    "tried and dropped": re.compile(r"tried and dropped", re.IGNORECASE),
+    "this session": re.compile(r"\bthis session\b", re.IGNORECASE),
+    "last session": re.compile(r"\blast session\b", re.IGNORECASE),
+    '"before:"': re.compile(r"\bbefore:", re.IGNORECASE),
+    # 7-40 hex characters with at least one digit and one letter, standing alone: a commit hash
+    # (not a word such as "decade", not a number, not a sha256 of 64 characters)
+    "a commit hash": re.compile(r"(?<![0-9A-Za-z])(?=[0-9a-f]*[a-f])(?=[0-9a-f]*[0-9])[0-9a-f]{7,40}(?![0-9A-Za-z])"),
+}
+
+
+def test_no_development_diary():
+    found = []
+    for page in pages():
+        text = page.read_text(encoding="utf-8")
+        for what, pattern in DIARY.items():
+            for m in pattern.finditer(text):
+                found.append(f"{page.relative_to(ROOT)}:{line_of(text, m.start())}: {what}: {m.group(0)!r}")
+    assert not found, ("pages describe the software as it is (history goes to CHANGELOG.md; a result names "
+                       "its command and version, not an earlier run):\n" + "\n".join(found))
+
+
+def test_diary_patterns_catch_what_they_should():
+    assert DIARY["a commit hash"].search("the weights are in commit d552c3a")
+    assert DIARY["a commit hash"].search("before (a6f2dd1c0ffee): 2.1 s")
+    for fine in ("a decade of defaced walls", "2097013 parameters", "sha256 " + "ab12" * 16, "0001TP_008550"):
+        assert not DIARY["a commit hash"].search(fine), fine
+    assert slug("Two formulations") == "two-formulations" and slug("Migration (0.1 → 0.2)") == "migration-01-02"
