@@ -24,6 +24,8 @@ from gsal_tf import metrics
 from gsal_tf.requests import label_map, predicted_class
 from gsal_tf.saliency import GridSaliency
 
+__all__ = ["top_cell_iou", "rank_correlation", "compare_models"]
+
 
 def top_cell_iou(a: np.ndarray, b: np.ndarray, fraction: float = 0.2) -> float:
     """IoU of the ``ceil(fraction * cells)`` highest cells of grids ``a`` and ``b`` (same shape); NaN if one is constant."""

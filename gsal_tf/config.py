@@ -9,6 +9,8 @@ from pathlib import Path
 
 from gsal_tf.errors import GsalInputError
 
+__all__ = ["read_toml", "keyword_options", "gsal_home"]
+
 
 def read_toml(path) -> dict:
     """Parse a TOML file; a missing or malformed file is a GsalInputError naming the problem."""

@@ -49,6 +49,11 @@ import numpy as np
 from gsal_tf import metrics
 from gsal_tf.errors import GsalInputError
 
+__all__ = [
+    "DISTANCE_EDGES", "SUM_FIELDS", "distance_to_request", "request_sums", "ContextStats",
+    "per_request_shares", "aggregate",
+]
+
 #: Distance bins (pixels, Chebyshev distance to the request): (0,1], (1,2], (2,4], ... (256, inf).
 DISTANCE_EDGES = (0, 1, 2, 4, 8, 16, 32, 64, 128, 256, np.inf)
 

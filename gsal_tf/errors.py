@@ -5,6 +5,8 @@ says what is wrong *and what to do about it*. The CLI turns it into one red line
 Python users can catch it (it is also a ``ValueError``).
 """
 
+__all__ = ["GsalError", "GsalInputError", "IntegrityError", "first_line"]
+
 
 class GsalError(Exception):
     """Base class of the errors gsal raises on purpose."""

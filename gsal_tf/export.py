@@ -25,6 +25,8 @@ import tensorflow as tf
 from gsal_tf.saliency import GridSaliency
 from gsal_tf.saliency.perturbation import baseline_function
 
+__all__ = ["EXPLAINER_OUTPUTS", "export_model", "export_explainer"]
+
 EXPLAINER_OUTPUTS = ("saliency", "grid", "preserved_score", "no_context_score")
 
 

@@ -59,6 +59,11 @@ except ImportError:  # pragma: no cover
 from gsal_tf._version import __version__
 from gsal_tf.config import gsal_home
 
+__all__ = [
+    "FORMAT", "GRAPH_MODULES", "enabled", "cache_dir", "model_fingerprint", "graph_key", "load", "save",
+    "cached_or_traced",
+]
+
 FORMAT = 3  # 3: a FunctionDefLibrary added to the eager context (1: a GraphDef)
 #: gsal modules whose code builds explainer graphs (their source is part of every key).
 GRAPH_MODULES = (

@@ -16,6 +16,13 @@ import numpy as np
 
 from gsal_tf.errors import GsalInputError, first_line
 
+__all__ = [
+    "IMAGE_SUFFIXES", "load_image", "EXIF_ORIENTATION_TAG", "exif_orientation", "orient",
+    "imread_as_displayed", "resize_nearest", "load_model", "import_user_modules", "keras_load_error",
+    "pixel_range_hint", "declared_input_shape", "PHOTO_GRID_CELLS", "Fit", "model_input_size",
+    "model_input_channels", "fit_to_model", "match_channels",
+]
+
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
 

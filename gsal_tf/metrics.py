@@ -54,6 +54,11 @@ import numpy as np
 
 from gsal_tf.errors import GsalInputError
 
+__all__ = [
+    "KERNELS", "confusion_matrix", "iou_per_class", "mean_iou", "cbd", "cbl", "context_area",
+    "per_class_mean", "cbd_by_class", "cbd_matrix", "inflation_baseline", "inflation_cbl",
+]
+
 KERNELS = ("square", "cross")
 
 

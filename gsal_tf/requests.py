@@ -17,6 +17,11 @@ import numpy as np
 
 from gsal_tf.errors import GsalInputError
 
+__all__ = [
+    "label_map", "class_request", "component_request", "error_request", "box_request", "mask_from_image",
+    "predicted_class", "class_id", "class_name",
+]
+
 
 def label_map(prediction) -> np.ndarray:
     """(H,W) int labels from a label map (H,W) or per-pixel scores (H,W,K)."""

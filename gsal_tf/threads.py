@@ -33,6 +33,8 @@ from __future__ import annotations
 
 from typing import Sequence
 
+__all__ = ["SMALL_INPUT_PIXELS", "threads_for", "use_threads"]
+
 #: Inputs up to this many pixels (H*W, times the batch) run best on one intra-op thread (200x200).
 SMALL_INPUT_PIXELS = 200 * 200
 

@@ -9,6 +9,11 @@ import numpy as np
 
 from gsal_tf.errors import GsalInputError
 
+__all__ = [
+    "check_images", "check_request_masks", "check_class_ids", "check_class_range", "check_model_output",
+    "check_grid_size", "check_choice", "check_number", "check_int_pair",
+]
+
 
 def check_images(images) -> np.ndarray:
     """Images (N,H,W,C) -> float32 array; finite values."""

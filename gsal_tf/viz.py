@@ -50,6 +50,13 @@ import numpy as np
 
 from gsal_tf.errors import GsalInputError
 
+__all__ = [
+    "FIGURE_FORMATS", "DPI", "PANEL_INCHES", "SALIENCY_CMAP", "REQUEST_COLOUR", "SALIENCY_LABEL",
+    "BACKGROUND_COLOUR", "SALIENCY_ALPHA", "SCREEN_SIDE", "OUTLINE_SIDE", "class_names", "class_label",
+    "class_colours", "to_display", "screen_shape", "to_screen", "explanation_figure", "comparison_figure",
+    "matrix_figure", "bar_figure", "thumbnail_figure", "png_bytes", "figure_format", "save_figure",
+]
+
 #: Formats :func:`save_figure` writes; PNG is the default, SVG and PDF are vector.
 FIGURE_FORMATS = ("png", "svg", "pdf")
 #: Resolution of PNG figures (dots per inch).

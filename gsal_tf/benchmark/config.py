@@ -38,6 +38,11 @@ from typing import Any, Mapping, Union
 from gsal_tf.config import read_toml
 from gsal_tf.errors import GsalInputError
 
+__all__ = [
+    "BIAS_STRENGTHS", "TILINGS", "LAWS", "BiasConfig", "BenchmarkConfig", "load_config",
+    "unbiased_counterpart",
+]
+
 #: Bias settings, weakest first.
 BIAS_STRENGTHS = ("none", "weak", "strong")
 #: Allowed background tilings: whole background, top/bottom halves, quadrants.

@@ -10,6 +10,8 @@ import numpy as np
 
 from gsal_tf.errors import GsalInputError
 
+__all__ = ["MNIST_KEYS", "SPLITS", "MnistDigits", "load_mnist", "place_digits"]
+
 #: The arrays of Keras' ``mnist.npz``.
 MNIST_KEYS = ("x_train", "y_train", "x_test", "y_test")
 SPLITS = ("train", "test")

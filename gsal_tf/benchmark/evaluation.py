@@ -35,6 +35,11 @@ from gsal_tf.errors import GsalInputError
 from gsal_tf.methods import METHODS, make_explainer, method_name
 from gsal_tf.saliency import GridSaliency
 
+__all__ = [
+    "predicted_labels", "segmentation_confusion", "segmentation_iou", "iou_comparison", "bias_reliance",
+    "select_requests", "bias_statistics", "EvaluationSettings", "settings_record",
+]
+
 
 def predicted_labels(model, images: np.ndarray, batch_size: int = 64):
     """Yield ``(start, labels)`` per batch: ``model``'s argmax class (B,H,W) of images[start:start+B]."""

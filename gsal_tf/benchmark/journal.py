@@ -20,6 +20,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+__all__ = ["unit_key", "Journal"]
+
 
 def unit_key(**parts) -> str:
     """A journal key: ``parts`` as canonical JSON (sorted keys; tuples as lists)."""

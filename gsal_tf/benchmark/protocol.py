@@ -41,6 +41,8 @@ from gsal_tf.config import read_toml
 from gsal_tf.errors import GsalInputError
 from gsal_tf.methods import method_name
 
+__all__ = ["Protocol", "run_protocol", "needs_retune", "read_report", "read_results", "summarise"]
+
 
 @dataclasses.dataclass
 class Protocol:

@@ -25,6 +25,12 @@ from gsal_tf.benchmark.classes import BACKGROUND
 from gsal_tf.benchmark.tiles import tile_map
 from gsal_tf.errors import GsalInputError, IntegrityError
 
+__all__ = [
+    "CARD_NAME", "CARD_FORMAT", "CARD_VERSION", "SHARD_SIZE", "RECORD_FIELDS", "COMPACT_FIELDS",
+    "to_public", "texture_map", "write_shard", "write_card", "read_card", "generated_from", "load_compact",
+    "load_samples", "load_dataset", "empty_compact",
+]
+
 CARD_NAME = "card.json"
 CARD_FORMAT = "gsal-texture-mnist"
 CARD_VERSION = 1

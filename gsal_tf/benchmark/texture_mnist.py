@@ -65,6 +65,8 @@ from gsal_tf.benchmark.textures import TexturePool, builtin_pool, folder_pool
 from gsal_tf.benchmark.tiles import tile_boxes, tile_map  # noqa: F401  (tile_boxes, tile_map: also public here)
 from gsal_tf.errors import GsalInputError
 
+__all__ = ["TextureMNIST", "data_dir_name", "generate_once"]
+
 _SPLIT_CODES = {"train": 0, "test": 1}
 
 #: ``progress(split, done, total)`` is called after every block written by ``generate``.

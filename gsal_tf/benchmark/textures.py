@@ -24,6 +24,11 @@ import numpy as np
 
 from gsal_tf.errors import GsalInputError
 
+__all__ = [
+    "CANVAS_FACTOR", "IMAGE_SUFFIXES", "BUILTIN", "texture_names", "normalise", "TexturePool",
+    "builtin_pool", "folder_pool",
+]
+
 #: Texture canvases are this many times larger than the image, to leave room for random crops.
 CANVAS_FACTOR = 4
 #: Extensions read from a user texture folder (anything cv2 can decode).

@@ -11,6 +11,8 @@ import numpy as np
 
 from gsal_tf.errors import GsalInputError
 
+__all__ = ["tile_boxes", "tile_map"]
+
 
 def tile_boxes(image_size: int, tiles: int) -> list[tuple[int, int, int, int]]:
     """The background tiles as ``(top, bottom, left, right)`` pixel ranges, row by row."""

@@ -53,6 +53,8 @@ from gsal_tf.config import keyword_options, read_toml
 from gsal_tf.errors import GsalInputError
 from gsal_tf.models import ARCHITECTURES, build_architecture
 
+__all__ = ["TrainConfig", "class_weights", "cosine_schedule", "evaluate_segmentation", "train", "epoch_order"]
+
 
 @dataclasses.dataclass
 class TrainConfig:

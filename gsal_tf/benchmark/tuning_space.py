@@ -8,6 +8,12 @@ from __future__ import annotations
 
 import itertools
 
+__all__ = [
+    "THIRD_CANDIDATES", "CANDIDATES", "TARGET_GRID_CANDIDATES", "TARGET_CANDIDATES", "paper_formulation",
+    "candidates_for", "SECOND_CANDIDATES", "FIRST_CANDIDATES", "PAST_SPACES", "space_name", "SOURCE_TUNED",
+    "SOURCE_DEFAULT", "SOURCE_NOTHING", "tuned_keys", "plain", "tuned_on",
+]
+
 
 def _grid(**axes) -> list[dict]:
     """Every combination of the axes, the first value of each axis first."""

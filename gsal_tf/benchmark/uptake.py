@@ -20,6 +20,8 @@ import numpy as np
 from gsal_tf.benchmark.config import BenchmarkConfig, load_config, unbiased_counterpart
 from gsal_tf.benchmark.evaluation import bias_reliance
 
+__all__ = ["TAKEN_GAIN", "paired_configs", "measure", "uptake_summary"]
+
 #: Reliance gain from which a network counts as having taken the bias, per bias strength.
 TAKEN_GAIN = {"strong": 0.3, "weak": 0.15}
 

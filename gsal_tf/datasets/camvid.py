@@ -54,6 +54,8 @@ from gsal_tf.datasets.labels import LabelTable
 from gsal_tf.datasets.sources import FolderSource
 from gsal_tf.errors import GsalInputError
 
+__all__ = ["SPLITS", "CAMVID", "is_camvid_tree", "CamVidSource"]
+
 #: The splits of the SegNet release (this machine's copy holds val and test).
 SPLITS = ("train", "val", "test")
 

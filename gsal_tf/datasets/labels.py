@@ -20,6 +20,8 @@ import numpy as np
 
 from gsal_tf.errors import GsalInputError
 
+__all__ = ["LabelTable", "plain_table", "CITYSCAPES_LABELS", "CITYSCAPES"]
+
 
 @dataclasses.dataclass(frozen=True)
 class LabelTable:

@@ -83,6 +83,11 @@ import numpy as np
 from gsal_tf import metrics
 from gsal_tf.errors import GsalInputError, first_line
 
+__all__ = [
+    "UNMAPPED", "LabelMapping", "available_mappings", "load_mapping", "parse_mapping", "mapped_confusion",
+    "mapped_iou", "mapped_mean_iou", "dataset_confusion",
+]
+
 #: The dataset class of a network class that means none of them.
 UNMAPPED = -1
 

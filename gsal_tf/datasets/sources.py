@@ -40,6 +40,11 @@ from gsal_tf.datasets.labels import CITYSCAPES, LabelTable
 from gsal_tf.errors import GsalInputError, first_line
 from gsal_tf.loading import IMAGE_SUFFIXES, load_image
 
+__all__ = [
+    "LAYOUTS", "LABEL_SUFFIXES", "UnreadableSample", "Sample", "Source", "FolderSource",
+    "CityscapesSource", "TextureMNISTSource", "TFDataSource", "open_source",
+]
+
 LAYOUTS = ("auto", "tf.data", "folder", "cityscapes", "camvid", "texture-mnist")
 LABEL_SUFFIXES = IMAGE_SUFFIXES + (".npy",)
 

@@ -64,6 +64,11 @@ from gsal_tf.models.layers import conv_bn, separable_conv_bn
 from gsal_tf.models.mobilenet import load_imagenet_weights, mobilenetv2
 from gsal_tf.models.xception import aligned_xception
 
+__all__ = [
+    "BACKBONES", "BACKBONE_OPTIONS", "OUTPUT_STRIDES", "LOW_LEVEL_STRIDES", "ARCHITECTURES",
+    "deeplabv3plus", "build_architecture",
+]
+
 BACKBONES = ("mobilenetv2", "xception")
 # Options each backbone accepts through ``**backbone_options`` and their defaults.
 BACKBONE_OPTIONS = {

@@ -33,6 +33,8 @@ import tensorflow as tf
 
 from gsal_tf.model_calls import call_model
 
+__all__ = ["KERAS_HUB_PIXEL_RANGE", "is_keras_hub_segmenter", "KerasHubSegmenter", "as_segmentation_model"]
+
 #: gsal's [0, 1] pixels times this are the raw pixels keras-hub's image converters take.
 KERAS_HUB_PIXEL_RANGE = 255.0
 

@@ -22,6 +22,8 @@ import keras
 import numpy as np
 from keras import ops
 
+__all__ = ["PatchContextReadout", "known_context_model", "known_context_image", "demo_case"]
+
 Box = tuple[int, int, int, int]  # (y0, x0, y1, x1), end-exclusive pixels
 
 

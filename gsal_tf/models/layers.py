@@ -12,6 +12,11 @@ from __future__ import annotations
 
 import keras
 
+__all__ = [
+    "BN_EPSILON", "BN_MOMENTUM", "batch_norm", "fixed_padding", "conv_bn", "separable_conv_bn",
+    "make_divisible", "StrideSchedule",
+]
+
 # DeepLab and keras.applications both use epsilon 1e-3, which keeps ImageNet / published
 # checkpoints numerically compatible. Momentum 0.9 (not the 0.999 of keras.applications): from
 # scratch, activations start with variances ~1e-3 while moving variances start at 1, and with

@@ -26,6 +26,8 @@ import keras
 from gsal_tf.errors import GsalInputError
 from gsal_tf.models.layers import StrideSchedule, batch_norm, make_divisible
 
+__all__ = ["IMAGENET_ALPHAS", "mobilenetv2", "load_imagenet_weights"]
+
 # (output channels before alpha, nominal stride, expansion) of blocks 0..16
 _BLOCKS = (
     (16, 1, 1),

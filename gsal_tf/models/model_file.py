@@ -37,6 +37,8 @@ import numpy as np
 
 from gsal_tf.errors import GsalInputError, first_line
 
+__all__ = ["FORMAT", "DTYPES", "write_model_file", "read_model_file"]
+
 FORMAT = "gsal-model-npz/1"
 DTYPES = ("float16", "float32")
 _ZIP_DATE = (1980, 1, 1, 0, 0, 0)

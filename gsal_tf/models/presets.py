@@ -49,6 +49,12 @@ from gsal_tf.models.deeplab import deeplabv3plus
 from gsal_tf.models.model_file import read_model_file
 from gsal_tf.models.weights_file import load_weights
 
+__all__ = [
+    "MANIFEST", "KINDS", "Bias", "ZooEntry", "zoo_dir", "cache_dir", "list_models", "names",
+    "unbiased_reference", "bias_digit_ious", "get", "weights_path", "load", "sha256_of", "verify",
+    "manifest_records", "write_manifest",
+]
+
 MANIFEST = "models.toml"
 #: The kinds of zoo entries (see the module docstring).
 KINDS = ("deeplabv3plus", "tflite")

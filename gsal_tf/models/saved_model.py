@@ -12,6 +12,8 @@ import tensorflow as tf
 
 from gsal_tf.errors import GsalInputError
 
+__all__ = ["SavedModelSegmenter"]
+
 
 class SavedModelSegmenter(tf.Module):
     """A SavedModel's image signature as a segmentation model: images (N,H,W,C) float32 ->

@@ -15,6 +15,11 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+__all__ = [
+    "ResizeBilinear", "Tile", "ReduceMean", "Pad", "ConstantOperand", "TransposeConv", "SpaceToBatch",
+    "BatchToSpace",
+]
+
 
 @keras.saving.register_keras_serializable(package="gsal_tf")
 class ResizeBilinear(keras.layers.Layer):

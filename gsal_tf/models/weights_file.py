@@ -22,6 +22,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+__all__ = ["load_weights"]
+
 
 class _Mismatch(Exception):
     """The file is not laid out as this loader expects: let Keras load it."""

@@ -44,6 +44,8 @@ import keras
 
 from gsal_tf.models.layers import StrideSchedule, conv_bn, make_divisible, separable_conv_bn
 
+__all__ = ["aligned_xception"]
+
 # (name, channels of the three separable convs, nominal stride, shortcut, ReLU inside sepconvs)
 _ENTRY_BLOCKS = (
     ("entry_flow_block1", (128, 128, 128), 2, "conv", False),

@@ -76,6 +76,11 @@ from gsal_tf.validation import (
     check_request_masks,
 )
 
+__all__ = [
+    "Explanation", "SETTLE_WINDOW", "SETTLE_MIN_STEPS", "SETTLE_TOLERANCE", "SEARCH_STEPS",
+    "settle_window", "GridSaliency",
+]
+
 
 @dataclasses.dataclass
 class Explanation(ExplanationResult):

@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import tensorflow as tf
 
+__all__ = ["UPSAMPLINGS", "upsample_grid"]
+
 UPSAMPLINGS = ("nearest", "bilinear")
 
 

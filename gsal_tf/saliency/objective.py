@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import tensorflow as tf
 
+__all__ = ["sparsity", "preservation_loss", "objective", "score_ratio"]
+
 
 def sparsity(grid: tf.Tensor) -> tf.Tensor:
     """||M||_1 / (gh*gw): the mean mask value of grids (N,gh,gw) -> (N,)."""

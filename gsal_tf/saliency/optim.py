@@ -9,6 +9,11 @@ from __future__ import annotations
 
 import tensorflow as tf
 
+__all__ = [
+    "OPTIMIZERS", "ADAM_BETA1", "ADAM_BETA2", "ADAM_EPSILON", "init_state", "adam_step", "sgd_step",
+    "STEPS", "lowest_level",
+]
+
 OPTIMIZERS = ("adam", "sgd")
 
 ADAM_BETA1 = 0.9

@@ -30,6 +30,11 @@ import tensorflow as tf
 
 from gsal_tf.errors import GsalInputError
 
+__all__ = [
+    "NAMED_BASELINES", "MODES", "perturb", "gaussian_kernel1d", "gaussian_blur", "make_baseline",
+    "baseline_function",
+]
+
 BaselineSpec = Union[float, tuple, str, np.ndarray, tf.Tensor, Callable]
 NAMED_BASELINES = ("mean", "blur", "noise")
 MODES = ("context", "full")

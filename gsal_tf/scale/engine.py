@@ -28,6 +28,8 @@ import threading
 
 from gsal_tf.errors import GsalInputError
 
+__all__ = ["ENGINES", "make_engine", "LocalEngine"]
+
 #: Engines by name -> "module:class"; imported on first use.
 ENGINES = {"local": "gsal_tf.scale.engine:LocalEngine", "ray": "gsal_tf.scale.ray_engine:RayEngine"}
 

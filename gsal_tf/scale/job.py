@@ -65,6 +65,11 @@ from gsal_tf.scale.engine import make_engine
 from gsal_tf.scale.policy import RequestPolicy
 from gsal_tf.validation import check_int_pair
 
+__all__ = [
+    "ON_ERROR", "Batch", "RunSummary", "DatasetJob", "model_fingerprint", "versions", "explain_dataset",
+    "check_first_shard", "load_stats",
+]
+
 ON_ERROR = ("skip", "stop")
 
 #: ``progress(samples_done, samples_total or None, requests_done)`` after every committed shard.

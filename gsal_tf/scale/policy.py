@@ -42,6 +42,8 @@ from gsal_tf.datasets.mapping import UNMAPPED, LabelMapping, load_mapping
 from gsal_tf.errors import GsalInputError
 from gsal_tf.requests import predicted_class
 
+__all__ = ["ZONES", "ZONE_SOURCES", "Request", "RequestPolicy"]
+
 ZONES = ("class", "component", "error", "confusion")
 ZONE_SOURCES = ("labels", "predictions")
 

@@ -38,6 +38,8 @@ from typing import Optional
 
 from gsal_tf.errors import GsalError, GsalInputError
 
+__all__ = ["explainer_recipe", "model_bytes", "default_actors", "RayEngine"]
+
 _INSTALL = 'engine="ray" needs Ray: install it with pip install "gsal-tf[ray]"'
 
 

@@ -33,6 +33,8 @@ import numpy as np
 from gsal_tf.errors import GsalInputError
 from gsal_tf.scale import store
 
+__all__ = ["figures", "context_dependence", "write_html_report", "class_label", "format_share"]
+
 
 def figures(stats, card: dict) -> dict:
     """{name: matplotlib Figure} of the run's context statistics (``share``, ``difference``,

@@ -53,6 +53,13 @@ import numpy as np
 from gsal_tf._version import __version__
 from gsal_tf.errors import GsalInputError, first_line
 
+__all__ = [
+    "RESULTS_FORMAT", "RESULTS_VERSION", "CARD_NAME", "SHARD_DIR", "MAP_DIR", "META_KEY", "pyarrow",
+    "ResumePoint", "DamagedShard", "shard_name", "read_card", "check_card", "write_card", "write_failure",
+    "open_run", "holds_card", "discard_unstarted", "read_shard", "shard_meta", "write_shard",
+    "read_results",
+]
+
 RESULTS_FORMAT = "gsal-dataset-results"
 RESULTS_VERSION = 1
 CARD_NAME = "run.json"

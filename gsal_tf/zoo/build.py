@@ -42,6 +42,11 @@ from gsal_tf.models import ARCHITECTURES, deeplabv3plus
 from gsal_tf.models import presets
 from gsal_tf.zoo import demo
 
+__all__ = [
+    "PREPROCESSING", "TRAIN_OVERRIDES", "read_plan", "build_model", "manifest_record", "export_weights",
+    "demo_config", "write_demo_sample",
+]
+
 PREPROCESSING = "grayscale 64x64 float32 in [0, 1] (the model rescales to [-1, 1] itself)"
 
 

@@ -49,6 +49,12 @@ from gsal_tf.errors import GsalInputError
 from gsal_tf.models import presets
 from gsal_tf.models.model_file import DTYPES, read_model_file, write_model_file
 
+__all__ = [
+    "REQUIRED", "WEIGHTS_DTYPE", "OUTPUT", "is_tflite_entry", "check_entry", "build_tflite_model",
+    "manifest_record", "measure_agreement", "labels_of", "file_probabilities", "photo_input",
+    "tflite_output", "tflite_labels", "write_sample",
+]
+
 #: Keys a ``tflite`` plan entry must have.
 REQUIRED = ("name", "tflite", "sha256", "url", "repository", "commit", "path", "licence", "dataset", "classes", "backbone")
 WEIGHTS_DTYPE = "float16"

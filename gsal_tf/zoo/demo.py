@@ -24,6 +24,11 @@ from gsal_tf.model_calls import predict
 from gsal_tf.requests import predicted_class
 from gsal_tf.models import presets
 
+__all__ = [
+    "DEMOS", "DEMO_MODEL", "CYCLISTS_MODEL", "CYCLISTS_PHOTO", "COMPARISON_MODELS", "SAMPLE",
+    "demo_sample", "predicted_digit", "demo_model", "load_demo", "demo_comparison",
+]
+
 DEMOS = ("textures", "cyclists")
 DEMO_MODEL = "tmnist-mobilenetv2-strong"
 CYCLISTS_MODEL = "pascal-mobilenetv2-0.5-257"
