@@ -4,7 +4,8 @@
     backward, Adam update of the mask) of the same model on the same batch: what the
     optimisation cannot avoid. explain also runs the first forward pass f(x), with the default
     target the start-level search (the forward at M = 0 and five bisection forwards) and the
-    per-step target check, the final check (one forward of 2N images) and input validation;
+    per-step target check, the final check (one forward of N images) and input validation, and
+    stops each request once its mask has settled (it may run fewer steps than the floor);
     target ≤ 1.10.
 (b) explain / eager — the same optimisation as a plain eager GradientTape loop.
 (c) explanations per second at batch 1, 8 and 32.

@@ -20,7 +20,8 @@ import typer
 from rich.markup import escape
 
 from gsal_cli.console import compact_table, console, fail, staged_outputs
-from gsal_cli.options import CustomModules, FigureFormat, Iterations, Lam, Target, given, UnsafeDeserialization, build_request, class_names_of, configure_threads, figure_format_option, image_input, parse_pair, resolve_model, threads_option
+from gsal_cli.options import (CustomModules, FigureFormat, Grid, Iterations, Lam, Target, UnsafeDeserialization, build_request, class_names_of,
+                              configure_threads, figure_format_option, given, grid_option, image_input, resolve_model, threads_option)
 
 
 def compare_backbones(
@@ -31,7 +32,7 @@ def compare_backbones(
     request_point: Optional[str] = typer.Option(None, "--request-point", help="Request = the first model's predicted component under pixel Y,X."),
     class_id: Optional[str] = typer.Option(None, "--class", "-c", help="Class to explain: id, or name for a zoo model (default: the first model's prediction in the request)."),
     demo: bool = typer.Option(False, "--demo", help="Use the bundled demo image and request."),
-    grid: Optional[str] = typer.Option(None, "--grid", help="Grid size ROWS,COLS (default: 8,8 at the network's input size; for a photo of another size, square cells, 12 along its long side)."),
+    grid: Grid = None,
     iterations: Iterations = None,
     lam: Lam = None,
     target: Target = None,
@@ -91,8 +92,7 @@ def compare_backbones(
         else:
             asked = build_request(predict, picture, request, request_class, request_point, class_id, class_names)
         img, req, cls = picture.network_input, asked.mask, asked.class_id
-        grid_size = parse_pair(grid, "--grid", allow_single=True) if grid is not None else picture.grid
-        grid_options = {"grid_size": grid_size, **given(iterations=iterations, lam=lam, target=target)}
+        grid_options = {"grid_size": picture.grid, **grid_option(grid), **given(iterations=iterations, lam=lam, target=target)}
         with console.status(f"explaining with {len(nets)} models"):
             result = compare_models(nets, img, req, cls, grid_options, top_fraction)
         summary = {

@@ -12,7 +12,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from gsal_cli.console import compact_table, console, fail
-from gsal_cli.options import CustomModules, FigureFormat, Iterations, Lam, Target, given, UnsafeDeserialization, figure_format_option, parse_pair, resolve_model
+from gsal_cli.options import Grid, grid_option, CustomModules, FigureFormat, Iterations, Lam, Target, given, UnsafeDeserialization, figure_format_option, parse_pair, resolve_model
 
 
 def explain_dataset(
@@ -29,7 +29,7 @@ def explain_dataset(
     exclude: Optional[str] = typer.Option(None, "--exclude", help="Never these class ids, comma-separated."),
     min_pixels: int = typer.Option(16, "--min-pixels", help="Smallest zone explained (pixels)."),
     method: str = typer.Option("grid_saliency", "--method", help="Explainer: grid_saliency, vanilla_gradients, smoothgrad, ..."),
-    grid: Optional[str] = typer.Option(None, "--grid", help="Grid saliency grid ROWS,COLS."),
+    grid: Grid = None,
     iterations: Iterations = None,
     lam: Lam = None,
     target: Target = None,
@@ -38,7 +38,7 @@ def explain_dataset(
     limit: Optional[int] = typer.Option(None, "--limit", help="Only the first N samples."),
     maps: bool = typer.Option(False, "--maps", help="Also store per-pixel saliency and request maps (maps/)."),
     on_error: str = typer.Option("skip", "--on-error", help="skip | stop: what an unreadable image does."),
-    engine: str = typer.Option("local", "--engine", help="local | ray: in this process, or on Ray actors (pip install \"gsal-tf[ray]\")."),
+    engine: str = typer.Option("local", "--engine", help="local | ray: in this process, or on Ray actors (pip install \"gsal-tf\\[ray]\")."),
     address: Optional[str] = typer.Option(None, "--address", help="Ray cluster to use (auto, ray://host:10001); default: a local Ray started for the run."),
     actors: Optional[int] = typer.Option(None, "--actors", help="Ray actors, one explainer each (default: CPUs / --cpus-per-actor, or GPUs / --gpus-per-actor)."),
     cpus_per_actor: Optional[int] = typer.Option(None, "--cpus-per-actor", help="CPUs (TensorFlow threads) per Ray actor (default 1)."),
@@ -57,8 +57,7 @@ def explain_dataset(
     try:
         net, model_name = resolve_model(model, custom_modules, unsafe)
         options = {} if output_kind is None else {"output": output_kind}
-        if grid is not None:
-            options["grid_size"] = parse_pair(grid, "--grid", allow_single=True)
+        options.update(grid_option(grid))
         options.update(given(iterations=iterations, lam=lam, target=target, batch_size=batch_size))
         policy = gs.scale.RequestPolicy(zone=zone, zones_from=zones_from, classes=_ids(classes, "--classes"),
                                         exclude=_ids(exclude, "--exclude") or (), min_pixels=min_pixels, mapping=mapping)

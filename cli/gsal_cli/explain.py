@@ -14,7 +14,9 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from gsal_cli.console import console, fail, staged_outputs
-from gsal_cli.options import CustomModules, FigureFormat, Iterations, Lam, Target, given, UnsafeDeserialization, build_request, class_names_of, configure_threads, figure_format_option, image_input, parse_pair, resolve_model, threads_option
+from gsal_cli.options import (Baseline, CustomModules, FigureFormat, Grid, Iterations, Lam, Mode, Seed, Target, UnsafeDeserialization, Upsampling,
+                              baseline_option, build_request, class_names_of, configure_threads, figure_format_option, given, grid_option,
+                              image_input, resolve_model, threads_option)
 
 
 def explain(
@@ -26,15 +28,15 @@ def explain(
     class_id: Optional[str] = typer.Option(None, "--class", "-c", help="Class to explain: id, or name for a zoo model (default: the request's predicted class)."),
     demo: bool = typer.Option(False, "--demo", help="Explain a bundled demo: `--demo` (TextureMNIST bias) or `--demo cyclists` (a real network on a real photo)."),
     config: Optional[Path] = typer.Option(None, "--config", help="TOML config with an \\[explain] table (see configs/explain/)."),
-    grid: Optional[str] = typer.Option(None, "--grid", help="Grid size ROWS,COLS (or one number) (default: 8,8 at the network's input size; for a photo of another size, square cells, 12 along its long side)."),
+    grid: Grid = None,
     iterations: Iterations = None,
     lam: Lam = None,
     target: Target = None,
-    baseline: Optional[str] = typer.Option(None, "--baseline", help="0.0 | R,G,B | mean | blur | noise (default: 0.0)."),
-    mode: Optional[str] = typer.Option(None, "--mode", help="context | full (default: context)."),
-    upsampling: Optional[str] = typer.Option(None, "--upsampling", help="nearest | bilinear (default: nearest)."),
+    baseline: Baseline = None,
+    mode: Mode = None,
+    upsampling: Upsampling = None,
     output_kind: Optional[str] = typer.Option(None, "--output", help="What the model returns: probabilities | logits."),
-    seed: Optional[int] = typer.Option(None, "--seed", help="Seed of the noise baseline (default: 0)."),
+    seed: Seed = None,
     pixel_scale: float = typer.Option(1 / 255, "--pixel-scale", help="Multiplier for 8-bit image pixels (default 1/255 → [0,1])."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output folder (default: gsal-out/<image name>)."),
     figure_format: FigureFormat = figure_format_option(),
@@ -149,21 +151,7 @@ def _demo_name(image: Optional[Path]) -> str:
 
 def _cli_options(grid, baseline, mode, upsampling, output_kind, seed) -> dict:
     """Only the options given on the command line (they override a --config file)."""
-    from gsal_tf.errors import GsalInputError
-
-    options = {}
-    if grid is not None:
-        parts = parse_pair(grid, "--grid", allow_single=True)
-        options["grid_size"] = parts
-    if baseline is not None:
-        try:
-            values = tuple(float(v) for v in baseline.split(","))
-            options["baseline"] = values[0] if len(values) == 1 else values
-        except ValueError:
-            if baseline not in ("mean", "blur", "noise"):
-                raise GsalInputError(f"--baseline {baseline!r}: use a number, R,G,B numbers, mean, blur or noise") from None
-            options["baseline"] = baseline
-    return {**options, **given(mode=mode, upsampling=upsampling, output=output_kind, seed=seed)}
+    return {**grid_option(grid), **baseline_option(baseline), **given(mode=mode, upsampling=upsampling, output=output_kind, seed=seed)}
 
 
 def _summary(result, req, model_name, image, seconds, class_names=None) -> dict:

@@ -9,18 +9,18 @@ import typer
 from rich.markup import escape
 
 from gsal_cli.console import console, fail, staged_outputs
-from gsal_cli.options import CustomModules, Iterations, Lam, Target, given, UnsafeDeserialization, parse_pair, resolve_model
+from gsal_cli.options import Baseline, Grid, baseline_option, grid_option, CustomModules, Iterations, Lam, Target, given, UnsafeDeserialization, resolve_model
 
 
 def export(
     model: str = typer.Argument(..., help="A .keras file, a SavedModel folder or a zoo model name."),
     out_dir: Path = typer.Argument(..., help="Folder to write segmentation/ and explainer/ into."),
     image_shape: Optional[str] = typer.Option(None, "--image-shape", help="H,W,C of the explainer's inputs (default: the model's input shape)."),
-    grid: str = typer.Option("8,8", "--grid", help="Grid size ROWS,COLS of the exported explainer."),
+    grid: Grid = None,
     iterations: Iterations = None,
     lam: Lam = None,
     target: Target = None,
-    baseline: str = typer.Option("0.0", "--baseline", help="0.0 | mean | blur | noise."),
+    baseline: Baseline = None,
     output_kind: Optional[str] = typer.Option(None, "--output", help="What the model returns: probabilities | logits (default: what the model declares, else read from its scores on probe images; refused when they cannot tell)."),
     custom_modules: CustomModules = None,
     unsafe: UnsafeDeserialization = False,
@@ -39,12 +39,8 @@ def export(
         net, name = resolve_model(model, custom_modules, unsafe)
         shape = _image_shape(net, image_shape)
         output = resolve_output(net, shape, output_kind)
-        try:
-            base = float(baseline)
-        except ValueError:
-            base = baseline
-        explainer = gs.GridSaliency(net, grid_size=parse_pair(grid, "--grid", allow_single=True), baseline=base,
-                                    output=output, **given(iterations=iterations, lam=lam, target=target))
+        explainer = gs.GridSaliency(net, output=output, **grid_option(grid), **baseline_option(baseline),
+                                    **given(iterations=iterations, lam=lam, target=target))
         explainer.predict(_probe_batch(shape))  # the model takes this shape and returns (N,h,w,K)
         check_grid_size(explainer.grid_size, shape[:2])
         with console.status("exporting SavedModels"), staged_outputs(out_dir) as stage:

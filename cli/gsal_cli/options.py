@@ -72,11 +72,63 @@ CustomModules = Annotated[Optional[list[str]], typer.Option(
     "custom layers it registers resolve. Repeat for several.")]
 #: Grid saliency's main settings, one definition for every command; unset means the explainer's
 #: own default (``gs.GridSaliency``'s signature, where the defaults and their measurements live).
-Iterations = Annotated[Optional[int], typer.Option("--iterations", help="Grid saliency optimisation steps (default: GridSaliency's).")]
-Lam = Annotated[Optional[float], typer.Option("--lam", help="Grid saliency mask size weight (default: GridSaliency's).")]
+def explainer_default(name: str) -> str:
+    """GridSaliency's default of option ``name`` as a help text shows it (from its signature: the
+    CLI never writes a default of its own)."""
+    import inspect
+
+    from gsal_tf.saliency import GridSaliency
+
+    value = inspect.signature(GridSaliency.__init__).parameters[name].default
+    return ",".join(str(v) for v in value) if isinstance(value, tuple) else str(value)
+
+
+def _grid_help() -> str:
+    from gsal_tf.loading import PHOTO_GRID_CELLS
+
+    return (f"Grid size ROWS,COLS or one number (default: {explainer_default('grid_size')} at the network's input size; "
+            f"for a photo of another size, square cells, {PHOTO_GRID_CELLS} along its long side).")
+
+
+def _choices(name: str) -> str:
+    from gsal_tf.saliency.masks import UPSAMPLINGS
+    from gsal_tf.saliency.perturbation import MODES
+
+    return " | ".join({"mode": MODES, "upsampling": UPSAMPLINGS}[name])
+
+
+# Grid saliency's options, shared by every command that builds one; unset = the explainer's default.
+Iterations = Annotated[Optional[int], typer.Option(
+    "--iterations", help=f"Grid saliency optimisation steps, at most (default: {explainer_default('iterations')}).")]
+Lam = Annotated[Optional[float], typer.Option("--lam", help=f"Grid saliency mask size weight (default: {explainer_default('lam')}).")]
 Target = Annotated[Optional[float], typer.Option(
-    "--target", help="Keep at least this share of the prediction with the smallest context (default: GridSaliency's); "
+    "--target", help=f"Keep at least this share of the prediction with the smallest context (default: {explainer_default('target')}); "
     "0 = the paper's fixed-lam formulation.")]
+Grid = Annotated[Optional[str], typer.Option("--grid", help=_grid_help())]
+Baseline = Annotated[Optional[str], typer.Option(
+    "--baseline", help=f"What removed pixels become: a number | R,G,B | mean | blur | noise (default: {explainer_default('baseline')}).")]
+Mode = Annotated[Optional[str], typer.Option("--mode", help=f"{_choices('mode')} (default: {explainer_default('mode')}).")]
+Upsampling = Annotated[Optional[str], typer.Option("--upsampling", help=f"{_choices('upsampling')} (default: {explainer_default('upsampling')}).")]
+Seed = Annotated[Optional[int], typer.Option("--seed", help=f"Seed of the noise baseline (default: {explainer_default('seed')}).")]
+
+
+def grid_option(grid: Optional[str]) -> dict:
+    """``{"grid_size": (rows, cols)}`` for a given ``--grid``, else nothing (the explainer's default,
+    or the photo grid)."""
+    return {} if grid is None else {"grid_size": parse_pair(grid, "--grid", allow_single=True)}
+
+
+def baseline_option(baseline: Optional[str]) -> dict:
+    """``{"baseline": value}`` for a given ``--baseline`` (a number, R,G,B, or a name), else nothing."""
+    if baseline is None:
+        return {}
+    try:
+        values = tuple(float(v) for v in baseline.split(","))
+    except ValueError:
+        if baseline not in ("mean", "blur", "noise"):
+            raise GsalInputError(f"--baseline {baseline!r}: use a number, R,G,B numbers, mean, blur or noise") from None
+        return {"baseline": baseline}
+    return {"baseline": values[0] if len(values) == 1 else values}
 
 
 def given(**options) -> dict:

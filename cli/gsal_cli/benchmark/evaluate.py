@@ -11,7 +11,7 @@ import typer
 from rich.table import Table
 
 from gsal_cli.console import compact_table, console, fail, staged_outputs
-from gsal_cli.options import FigureFormat, Iterations, Lam, Target, given, figure_format_option, parse_pair, resolve_model
+from gsal_cli.options import Grid, grid_option, FigureFormat, Iterations, Lam, Target, given, figure_format_option, resolve_model
 from gsal_tf.benchmark.classes import DIGITS
 from gsal_tf.benchmark.evaluation import EvaluationSettings
 from gsal_tf.methods import METHODS
@@ -29,7 +29,7 @@ def evaluate(
     methods: str = typer.Option(",".join(DEFAULTS.methods), "--methods", help=f"Comma-separated, of: {', '.join(METHODS)}."),
     per_digit: int = typer.Option(DEFAULTS.per_digit, "--per-digit", help="Requests per digit for CBD."),
     biased: int = typer.Option(DEFAULTS.biased, "--biased", help="Biased requests of the bias digit for CBL."),
-    grid: str = typer.Option("8,8", "--grid", help="Grid saliency grid size."),
+    grid: Grid = None,
     iterations: Iterations = None,
     lam: Lam = None,
     target: Target = None,
@@ -52,7 +52,7 @@ def evaluate(
         unbiased, unbiased_source = _unbiased_samples(unbiased_data, data, card)
         settings = EvaluationSettings(
             methods=[m.strip() for m in methods.split(",") if m.strip()], per_digit=per_digit, biased=biased,
-            grid_saliency={"grid_size": parse_pair(grid, "--grid", allow_single=True), **given(iterations=iterations, lam=lam, target=target)},
+            grid_saliency={**grid_option(grid), **given(iterations=iterations, lam=lam, target=target)},
             tune=tune, tune_requests=tune_requests,
         )
         tuned = None

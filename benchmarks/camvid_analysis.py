@@ -1,0 +1,458 @@
+"""The paper's real-world analysis on CamVid (issue 28): five stages, each a call of the library.
+
+Stages (``--stage NAME``; default: all, in this order):
+
+``miou``           mIoU of every network on the split through its label mapping
+                   (:func:`gsal_tf.datasets.dataset_confusion`, :func:`~gsal_tf.datasets.mapped_iou`,
+                   :func:`~gsal_tf.datasets.mapped_mean_iou`).
+``context``        context statistics of the Cityscapes network (:func:`gsal_tf.explain_dataset`,
+                   :func:`gsal_tf.scale.load_stats`): class zones and connected components (at
+                   least ``--min-component`` pixels) from the CamVid labels, per request class ×
+                   context class the share of the salient context vs the inflation baseline, the
+                   three largest per request class; the HTML report (``gsal stats RUN --html``).
+``errors``         error analysis: confusion zones of pavement, pedestrian and bicyclist split by
+                   the predicted Cityscapes class (mapping ``settings/cityscapes-camvid-errors.toml``),
+                   each explained for the class predicted there: wrong and right predictions of
+                   the same frames side by side; the share of the salient context on the CamVid
+                   *bicyclist* label (the bicycle, once the rider is the request) per pair.
+``generalisation`` the score without any context (grid saliency's ``no_context_score``, relative
+                   to f_c(x)) per request class: quantiles, from the ``context`` runs (no new run).
+``architectures``  the same requests (class zones from the labels) by two networks: Cityscapes
+                   MobileNet-EdgeTPU vs ADE20K MobileNetV2 on the classes both mean alike (all but
+                   bicyclist: Cityscapes explains rider, ADE20K bicycle), PASCAL MobileNetV2 1.0 vs
+                   0.5 on pedestrian and car; one table.
+
+Every network is its ``.tflite`` file imported by :func:`gsal_tf.models.from_tflite` (8-bit
+activations simulated: 100 % arg-max agreement with ``tf.lite.Interpreter`` on the Coral files; the
+ADE20K file is a hybrid float file, rebuilt in float). The explainer is grid saliency with the
+library's defaults (``options=None``; the run cards record every setting).
+
+Resume: every dataset run is a results folder ``OUT/runs/<name>/`` (card + Parquet shards, no
+pixels); rerunning the same command continues after the last committed shard, and a finished run
+is read back, not redone. The mIoU stage writes one JSON per network and skips the networks whose
+JSON holds the same split and limit. Each stage writes ``OUT/<stage>.json`` (+ CSV / Markdown) with
+requests, wall time of this session and requests/s.
+
+Run (2 CPU cores: a small smoke run first)::
+
+    PYTHONPATH=.:cli TF_CPP_MIN_LOG_LEVEL=2 nice -n 10 python benchmarks/camvid_analysis.py \
+        --limit 3 --out benchmarks/results/camvid/smoke
+    PYTHONPATH=.:cli TF_CPP_MIN_LOG_LEVEL=2 nice -n 10 python benchmarks/camvid_analysis.py --stage context
+
+Data: CamVid (Brostow et al., 2009), SegNet version -- research use only: only statistics are
+written, never frames, labels or overlays.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+SHARED = HERE.parent.parent / "shared" / "data" / "real"
+if not SHARED.exists():
+    SHARED = Path("/work/shared/data/real")
+
+STAGES = ("miou", "context", "errors", "generalisation", "architectures")
+
+#: network key -> (file, mapping, label)
+NETWORKS = {
+    "cityscapes": ("deeplab_mobilenet_edgetpu_slim_cityscapes_quant.tflite", "cityscapes-camvid", "Cityscapes MobileNet-EdgeTPU (8-bit)"),
+    "ade20k": ("deeplabv3_mnv2_ade20k.tflite", "ade20k-camvid", "ADE20K MobileNetV2 (hybrid float)"),
+    "pascal-1.0": ("deeplabv3_mnv2_pascal_quant.tflite", "pascal-camvid", "PASCAL MobileNetV2 1.0 (8-bit)"),
+    "pascal-0.5": ("deeplabv3_mnv2_dm05_pascal_quant.tflite", "pascal-camvid", "PASCAL MobileNetV2 0.5 (8-bit)"),
+}
+
+CAMVID_CLASSES = ("sky", "building", "pole", "road", "pavement", "tree", "sign symbol", "fence", "car", "pedestrian", "bicyclist")
+PAVEMENT, CAR, PEDESTRIAN, BICYCLIST = 4, 8, 9, 10
+ERROR_CLASSES = (PAVEMENT, PEDESTRIAN, BICYCLIST)
+ERROR_MAPPING = HERE / "settings" / "cityscapes-camvid-errors.toml"
+CITYSCAPES = ("road", "sidewalk", "building", "wall", "fence", "pole", "traffic light", "traffic sign", "vegetation", "terrain", "sky",
+              "person", "rider", "car", "truck", "bus", "train", "motorcycle", "bicycle")
+QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
+CREDIT = "CamVid (Brostow et al., 2009), SegNet version"
+
+
+# -- helpers (bookkeeping only: every number comes from a library call) ------------------------------
+
+
+class Analysis:
+    def __init__(self, args):
+        self.args = args
+        self.out = Path(args.out)
+        self.out.mkdir(parents=True, exist_ok=True)
+        self._models: dict = {}
+
+    def model(self, key: str):
+        import gsal_tf as gs
+
+        if key not in self._models:
+            path = Path(self.args.models) / NETWORKS[key][0]
+            # probabilities, as the zoo imports its TFLite networks (gsal_tf/zoo/build_tflite.py OUTPUT): grid saliency
+            # explains softmax scores, and a model imported with output="logits" does not declare it (see README)
+            self._models[key] = gs.models.from_tflite(path, output="probabilities", name=key.replace(".", "_"))
+        return self._models[key]
+
+    def write(self, name: str, payload: dict) -> Path:
+        path = self.out / name
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        tmp.write_text(json.dumps(payload, indent=1, default=_plain) + "\n")
+        tmp.replace(path)
+        return path
+
+    def data(self) -> dict:
+        return {"dataset": CREDIT, "split": self.args.split, "limit": self.args.limit}
+
+    def run(self, name: str, key: str, policy) -> dict:
+        """One ``explain_dataset`` run into OUT/runs/<name> (resumed if interrupted, read back if done)."""
+        import gsal_tf as gs
+
+        folder = self.out / "runs" / name
+        began = time.perf_counter()
+        summary = gs.explain_dataset(self.model(key), self.args.camvid, folder, layout="camvid", split=self.args.split,
+                                     policy=policy, limit=self.args.limit, engine=self.args.engine, model_name=NETWORKS[key][2],
+                                     progress=_progress(name))
+        seconds = time.perf_counter() - began
+        card = summary.card
+        size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+        shard_seconds = [gs.scale.store.shard_meta(p)["seconds"] for p in sorted((folder / "requests").glob("part-*.parquet"))] \
+            if (folder / "requests").is_dir() else []
+        return {"run": str(folder), "network": NETWORKS[key][2], "requests": summary.requests, "samples": summary.samples,
+                "wall_seconds_this_session": round(seconds, 2),
+                "explainer_seconds_all_sessions": round(float(sum(shard_seconds)), 2),
+                "requests_per_second": _rate(summary.requests, sum(shard_seconds)),
+                "seconds_per_request": _rate(sum(shard_seconds), summary.requests),
+                "folder_bytes": size, "explainer": card["settings"]["explainer"], "policy": _policy_summary(card["settings"]["policy"])}
+
+
+def _plain(value):
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (np.floating,)):
+        return None if not np.isfinite(value) else float(value)
+    if isinstance(value, np.ndarray):
+        return [_plain(v) for v in value.tolist()]
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(type(value))
+
+
+def _clean(value):
+    """NaN -> None recursively (JSON has no NaN)."""
+    if isinstance(value, float):
+        return None if not math.isfinite(value) else round(value, 6)
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return _clean(value.tolist())
+    if isinstance(value, (np.floating, np.integer)):
+        return _clean(value.item())
+    return value
+
+
+def _rate(a, b):
+    return round(a / b, 4) if b else None
+
+
+def _policy_summary(policy: dict) -> dict:
+    out = {k: v for k, v in policy.items() if k != "mapping"}
+    if "mapping" in policy:
+        out["mapping"] = policy["mapping"]["name"]
+    return out
+
+
+def _progress(name: str):
+    def report(done, total, requests):
+        print(f"  {name}: {done}/{total} frames, {requests} requests", file=sys.stderr, flush=True)
+    return report
+
+
+def _markdown(header, rows) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def _csv(path: Path, header, rows) -> None:
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(header)
+        writer.writerows(rows)
+
+
+def _fmt(value, digits=3) -> str:
+    return "–" if value is None or (isinstance(value, float) and not math.isfinite(value)) else f"{value:.{digits}f}"
+
+
+def _name(card: dict, class_id: int) -> str:
+    from gsal_tf.scale.report import class_label
+
+    return class_label(card, int(class_id))
+
+
+def _stats(folder):
+    import gsal_tf as gs
+
+    return gs.scale.load_stats(folder)
+
+
+def _top_context(stats, card, top=3) -> list:
+    """Per request class: count, empty, and the ``top`` context classes by share (share, baseline, difference)."""
+    context = card["settings"]["context_classes"]
+    out = []
+    for row, c in enumerate(stats.classes):
+        order = np.argsort(-np.nan_to_num(stats.share[row], nan=-1))[:top]
+        out.append({"request_class": _name(card, c), "class_id": int(c), "requests": int(stats.count[row]), "empty": int(stats.empty[row]),
+                    "mean_salient_fraction": stats.mean_fraction[row],
+                    "top": [{"context": context[k], "share": stats.share[row, k], "inflation": stats.inflation_share[row, k],
+                             "difference": stats.difference[row, k]} for k in order]})
+    return out
+
+
+def _matrix_csv(path: Path, stats, card) -> None:
+    context = card["settings"]["context_classes"]
+    rows = []
+    for row, c in enumerate(stats.classes):
+        for k, name in enumerate(context):
+            rows.append([_name(card, c), int(stats.count[row]), name, _fmt(stats.share[row, k], 4), _fmt(stats.inflation_share[row, k], 4),
+                         _fmt(stats.difference[row, k], 4)])
+    _csv(path, ["request_class", "requests", "context_class", "share", "inflation_share", "difference"], rows)
+
+
+def _column(folder, name):
+    import gsal_tf as gs
+
+    return np.asarray(gs.scale.store.read_results(folder).column(name).to_pylist())
+
+
+# -- stages --------------------------------------------------------------------------------------
+
+
+def stage_miou(a: Analysis) -> dict:
+    from gsal_tf.datasets import dataset_confusion, load_mapping, mapped_iou, mapped_mean_iou
+
+    folder = a.out / "miou"
+    folder.mkdir(exist_ok=True)
+    rows, timings = [], {}
+    for key, (_file, mapping_name, label) in NETWORKS.items():
+        path = folder / f"{key}.json"
+        done = json.loads(path.read_text()) if path.is_file() else None
+        if done is None or done.get("split") != a.args.split or done.get("limit") != a.args.limit:
+            mapping = load_mapping(mapping_name)
+            model = a.model(key)
+            began = time.perf_counter()
+            confusion = dataset_confusion(model, a.args.camvid, mapping, layout="camvid", split=a.args.split, limit=a.args.limit)
+            seconds = time.perf_counter() - began
+            iou = mapped_iou(confusion, mapping)
+            done = _clean({"network": label, "file": NETWORKS[key][0], "mapping": mapping_name, "split": a.args.split, "limit": a.args.limit,
+                           "miou": mapped_mean_iou(confusion, mapping), "classes_covered": [CAMVID_CLASSES[d] for d in range(len(iou)) if np.isfinite(iou[d])],
+                           "iou": {CAMVID_CLASSES[d]: iou[d] for d in range(len(iou))},
+                           "pixel_accuracy": float(np.trace(confusion[:, :len(iou)]) / confusion.sum()),
+                           "confusion": confusion, "confusion_columns": list(CAMVID_CLASSES) + ["no CamVid class"],
+                           "wall_seconds": seconds, "seconds_per_frame": seconds / (a.args.limit or 233 if a.args.split == "test" else a.args.limit or 101)})
+            a.write(f"miou/{key}.json", done)
+        timings[key] = done["wall_seconds"]
+        rows.append([done["network"], _fmt(done["miou"]), f"{len(done['classes_covered'])}/11"]
+                    + [_fmt(done["iou"][c], 2) for c in CAMVID_CLASSES] + [f"{done['wall_seconds']:.1f}"])
+    header = ["network", "mIoU", "classes"] + list(CAMVID_CLASSES) + ["seconds"]
+    (a.out / "miou.md").write_text(f"# mIoU on CamVid {a.args.split} (limit {a.args.limit}) through the label mappings\n\n"
+                                   + _markdown(header, rows) + f"\n{CREDIT}.\n")
+    return {"stage": "miou", "requests": None, "frames_per_network": a.args.limit, "wall_seconds": timings}
+
+
+def stage_context(a: Analysis) -> dict:
+    import gsal_tf as gs
+
+    runs = {}
+    for zone in ("class", "component"):
+        policy = gs.scale.RequestPolicy(zone=zone, zones_from="labels", min_pixels=a.args.min_component if zone == "component" else 16,
+                                        mapping="cityscapes-camvid")
+        name = f"cityscapes-{zone}"
+        runs[name] = a.run(name, "cityscapes", policy)
+        stats, card = _stats(runs[name]["run"])
+        runs[name]["top3"] = _top_context(stats, card)
+        _matrix_csv(a.out / f"context-{zone}.csv", stats, card)
+        from gsal_tf.scale import report
+
+        report.write_html_report(runs[name]["run"], Path(runs[name]["run"]) / "stats" / "report.html")
+    lines = [f"# Context statistics, Cityscapes MobileNet-EdgeTPU on CamVid {a.args.split} (limit {a.args.limit})\n",
+             "Grid saliency, library defaults. share = mean share of the salient context on the context class (CamVid labels); "
+             "infl. = the inflation baseline's share with the same amount of context; Δ = share − infl.\n"]
+    for name, run in runs.items():
+        lines.append(f"\n## {name}: {run['requests']} requests, {run['explainer_seconds_all_sessions']} s explaining, "
+                     f"{run['requests_per_second']} requests/s\n")
+        rows = []
+        for entry in run["top3"]:
+            for rank, t in enumerate(entry["top"]):
+                rows.append([entry["request_class"] if rank == 0 else "", entry["requests"] if rank == 0 else "", t["context"], _fmt(t["share"]),
+                             _fmt(t["inflation"]), _fmt(t["difference"])])
+        lines.append(_markdown(["request class (network)", "n", "context class", "share", "infl.", "Δ"], rows))
+    (a.out / "context.md").write_text("\n".join(lines) + f"\n{CREDIT}.\n")
+    return {"stage": "context", "runs": _clean(runs)}
+
+
+def stage_errors(a: Analysis) -> dict:
+    import gsal_tf as gs
+
+    policy = gs.scale.RequestPolicy(zone="confusion", classes=ERROR_CLASSES, mapping=str(ERROR_MAPPING), min_pixels=16)
+    run = a.run("cityscapes-errors", "cityscapes", policy)
+    table = gs.scale.store.read_results(run["run"])
+    card = gs.scale.store.read_card(run["run"])
+    zone_class = np.asarray(table.column("zone_class").to_pylist())
+    class_id = np.asarray(table.column("class_id").to_pylist())
+    pixels = np.asarray(table.column("request_pixels").to_pylist())
+    salient = np.asarray(table.column("salient").to_pylist(), np.float64)
+    inflation = np.asarray(table.column("inflation").to_pylist(), np.float64)
+    original = np.asarray(table.column("original_score").to_pylist(), np.float64)
+    no_context = np.asarray(table.column("no_context_score").to_pylist(), np.float64)
+    context = card["settings"]["context_classes"]
+    shares = gs.context_stats.per_request_shares(salient)
+    baseline = gs.context_stats.per_request_shares(inflation)
+    pairs = []
+    for k in ERROR_CLASSES:
+        for p in sorted(set(class_id[zone_class == k].tolist())):
+            mine = (zone_class == k) & (class_id == p)
+            # per pair: the library's aggregate over its requests (one request class = the pair)
+            stats = gs.context_stats.aggregate(np.zeros(mine.sum(), np.int64), {key: np.asarray(table.column(key).to_pylist(), np.float64)[mine]
+                                                                                 for key in gs.context_stats.SUM_FIELDS})
+            order = np.argsort(-np.nan_to_num(stats.share[0], nan=-1))[:3]
+            named = mine & ~np.isnan(shares).any(axis=1)
+            pairs.append({"label": CAMVID_CLASSES[k], "predicted": CITYSCAPES[p], "correct": _correct(k, p), "requests": int(mine.sum()),
+                          "pixels": int(pixels[mine].sum()), "mean_original_score": float(np.mean(original[mine])),
+                          "median_no_context_score": float(np.nanmedian(no_context[mine])) if np.isfinite(no_context[mine]).any() else None,
+                          "share_on_bicyclist_label": float(np.mean(shares[named, BICYCLIST])) if named.any() else None,
+                          "inflation_on_bicyclist_label": float(np.mean(np.nan_to_num(baseline[named, BICYCLIST]))) if named.any() else None,
+                          "mean_salient_fraction": float(stats.mean_fraction[0]),
+                          "top3": [{"context": context[c], "share": stats.share[0, c], "inflation": stats.inflation_share[0, c],
+                                    "difference": stats.difference[0, c]} for c in order]})
+    rows = [[p["label"], p["predicted"], "yes" if p["correct"] else "**no**", p["requests"], p["pixels"], _fmt(p["mean_original_score"]),
+             _fmt(p["median_no_context_score"]), _fmt(p["share_on_bicyclist_label"]), _fmt(p["inflation_on_bicyclist_label"]),
+             "; ".join(f"{t['context']} {_fmt(t['share'], 2)} ({_fmt(t['inflation'], 2)})" for t in p["top3"])] for p in pairs]
+    header = ["label", "predicted (explained)", "correct", "requests", "pixels", "f_c(x)", "median no-context", "share on bicyclist label",
+              "infl. on bicyclist label", "top-3 context: share (inflation)"]
+    answer = _bicycle_answer(pairs)
+    (a.out / "errors.md").write_text(f"# Error analysis, Cityscapes MobileNet-EdgeTPU on CamVid {a.args.split} (limit {a.args.limit})\n\n"
+                                     "Confusion zones: the pixels of a CamVid label class predicted as one Cityscapes class, explained for "
+                                     "that class (grid saliency, defaults). Context classes: the CamVid labels.\n\n"
+                                     + _markdown(header, rows) + f"\n**Bicycle question.** {answer}\n\n{CREDIT}.\n")
+    _csv(a.out / "errors.csv", header, rows)
+    return {"stage": "errors", "run": _clean(run), "pairs": _clean(pairs), "bicycle_question": answer}
+
+
+def _correct(k: int, p: int) -> bool:
+    from gsal_tf.datasets import load_mapping
+
+    return int(load_mapping("cityscapes-camvid").to_dataset[p]) == k
+
+
+def _bicycle_answer(pairs) -> str:
+    def pick(predicted):
+        return next((p for p in pairs if p["label"] == "bicyclist" and p["predicted"] == predicted), None)
+
+    wrong, right = pick("person"), pick("rider")
+    if wrong is None or right is None or wrong["share_on_bicyclist_label"] is None or right["share_on_bicyclist_label"] is None:
+        return ("not answerable on these frames: " + ", ".join(f"bicyclist->{n}: {p['requests'] if p else 0} requests"
+                                                                for n, p in (("person", wrong), ("rider", right))))
+    less = wrong["share_on_bicyclist_label"] < right["share_on_bicyclist_label"]
+    return (f"bicyclist called person ({wrong['requests']} requests): {wrong['share_on_bicyclist_label']:.3f} of the salient context on the "
+            f"rest of the bicyclist label (inflation {wrong['inflation_on_bicyclist_label']:.3f}); bicyclist called rider "
+            f"({right['requests']} requests): {right['share_on_bicyclist_label']:.3f} (inflation {right['inflation_on_bicyclist_label']:.3f}) "
+            f"-> the bicycle is {'less' if less else 'not less'} salient when the bicyclist is called a pedestrian"
+            f"{' (few requests: not conclusive)' if min(wrong['requests'], right['requests']) < 20 else ''}.")
+
+
+def stage_generalisation(a: Analysis) -> dict:
+    out, rows = {}, []
+    for zone in ("class", "component"):
+        folder = a.out / "runs" / f"cityscapes-{zone}"
+        if not (folder / "card.json").is_file() and not any(folder.glob("*.json")):
+            raise SystemExit(f"stage generalisation reads the runs of stage context: run --stage context first ({folder} is missing)")
+        _, card = _stats(folder)
+        classes = _column(folder, "class_id")
+        no_context = _column(folder, "no_context_score").astype(np.float64)
+        original = _column(folder, "original_score").astype(np.float64)
+        out[zone] = {}
+        for c in np.unique(classes):
+            values = no_context[(classes == c) & np.isfinite(no_context)]
+            q = np.quantile(values, QUANTILES) if len(values) else [float("nan")] * len(QUANTILES)
+            out[zone][_name(card, c)] = {"requests": int((classes == c).sum()), "quantiles": dict(zip(map(str, QUANTILES), q)),
+                                         "mean_original_score": float(np.mean(original[classes == c]))}
+            rows.append([zone, _name(card, c), int((classes == c).sum())] + [_fmt(v) for v in q] + [_fmt(float(np.mean(original[classes == c])))])
+    header = ["zone", "request class", "n"] + [f"q{int(q * 100)}" for q in QUANTILES] + ["mean f_c(x)"]
+    (a.out / "generalisation.md").write_text(f"# Score without context, Cityscapes MobileNet-EdgeTPU on CamVid {a.args.split} (limit {a.args.limit})\n\n"
+                                             "no_context_score of grid saliency (the request's mean score with all context replaced by the "
+                                             "baseline, relative to f_c(x); 1 = no drop), quantiles over requests.\n\n"
+                                             + _markdown(header, rows) + f"\n{CREDIT}.\n")
+    _csv(a.out / "generalisation.csv", header, rows)
+    return {"stage": "generalisation", "requests": None, "quantiles": _clean(out)}
+
+
+def stage_architectures(a: Analysis) -> dict:
+    import gsal_tf as gs
+
+    shared = tuple(range(10))  # all but bicyclist (Cityscapes explains rider, ADE20K bicycle)
+    plan = [("cityscapes-shared", "cityscapes", "cityscapes-camvid", shared), ("ade20k-shared", "ade20k", "ade20k-camvid", shared),
+            ("pascal-1.0-people-cars", "pascal-1.0", "pascal-camvid", (CAR, PEDESTRIAN)),
+            ("pascal-0.5-people-cars", "pascal-0.5", "pascal-camvid", (CAR, PEDESTRIAN))]
+    runs, rows = {}, []
+    for name, key, mapping, classes in plan:
+        policy = gs.scale.RequestPolicy(zone="class", zones_from="labels", classes=classes, mapping=mapping)
+        runs[name] = a.run(name, key, policy)
+        stats, card = _stats(runs[name]["run"])
+        folder = runs[name]["run"]
+        zone_class = _column(folder, "zone_class")
+        no_context = _column(folder, "no_context_score").astype(np.float64)
+        original = _column(folder, "original_score").astype(np.float64)
+        for entry in _top_context(stats, card):
+            mine = _column(folder, "class_id") == entry["class_id"]
+            camvid = CAMVID_CLASSES[int(zone_class[mine][0])]
+            rows.append([f"{camvid}", NETWORKS[key][2], entry["request_class"], entry["requests"], _fmt(float(np.mean(original[mine]))),
+                         _fmt(float(np.nanmedian(no_context[mine]))), _fmt(entry["mean_salient_fraction"]),
+                         "; ".join(f"{t['context']} {_fmt(t['share'], 2)} ({_fmt(t['inflation'], 2)})" for t in entry["top"])])
+        runs[name]["top3"] = _top_context(stats, card)
+    rows.sort(key=lambda r: (CAMVID_CLASSES.index(r[0]), r[1]))
+    header = ["CamVid class", "network", "explained class", "requests", "f_c(x)", "median no-context", "salient fraction", "top-3 context: share (inflation)"]
+    (a.out / "architectures.md").write_text(f"# Architecture comparison on CamVid {a.args.split} (limit {a.args.limit})\n\n"
+                                            "The same requests (class zones from the CamVid labels) explained by two networks each "
+                                            "(grid saliency, defaults); context classes: the CamVid labels.\n\n"
+                                            + _markdown(header, rows) + f"\n{CREDIT}.\n")
+    _csv(a.out / "architectures.csv", header, rows)
+    return {"stage": "architectures", "runs": _clean(runs)}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--camvid", default=str(SHARED / "research-only" / "camvid"), help="the SegNet CamVid tree")
+    parser.add_argument("--models", default=str(SHARED / "models"), help="the folder of the .tflite networks")
+    parser.add_argument("--split", default="test", choices=("test", "val"))
+    parser.add_argument("--limit", type=int, default=None, help="only the first N frames of the split")
+    parser.add_argument("--out", default=str(HERE / "results" / "camvid"), help="results folder")
+    parser.add_argument("--stage", choices=STAGES + ("all",), default="all")
+    parser.add_argument("--min-component", type=int, default=64, help="smallest connected component explained (pixels)")
+    parser.add_argument("--engine", choices=("local", "ray"), default="local")
+    args = parser.parse_args(argv)
+    analysis = Analysis(args)
+    stages = STAGES if args.stage == "all" else (args.stage,)
+    for stage in stages:
+        began = time.perf_counter()
+        print(f"stage {stage} ...", file=sys.stderr, flush=True)
+        result = globals()[f"stage_{stage}"](analysis)
+        result["wall_seconds_stage"] = round(time.perf_counter() - began, 2)
+        result.update(analysis.data())
+        result["explainer_defaults"] = "grid_saliency with the library's defaults (options=None)"
+        analysis.write(f"{stage}.json", _clean(result))
+        print(f"stage {stage}: {result['wall_seconds_stage']} s", file=sys.stderr, flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
