@@ -80,13 +80,13 @@ def parse_settings(settings: dict) -> dict:
 
 
 def _png(rgb: np.ndarray) -> bytes:
-    """(H,W,3) float in [0,1] or uint8 as PNG bytes."""
+    """(H,W,3) RGB or (H,W,4) RGBA, float in [0,1] or uint8, as PNG bytes."""
     import cv2
 
     rgb = np.asarray(rgb)
     if rgb.dtype != np.uint8:
         rgb = (np.clip(rgb, 0, 1) * 255 + 0.5).astype(np.uint8)
-    ok, data = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    ok, data = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGBA2BGRA if rgb.shape[2] == 4 else cv2.COLOR_RGB2BGR))
     return data.tobytes()
 
 
@@ -280,7 +280,8 @@ class App:
                   for k, c in sorted(zip(present.tolist(), counts.tolist()), key=lambda kc: -kc[1])]
         prediction_id = self.new_id("p")
         self.predictions[prediction_id] = {"image_id": image_id, "model": name, "labels": labels, "names": names,
-                                           "png": _png(colours[shown])}
+                                           # background transparent: the photo shows through where nothing is predicted
+                                           "png": _png(np.concatenate([colours[shown], np.array([0.0 if _is_background(n) else 1.0 for n in names])[shown][..., None]], axis=2))}
         return {"prediction_id": prediction_id, "model": name, "legend": legend, "classes": names,
                 "network_input": list(picture.fit.target)}
 
