@@ -33,7 +33,7 @@ from gsal_tf.errors import GsalInputError
 from gsal_tf.loading import Fit, match_channels, model_input_channels, model_input_size
 
 __all__ = ["Picture", "PictureRequest", "PictureExplanation", "fit_picture", "matched_channels", "picture_grid",
-           "picture_request", "explainer_for", "explain_picture"]
+           "picture_request", "explainer_for", "explain_picture", "summary", "context_classes"]
 
 #: The grid of an image at the network's own size (the benchmark, TextureMNIST): GridSaliency's
 #: default.
@@ -188,3 +188,58 @@ def explain_picture(explainer, picture: Picture, request: PictureRequest) -> Pic
     """Explain ``request`` on ``picture`` with ``explainer`` (any :class:`gsal_tf.explainer.Explainer`)."""
     result = explainer.explain(picture.network_input[None], request.mask[None], [request.class_id])
     return PictureExplanation(result, picture, request)
+
+
+def summary(result, request: np.ndarray, model_name: str, image=None, seconds: float = 0.0, class_names=None,
+            fit: Optional[Fit] = None) -> dict:
+    """The ``summary.json`` of one explained request (what ``gsal explain`` and ``gsal app``
+    write): parameters, scores, convergence, the salient context share and the grid.
+
+    ``result`` is the explainer's result for one request, ``request`` (H,W) its mask on the
+    network input, ``image`` the image's path (None: "demo"); with the picture's ``fit`` (not the
+    identity), how the image was fitted to the network (``fitted_to_network``)."""
+    from gsal_tf import metrics
+
+    share = float(metrics.cbd(result.saliency, np.asarray(request)[None])[0])  # NaN: a full-mode request without context
+    out = {
+        "image": str(image) if image else "demo",
+        "model": model_name,
+        "class_id": int(result.class_ids[0]),
+        "class_name": _requests.class_name(result.class_ids[0], class_names),
+        "request_pixels": int(np.asarray(request).sum()),
+        "parameters": result.params,
+        "original_score": float(result.original_score[0]),
+        "preserved_score": float(result.preserved_score[0]),
+        "no_context_score": float(result.no_context_score[0]),
+        "final_loss": float(result.final_loss[0]),
+        "converged": bool(result.converged[0]),
+        "mask_change": round(float(result.mask_change[0]), 4),
+        "steps": int(result.steps[0]),
+        "salient_context_share": None if np.isnan(share) else share,
+        "grid": result.grid[0].round(4).tolist(),
+        "seconds": round(seconds, 4),
+    }
+    if fit is not None and not fit.identity:
+        out["fitted_to_network"] = {"image": list(fit.source), "network_input": list(fit.target), "scale": fit.scale, "content": list(fit.size), "top": fit.top, "left": fit.left}
+    return out
+
+
+def context_classes(explained: PictureExplanation, class_names=None, limit: int = 8) -> list[dict]:
+    """On which predicted classes the kept context lies: for every class the network predicts
+    outside the request, its share of the salient context mass (Σ S·(1−R)·[L=k] / Σ S·(1−R),
+    :func:`gsal_tf.context_stats.request_sums` with the prediction as the context map), largest
+    first, at most ``limit``; ``[]`` when no context is kept."""
+    from gsal_tf.context_stats import request_sums
+
+    labels = explained.request.prediction
+    if labels is None:
+        return []
+    num = int(labels.max()) + 1
+    sums = request_sums(explained.result.saliency[:1], explained.request.mask[None], labels[None], num)
+    salient = np.asarray(sums["salient"][0], np.float64)
+    total = salient.sum()
+    if not total > 0:
+        return []
+    order = [int(k) for k in np.argsort(-salient, kind="stable") if salient[k] > 0][:limit]
+    return [{"class_id": k, "class_name": _requests.class_name(k, class_names) or f"class {k}", "share": float(salient[k] / total)}
+            for k in order]

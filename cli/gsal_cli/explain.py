@@ -116,9 +116,7 @@ def explain(
             seconds = time.perf_counter() - start
 
         out_dir = out or Path("gsal-out") / stem
-        summary = _summary(result, req, model_name, image, seconds, class_names_of(net))
-        if not fit.identity:
-            summary["fitted_to_network"] = {"image": list(fit.source), "network_input": list(fit.target), "scale": fit.scale, "content": list(fit.size), "top": fit.top, "left": fit.left}
+        summary = pictures.summary(result, req, model_name, image, seconds, class_names_of(net), fit=fit)
         with staged_outputs(out_dir) as stage:
             np.save(stage.path("saliency.npy"), fit.to_image(result.saliency[0]))  # (H,W) float32 at the image's resolution
             figure = viz.explanation_figure(photo, fit.to_image(req, nearest=True, size=screen), fit.to_image(result.saliency[0], size=screen), cls,
@@ -152,30 +150,6 @@ def _demo_name(image: Optional[Path]) -> str:
 def _cli_options(grid, baseline, mode, upsampling, output_kind, seed) -> dict:
     """Only the options given on the command line (they override a --config file)."""
     return {**grid_option(grid), **baseline_option(baseline), **given(mode=mode, upsampling=upsampling, output=output_kind, seed=seed)}
-
-
-def _summary(result, req, model_name, image, seconds, class_names=None) -> dict:
-    from gsal_tf import metrics, requests
-
-    share = float(metrics.cbd(result.saliency, req[None])[0])  # NaN: a full-mode request without context
-    return {
-        "image": str(image) if image else "demo",
-        "model": model_name,
-        "class_id": int(result.class_ids[0]),
-        "class_name": requests.class_name(result.class_ids[0], class_names),
-        "request_pixels": int(req.sum()),
-        "parameters": result.params,
-        "original_score": float(result.original_score[0]),
-        "preserved_score": float(result.preserved_score[0]),
-        "no_context_score": float(result.no_context_score[0]),
-        "final_loss": float(result.final_loss[0]),
-        "converged": bool(result.converged[0]),
-        "mask_change": round(float(result.mask_change[0]), 4),
-        "steps": int(result.steps[0]),
-        "salient_context_share": None if np.isnan(share) else share,
-        "grid": result.grid[0].round(4).tolist(),
-        "seconds": round(seconds, 4),
-    }
 
 
 def _print_table(summary: dict) -> None:

@@ -59,6 +59,7 @@ def _root(
 
 
 def _register() -> None:
+    from gsal_cli import app as app_cli
     from gsal_cli import benchmark, compare, dataset, explain, export, zoo
 
     app.command("explain")(explain.explain)
@@ -66,6 +67,7 @@ def _register() -> None:
     app.command("export")(export.export)
     app.command("explain-dataset")(dataset.explain_dataset)
     app.command("stats")(dataset.stats)
+    app.command("app")(app_cli.app_command)
     app.add_typer(benchmark.app, name="benchmark")
     app.add_typer(zoo.app, name="zoo")
 
