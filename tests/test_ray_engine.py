@@ -13,7 +13,8 @@ ray = pytest.importorskip("ray")
 pytest.importorskip("ray.data")
 
 import gsal_tf as gs  # noqa: E402
-from gsal_tf.scale import RequestPolicy, explain_dataset, load_stats, read_results  # noqa: E402
+from gsal_tf.scale import ENGINES, RequestPolicy, explain_dataset, load_stats, read_results  # noqa: E402
+from gsal_tf.scale.ray_engine import RayEngine, _ExplainActor  # noqa: E402
 from test_dataset_scale import make_pairs  # noqa: E402
 
 OPTIONS = {"grid_size": (4, 4), "iterations": 3, "batch_size": 4}
@@ -40,6 +41,41 @@ def local_run(conv_model_file, tmp_path_factory):
     model = gs.loading.load_model(conv_model_file)
     _run(model, images, labels, root / "local")
     return model, images, labels, root / "local"
+
+
+def _crash_once_actor(shard: int, marker: str) -> type:
+    """An actor class that ends its process (``os._exit``) on ``shard`` the first time: the marker
+    file, created atomically, says it has crashed. Built in a function so Ray ships it by value
+    (the workers need not import this test module)."""
+
+    class CrashOnceActor(_ExplainActor):
+        def __call__(self, rows: dict) -> dict:
+            if shard in (int(k) for k in rows["shard"]):
+                try:
+                    fd = os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+                except FileExistsError:
+                    pass
+                else:
+                    os.close(fd)
+                    os._exit(1)
+            return super().__call__(rows)
+
+    return CrashOnceActor
+
+
+class CrashOnceRayEngine(RayEngine):
+    """The Ray engine whose actors crash once on ``crash_shard`` (fault injection, tests only)."""
+
+    def __init__(self, crash_shard: int, marker: str, actors=None, cpus_per_actor=1, retries=3):
+        super().__init__(actors=actors, cpus_per_actor=cpus_per_actor, retries=retries)
+        self.actor_class = _crash_once_actor(crash_shard, marker)
+
+
+@pytest.fixture
+def crash_once_engine(monkeypatch):
+    """Registers :class:`CrashOnceRayEngine` as ``engine="ray-crash-once"`` for one test."""
+    monkeypatch.setitem(ENGINES, "ray-crash-once", f"{__name__}:CrashOnceRayEngine")
+    return "ray-crash-once"
 
 
 def _run(model, images, labels, out, **kw):
@@ -104,12 +140,13 @@ def test_ray_engine_resumes_from_committed_shards(local_ray, local_run, tmp_path
     assert_same_results(local, tmp_path / "cut")
 
 
-def test_killed_actor_is_restarted_and_nothing_is_lost_or_doubled(local_ray, local_run, tmp_path):
+def test_killed_actor_is_restarted_and_nothing_is_lost_or_doubled(local_ray, local_run, crash_once_engine, tmp_path):
     """The actor explaining shard 2 ends its process (os._exit) the first time: Ray restarts it and
     retries the batch; the results equal the uninterrupted run, each request once."""
     model, images, labels, local = local_run
     marker = tmp_path / "crashed"
-    _run(model, images, labels, tmp_path / "ray", engine="ray", engine_options={**RAY, "_crash_once": (2, str(marker))})
+    _run(model, images, labels, tmp_path / "ray", engine=crash_once_engine,
+         engine_options={**RAY, "crash_shard": 2, "marker": str(marker)})
     assert marker.is_file()  # the actor did die
     keys = _keys(tmp_path / "ray")
     assert len(keys) == len(set(keys)) == 21
@@ -130,13 +167,14 @@ def test_cli_runs_on_ray(local_ray, local_run, conv_model_file, tmp_path):
     assert_same_results(local, tmp_path / "out")
 
 
-def test_failed_ray_run_keeps_committed_shards_and_resumes(local_ray, local_run, tmp_path):
+def test_failed_ray_run_keeps_committed_shards_and_resumes(local_ray, local_run, crash_once_engine, tmp_path):
     """Without retries an actor's death stops the run: the shards committed before it stay, in
     order, and a rerun resumes from them to the whole run."""
     model, images, labels, local = local_run
     marker = tmp_path / "crashed"
     with pytest.raises(Exception) as failure:
-        _run(model, images, labels, tmp_path / "ray", engine="ray", engine_options={**RAY, "retries": 0, "_crash_once": (3, str(marker))})
+        _run(model, images, labels, tmp_path / "ray", engine=crash_once_engine,
+             engine_options={**RAY, "retries": 0, "crash_shard": 3, "marker": str(marker)})
     assert marker.is_file() and "died" in str(failure.value).lower() + type(failure.value).__name__.lower()
     committed = sorted(p.name for p in (tmp_path / "ray" / "requests").glob("part-*.parquet"))
     assert committed == [f"part-{k:05d}.parquet" for k in range(len(committed))] and len(committed) <= 3

@@ -43,7 +43,7 @@ def make_engine(name: str, **options):
     module, cls = ENGINES[name].split(":")
     engine = getattr(importlib.import_module(module), cls)
     known = [p for p in inspect.signature(engine.__init__).parameters if p != "self" and not p.startswith("_")]
-    unknown = sorted(k for k in options if k not in known and not k.startswith("_"))
+    unknown = sorted(k for k in options if k not in known)
     if unknown:
         raise GsalInputError(f"engine {name!r} has no option {', '.join(map(repr, unknown))}; its options: {', '.join(known) or 'none'}")
     return engine(**options)

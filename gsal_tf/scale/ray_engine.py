@@ -102,7 +102,7 @@ class _ExplainActor:
     (pickled ``(images, masks, class_ids)``) and returns ``{"shard", "result"}`` (the pickled
     :class:`~gsal_tf.explainer.ExplanationResult`)."""
 
-    def __init__(self, model_ref, fingerprint: str, method: str, options: dict, threads: int, crash_once=None):
+    def __init__(self, model_ref, fingerprint: str, method: str, options: dict, threads: int):
         from gsal_tf.threads import use_threads
 
         use_threads(threads)  # before TensorFlow's first op in this process
@@ -121,28 +121,14 @@ class _ExplainActor:
         if model_fingerprint(model) != fingerprint:
             raise GsalInputError("the model loaded in a Ray actor has other weights than the driver's (the .keras round trip changed it); use engine='local'")
         self.explainer = make_explainer(method, model, **options)
-        self.crash_once = crash_once
 
     def __call__(self, rows: dict) -> dict:
         results = []
         for shard, payload in zip(rows["shard"], rows["payload"]):
-            self._maybe_crash(int(shard))
             images, masks, class_ids = pickle.loads(payload)
             result = self.explainer.explain(images, masks, class_ids)
             results.append(pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL))
         return {"shard": list(rows["shard"]), "result": results}
-
-    def _maybe_crash(self, shard: int) -> None:
-        """Test hook: ``crash_once=(shard, marker)`` ends this actor's process on that shard, once."""
-        if self.crash_once is None or shard != self.crash_once[0]:
-            return
-        marker = self.crash_once[1]
-        try:
-            fd = os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-        except FileExistsError:
-            return
-        os.close(fd)
-        os._exit(1)
 
 
 def _queue_datasource(ray, queue):
@@ -198,12 +184,20 @@ class RayEngine:
     retries : int, default 3
         ``max_restarts`` and ``max_task_retries`` of the actors (a dead actor is restarted and its
         batches retried this many times).
+
+    Attributes
+    ----------
+    actor_class : type
+        The Ray Data actor class each pool member is built from (default ``_ExplainActor``): its
+        constructor takes ``model_ref, fingerprint, method, options, threads`` and its
+        ``__call__`` explains one batch of rows ``{"shard", "payload"}`` into ``{"shard", "result"}``.
     """
 
     name = "ray"
+    actor_class = _ExplainActor
 
     def __init__(self, address: Optional[str] = None, actors: Optional[int] = None, cpus_per_actor: int = 1, gpus_per_actor: float = 0,
-                 max_in_flight: Optional[int] = None, retries: int = 3, _crash_once=None):
+                 max_in_flight: Optional[int] = None, retries: int = 3):
         if address is not None and not isinstance(address, str):
             raise GsalInputError(f"address must be a Ray address such as 'auto' or 'ray://host:10001', got {address!r}")
         for label, value, optional in (("actors", actors, True), ("cpus_per_actor", cpus_per_actor, False), ("max_in_flight", max_in_flight, True)):
@@ -217,7 +211,7 @@ class RayEngine:
             raise GsalInputError(f"retries must be an integer >= 0, got {retries!r}")
         self.ray = _ray()
         self.address, self.actors, self.cpus_per_actor, self.gpus_per_actor = address, actors, cpus_per_actor, gpus_per_actor
-        self.max_in_flight, self.retries, self._crash_once = max_in_flight, retries, _crash_once
+        self.max_in_flight, self.retries = max_in_flight, retries
 
     def describe(self) -> dict:
         """What the run card records (``engine_options``): the address and the actor pool."""
@@ -285,10 +279,10 @@ class RayEngine:
             # is marked for removal in 2.64, where Ray Data's defaults, -1 and -1, stay).
             warnings.filterwarnings("ignore", message=".*ray_remote_args.*deprecated")
             dataset = dataset.map_batches(
-                _ExplainActor, batch_size=1, batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=actors), num_cpus=self.cpus_per_actor,
+                self.actor_class, batch_size=1, batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=actors), num_cpus=self.cpus_per_actor,
                 num_gpus=self.gpus_per_actor or None,
                 fn_constructor_kwargs={"model_ref": model_ref, "fingerprint": fingerprint, "method": method, "options": options,
-                                       "threads": self.cpus_per_actor, "crash_once": self._crash_once},
+                                       "threads": self.cpus_per_actor},
                 max_restarts=self.retries, max_task_retries=self.retries)
         thread = threading.Thread(target=planner, name="gsal-ray-plan", daemon=True)
         thread.start()
