@@ -5,13 +5,15 @@ Each check raises :class:`gsal_tf.errors.GsalInputError` with a message that say
 
 from __future__ import annotations
 
+import numbers
+
 import numpy as np
 
 from gsal_tf.errors import GsalInputError
 
 __all__ = [
     "check_images", "check_request_masks", "check_class_ids", "check_class_range", "check_model_output",
-    "check_grid_size", "check_choice", "check_number", "check_int_pair",
+    "check_grid_size", "check_choice", "check_number", "check_int", "check_int_pair",
 ]
 
 
@@ -136,10 +138,11 @@ def check_grid_size(grid_size, image_hw) -> tuple[int, int]:
     return gh, gw
 
 
-def check_choice(name: str, value, choices) -> None:
-    """``value`` must be one of ``choices``."""
+def check_choice(name: str, value, choices):
+    """``value`` must be one of ``choices``; returns ``value``."""
     if value not in choices:
         raise GsalInputError(f"{name} must be one of {', '.join(map(repr, choices))}; got {value!r}")
+    return value
 
 
 def check_number(name, value, minimum=None, maximum=None, integer=False, strict=False) -> None:
@@ -159,6 +162,20 @@ def check_number(name, value, minimum=None, maximum=None, integer=False, strict=
             bound.append(f"<= {maximum}")
         kind = "an integer" if integer else "a number"
         raise GsalInputError(f"{name} must be {kind} {' and '.join(bound)}; got {value!r}")
+
+
+def check_int(name: str, value, minimum: int = 1, optional: bool = False):
+    """An integer (a Python or numpy int, not a bool nor a float) >= ``minimum`` -> ``int``.
+
+    With ``optional``, None is allowed and returned as it is. Unlike
+    ``check_number(..., integer=True)``, a float such as ``2.0`` is refused: use it for counts and
+    sizes that must be given as integers.
+    """
+    if value is None and optional:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        raise GsalInputError(f"{name} must be an integer >= {minimum}; got {value!r}")
+    return int(value)
 
 
 def check_int_pair(name: str, value, minimum: int = 1, form: str = "H,W", shown=None) -> tuple[int, int]:

@@ -39,6 +39,7 @@ import numpy as np
 from gsal_tf.datasets.labels import CITYSCAPES, LabelTable
 from gsal_tf.errors import GsalInputError, first_line
 from gsal_tf.loading import IMAGE_SUFFIXES, load_image
+from gsal_tf.validation import check_choice
 
 __all__ = [
     "LAYOUTS", "LABEL_SUFFIXES", "UnreadableSample", "Sample", "Source", "FolderSource",
@@ -290,8 +291,7 @@ def open_source(data, layout: str = "auto", labels=None, split: Optional[str] = 
     """
     if isinstance(data, Source):
         return data
-    if layout not in LAYOUTS:
-        raise GsalInputError(f"layout must be one of {', '.join(LAYOUTS)}; got {layout!r}")
+    check_choice("layout", layout, LAYOUTS)
     if not isinstance(data, (str, Path)):
         if layout not in ("auto", "tf.data"):
             raise GsalInputError(f"layout {layout!r} needs a folder; got a {type(data).__name__}")

@@ -63,6 +63,7 @@ from gsal_tf.errors import GsalInputError
 from gsal_tf.models.layers import conv_bn, separable_conv_bn
 from gsal_tf.models.mobilenet import load_imagenet_weights, mobilenetv2
 from gsal_tf.models.xception import aligned_xception
+from gsal_tf.validation import check_choice, check_int
 
 __all__ = [
     "BACKBONES", "BACKBONE_OPTIONS", "OUTPUT_STRIDES", "LOW_LEVEL_STRIDES", "ARCHITECTURES",
@@ -156,13 +157,13 @@ def deeplabv3plus(backbone: str, input_shape: Sequence[int], num_classes: int,
     """
     backbone = _check_backbone(backbone)
     options = _check_backbone_options(backbone, backbone_options)
-    output_stride = _check_choice("output_stride", output_stride, OUTPUT_STRIDES)
-    low_level_stride = _check_choice("low_level_stride", low_level_stride, LOW_LEVEL_STRIDES)
+    output_stride = check_choice("output_stride", check_int("output_stride", output_stride), OUTPUT_STRIDES)
+    low_level_stride = check_choice("low_level_stride", check_int("low_level_stride", low_level_stride), LOW_LEVEL_STRIDES)
     height, width, channels = _check_input_shape(input_shape, output_stride)
-    num_classes = _check_positive_int("num_classes", num_classes, minimum=2)
-    aspp_filters = _check_positive_int("aspp_filters", aspp_filters)
-    decoder_filters = _check_positive_int("decoder_filters", decoder_filters)
-    low_level_filters = _check_positive_int("low_level_filters", low_level_filters)
+    num_classes = check_int("num_classes", num_classes, minimum=2)
+    aspp_filters = check_int("aspp_filters", aspp_filters)
+    decoder_filters = check_int("decoder_filters", decoder_filters)
+    low_level_filters = check_int("low_level_filters", low_level_filters)
     rates = _check_rates(atrous_rates, output_stride)
     if isinstance(dropout, bool) or not isinstance(dropout, numbers.Real) or not 0 <= dropout < 1:
         raise GsalInputError(f"dropout must be in [0, 1); got {dropout!r}.")
@@ -254,26 +255,13 @@ def _check_backbone_options(backbone: str, options: dict) -> dict:
                 raise GsalInputError(f"{key} must be a positive number; got {value!r}.")
             merged[key] = float(value)
     if "middle_blocks" in merged:
-        merged["middle_blocks"] = _check_positive_int("middle_blocks", merged["middle_blocks"],
-                                                      minimum=0)
+        merged["middle_blocks"] = check_int("middle_blocks", merged["middle_blocks"], minimum=0)
     return merged
 
 
 def _is_int(value) -> bool:
     """True for Python and numpy integers, False for bools and everything else."""
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-
-
-def _check_choice(arg: str, value, allowed: tuple) -> int:
-    if not _is_int(value) or value not in allowed:
-        raise GsalInputError(f"{arg} must be one of {list(allowed)}; got {value!r}.")
-    return int(value)
-
-
-def _check_positive_int(arg: str, value, minimum: int = 1) -> int:
-    if not _is_int(value) or value < minimum:
-        raise GsalInputError(f"{arg} must be an integer ≥ {minimum}; got {value!r}.")
-    return int(value)
 
 
 def _check_input_shape(input_shape, output_stride: int) -> tuple[int, int, int]:

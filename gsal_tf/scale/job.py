@@ -63,7 +63,7 @@ from gsal_tf.pictures import fit_picture, method_takes_grid, picture_grid
 from gsal_tf.scale import store
 from gsal_tf.scale.engine import make_engine
 from gsal_tf.scale.policy import RequestPolicy
-from gsal_tf.validation import check_int_pair
+from gsal_tf.validation import check_choice, check_int, check_int_pair
 
 __all__ = [
     "ON_ERROR", "Batch", "RunSummary", "DatasetJob", "model_fingerprint", "versions", "explain_dataset",
@@ -315,8 +315,8 @@ def explain_dataset(model, data, out, *, method: str = "grid_saliency", options:
     -------
     RunSummary
     """
-    if on_error not in ON_ERROR:
-        raise GsalInputError(f"on_error must be one of {', '.join(ON_ERROR)}; got {on_error!r}")
+    check_choice("on_error", on_error, ON_ERROR)
+    limit = check_int("limit", limit, optional=True)
     store.pyarrow()
     if engine_options is not None and not isinstance(engine_options, dict):
         raise GsalInputError(f"engine_options must be a dict of the engine's options, got {type(engine_options).__name__}")
@@ -329,8 +329,6 @@ def explain_dataset(model, data, out, *, method: str = "grid_saliency", options:
     if policy.needs_labels and not source.has_labels:
         raise GsalInputError(f"the request policy ({policy.zone} zones from {policy.zones_from}) needs label maps, and the data has none; "
                              "give labels (--labels) or build zones from predictions")
-    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
-        raise GsalInputError(f"limit must be a positive integer, got {limit!r}")
     if policy.mapping is not None:
         policy = _bind_mapping(policy, source, explainer, limit, input_size, Path(out))
     context_names = source.context_names

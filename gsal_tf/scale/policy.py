@@ -41,6 +41,7 @@ import numpy as np
 from gsal_tf.datasets.mapping import UNMAPPED, LabelMapping, load_mapping
 from gsal_tf.errors import GsalInputError
 from gsal_tf.requests import predicted_class
+from gsal_tf.validation import check_choice, check_int
 
 __all__ = ["ZONES", "ZONE_SOURCES", "Request", "RequestPolicy"]
 
@@ -70,12 +71,9 @@ class RequestPolicy:
     mapping: Optional[Union[LabelMapping, str]] = None
 
     def __post_init__(self):
-        if self.zone not in ZONES:
-            raise GsalInputError(f"zone must be one of {', '.join(ZONES)}; got {self.zone!r}")
-        if self.zones_from not in ZONE_SOURCES:
-            raise GsalInputError(f"zones_from must be one of {', '.join(ZONE_SOURCES)}; got {self.zones_from!r}")
-        if isinstance(self.min_pixels, bool) or not isinstance(self.min_pixels, (int, np.integer)) or self.min_pixels < 1:
-            raise GsalInputError(f"min_pixels must be a positive integer, got {self.min_pixels!r}")
+        check_choice("zone", self.zone, ZONES)
+        check_choice("zones_from", self.zones_from, ZONE_SOURCES)
+        check_int("min_pixels", self.min_pixels)
         if self.classes is not None:
             object.__setattr__(self, "classes", tuple(int(c) for c in self.classes))
         object.__setattr__(self, "exclude", tuple(int(c) for c in self.exclude))

@@ -37,6 +37,7 @@ import warnings
 from typing import Optional
 
 from gsal_tf.errors import GsalError, GsalInputError
+from gsal_tf.validation import check_int, check_number
 
 __all__ = ["explainer_recipe", "model_bytes", "default_actors", "RayEngine"]
 
@@ -200,15 +201,11 @@ class RayEngine:
                  max_in_flight: Optional[int] = None, retries: int = 3):
         if address is not None and not isinstance(address, str):
             raise GsalInputError(f"address must be a Ray address such as 'auto' or 'ray://host:10001', got {address!r}")
-        for label, value, optional in (("actors", actors, True), ("cpus_per_actor", cpus_per_actor, False), ("max_in_flight", max_in_flight, True)):
-            if value is None and optional:
-                continue
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise GsalInputError(f"{label} must be a positive integer, got {value!r}")
-        if isinstance(gpus_per_actor, bool) or not isinstance(gpus_per_actor, (int, float)) or gpus_per_actor < 0:
-            raise GsalInputError(f"gpus_per_actor must be a number >= 0, got {gpus_per_actor!r}")
-        if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
-            raise GsalInputError(f"retries must be an integer >= 0, got {retries!r}")
+        actors = check_int("actors", actors, optional=True)
+        cpus_per_actor = check_int("cpus_per_actor", cpus_per_actor)
+        max_in_flight = check_int("max_in_flight", max_in_flight, optional=True)
+        check_number("gpus_per_actor", gpus_per_actor, minimum=0)
+        retries = check_int("retries", retries, minimum=0)
         self.ray = _ray()
         self.address, self.actors, self.cpus_per_actor, self.gpus_per_actor = address, actors, cpus_per_actor, gpus_per_actor
         self.max_in_flight, self.retries = max_in_flight, retries
