@@ -21,8 +21,27 @@ __all__ = [
 ]
 
 
+class ResizeSettings:
+    """What the bilinear resize layers share (this module's :class:`ResizeBilinear` and the 8-bit
+    :class:`~gsal_tf.models.tflite_quant.QuantizedResizeBilinear`): the output ``size = (H, W)``,
+    the ``align_corners`` and ``half_pixel_centers`` sampling flags, the output shape
+    (N,H,W,C) and the config entries. A mixin placed before the Keras layer base class."""
+
+    def _set_resize(self, size, align_corners: bool, half_pixel_centers: bool) -> None:
+        self.size = tuple(int(s) for s in size)
+        self.align_corners = bool(align_corners)
+        self.half_pixel_centers = bool(half_pixel_centers)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], *self.size, input_shape[3])
+
+    def get_config(self):
+        return {**super().get_config(), "size": list(self.size), "align_corners": self.align_corners,
+                "half_pixel_centers": self.half_pixel_centers}
+
+
 @keras.saving.register_keras_serializable(package="gsal_tf")
-class ResizeBilinear(keras.layers.Layer):
+class ResizeBilinear(ResizeSettings, keras.layers.Layer):
     """TFLite RESIZE_BILINEAR: (N,h,w,C) → (N,H,W,C) with ``size = (H, W)``.
 
     Sampling position of output pixel ``i`` in the input (per axis, ``in``/``out`` sizes):
@@ -40,21 +59,12 @@ class ResizeBilinear(keras.layers.Layer):
         super().__init__(**kwargs)
         if align_corners and half_pixel_centers:
             raise ValueError("align_corners and half_pixel_centers cannot both be true")
-        self.size = tuple(int(s) for s in size)
-        self.align_corners = bool(align_corners)
-        self.half_pixel_centers = bool(half_pixel_centers)
+        self._set_resize(size, align_corners, half_pixel_centers)
 
     def call(self, inputs):
         return tf.raw_ops.ResizeBilinear(images=inputs, size=tf.constant(self.size, tf.int32),
                                          align_corners=self.align_corners,
                                          half_pixel_centers=self.half_pixel_centers)
-
-    def compute_output_shape(self, input_shape):
-        return (input_shape[0], *self.size, input_shape[3])
-
-    def get_config(self):
-        return {**super().get_config(), "size": list(self.size), "align_corners": self.align_corners,
-                "half_pixel_centers": self.half_pixel_centers}
 
 
 @keras.saving.register_keras_serializable(package="gsal_tf")

@@ -81,6 +81,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from gsal_tf.models.tflite_layers import ResizeSettings
+
 __all__ = [
     "RANGES", "FLOAT32_EXACT", "Quantization", "conv_multipliers", "add_multipliers", "convert_multiplier",
     "resize_axis", "window_counts", "straight_through", "FakeQuant", "ToInteger", "Requantize",
@@ -426,7 +428,7 @@ class QuantizedAveragePool(_QuantizedLayer):
 
 
 @keras.saving.register_keras_serializable(package="gsal_tf")
-class QuantizedResizeBilinear(_QuantizedLayer):
+class QuantizedResizeBilinear(ResizeSettings, _QuantizedLayer):
     """8-bit RESIZE_BILINEAR, XNNPACK's ``ibilinear`` (input and output share the grid):
     (N,h,w,C) → (N,H,W,C) with ``size = (H, W)`` and the tables of :func:`resize_axis`:
     ``t = 2048·q_tl + α_x·(q_tr − q_tl)``, ``b`` likewise, ``acc = 2048·t + α_y·(b − t)``,
@@ -437,8 +439,7 @@ class QuantizedResizeBilinear(_QuantizedLayer):
     def __init__(self, size, align_corners: bool, half_pixel_centers: bool, scale: float, zero_point: int,
                  q_low: int, q_high: int, **kwargs):
         super().__init__(scale, zero_point, q_low, q_high, **kwargs)
-        self.size = tuple(int(s) for s in size)
-        self.align_corners, self.half_pixel_centers = bool(align_corners), bool(half_pixel_centers)
+        self._set_resize(size, align_corners, half_pixel_centers)
 
     def _tables(self, axis: int, n_in: int):
         low, high, alpha = resize_axis(n_in, self.size[axis], self.align_corners, self.half_pixel_centers)
@@ -469,13 +470,6 @@ class QuantizedResizeBilinear(_QuantizedLayer):
             return top + (bottom - top) * wy
 
         return straight_through(exact, surrogate, inputs)
-
-    def compute_output_shape(self, input_shape):
-        return (input_shape[0], *self.size, input_shape[3])
-
-    def get_config(self):
-        return {**super().get_config(), "size": list(self.size), "align_corners": self.align_corners,
-                "half_pixel_centers": self.half_pixel_centers}
 
 
 @keras.saving.register_keras_serializable(package="gsal_tf")
