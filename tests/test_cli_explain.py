@@ -30,7 +30,7 @@ def files(tmp_path_factory):
     cv2.imwrite(str(d / "request.png"), mask)
     cv2.imwrite(str(d / "empty.png"), np.zeros(SHAPE[:2], np.uint8))
     # Another size is letterboxed to the network's input and a grey image repeated to RGB
-    # (tests/test_fit_and_images.py); a two-channel image is one the model cannot take.
+    # (tests/test_loading.py); a two-channel image is one the model cannot take.
     np.save(d / "two_channels.npy", np.zeros((16, 16, 2), np.float32))
     bad = image.copy()
     bad[3, 3, 0] = np.nan
