@@ -108,7 +108,37 @@ class Analysis:
         return path
 
     def data(self) -> dict:
-        return {"dataset": CREDIT, "split": self.args.split, "limit": self.args.limit}
+        return {"dataset": CREDIT, "split": self.args.split, "limit": self.args.limit, "every": self.args.every,
+                "frames_explained": self.frames()}
+
+    def frames(self) -> str:
+        """What the explanation stages read, for the titles of the tables."""
+        every = f"every {self.args.every}th frame" if self.args.every > 1 else "all frames"
+        return f"CamVid {self.args.split}, {every}" + (f", at most {self.args.limit}" if self.args.limit else "")
+
+    def explained_tree(self) -> tuple[str, str]:
+        """(root, split) for the explanation stages. With ``--every K`` a pair list of every K-th
+        frame of the split (from its first), in a folder of symbolic links outside the repository
+        (the same path on every machine, so a run resumes): consecutive CamVid frames are one
+        second apart in a few video sequences, and a spread-out sample covers all of them."""
+        if self.args.every <= 1:
+            return self.args.camvid, self.args.split
+        import tempfile
+
+        from gsal_tf.datasets.camvid import CamVidSource
+
+        full = CamVidSource(self.args.camvid, self.args.split)
+        split = f"{self.args.split}-every{self.args.every}"
+        tree = Path(tempfile.gettempdir()) / "gsal-camvid-sample"
+        tree.mkdir(exist_ok=True)
+        for folder in {full.files[0].parent, full.label_files[0].parent}:
+            link = tree / folder.name
+            if not link.exists():
+                link.symlink_to(folder.resolve(), target_is_directory=True)
+        lines = [f"{image.parent.name}/{image.name} {label.parent.name}/{label.name}"
+                 for image, label in list(zip(full.files, full.label_files))[::self.args.every]]
+        (tree / f"{split}.txt").write_text("\n".join(lines) + "\n")
+        return str(tree), split
 
     def run(self, name: str, key: str, policy) -> dict:
         """One ``explain_dataset`` run into OUT/runs/<name> (resumed if interrupted, read back if done)."""
@@ -116,7 +146,8 @@ class Analysis:
 
         folder = self.out / "runs" / name
         began = time.perf_counter()
-        summary = gs.explain_dataset(self.model(key), self.args.camvid, folder, layout="camvid", split=self.args.split,
+        root, split = self.explained_tree()
+        summary = gs.explain_dataset(self.model(key), root, folder, layout="camvid", split=split,
                                      policy=policy, limit=self.args.limit, engine=self.args.engine, model_name=NETWORKS[key][2],
                                      progress=_progress(name))
         seconds = time.perf_counter() - began
@@ -284,7 +315,7 @@ def stage_context(a: Analysis) -> dict:
         from gsal_tf.scale import report
 
         report.write_html_report(runs[name]["run"], Path(runs[name]["run"]) / "stats" / "report.html")
-    lines = [f"# Context statistics, Cityscapes MobileNet-EdgeTPU on CamVid {a.args.split} (limit {a.args.limit})\n",
+    lines = [f"# Context statistics, Cityscapes MobileNet-EdgeTPU on {a.frames()}\n",
              "Grid saliency, library defaults. share = mean share of the salient context on the context class (CamVid labels); "
              "infl. = the inflation baseline's share with the same amount of context; Δ = share − infl.\n"]
     for name, run in runs.items():
@@ -340,7 +371,7 @@ def stage_errors(a: Analysis) -> dict:
     header = ["label", "predicted (explained)", "correct", "requests", "pixels", "f_c(x)", "median no-context", "share on bicyclist label",
               "infl. on bicyclist label", "top-3 context: share (inflation)"]
     answer = _bicycle_answer(pairs)
-    (a.out / "errors.md").write_text(f"# Error analysis, Cityscapes MobileNet-EdgeTPU on CamVid {a.args.split} (limit {a.args.limit})\n\n"
+    (a.out / "errors.md").write_text(f"# Error analysis, Cityscapes MobileNet-EdgeTPU on {a.frames()}\n\n"
                                      "Confusion zones: the pixels of a CamVid label class predicted as one Cityscapes class, explained for "
                                      "that class (grid saliency, defaults). Context classes: the CamVid labels.\n\n"
                                      + _markdown(header, rows) + f"\n**Bicycle question.** {answer}\n\n{CREDIT}.\n")
@@ -389,7 +420,7 @@ def stage_generalisation(a: Analysis) -> dict:
                                          "mean_original_score": float(np.mean(original[classes == c]))}
             rows.append([zone, _name(card, c), int((classes == c).sum())] + [_fmt(v) for v in q] + [_fmt(float(np.mean(original[classes == c])))])
     header = ["zone", "request class", "n"] + [f"q{int(q * 100)}" for q in QUANTILES] + ["mean f_c(x)"]
-    (a.out / "generalisation.md").write_text(f"# Score without context, Cityscapes MobileNet-EdgeTPU on CamVid {a.args.split} (limit {a.args.limit})\n\n"
+    (a.out / "generalisation.md").write_text(f"# Score without context, Cityscapes MobileNet-EdgeTPU on {a.frames()}\n\n"
                                              "no_context_score of grid saliency (the request's mean score with all context replaced by the "
                                              "baseline, relative to f_c(x); 1 = no drop), quantiles over requests.\n\n"
                                              + _markdown(header, rows) + f"\n{CREDIT}.\n")
@@ -426,7 +457,7 @@ def stage_architectures(a: Analysis) -> dict:
         runs[name]["top3"] = _top_context(stats, card)
     rows.sort(key=lambda r: (CAMVID_CLASSES.index(r[0]), r[1]))
     header = ["CamVid class", "network", "explained class", "requests", "f_c(x)", "median no-context", "salient fraction", "top-3 context: share (inflation)"]
-    (a.out / "architectures.md").write_text(f"# Architecture comparison on CamVid {a.args.split} (limit {a.args.limit})\n\n"
+    (a.out / "architectures.md").write_text(f"# Architecture comparison on {a.frames()}\n\n"
                                             "The same requests (class zones from the CamVid labels) explained by two networks each "
                                             "(grid saliency, defaults); context classes: the CamVid labels.\n\n"
                                             + _markdown(header, rows) + f"\n{CREDIT}.\n")
@@ -440,6 +471,8 @@ def main(argv=None) -> int:
     parser.add_argument("--models", default=str(SHARED / "models"), help="the folder of the .tflite networks")
     parser.add_argument("--split", default="test", choices=("test", "val"))
     parser.add_argument("--limit", type=int, default=None, help="only the first N frames of the split")
+    parser.add_argument("--every", type=int, default=1,
+                        help="explanation stages: every K-th frame of the split (a spread-out sample; mIoU reads every frame)")
     parser.add_argument("--out", default=str(HERE / "results" / "camvid"), help="results folder")
     parser.add_argument("--stage", choices=STAGES + ("all",), default="all")
     parser.add_argument("--min-component", type=int, default=64, help="smallest connected component explained (pixels)")
