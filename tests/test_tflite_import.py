@@ -28,6 +28,7 @@ import pytest
 import tensorflow as tf
 from tensorflow.lite.python import schema_py_generated as schema
 
+import gsal_tf as gs
 from gsal_tf.errors import GsalInputError
 from gsal_tf.models import tflite_quant
 from gsal_tf.models.model_file import read_model_file, write_model_file
@@ -873,6 +874,22 @@ def test_classifier_is_not_a_segmentation_network(tmp_path):
     path.write_bytes(convert(classifier))
     with pytest.raises(GsalInputError, match="not a segmentation network"):
         from_tflite(path)
+
+
+def test_the_imported_model_declares_its_output_to_the_explainers(tiny_files):
+    """from_tflite's default is logits: the explainers must read them as logits (softmax), not as
+    probabilities, and explain the same scores as the model imported with probabilities."""
+    logits_model = from_tflite(tiny_files["float"])
+    probs_model = from_tflite(tiny_files["float"], output="probabilities")
+    assert logits_model.gsal_output == "logits" and probs_model.gsal_output == "probabilities"
+    images = pixel_images(2, seed=3)
+    masks = np.zeros(images.shape[:3], np.float32)
+    masks[:, 6:10, 6:10] = 1
+    a = gs.GridSaliency(logits_model, grid_size=4, iterations=5).explain(images, masks, 1)
+    b = gs.GridSaliency(probs_model, grid_size=4, iterations=5).explain(images, masks, 1)
+    assert a.params["output"] == "logits" and b.params["output"] == "probabilities"
+    np.testing.assert_allclose(a.original_score, b.original_score, rtol=1e-5)
+    np.testing.assert_allclose(a.saliency, b.saliency, atol=1e-5)
 
 
 def test_bad_output_option(tiny_files):

@@ -318,6 +318,9 @@ def from_tflite(path, output: str = "logits", name: str | None = None, *,
     result = logits if output == "logits" else _probabilities(logits, names("probabilities"))
     model = keras.Model(image, result, name=name or _layer_name(graph.path.stem))
     model.tflite_info = _info(graph, signature, preprocessing, output, resized, quantize)
+    # The model declares what it returns, so every explainer applies softmax (sigmoid) to logits
+    # (gsal_tf.model_calls.declared_output); undeclared, an output is read as probabilities.
+    model.gsal_output = output
     return model
 
 
