@@ -26,8 +26,12 @@ EXPLAINER_NAMES = {
     "METHOD_ALIASES": ("gsal_tf._deprecated", "METHOD_ALIASES"),
 }
 
+#: Names ``gsal_tf.models.presets`` held up to 0.2: the TextureMNIST bias metadata of the zoo,
+#: now the benchmark's (``gs.zoo.Bias`` etc. unchanged).
+PRESETS_NAMES = {name: ("gsal_tf.benchmark.zoo_bias", name) for name in ("Bias", "unbiased_reference", "bias_digit_ious")}
+
 #: Every module with moved names: {module: {old name: (new module, new name)}}.
-MOVED = {"gsal_tf.explainer": EXPLAINER_NAMES, "gsal_tf.models": MODELS_NAMES}
+MOVED = {"gsal_tf.explainer": EXPLAINER_NAMES, "gsal_tf.models": MODELS_NAMES, "gsal_tf.models.presets": PRESETS_NAMES}
 
 
 def warn(old: str, new: str, stacklevel: int = 3) -> None:

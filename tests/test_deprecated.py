@@ -5,6 +5,7 @@ import pytest
 
 import gsal_tf as gs
 from gsal_tf import methods, model_calls
+from gsal_tf.benchmark import zoo_bias
 
 
 @pytest.mark.parametrize("module, name, new", [
@@ -14,6 +15,9 @@ from gsal_tf import methods, model_calls
     ("gsal_tf.explainer", "resolve_output", model_calls.resolve_output),
     ("gsal_tf.models", "PRESETS", gs.models.ARCHITECTURES),
     ("gsal_tf.models", "build_preset", gs.models.build_architecture),
+    ("gsal_tf.models.presets", "Bias", zoo_bias.Bias),
+    ("gsal_tf.models.presets", "unbiased_reference", zoo_bias.unbiased_reference),
+    ("gsal_tf.models.presets", "bias_digit_ious", zoo_bias.bias_digit_ious),
 ])
 def test_a_moved_name_warns_and_is_the_new_object(module, name, new):
     import importlib
@@ -28,6 +32,17 @@ def test_a_name_that_never_existed_is_an_attribute_error():
         gs.explainer.no_such_name  # noqa: B018
     with pytest.raises(AttributeError):
         gs.saliency.no_such_name  # noqa: B018
+    with pytest.raises(AttributeError, match="no attribute"):
+        gs.models.presets.no_such_name  # noqa: B018
+
+
+def test_the_zoo_keeps_the_bias_names_without_a_warning():
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DeprecationWarning)
+        assert (gs.zoo.Bias, gs.zoo.unbiased_reference, gs.zoo.bias_digit_ious) == \
+            (zoo_bias.Bias, zoo_bias.unbiased_reference, zoo_bias.bias_digit_ious)
 
 
 def test_old_method_names_warn_and_resolve():

@@ -10,6 +10,9 @@ The pipeline, one module per step (and one ``gsal benchmark`` command per step):
 - evaluation — :mod:`.evaluation`: IoU drop, bias reliance, CBD and CBL (``gsal benchmark evaluate``);
 - the protocol — :mod:`.protocol`: generate → train → evaluate over bias digits, textures and
   strengths (``gsal benchmark protocol``).
+- the zoo's biased networks — :mod:`.zoo_bias`: the bias a zoo entry was trained with and the IoU
+  of its bias digit beside the unbiased entry of its backbone (``gs.zoo.Bias``,
+  ``gs.zoo.bias_digit_ious``).
 
 Training, evaluation and the protocol import Keras models; import them explicitly
 (``from gsal_tf.benchmark import training``).

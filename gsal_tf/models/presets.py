@@ -5,8 +5,9 @@ the repository's top-level ``zoo/`` folder). Two kinds of ``[[model]]`` entries:
 
 - ``kind = "deeplabv3plus"`` (the default): a DeepLabv3+ trained by gsal on TextureMNIST.
   ``build`` holds the keyword arguments of :func:`gsal_tf.models.deeplabv3plus`; ``bias`` the
-  context bias it was trained with; ``training`` the data and train configs and the command;
-  weights: ``<name>.weights.h5``.
+  context bias it was trained with (read as :class:`gsal_tf.benchmark.zoo_bias.Bias`, the
+  benchmark's metadata; absent when unbiased); ``training`` the data and train configs and the
+  command; weights: ``<name>.weights.h5``.
 - ``kind = "tflite"``: a pretrained network published as a TensorFlow Lite file (e.g. Google's
   DeepLab releases), imported with :func:`gsal_tf.models.from_tflite`. ``build`` holds the
   import options (``tflite`` file, ``output``, ``weights_dtype``, ``float_input_range``);
@@ -42,6 +43,7 @@ import json
 import re
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from gsal_tf.config import gsal_home, read_toml
 from gsal_tf.errors import GsalInputError, IntegrityError
@@ -49,25 +51,17 @@ from gsal_tf.models.deeplab import deeplabv3plus
 from gsal_tf.models.model_file import read_model_file
 from gsal_tf.models.weights_file import load_weights
 
+if TYPE_CHECKING:
+    from gsal_tf.benchmark.zoo_bias import Bias
+
 __all__ = [
-    "MANIFEST", "KINDS", "Bias", "ZooEntry", "zoo_dir", "cache_dir", "list_models", "names",
-    "unbiased_reference", "bias_digit_ious", "get", "weights_path", "load", "sha256_of", "verify",
-    "manifest_records", "write_manifest",
+    "MANIFEST", "KINDS", "ZooEntry", "zoo_dir", "cache_dir", "list_models", "names", "get",
+    "weights_path", "load", "sha256_of", "verify", "manifest_records", "write_manifest",
 ]
 
 MANIFEST = "models.toml"
 #: The kinds of zoo entries (see the module docstring).
 KINDS = ("deeplabv3plus", "tflite")
-
-
-@dataclasses.dataclass(frozen=True)
-class Bias:
-    """The context bias a model was trained with: ``digit`` always on ``texture`` (``strength``)."""
-
-    digit: int
-    texture: str
-    strength: str  # "weak" or "strong"
-    tiles: int = 2
 
 
 @dataclasses.dataclass(frozen=True)
@@ -123,24 +117,6 @@ def list_models(manifest: Path | None = None) -> list[ZooEntry]:
 def names(manifest: Path | None = None) -> list[str]:
     """The names of the zoo's models, in manifest order."""
     return [e.name for e in list_models(manifest)]
-
-
-def unbiased_reference(entry: ZooEntry, entries: list[ZooEntry]) -> ZooEntry | None:
-    """The unbiased entry of ``entry``'s backbone (same kind and dataset): what a biased model's
-    IoU is compared with."""
-    return next((e for e in entries if e.bias is None and e.backbone == entry.backbone
-                 and e.kind == entry.kind and e.dataset == entry.dataset), None)
-
-
-def bias_digit_ious(entry: ZooEntry, entries: list[ZooEntry], digit: int | None = None) -> tuple:
-    """(IoU of ``entry``, IoU of the unbiased entry of its backbone) on ``digit`` (default: the
-    entry's bias digit), from the recorded per-class IoU; None where unknown."""
-    digit = entry.bias.digit if digit is None and entry.bias is not None else digit
-    if digit is None:
-        return None, None
-    reference = unbiased_reference(entry, entries)
-    own = entry.metrics.get("iou_per_class", [None] * 10)[digit]
-    return own, reference.metrics.get("iou_per_class", [None] * 10)[digit] if reference else None
 
 
 def get(name: str, manifest: Path | None = None) -> ZooEntry:
@@ -223,6 +199,13 @@ def verify(path: Path, expected: str) -> None:
         )
 
 
+def __getattr__(name: str):
+    # Bias, unbiased_reference, bias_digit_ious: gsal_tf.benchmark.zoo_bias since 0.3 (gsal_tf._deprecated warns).
+    from gsal_tf import _deprecated
+
+    return _deprecated.moved(__name__, name)
+
+
 def _model_name(entry_name: str) -> str:
     """A Keras model name for a zoo entry (``-`` and ``.`` are not allowed in every Keras name)."""
     return re.sub(r"[^A-Za-z0-9_]", "_", entry_name)
@@ -239,6 +222,14 @@ def _tflite_info(raw: dict):
     return TFLiteInfo(**{k: tuples(v) for k, v in raw.items()})
 
 
+def _bias(table: dict) -> Bias:
+    """An entry's ``bias`` table as the benchmark's :class:`~gsal_tf.benchmark.zoo_bias.Bias`
+    (imported here, not at import time: the benchmark imports the models)."""
+    from gsal_tf.benchmark.zoo_bias import Bias
+
+    return Bias(**table)
+
+
 def _entry(raw: dict, where: Path) -> ZooEntry:
     kind = raw.get("kind", "deeplabv3plus")
     if kind not in KINDS:
@@ -252,7 +243,7 @@ def _entry(raw: dict, where: Path) -> ZooEntry:
             input_shape=tuple(raw["input_shape"]),
             class_names=tuple(raw["class_names"]),
             preprocessing=raw.get("preprocessing", ""),
-            bias=Bias(**bias) if bias else None,
+            bias=_bias(bias) if bias else None,
             metrics=dict(raw.get("metrics", {})),
             training=dict(raw.get("training", {})),
             weights=raw["weights"],
@@ -300,7 +291,7 @@ def _record_of(entry) -> dict:
         **({"reference": entry.reference} if entry.reference else {}),
     }
     if entry.bias is not None:
-        record["bias"] = {"digit": entry.bias.digit, "texture": entry.bias.texture, "strength": entry.bias.strength, "tiles": entry.bias.tiles}
+        record["bias"] = dataclasses.asdict(entry.bias)
     return record
 
 

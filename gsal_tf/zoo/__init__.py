@@ -3,6 +3,9 @@
 - the manifest (``models.toml``) and its entries, sha256-checked weights, ``load(name)`` —
   :mod:`gsal_tf.models.presets`, next to the networks (keras-hub's convention: a model family's
   presets sit beside it; ``gsal_tf.models.from_preset(name)`` is the same as ``load(name)``);
+- ``Bias``, ``unbiased_reference``, ``bias_digit_ious`` — the TextureMNIST bias an entry was
+  trained with and the IoU pair beside its backbone's unbiased entry:
+  :mod:`gsal_tf.benchmark.zoo_bias`, the benchmark's metadata;
 - :mod:`.build` — ``gsal zoo build``: data → training → measurement → manifest record;
 - :mod:`.build_tflite` — ``gsal zoo build`` of pretrained networks imported from TFLite releases:
   file (local or downloaded, sha256-checked) → import → float16 model file → agreement with the
@@ -15,18 +18,16 @@
 >>> model = gs.zoo.load("pascal-mobilenetv2")             # DeepLabv3 on PASCAL VOC, 513x513 RGB in [0, 1]
 """
 
+from gsal_tf.benchmark.zoo_bias import Bias, bias_digit_ious, unbiased_reference
 from gsal_tf.models.presets import (
     MANIFEST,
-    Bias,
     ZooEntry,
-    bias_digit_ious,
     cache_dir,
     get,
     list_models,
     load,
     names,
     sha256_of,
-    unbiased_reference,
     verify,
     weights_path,
     zoo_dir,
