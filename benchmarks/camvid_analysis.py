@@ -146,6 +146,8 @@ class Analysis:
 
         folder = self.out / "runs" / name
         began = time.perf_counter()
+        if self.args.report_only:
+            return self._read_back(name, key, folder)
         root, split = self.explained_tree()
         summary = gs.explain_dataset(self.model(key), root, folder, layout="camvid", split=split,
                                      policy=policy, limit=self.args.limit, engine=self.args.engine, model_name=NETWORKS[key][2],
@@ -161,6 +163,35 @@ class Analysis:
                 "requests_per_second": _rate(summary.requests, sum(shard_seconds)),
                 "seconds_per_request": _rate(sum(shard_seconds), summary.requests),
                 "folder_bytes": size, "explainer": card["settings"]["explainer"], "policy": _policy_summary(card["settings"]["policy"])}
+
+    def _read_back(self, name: str, key: str, folder: Path) -> dict:
+        """``--report-only``: the run as far as its committed shards go (nothing is explained)."""
+        import gsal_tf as gs
+
+        if not (folder / "run.json").is_file():
+            raise SystemExit(f"--report-only: {folder} holds no run; run the stage without --report-only first")
+        card = gs.scale.store.read_card(folder)
+        done = _partial_summary(folder)
+        shard_seconds = [gs.scale.store.shard_meta(p)["seconds"] for p in sorted((folder / "requests").glob("part-*.parquet"))]
+        return {"run": str(folder), "network": NETWORKS[key][2], **done, "status": card.get("status"),
+                "explainer_seconds_all_sessions": round(float(sum(shard_seconds)), 2),
+                "requests_per_second": _rate(done["requests"], sum(shard_seconds)),
+                "seconds_per_request": _rate(sum(shard_seconds), done["requests"]),
+                "explainer": card["settings"]["explainer"], "policy": _policy_summary(card["settings"]["policy"])}
+
+
+def _partial_summary(folder: Path) -> dict:
+    """Requests and frames of a results folder as far as its shards go."""
+    import gsal_tf as gs
+
+    table = gs.scale.store.read_results(folder)
+    return {"requests": table.num_rows, "samples": len(set(table.column("sample_index").to_pylist()))}
+
+
+def _extent(run: dict) -> str:
+    """"N frames, M requests", and whether the run stopped part-way (``--report-only``)."""
+    text = f"{run['samples']} frames, {run['requests']} requests"
+    return text + (" (the run stopped part-way; the same command without --report-only continues it)" if run.get("status") == "running" else "")
 
 
 def _plain(value):
@@ -319,7 +350,7 @@ def stage_context(a: Analysis) -> dict:
              "Grid saliency, library defaults. share = mean share of the salient context on the context class (CamVid labels); "
              "infl. = the inflation baseline's share with the same amount of context; Δ = share − infl.\n"]
     for name, run in runs.items():
-        lines.append(f"\n## {name}: {run['requests']} requests, {run['explainer_seconds_all_sessions']} s explaining, "
+        lines.append(f"\n## {name}: {_extent(run)}, {run['explainer_seconds_all_sessions']} s explaining, "
                      f"{run['requests_per_second']} requests/s\n")
         rows = []
         for entry in run["top3"]:
@@ -371,7 +402,7 @@ def stage_errors(a: Analysis) -> dict:
     header = ["label", "predicted (explained)", "correct", "requests", "pixels", "f_c(x)", "median no-context", "share on bicyclist label",
               "infl. on bicyclist label", "top-3 context: share (inflation)"]
     answer = _bicycle_answer(pairs)
-    (a.out / "errors.md").write_text(f"# Error analysis, Cityscapes MobileNet-EdgeTPU on {a.frames()}\n\n"
+    (a.out / "errors.md").write_text(f"# Error analysis, Cityscapes MobileNet-EdgeTPU on {a.frames()}\n\n{_extent(run)}.\n\n"
                                      "Confusion zones: the pixels of a CamVid label class predicted as one Cityscapes class, explained for "
                                      "that class (grid saliency, defaults). Context classes: the CamVid labels.\n\n"
                                      + _markdown(header, rows) + f"\n**Bicycle question.** {answer}\n\n{CREDIT}.\n")
@@ -478,6 +509,8 @@ def main(argv=None) -> int:
     parser.add_argument("--min-component", type=int, default=64, help="smallest connected component explained (pixels)")
     parser.add_argument("--context-zones", default="class,component", choices=("class,component", "class", "component"),
                         help="zones of stage context (and generalisation): class zones, connected components, or both")
+    parser.add_argument("--report-only", action="store_true",
+                        help="write the tables from the runs as far as their shards go, explaining nothing (a run still going, or stopped)")
     parser.add_argument("--engine", choices=("local", "ray"), default="local")
     args = parser.parse_args(argv)
     analysis = Analysis(args)
