@@ -457,8 +457,9 @@ def test_two_real_camvid_frames_end_to_end(tmp_path):
     confusion = dataset_confusion(model, root, mapping)
     iou = mapped_iou(confusion, mapping)
     assert confusion.sum() == sum(int((cv2.imread(str(root / a), cv2.IMREAD_UNCHANGED) != 11).sum()) for _, a in pairs)
-    # the network sees these streets (measured: road 0.80, sky 0.85, building 0.87, car 0.85, mIoU 0.56)
-    assert min(iou[ROAD], iou[SKY], iou[BUILDING], iou[CAR]) > 0.6 and mapped_mean_iou(confusion, mapping) > 0.4
+    # the network sees these streets (measured with the 8-bit activations simulated, as deployed:
+    # road 0.59, sky 0.79, building 0.85, car 0.79; the float rebuild gave 0.80 / 0.85 / 0.87 / 0.85)
+    assert min(iou[ROAD], iou[SKY], iou[BUILDING], iou[CAR]) > 0.5 and mapped_mean_iou(confusion, mapping) > 0.4
     summary = explain_dataset(model, root, tmp_path / "out", options={"iterations": 10, "batch_size": 2},
                               policy=RequestPolicy(zone="class", classes=(CAR,), min_pixels=500, mapping=mapping),
                               model_name="cityscapes-mobilenet-edgetpu")
