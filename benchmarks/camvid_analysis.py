@@ -113,7 +113,9 @@ class Analysis:
 
     def frames(self) -> str:
         """What the explanation stages read, for the titles of the tables."""
-        every = f"every {self.args.every}th frame" if self.args.every > 1 else "all frames"
+        k = self.args.every
+        suffix = "th" if 10 <= k % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(k % 10, "th")
+        every = f"every {k}{suffix} frame" if k > 1 else "all frames"
         return f"CamVid {self.args.split}, {every}" + (f", at most {self.args.limit}" if self.args.limit else "")
 
     def explained_tree(self) -> tuple[str, str]:
