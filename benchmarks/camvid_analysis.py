@@ -143,43 +143,41 @@ class Analysis:
         return str(tree), split
 
     def run(self, name: str, key: str, policy) -> dict:
-        """One ``explain_dataset`` run into OUT/runs/<name> (resumed if interrupted, read back if done)."""
+        """One ``explain_dataset`` run into OUT/runs/<name> (resumed if interrupted, read back if
+        done); with ``--report-only`` the run as far as its committed shards go (nothing explained)."""
         import gsal_tf as gs
 
         folder = self.out / "runs" / name
-        began = time.perf_counter()
         if self.args.report_only:
-            return self._read_back(name, key, folder)
+            if not (folder / "run.json").is_file():
+                raise SystemExit(f"--report-only: {folder} holds no run; run the stage without --report-only first")
+            return _rates({**_record(folder, key), **_partial_summary(folder)})
+        began = time.perf_counter()
         root, split = self.explained_tree()
         summary = gs.explain_dataset(self.model(key), root, folder, layout="camvid", split=split,
                                      policy=policy, limit=self.args.limit, engine=self.args.engine, model_name=NETWORKS[key][2],
                                      progress=_progress(name))
-        seconds = time.perf_counter() - began
-        card = summary.card
-        size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
-        shard_seconds = [gs.scale.store.shard_meta(p)["seconds"] for p in sorted((folder / "requests").glob("part-*.parquet"))] \
-            if (folder / "requests").is_dir() else []
-        return {"run": str(folder), "network": NETWORKS[key][2], "requests": summary.requests, "samples": summary.samples,
-                "wall_seconds_this_session": round(seconds, 2),
-                "explainer_seconds_all_sessions": round(float(sum(shard_seconds)), 2),
-                "requests_per_second": _rate(summary.requests, sum(shard_seconds)),
-                "seconds_per_request": _rate(sum(shard_seconds), summary.requests),
-                "folder_bytes": size, "explainer": card["settings"]["explainer"], "policy": _policy_summary(card["settings"]["policy"])}
+        return _rates({**_record(folder, key), "requests": summary.requests, "samples": summary.samples,
+                       "wall_seconds_this_session": round(time.perf_counter() - began, 2),
+                       "folder_bytes": sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())})
 
-    def _read_back(self, name: str, key: str, folder: Path) -> dict:
-        """``--report-only``: the run as far as its committed shards go (nothing is explained)."""
-        import gsal_tf as gs
 
-        if not (folder / "run.json").is_file():
-            raise SystemExit(f"--report-only: {folder} holds no run; run the stage without --report-only first")
-        card = gs.scale.store.read_card(folder)
-        done = _partial_summary(folder)
-        shard_seconds = [gs.scale.store.shard_meta(p)["seconds"] for p in sorted((folder / "requests").glob("part-*.parquet"))]
-        return {"run": str(folder), "network": NETWORKS[key][2], **done, "status": card.get("status"),
-                "explainer_seconds_all_sessions": round(float(sum(shard_seconds)), 2),
-                "requests_per_second": _rate(done["requests"], sum(shard_seconds)),
-                "seconds_per_request": _rate(sum(shard_seconds), done["requests"]),
-                "explainer": card["settings"]["explainer"], "policy": _policy_summary(card["settings"]["policy"])}
+def _record(folder: Path, key: str) -> dict:
+    """What every stage records of a run: its network, status, settings and the explaining time
+    summed over its shards (so it survives a resume); the rates come from :func:`_rates`."""
+    import gsal_tf as gs
+
+    card = gs.scale.store.read_card(folder)
+    shards = sorted((folder / "requests").glob("part-*.parquet"))
+    return {"run": str(folder), "network": NETWORKS[key][2], "status": card.get("status"),
+            "explainer_seconds_all_sessions": round(float(sum(gs.scale.store.shard_meta(p)["seconds"] for p in shards)), 2),
+            "explainer": card["settings"]["explainer"], "policy": _policy_summary(card["settings"]["policy"])}
+
+
+def _rates(run: dict) -> dict:
+    """``run`` with requests per second and seconds per request of its explaining time."""
+    seconds = run["explainer_seconds_all_sessions"]
+    return {**run, "requests_per_second": _rate(run["requests"], seconds), "seconds_per_request": _rate(seconds, run["requests"])}
 
 
 def _partial_summary(folder: Path) -> dict:
