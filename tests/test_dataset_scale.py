@@ -206,9 +206,12 @@ def test_run_writes_shards_and_card(conv_model_file, tmp_path, rng):
     stats, _ = load_stats(tmp_path / "out")
     assert list(stats.classes) == [0, 1, 2] and np.allclose(np.nansum(stats.share, axis=1), 1)
 
-    # A rerun of a complete run changes nothing; a run of other settings is refused.
+    # A rerun of a complete run changes nothing, its card included (finish and wall time); a run
+    # of other settings is refused.
+    card_text = (tmp_path / "out" / "run.json").read_text()
     again = _run(model, images, labels, tmp_path / "out", store_maps=True)
     assert again.requests == expected and _columns(tmp_path / "out") == rows
+    assert (tmp_path / "out" / "run.json").read_text() == card_text
     with pytest.raises(GsalInputError, match=r"holds results of other settings \(differing: explainer\)"):
         explain_dataset(model, images, tmp_path / "out", labels=labels, options={**OPTIONS, "lam": 2.0},
                         policy=RequestPolicy(zone="component", min_pixels=4), store_maps=True)

@@ -367,6 +367,9 @@ def explain_dataset(model, data, out, *, method: str = "grid_saliency", options:
         raise
     card = start.card
     seconds = time.perf_counter() - began
+    if start.finished and job.requests_done == start.requests_done and job.samples_done == start.sample:
+        # A finished run read back: nothing new was explained, its card is not rewritten.
+        return RunSummary(folder, job.requests_done, card["totals"]["samples"], job.skipped, seconds, card, [])
     card = {**card, "status": "complete", "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
             "totals": {"requests": job.requests_done, "samples": _length(source, limit) if _length(source, limit) is not None else job.samples_done,
                        "skipped": len(job.skipped)},

@@ -83,7 +83,8 @@ class ResumePoint:
     """Where a run continues: the next shard number and stream position, what was done before.
 
     ``card`` is the run card written for it (a resumed run keeps its start time); ``redone``
-    names the damaged shards removed to be redone.
+    names the damaged shards removed to be redone. ``finished``: the folder holds a complete run
+    of these settings with every shard readable; ``card`` is then its card, left as it was.
     """
 
     shard: int = 0
@@ -93,6 +94,7 @@ class ResumePoint:
     skipped: list = dataclasses.field(default_factory=list)
     card: Optional[dict] = None
     redone: list = dataclasses.field(default_factory=list)
+    finished: bool = False
 
 
 class DamagedShard(GsalInputError):
@@ -184,6 +186,10 @@ def _open_run(folder: Path, card: dict, retry: bool = True) -> ResumePoint:
             _remove(folder / CARD_NAME)  # the card of a start that never committed a shard: no run
         else:
             point = _resume_point(folder)
+            if old.get("status") == "complete" and not point.redone:
+                # A finished run read back: its card (finish time, wall time) stays as it is.
+                point.card, point.finished = old, True
+                return point
             point.card = {**card, "started": old.get("started", card.get("started")), "status": "running"}
     if point.card is None:
         if folder.is_dir() and not _only_leftovers(folder):
