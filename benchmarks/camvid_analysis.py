@@ -461,39 +461,63 @@ def stage_generalisation(a: Analysis) -> dict:
 
 def stage_architectures(a: Analysis) -> dict:
     import gsal_tf as gs
+    from gsal_tf import viz
+    from gsal_tf.scale import comparison
 
     shared = tuple(range(10))  # all but bicyclist (Cityscapes explains rider, ADE20K bicycle)
     # the Cityscapes side is the class-zone run of stage context (all classes; bicyclist left out of the table), not a second run
     plan = [("cityscapes-class", "cityscapes", "cityscapes-camvid", None), ("ade20k-shared", "ade20k", "ade20k-camvid", shared),
             ("pascal-1.0-people-cars", "pascal-1.0", "pascal-camvid", (CAR, PEDESTRIAN)),
             ("pascal-0.5-people-cars", "pascal-0.5", "pascal-camvid", (CAR, PEDESTRIAN))]
-    runs, rows = {}, []
+    pairs = [("cityscapes-class", "ade20k-shared", shared), ("pascal-1.0-people-cars", "pascal-0.5-people-cars", (CAR, PEDESTRIAN))]
+    runs, sections, pair_records = {}, [], []
     for name, key, mapping, classes in plan:
+        if a.args.report_only and not (a.out / "runs" / name / "run.json").is_file():
+            continue  # --report-only: the pairs whose runs exist
         policy = gs.scale.RequestPolicy(zone="class", zones_from="labels", classes=classes, mapping=mapping,
                                         **({"min_pixels": 16} if classes is None else {}))
         runs[name] = a.run(name, key, policy)
-        stats, card = _stats(runs[name]["run"])
-        folder = runs[name]["run"]
-        zone_class = _column(folder, "zone_class")
-        no_context = _column(folder, "no_context_score").astype(np.float64)
-        original = _column(folder, "original_score").astype(np.float64)
-        for entry in _top_context(stats, card):
-            mine = _column(folder, "class_id") == entry["class_id"]
-            camvid = CAMVID_CLASSES[int(zone_class[mine][0])]
-            if camvid not in [CAMVID_CLASSES[c] for c in (classes or shared)]:
+    header = ["CamVid class", "network", "explained class", "requests", "f_c(x)", "median no-context", "salient fraction",
+              "top-3 context: share (inflation)"]
+    for left, right, classes in pairs:
+        if left not in runs or right not in runs:
+            continue
+        # the same requests: the frames and zones both runs hold (gsal stats RUN_A RUN_B)
+        cmp = gs.scale.compare_runs([runs[left]["run"], runs[right]["run"]])
+        wanted = [CAMVID_CLASSES[c] for c in classes]
+        rows = []
+        for z, zone in enumerate(cmp.zone_classes):
+            if zone not in wanted:
                 continue
-            rows.append([f"{camvid}", NETWORKS[key][2], entry["request_class"], entry["requests"], _fmt(float(np.mean(original[mine]))),
-                         _fmt(float(np.nanmedian(no_context[mine]))), _fmt(entry["mean_salient_fraction"]),
-                         "; ".join(f"{t['context']} {_fmt(t['share'], 2)} ({_fmt(t['inflation'], 2)})" for t in entry["top"])])
-        runs[name]["top3"] = _top_context(stats, card)
-    rows.sort(key=lambda r: (CAMVID_CLASSES.index(r[0]), r[1]))
-    header = ["CamVid class", "network", "explained class", "requests", "f_c(x)", "median no-context", "salient fraction", "top-3 context: share (inflation)"]
+            for r, run in enumerate(cmp.runs):
+                rows.append([zone, run, cmp.explained[r][z], int(cmp.count[r, z]), _fmt(cmp.original[r, z]), _fmt(cmp.no_context[r, z]),
+                             _fmt(cmp.salient_fraction[r, z]),
+                             "; ".join(f"{name} {_fmt(share, 2)} ({_fmt(infl, 2)})" for name, share, infl in cmp.top(r, z))])
+        keep = [z for z, zone in enumerate(cmp.zone_classes) if zone in wanted]
+        difference = (cmp.share[1] - cmp.share[0])[keep]
+        figure = viz.matrix_figure(difference, [cmp.zone_classes[z] for z in keep], cmp.context_classes, f"{cmp.runs[1]} − {cmp.runs[0]}",
+                                   colorbar_label="difference of shares", xlabel="CamVid context class", ylabel="CamVid class (request)",
+                                   diverging=True, subtitle=f"share of the salient context, the same requests ({a.frames()})")
+        png = viz.save_figure(figure, a.out / f"architectures-{left}-vs-{right}.png")
+        comparison.write_csv(cmp, a.out / f"architectures-{left}-vs-{right}.csv")
+        frames = len({k for k in _paired_frames(cmp)})
+        sections.append(f"## {cmp.runs[0]} vs {cmp.runs[1]}\n\n{frames} frames both runs explained; "
+                        f"difference of the shares: `{png.name}`.\n\n" + _markdown(header, rows))
+        pair_records.append({"runs": [left, right], "frames": frames, "requests": [int(v) for v in cmp.count.sum(axis=1)],
+                             "figure": png.name})
     (a.out / "architectures.md").write_text(f"# Architecture comparison on {a.frames()}\n\n"
-                                            "The same requests (class zones from the CamVid labels) explained by two networks each "
-                                            "(grid saliency, defaults); context classes: the CamVid labels.\n\n"
-                                            + _markdown(header, rows) + f"\n{CREDIT}.\n")
-    _csv(a.out / "architectures.csv", header, rows)
-    return {"stage": "architectures", "runs": _clean(runs)}
+                                            "The same requests (class zones from the CamVid labels, on the frames both networks explained) "
+                                            "by two networks each (grid saliency, defaults; `gsal stats RUN_A RUN_B`); context classes: "
+                                            "the CamVid labels.\n\n" + "\n\n".join(sections) + f"\n\n{CREDIT}.\n")
+    return {"stage": "architectures", "runs": _clean(runs), "pairs": pair_records}
+
+
+def _paired_frames(cmp) -> set:
+    """The frames (sample keys) the compared runs share."""
+    import gsal_tf as gs
+
+    keys = [set(gs.scale.store.read_results(folder).column("sample_key").to_pylist()) for folder in cmp.folders]
+    return set.intersection(*keys)
 
 
 def main(argv=None) -> int:

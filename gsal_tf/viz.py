@@ -462,6 +462,11 @@ def matrix_figure(values: np.ndarray, row_labels: Sequence[str], col_labels: Seq
                 text, ink = ("—", "0.2") if not np.isfinite(v) else (f"{v:+.{digits}f}" if diverging else f"{v:.{digits}f}", "white" if dark else "black")
                 ax.text(j, i, text, ha="center", va="center", color=ink, fontsize=7)
         ax.set_xticks(range(cols), [str(c) for c in col_labels])
+        if cols > 4 and max(len(str(c)) for c in col_labels) > 6:  # long names would run into each other
+            ax.tick_params(axis="x", labelrotation=40)
+            for label in ax.get_xticklabels():
+                label.set_horizontalalignment("right")
+                label.set_rotation_mode("anchor")
         ax.set_yticks(range(rows), [str(r) for r in row_labels])
         ax.tick_params(length=0)
         if highlight_col is not None and 0 <= highlight_col < cols:

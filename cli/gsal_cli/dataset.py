@@ -82,19 +82,26 @@ def explain_dataset(
 
 
 def stats(
-    results: Path = typer.Argument(..., help="A results folder of `gsal explain-dataset`."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Where the figures go (default: RESULTS/stats)."),
+    results: list[Path] = typer.Argument(..., help="A results folder of `gsal explain-dataset`; two or more: the runs side by side (same data, e.g. two networks)."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Where the figures go (default: RESULTS/stats; with several runs FIRST/stats/compare)."),
     top: int = typer.Option(5, "--top", help="Context classes listed per request class."),
     figure_format: FigureFormat = figure_format_option(),
     html_report: bool = typer.Option(False, "--html", help="Also write one self-contained HTML report (tables, heat maps, a gallery of the most and least context-dependent requests) to OUT/report.html."),
     gallery: int = typer.Option(6, "--gallery", help="Requests shown at each end of the context-dependence ranking in the HTML report."),
+    unpaired: bool = typer.Option(False, "--unpaired", help="With several runs: every request of each run, not only the requests all runs hold."),
 ) -> None:
     """Context statistics: per request class, the share of the salient context on each context
-    class, against the inflation baseline with the same amount of context."""
+    class, against the inflation baseline with the same amount of context. With two or more
+    runs: the same requests side by side, per zone class."""
     import gsal_tf as gs
     from gsal_tf import viz
     from gsal_tf.scale import report
 
+    if len(results) > 1:
+        if html_report:
+            raise fail("--html reports one run: give one results folder, or drop --html")
+        return _compare(results, out, top, figure_format, not unpaired)
+    results = results[0]
     try:
         result, card = gs.scale.load_stats(results)
     except gs.GsalError as exc:
@@ -126,6 +133,43 @@ def stats(
         raise fail(str(exc)) from None
     except OSError as exc:
         raise fail(str(gs.scale.store.write_failure(exc, exc.filename or folder, what="--out"))) from None
+    console.print(f"wrote {escape(', '.join(str(p) for p in written))}")
+
+
+def _compare(results: list[Path], out: Optional[Path], top: int, figure_format: FigureFormat, paired: bool) -> None:
+    """``gsal stats RUN_A RUN_B ...``: :func:`gsal_tf.scale.compare_runs`, printed and written."""
+    import gsal_tf as gs
+    from gsal_tf import viz
+    from gsal_tf.scale import comparison
+    from gsal_tf.scale.report import format_share
+
+    try:
+        result = gs.scale.compare_runs(results, paired=paired)
+    except gs.GsalError as exc:
+        raise fail(str(exc)) from None
+    table = compact_table(title=f"the same requests, {len(result.runs)} runs{' (paired)' if paired else ''}",
+                          caption="f_c(x): mean score in R; no ctx: median preserved score without context; salient: mean salient share "
+                                  "of the context; top context: share (inflation baseline)")
+    for column in ("zone class", "run", "explained", "n", "f_c(x)", "no ctx", "salient", f"top-{top} context"):
+        table.add_column(column, overflow="fold", justify="right" if column in ("run", "n", "f_c(x)", "no ctx", "salient") else "left")
+    for z, zone in enumerate(result.zone_classes):
+        for r, run in enumerate(result.runs):
+            tops = "\n".join(f"{escape(name)} {format_share(share)} ({format_share(infl)})" for name, share, infl in result.top(r, z, top))
+            table.add_row(escape(zone) if r == 0 else "", str(r + 1), escape(result.explained[r][z]), str(result.count[r, z]),
+                          format_share(result.original[r, z]), format_share(result.no_context[r, z]), format_share(result.salient_fraction[r, z]), tops,
+                          end_section=r == len(result.runs) - 1)
+    console.print(table)
+    folder = out or Path(results[0]) / "stats" / "compare"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        written = [comparison.write_csv(result, folder / "comparison.csv", top)]
+        written += [viz.save_figure(fig, folder / f"{name}.{figure_format.value}") for name, fig in comparison.comparison_figures(result).items()]
+    except gs.GsalError as exc:
+        raise fail(str(exc)) from None
+    except OSError as exc:
+        raise fail(str(gs.scale.store.write_failure(exc, exc.filename or folder, what="--out"))) from None
+    for k, (run, path) in enumerate(zip(result.runs, results)):
+        console.print(f"run {k + 1}: {escape(run)} ({escape(str(path))})")
     console.print(f"wrote {escape(', '.join(str(p) for p in written))}")
 
 

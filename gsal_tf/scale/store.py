@@ -56,7 +56,7 @@ from gsal_tf.errors import GsalInputError, first_line
 __all__ = [
     "RESULTS_FORMAT", "RESULTS_VERSION", "CARD_NAME", "SHARD_DIR", "MAP_DIR", "META_KEY", "pyarrow",
     "ResumePoint", "DamagedShard", "shard_name", "read_card", "check_card", "write_card", "write_failure",
-    "open_run", "holds_card", "discard_unstarted", "read_shard", "shard_meta", "write_shard",
+    "open_run", "holds_card", "write_text", "discard_unstarted", "read_shard", "shard_meta", "write_shard",
     "read_results",
 ]
 
@@ -139,6 +139,12 @@ def check_card(card, path) -> None:
 def write_card(folder, card: dict) -> None:
     path = Path(folder) / CARD_NAME
     _atomic_write_bytes(path, (json.dumps(card, indent=2, default=_plain) + "\n").encode())
+
+
+def write_text(path, text: str) -> None:
+    """Write ``text`` to ``path`` whole or not at all (a temporary file renamed; an OSError is a
+    GsalInputError)."""
+    _atomic_write_bytes(Path(path), text.encode())
 
 
 def write_failure(exc: OSError, path, what: str = "a results folder") -> GsalInputError:

@@ -1,0 +1,89 @@
+"""Runs side by side (`gsal_tf.scale.compare_runs`, `gsal stats RUN_A RUN_B`): pairing, the
+statistics of each side against the run's own, and bad input."""
+
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+import pytest
+
+import gsal_tf as gs
+from gsal_tf.errors import GsalInputError
+from gsal_tf.scale import load_stats, read_results
+from test_dataset_faults import cli, one_error
+from test_dataset_scale import OPTIONS, _run, make_pairs
+
+pytest.importorskip("pyarrow")
+
+
+@pytest.fixture(scope="module")
+def two_runs(conv_model_file, tmp_path_factory):
+    """One network, two settings: run 1 on 7 image/label pairs, run 2 (lam 4) on the first 4."""
+    model = gs.loading.load_model(conv_model_file)
+    root = tmp_path_factory.mktemp("compare")
+    images, labels = make_pairs(root, np.random.default_rng(3))
+    _run(model, images, labels, root / "one")
+    gs.scale.explain_dataset(model, images, root / "two", labels=labels, options={**OPTIONS, "lam": 4.0}, limit=4,
+                             policy=gs.scale.RequestPolicy(zone="component", min_pixels=4))
+    return root / "one", root / "two"
+
+
+def test_unpaired_sides_are_each_runs_own_statistics(two_runs):
+    cmp = gs.scale.compare_runs(two_runs, paired=False)
+    assert cmp.zone_classes == ["class 0", "class 1", "class 2"] and not cmp.paired
+    for r, folder in enumerate(two_runs):
+        stats, _ = load_stats(folder)  # zones from labels without a mapping: zone class = explained class
+        np.testing.assert_array_equal(cmp.count[r], stats.count)
+        np.testing.assert_allclose(cmp.share[r], stats.share)
+        np.testing.assert_allclose(cmp.inflation[r], stats.inflation_share)
+        np.testing.assert_allclose(cmp.salient_fraction[r], stats.mean_fraction)
+        table = read_results(folder)
+        zone = np.asarray(table.column("zone_class").to_pylist())
+        no_context = np.asarray(table.column("no_context_score").to_pylist())
+        np.testing.assert_allclose(cmp.no_context[r], [np.median(no_context[zone == z]) for z in range(3)])
+    assert cmp.explained[0] == ["class 0", "class 1", "class 2"]
+
+
+def test_paired_keeps_the_requests_both_runs_hold(two_runs):
+    one, two = two_runs
+    cmp = gs.scale.compare_runs(two_runs)
+    # Run 2 saw the first 4 of the 7 samples: pairing keeps run 1's requests on those 4 only.
+    first = read_results(one)
+    on_four = np.asarray(first.column("sample_index").to_pylist()) < 4
+    zone = np.asarray(first.column("zone_class").to_pylist())[on_four]
+    np.testing.assert_array_equal(cmp.count[0], [np.sum(zone == z) for z in range(3)])
+    np.testing.assert_array_equal(cmp.count[0], cmp.count[1])
+    np.testing.assert_array_equal(cmp.count[1], load_stats(two)[0].count)
+    # The top context classes are the largest shares, with their inflation baseline.
+    top = cmp.top(0, 1, k=2)
+    assert [name for name, _, _ in top] == [cmp.context_classes[c] for c in np.argsort(-np.nan_to_num(cmp.share[0, 1], nan=-1))[:len(top)]]
+    assert all(share == pytest.approx(cmp.share[0, 1, cmp.context_classes.index(name)]) for name, share, _ in top)
+
+
+def test_cli_prints_and_writes_the_comparison(two_runs, tmp_path):
+    out = tmp_path / "cmp"
+    result = cli("stats", *two_runs, "--out", out, "--top", "2")
+    assert result.exit_code == 0, result.output
+    assert "2 runs (paired)" in result.output and "run 2: tiny_conv" in result.output
+    with open(out / "comparison.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    cmp = gs.scale.compare_runs(two_runs)
+    assert [(r["zone_class"], r["run"]) for r in rows] == [(z, run) for z in cmp.zone_classes for run in cmp.runs]
+    assert float(rows[0]["share_1"]) == pytest.approx(cmp.top(0, 0, 2)[0][1])
+    assert sorted(p.name for p in out.iterdir()) == ["comparison.csv", "share-1.png", "share-2.png", "share-minus-1-2.png"]
+
+
+def test_bad_input_one_line_nothing_written(two_runs, tmp_path, conv_model_file):
+    one, _ = two_runs
+    with pytest.raises(GsalInputError, match="two or more"):
+        gs.scale.compare_runs([one])
+    one_error(cli("stats", one, tmp_path, "--out", tmp_path / "a"), "is not a gsal results folder")
+    one_error(cli("stats", *two_runs, "--html", "--out", tmp_path / "b"), "--html reports one run")
+    # Runs of other data (other context class names) are not compared.
+    model = gs.loading.load_model(conv_model_file)
+    images, labels = make_pairs(tmp_path / "other", np.random.default_rng(4), n=2)
+    gs.scale.explain_dataset(model, images, tmp_path / "named", labels=labels, options=OPTIONS, class_names=["sky", "road", "car"],
+                             policy=gs.scale.RequestPolicy(zone="component", min_pixels=4))
+    one_error(cli("stats", one, tmp_path / "named", "--out", tmp_path / "c"), "names other context classes")
+    assert not any((tmp_path / d).exists() for d in ("a", "b", "c"))
