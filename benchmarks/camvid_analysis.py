@@ -25,7 +25,8 @@ Stages (``--stage NAME``; default: all, in this order):
 Every network is its ``.tflite`` file imported by :func:`gsal_tf.models.from_tflite` (8-bit
 activations simulated: 100 % arg-max agreement with ``tf.lite.Interpreter`` on the Coral files; the
 ADE20K file is a hybrid float file, rebuilt in float). The explainer is grid saliency with the
-library's defaults (``options=None``; the run cards record every setting).
+settings of :data:`EXPLAINER` (the library's defaults when the runs began, without pruning; pinned
+so that a run resumes whatever the defaults become; the run cards record every setting).
 
 Resume: every dataset run is a results folder ``OUT/runs/<name>/`` (card + Parquet shards, no
 pixels); rerunning the same command continues after the last committed shard, and a finished run
@@ -77,6 +78,9 @@ ERROR_MAPPING = HERE / "settings" / "cityscapes-camvid-errors.toml"
 CITYSCAPES = ("road", "sidewalk", "building", "wall", "fence", "pole", "traffic light", "traffic sign", "vegetation", "terrain", "sky",
               "person", "rider", "car", "truck", "bus", "train", "motorcycle", "bicycle")
 QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
+#: Grid saliency's settings of every CamVid run (the grid: ``explain_dataset``'s choice for the frame, 12x12).
+EXPLAINER = {"iterations": 50, "lam": 16.0, "learning_rate": 0.02, "target": 0.9, "backoff": 0.5, "init": "auto", "prune": False}
+SETTINGS = "τ 0.9, lam 16, learning rate 0.02, 50 iterations, unpruned"
 CREDIT = "CamVid (Brostow et al., 2009), SegNet version"
 
 
@@ -154,7 +158,7 @@ class Analysis:
             return _rates({**_record(folder, key), **_partial_summary(folder)})
         began = time.perf_counter()
         root, split = self.explained_tree()
-        summary = gs.explain_dataset(self.model(key), root, folder, layout="camvid", split=split,
+        summary = gs.explain_dataset(self.model(key), root, folder, layout="camvid", split=split, options=EXPLAINER,
                                      policy=policy, limit=self.args.limit, engine=self.args.engine, model_name=NETWORKS[key][2],
                                      progress=_progress(name))
         return _rates({**_record(folder, key), "requests": summary.requests, "samples": summary.samples,
@@ -347,7 +351,7 @@ def stage_context(a: Analysis) -> dict:
 
         report.write_html_report(runs[name]["run"], Path(runs[name]["run"]) / "stats" / "report.html")
     lines = [f"# Context statistics, Cityscapes MobileNet-EdgeTPU on {a.frames()}\n",
-             "Grid saliency, library defaults. share = mean share of the salient context on the context class (CamVid labels); "
+             f"Grid saliency, {SETTINGS}. share = mean share of the salient context on the context class (CamVid labels); "
              "infl. = the inflation baseline's share with the same amount of context; Δ = share − infl.\n"]
     for name, run in runs.items():
         lines.append(f"\n## {name}: {_extent(run)}, {run['explainer_seconds_all_sessions']} s explaining, "
@@ -404,7 +408,7 @@ def stage_errors(a: Analysis) -> dict:
     answer = _bicycle_answer(pairs)
     (a.out / "errors.md").write_text(f"# Error analysis, Cityscapes MobileNet-EdgeTPU on {a.frames()}\n\n{_extent(run)}.\n\n"
                                      "Confusion zones: the pixels of a CamVid label class predicted as one Cityscapes class, explained for "
-                                     "that class (grid saliency, defaults). Context classes: the CamVid labels.\n\n"
+                                     f"that class (grid saliency, {SETTINGS}). Context classes: the CamVid labels.\n\n"
                                      + _markdown(header, rows) + f"\n**Bicycle question.** {answer}\n\n{CREDIT}.\n")
     _csv(a.out / "errors.csv", header, rows)
     return {"stage": "errors", "run": _clean(run), "pairs": _clean(pairs), "bicycle_question": answer}
@@ -507,7 +511,7 @@ def stage_architectures(a: Analysis) -> dict:
                              "figure": png.name})
     (a.out / "architectures.md").write_text(f"# Architecture comparison on {a.frames()}\n\n"
                                             "The same requests (class zones from the CamVid labels, on the frames both networks explained) "
-                                            "by two networks each (grid saliency, defaults; `gsal stats RUN_A RUN_B`); context classes: "
+                                            f"by two networks each (grid saliency, {SETTINGS}; `gsal stats RUN_A RUN_B`); context classes: "
                                             "the CamVid labels.\n\n" + "\n\n".join(sections) + f"\n\n{CREDIT}.\n")
     return {"stage": "architectures", "runs": _clean(runs), "pairs": pair_records}
 
@@ -545,7 +549,7 @@ def main(argv=None) -> int:
         result = globals()[f"stage_{stage}"](analysis)
         result["wall_seconds_stage"] = round(time.perf_counter() - began, 2)
         result.update(analysis.data())
-        result["explainer_defaults"] = "grid_saliency with the library's defaults (options=None)"
+        result["explainer_options"] = EXPLAINER
         analysis.write(f"{stage}.json", _clean(result))
         print(f"stage {stage}: {result['wall_seconds_stage']} s", file=sys.stderr, flush=True)
     return 0

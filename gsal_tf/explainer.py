@@ -72,6 +72,10 @@ class Explainer:
     """
 
     method = ""
+    #: Settings added after results were first written, with the value that reproduces a run made
+    #: before them: a dataset run's card without them resumes as if it held these values
+    #: (:func:`gsal_tf.scale.store.open_run`).
+    ADDED_PARAMS: dict = {}
 
     def __init__(self, model, output: str | None, batch_size: int, jit_compile: bool):
         if not callable(model):

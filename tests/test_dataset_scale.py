@@ -176,8 +176,8 @@ def make_pairs(root: Path, rng, n=7, bad_label=False) -> tuple[Path, Path]:
     return images, labels
 
 
-def _run(model, images, labels, out, **kw):
-    return explain_dataset(model, images, out, labels=labels, options=OPTIONS, policy=RequestPolicy(zone="component", min_pixels=4), **kw)
+def _run(model, images, labels, out, options=OPTIONS, **kw):
+    return explain_dataset(model, images, out, labels=labels, options=options, policy=RequestPolicy(zone="component", min_pixels=4), **kw)
 
 
 def _columns(folder) -> dict:
@@ -215,6 +215,15 @@ def test_run_writes_shards_and_card(conv_model_file, tmp_path, rng):
     with pytest.raises(GsalInputError, match=r"holds results of other settings \(differing: explainer\)"):
         explain_dataset(model, images, tmp_path / "out", labels=labels, options={**OPTIONS, "lam": 2.0},
                         policy=RequestPolicy(zone="component", min_pixels=4), store_maps=True)
+
+    # A card written before `prune` existed reads as prune=False: it resumes with prune=False and is
+    # refused with prune=True.
+    card = json.loads(card_text)
+    del card["settings"]["explainer"]["prune"]
+    (tmp_path / "out" / "run.json").write_text(json.dumps(card))
+    assert _run(model, images, labels, tmp_path / "out", store_maps=True, options={**OPTIONS, "prune": False}).requests == expected
+    with pytest.raises(GsalInputError, match=r"holds results of other settings \(differing: explainer\)"):
+        _run(model, images, labels, tmp_path / "out", store_maps=True, options={**OPTIONS, "prune": True})
 
 
 def test_killed_run_resumes_to_the_same_results(conv_model_file, tmp_path, rng):

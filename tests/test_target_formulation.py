@@ -115,3 +115,15 @@ def test_the_paper_formulation_runs_every_iteration():
     model, image, request = case()
     result = gs.GridSaliency.paper(model, iterations=30).explain(image, request, [1])
     assert result.steps.tolist() == [30]
+
+
+@pytest.mark.parametrize("steps", [1, 3, 4])
+def test_highest_threshold_matches_a_numpy_bisection(steps):
+    """Per request, the largest k/2**steps below its limit (limits 0.05, 0.3, 0.5, 0.99), with
+    the value ``keeps`` returned there (here 10 θ)."""
+    limits = np.array([0.05, 0.3, 0.5, 0.99], np.float32)
+    theta, value = optim.highest_threshold(lambda t: (t <= tf.constant(limits), 10.0 * t[:, None]), tf.zeros([4, 1]), steps)
+    grid = np.arange(2 ** steps) / 2 ** steps
+    expected = np.array([grid[grid <= limit].max() for limit in limits])
+    np.testing.assert_allclose(theta.numpy(), expected)
+    np.testing.assert_allclose(value.numpy()[:, 0], 10 * expected)

@@ -11,7 +11,7 @@ import tensorflow as tf
 
 __all__ = [
     "OPTIMIZERS", "ADAM_BETA1", "ADAM_BETA2", "ADAM_EPSILON", "init_state", "adam_step", "sgd_step",
-    "STEPS", "lowest_level",
+    "STEPS", "lowest_level", "highest_threshold",
 ]
 
 OPTIMIZERS = ("adam", "sgd")
@@ -65,3 +65,23 @@ def lowest_level(keeps, at_zero, steps: int) -> tf.Tensor:
         high = tf.where(ok, middle, high)
         low = tf.where(ok, low, middle)
     return tf.where(at_zero, 0.0, high)
+
+
+def highest_threshold(keeps, value, steps: int) -> tuple[tf.Tensor, tf.Tensor]:
+    """The highest threshold ``θ`` (N,) in [0, 1) at which ``keeps(θ)`` holds, per request, by
+    bisection, and the value ``keeps`` returned there.
+
+    ``keeps`` maps thresholds (N,) to ``(ok (N,) bool, value (N,...))`` and is assumed monotone
+    (true up to a threshold, false above it); it is taken to hold at ``θ = 0``, where ``value``
+    (N,...) is its value. ``steps`` halvings of [0, 1) return the largest ``k / 2**steps`` found to
+    keep (0 when no tested threshold keeps). ``keeps`` is called ``steps`` times, each on the batch.
+    """
+    n = tf.shape(value)[0]
+    low, high = tf.zeros([n]), tf.ones([n])
+    for _ in range(steps):
+        middle = 0.5 * (low + high)
+        ok, at_middle = keeps(middle)
+        low = tf.where(ok, middle, low)
+        high = tf.where(ok, high, middle)
+        value = tf.where(tf.reshape(ok, [-1] + [1] * (len(value.shape) - 1)), at_middle, value)
+    return low, value

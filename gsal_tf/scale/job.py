@@ -359,7 +359,7 @@ def explain_dataset(model, data, out, *, method: str = "grid_saliency", options:
         check_first_shard(job)
     began = time.perf_counter()
     try:
-        start = store.open_run(folder, card)
+        start = store.open_run(folder, card, added={"explainer": explainer.ADDED_PARAMS})
         job.requests_done, job.samples_done, job.skipped = start.requests_done, start.sample, list(start.skipped)
         runner.run(job, start)
     except GsalError:

@@ -161,29 +161,43 @@ def write_failure(exc: OSError, path, what: str = "a results folder") -> GsalInp
     return GsalInputError(f"cannot write {path}: {exc.strerror or first_line(exc)}")
 
 
-def open_run(folder, card: dict) -> ResumePoint:
+def open_run(folder, card: dict, added: Optional[dict] = None) -> ResumePoint:
     """Start or resume the run of ``card`` (its ``settings``) in ``folder``.
 
     A new or empty folder (or one holding only what a failed start leaves, see the module
     docstring) gets the card and an empty ``requests/``. A folder whose card has the same
     settings resumes after its last readable shard, with the card marked running again. Any
     other folder is refused with a GsalInputError.
+
+    ``added`` (``{section: {setting: value}}``, e.g. ``{"explainer": {"prune": False}}``): settings
+    that did not exist when older cards were written, with the value that reproduces those runs;
+    a card without them compares as if it held these values.
     """
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
         raise GsalInputError(f"{folder} is a file; give a folder for the results")
     try:
-        return _open_run(folder, card)
+        return _open_run(folder, card, added or {})
     except OSError as exc:
         raise write_failure(exc, folder) from None
 
 
-def _open_run(folder: Path, card: dict, retry: bool = True) -> ResumePoint:
+def _with_added(settings: dict, added: dict) -> dict:
+    """``settings`` with the ``added`` settings it lacks (see :func:`open_run`)."""
+    out = dict(settings)
+    for section, values in added.items():
+        if isinstance(out.get(section), dict):
+            out[section] = {**values, **out[section]}
+    return out
+
+
+def _open_run(folder: Path, card: dict, added: dict, retry: bool = True) -> ResumePoint:
     _remove_stale_temps(folder)
     point = ResumePoint()
     if (folder / CARD_NAME).is_file():
         old = read_card(folder)
         wanted = json.loads(json.dumps(card["settings"], default=_plain))
+        old["settings"] = _with_added(old["settings"], added)
         if old["settings"] != wanted:
             if _committed(folder) or old.get("status") == "complete":
                 differ = sorted(k for k in set(old["settings"]) | set(wanted) if old["settings"].get(k) != wanted.get(k))
@@ -200,7 +214,7 @@ def _open_run(folder: Path, card: dict, retry: bool = True) -> ResumePoint:
     if point.card is None:
         if folder.is_dir() and not _only_leftovers(folder):
             if retry and (folder / CARD_NAME).is_file():  # a concurrent run of this folder started meanwhile
-                return _open_run(folder, card, retry=False)
+                return _open_run(folder, card, added, retry=False)
             raise GsalInputError(f"{folder} is not empty and holds no {CARD_NAME}; give a new or empty results folder")
         point.card = card
     (folder / SHARD_DIR).mkdir(parents=True, exist_ok=True)
