@@ -246,13 +246,16 @@ def test_read_only_file_system_real_mount(conv_model_file, clean, tmp_path):
 
 
 def test_results_on_a_disk_turned_read_only(conv_model_file, clean, tmp_path):
-    """A complete run on a disk remounted read-only: a rerun (resume) and `gsal stats` writing next
-    to it are one line each; the rows are untouched and still read."""
+    """A complete run on a disk remounted read-only: a rerun reads it back (it writes nothing, not
+    even its card); a run with another folder there and `gsal stats` writing next to it are one
+    line each; the rows are untouched and still read."""
     images, labels, whole = clean
     with tmpfs(tmp_path / "disk", "size=8m") as disk:
         assert cli(*cli_args(images, labels, disk / "out", conv_model_file)).exit_code == 0
         subprocess.run(["mount", "-o", "remount,ro", str(disk)], check=True)
-        one_error(cli(*cli_args(images, labels, disk / "out", conv_model_file)), "the file system is read-only")
+        again = cli(*cli_args(images, labels, disk / "out", conv_model_file))
+        assert again.exit_code == 0 and "27 requests of 9 samples" in " ".join(again.output.split()), again.output
+        one_error(cli(*cli_args(images, labels, disk / "other", conv_model_file)), "the file system is read-only")
         one_error(cli("stats", disk / "out"), "the file system is read-only; give --out on a writable disk")
         assert _columns(disk / "out") == _columns(whole)
         assert cli("stats", disk / "out", "--out", tmp_path / "figures").exit_code == 0
