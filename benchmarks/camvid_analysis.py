@@ -20,7 +20,10 @@ Stages (``--stage NAME``; default: all, in this order):
 ``architectures``  the same requests (class zones from the labels) by two networks: Cityscapes
                    MobileNet-EdgeTPU vs ADE20K MobileNetV2 on the classes both mean alike (all but
                    bicyclist: Cityscapes explains rider, ADE20K bicycle), PASCAL MobileNetV2 1.0 vs
-                   0.5 on pedestrian and car; one table.
+                   0.5 on pedestrian and car; one table per pair (:func:`gsal_tf.scale.compare_runs`,
+                   ``gsal stats RUN_A RUN_B``) and the difference of the shares as a figure.
+``bicycle``        the paper's bicycle question where it can be asked: the confusion zones of the
+                   *bicyclist* label on every frame of the split with at least 500 bicyclist pixels.
 
 Every network is its ``.tflite`` file imported by :func:`gsal_tf.models.from_tflite` (8-bit
 activations simulated: 100 % arg-max agreement with ``tf.lite.Interpreter`` on the Coral files; the
@@ -61,7 +64,9 @@ SHARED = HERE.parent.parent / "shared" / "data" / "real"
 if not SHARED.exists():
     SHARED = Path("/work/shared/data/real")
 
-STAGES = ("miou", "context", "errors", "generalisation", "architectures")
+STAGES = ("miou", "context", "errors", "generalisation", "architectures", "bicycle")
+#: Stage bicycle: the frames whose labels hold at least this many bicyclist pixels.
+BICYCLIST_PIXELS = 500
 
 #: network key -> (file, mapping, label)
 NETWORKS = {
@@ -146,7 +151,29 @@ class Analysis:
         (tree / f"{split}.txt").write_text("\n".join(lines) + "\n")
         return str(tree), split
 
-    def run(self, name: str, key: str, policy) -> dict:
+    def tree_with(self, class_id: int, min_pixels: int) -> tuple[str, str]:
+        """(root, split) of the split's frames whose labels hold at least ``min_pixels`` pixels of
+        ``class_id``: a pair list beside the links of :meth:`explained_tree`."""
+        import tempfile
+
+        import cv2
+
+        from gsal_tf.datasets.camvid import CamVidSource
+
+        full = CamVidSource(self.args.camvid, self.args.split)
+        tree = Path(tempfile.gettempdir()) / "gsal-camvid-sample"
+        tree.mkdir(exist_ok=True)
+        for folder in {full.files[0].parent, full.label_files[0].parent}:
+            link = tree / folder.name
+            if not link.exists():
+                link.symlink_to(folder.resolve(), target_is_directory=True)
+        split = f"{self.args.split}-{CAMVID_CLASSES[class_id]}{min_pixels}"
+        lines = [f"{image.parent.name}/{image.name} {label.parent.name}/{label.name}" for image, label in zip(full.files, full.label_files)
+                 if int((cv2.imread(str(label), cv2.IMREAD_UNCHANGED) == class_id).sum()) >= min_pixels]
+        (tree / f"{split}.txt").write_text("\n".join(lines) + "\n")
+        return str(tree), split
+
+    def run(self, name: str, key: str, policy, tree: tuple[str, str] | None = None) -> dict:
         """One ``explain_dataset`` run into OUT/runs/<name> (resumed if interrupted, read back if
         done); with ``--report-only`` the run as far as its committed shards go (nothing explained)."""
         import gsal_tf as gs
@@ -157,9 +184,9 @@ class Analysis:
                 raise SystemExit(f"--report-only: {folder} holds no run; run the stage without --report-only first")
             return _rates({**_record(folder, key), **_partial_summary(folder)})
         began = time.perf_counter()
-        root, split = self.explained_tree()
+        root, split = tree or self.explained_tree()
         summary = gs.explain_dataset(self.model(key), root, folder, layout="camvid", split=split, options=EXPLAINER,
-                                     policy=policy, limit=self.args.limit, engine=self.args.engine, model_name=NETWORKS[key][2],
+                                     policy=policy, limit=None if tree else self.args.limit, engine=self.args.engine, model_name=NETWORKS[key][2],
                                      progress=_progress(name))
         return _rates({**_record(folder, key), "requests": summary.requests, "samples": summary.samples,
                        "wall_seconds_this_session": round(time.perf_counter() - began, 2),
@@ -371,6 +398,28 @@ def stage_errors(a: Analysis) -> dict:
 
     policy = gs.scale.RequestPolicy(zone="confusion", classes=ERROR_CLASSES, mapping=str(ERROR_MAPPING), min_pixels=16)
     run = a.run("cityscapes-errors", "cityscapes", policy)
+    return _confusion_report(a, run, ERROR_CLASSES, "errors", f"Error analysis, Cityscapes MobileNet-EdgeTPU on {a.frames()}")
+
+
+def stage_bicycle(a: Analysis) -> dict:
+    """The paper's bicycle question on the frames that show a bicyclist: the confusion zones of the
+    CamVid *bicyclist* label only, on every frame of the split whose labels hold at least
+    :data:`BICYCLIST_PIXELS` bicyclist pixels (``--every`` and ``--limit`` do not apply)."""
+    import gsal_tf as gs
+
+    policy = gs.scale.RequestPolicy(zone="confusion", classes=(BICYCLIST,), mapping=str(ERROR_MAPPING), min_pixels=16)
+    root, split = a.tree_with(BICYCLIST, BICYCLIST_PIXELS)
+    run = a.run("cityscapes-bicyclists", "cityscapes", policy, tree=(root, split))
+    title = f"The bicycle question, Cityscapes MobileNet-EdgeTPU on CamVid {a.args.split}: the frames with ≥ {BICYCLIST_PIXELS} bicyclist pixels"
+    return _confusion_report(a, run, (BICYCLIST,), "bicycle", title)
+
+
+def _confusion_report(a: Analysis, run: dict, classes, stage: str, title: str) -> dict:
+    """Per (label class, predicted class) pair of a confusion-zone run: requests, f_c(x), score
+    without context, the share of the salient context on the rest of the bicyclist label, the
+    three largest context shares; written to OUT/<stage>.{md,csv} (the JSON by ``main``)."""
+    import gsal_tf as gs
+
     table = gs.scale.store.read_results(run["run"])
     card = gs.scale.store.read_card(run["run"])
     zone_class = np.asarray(table.column("zone_class").to_pylist())
@@ -384,7 +433,7 @@ def stage_errors(a: Analysis) -> dict:
     shares = gs.context_stats.per_request_shares(salient)
     baseline = gs.context_stats.per_request_shares(inflation)
     pairs = []
-    for k in ERROR_CLASSES:
+    for k in classes:
         for p in sorted(set(class_id[zone_class == k].tolist())):
             mine = (zone_class == k) & (class_id == p)
             # per pair: the library's aggregate over its requests (one request class = the pair)
@@ -406,12 +455,12 @@ def stage_errors(a: Analysis) -> dict:
     header = ["label", "predicted (explained)", "correct", "requests", "pixels", "f_c(x)", "median no-context", "share on bicyclist label",
               "infl. on bicyclist label", "top-3 context: share (inflation)"]
     answer = _bicycle_answer(pairs)
-    (a.out / "errors.md").write_text(f"# Error analysis, Cityscapes MobileNet-EdgeTPU on {a.frames()}\n\n{_extent(run)}.\n\n"
+    (a.out / f"{stage}.md").write_text(f"# {title}\n\n{_extent(run)}.\n\n"
                                      "Confusion zones: the pixels of a CamVid label class predicted as one Cityscapes class, explained for "
                                      f"that class (grid saliency, {SETTINGS}). Context classes: the CamVid labels.\n\n"
                                      + _markdown(header, rows) + f"\n**Bicycle question.** {answer}\n\n{CREDIT}.\n")
-    _csv(a.out / "errors.csv", header, rows)
-    return {"stage": "errors", "run": _clean(run), "pairs": _clean(pairs), "bicycle_question": answer}
+    _csv(a.out / f"{stage}.csv", header, rows)
+    return {"stage": stage, "run": _clean(run), "pairs": _clean(pairs), "bicycle_question": answer}
 
 
 def _correct(k: int, p: int) -> bool:
