@@ -1,4 +1,4 @@
-"""Peak memory and time of the photo commands on 1, 3, 12 and 48 MP photos (issue 24).
+"""Peak memory and time of the photo commands on 1, 3, 12 and 48 MP photos.
 
 Each command runs as a user runs it, in its own process (``python -m gsal_cli.main ...``); its
 peak resident memory is the child's ``ru_maxrss`` (``os.wait4``), its time the wall clock.
@@ -17,7 +17,7 @@ bicycles) enlarged to each size (bicubic) with smooth random colour noise added,
 elsewhere. Every run compiles its graphs afresh (``GSAL_GRAPH_CACHE=0``, a scratch ``GSAL_HOME``),
 so the sizes are comparable.
 
-Target (issue 24): peak RSS of ``gsal explain`` on 48 MP <= 2 x its peak on 1 MP + the decoded
+Target: peak RSS of ``gsal explain`` on 48 MP <= 2 x its peak on 1 MP + the decoded
 photo (H*W*3 bytes); the table ends with that check per network.
 
 Run: python benchmarks/bench_photo_memory.py [--sizes 1,3,12,48] [--only explain,compare,report]

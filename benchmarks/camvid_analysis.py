@@ -1,4 +1,4 @@
-"""The paper's real-world analysis on CamVid (issue 28): five stages, each a call of the library.
+"""The paper's real-world analysis on CamVid: six stages, each a call of the library.
 
 Stages (``--stage NAME``; default: all, in this order):
 

@@ -42,7 +42,7 @@ REAL = {
     "pascal-mobilenetv2-0.5-257": ((257, 257, 3), 21, "PASCAL VOC 2012", PASCAL_PHOTOS),
     "cityscapes-mobilenet-edgetpu": ((513, 513, 3), 19, "Cityscapes", ("cityscapes_frame.jpg", "cityscapes_segmentation.png")),
 }
-#: Entries of issue 25: name: (input shape, classes, dataset, weights dtype, photos of ../shared it is
+#: The real zoo entries: name: (input shape, classes, dataset, weights dtype, photos of ../shared it is
 #: measured on). The ADE20K network is also measured on ten CamVid frames (research-only, never shipped).
 NEW_REAL = {
     "ade20k-mobilenetv2": ((513, 513, 3), 151, "ADE20K", "float32", PASCAL_PHOTOS),
