@@ -134,12 +134,27 @@ class Analysis:
         second apart in a few video sequences, and a spread-out sample covers all of them."""
         if self.args.every <= 1:
             return self.args.camvid, self.args.split
+        return self._pair_list(f"{self.args.split}-every{self.args.every}", lambda pairs: pairs[::self.args.every])
+
+    def tree_with(self, class_id: int, min_pixels: int) -> tuple[str, str]:
+        """(root, split) of the split's frames whose labels hold at least ``min_pixels`` pixels of
+        ``class_id``: a pair list beside the links of :meth:`explained_tree`."""
+        import cv2
+
+        def keep(pairs):
+            return [(image, label) for image, label in pairs
+                    if int((cv2.imread(str(label), cv2.IMREAD_UNCHANGED) == class_id).sum()) >= min_pixels]
+
+        return self._pair_list(f"{self.args.split}-{CAMVID_CLASSES[class_id]}{min_pixels}", keep)
+
+    def _pair_list(self, split: str, choose) -> tuple[str, str]:
+        """(root, split): ``choose`` applied to the split's (image, label) pairs, written as the pair
+        list ``<split>.txt`` in a folder of symbolic links to the CamVid image and label folders."""
         import tempfile
 
         from gsal_tf.datasets.camvid import CamVidSource
 
         full = CamVidSource(self.args.camvid, self.args.split)
-        split = f"{self.args.split}-every{self.args.every}"
         tree = Path(tempfile.gettempdir()) / "gsal-camvid-sample"
         tree.mkdir(exist_ok=True)
         for folder in {full.files[0].parent, full.label_files[0].parent}:
@@ -147,29 +162,7 @@ class Analysis:
             if not link.exists():
                 link.symlink_to(folder.resolve(), target_is_directory=True)
         lines = [f"{image.parent.name}/{image.name} {label.parent.name}/{label.name}"
-                 for image, label in list(zip(full.files, full.label_files))[::self.args.every]]
-        (tree / f"{split}.txt").write_text("\n".join(lines) + "\n")
-        return str(tree), split
-
-    def tree_with(self, class_id: int, min_pixels: int) -> tuple[str, str]:
-        """(root, split) of the split's frames whose labels hold at least ``min_pixels`` pixels of
-        ``class_id``: a pair list beside the links of :meth:`explained_tree`."""
-        import tempfile
-
-        import cv2
-
-        from gsal_tf.datasets.camvid import CamVidSource
-
-        full = CamVidSource(self.args.camvid, self.args.split)
-        tree = Path(tempfile.gettempdir()) / "gsal-camvid-sample"
-        tree.mkdir(exist_ok=True)
-        for folder in {full.files[0].parent, full.label_files[0].parent}:
-            link = tree / folder.name
-            if not link.exists():
-                link.symlink_to(folder.resolve(), target_is_directory=True)
-        split = f"{self.args.split}-{CAMVID_CLASSES[class_id]}{min_pixels}"
-        lines = [f"{image.parent.name}/{image.name} {label.parent.name}/{label.name}" for image, label in zip(full.files, full.label_files)
-                 if int((cv2.imread(str(label), cv2.IMREAD_UNCHANGED) == class_id).sum()) >= min_pixels]
+                 for image, label in choose(list(zip(full.files, full.label_files)))]
         (tree / f"{split}.txt").write_text("\n".join(lines) + "\n")
         return str(tree), split
 
