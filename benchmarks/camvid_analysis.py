@@ -546,7 +546,7 @@ def stage_architectures(a: Analysis) -> dict:
                                    diverging=True, subtitle=f"share of the salient context, the same requests ({a.frames()})")
         png = viz.save_figure(figure, a.out / f"architectures-{left}-vs-{right}.png")
         comparison.write_csv(cmp, a.out / f"architectures-{left}-vs-{right}.csv")
-        frames = len({k for k in _paired_frames(cmp)})
+        frames = cmp.shared_samples
         sections.append(f"## {cmp.runs[0]} vs {cmp.runs[1]}\n\n{frames} frames both runs explained; "
                         f"difference of the shares: `{png.name}`.\n\n" + _markdown(header, rows))
         pair_records.append({"runs": [left, right], "frames": frames, "requests": [int(v) for v in cmp.count.sum(axis=1)],
@@ -556,14 +556,6 @@ def stage_architectures(a: Analysis) -> dict:
                                             f"by two networks each (grid saliency, {SETTINGS}; `gsal stats RUN_A RUN_B`); context classes: "
                                             "the CamVid labels.\n\n" + "\n\n".join(sections) + f"\n\n{CREDIT}.\n")
     return {"stage": "architectures", "runs": _clean(runs), "pairs": pair_records}
-
-
-def _paired_frames(cmp) -> set:
-    """The frames (sample keys) the compared runs share."""
-    import gsal_tf as gs
-
-    keys = [set(gs.scale.store.read_results(folder).column("sample_key").to_pylist()) for folder in cmp.folders]
-    return set.intersection(*keys)
 
 
 def main(argv=None) -> int:

@@ -55,6 +55,7 @@ def test_paired_keeps_the_requests_both_runs_hold(two_runs):
     np.testing.assert_array_equal(cmp.count[0], [np.sum(zone == z) for z in range(3)])
     np.testing.assert_array_equal(cmp.count[0], cmp.count[1])
     np.testing.assert_array_equal(cmp.count[1], load_stats(two)[0].count)
+    assert cmp.shared_samples == 4
     # The top context classes are the largest shares, with their inflation baseline.
     top = cmp.top(0, 1, k=2)
     assert [name for name, _, _ in top] == [cmp.context_classes[c] for c in np.argsort(-np.nan_to_num(cmp.share[0, 1], nan=-1))[:len(top)]]

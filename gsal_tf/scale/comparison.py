@@ -41,7 +41,8 @@ __all__ = ["RunComparison", "compare_runs", "comparison_figures", "write_csv"]
 
 @dataclasses.dataclass
 class RunComparison:
-    """Runs × zone classes (module docstring). Arrays are indexed ``[run, zone class(, context class)]``."""
+    """Runs × zone classes (module docstring). Arrays are indexed ``[run, zone class(, context class)]``;
+    ``shared_samples``: the samples (frames) every run explained."""
 
     runs: list
     folders: list
@@ -55,6 +56,7 @@ class RunComparison:
     share: np.ndarray
     inflation: np.ndarray
     paired: bool
+    shared_samples: int
 
     def top(self, run: int, zone: int, k: int = 3) -> list:
         """The ``k`` context classes with the largest (non-zero) share for ``zone`` in ``run``:
@@ -159,7 +161,8 @@ def compare_runs(folders: Sequence, paired: bool = True) -> RunComparison:
         runs=[_run_name(card, folder) for card, folder in zip(cards, folders)], folders=folders, zone_classes=zones,
         context_classes=list(context), explained=[[""] * len(zones) for _ in folders], count=np.zeros(shape, np.int64),
         original=np.full(shape, np.nan), no_context=np.full(shape, np.nan), salient_fraction=np.full(shape, np.nan),
-        share=np.full((*shape, len(context)), np.nan), inflation=np.full((*shape, len(context)), np.nan), paired=paired)
+        share=np.full((*shape, len(context)), np.nan), inflation=np.full((*shape, len(context)), np.nan), paired=paired,
+        shared_samples=len(set.intersection(*({k[0] for k in run_keys} for run_keys in keys))))
     from gsal_tf.scale.report import class_label
 
     for r, (card, table, run_keys, mask) in enumerate(zip(cards, tables, keys, keep)):
