@@ -4,9 +4,12 @@
     backward, Adam update of the mask) of the same model on the same batch: what the
     optimisation cannot avoid. explain also runs the first forward pass f(x), with the default
     target the start-level search (the forward at M = 0 and five bisection forwards) and the
-    per-step target check, the final check (one forward of N images) and input validation, and
-    stops each request once its mask has settled (it may run fewer steps than the floor);
-    target ≤ 1.10.
+    per-step target check, the final check (one forward of N images), with pruning its threshold
+    search (four forwards) and input validation, and stops each request once its mask has settled
+    (it may run fewer steps than the floor); target ≤ 1.10. explain and floor run in interleaved
+    rounds (explain, floor, explain, floor, ...), so a change in the machine's load hits both;
+    the report gives the ratio of their medians, each round's ratio, and the share of the method's
+    fixed forward passes (a compiled forward of the batch times their number).
 (b) explain / eager — the same optimisation as a plain eager GradientTape loop.
 (c) explanations per second at batch 1, 8 and 32.
 
@@ -86,6 +89,25 @@ def median_time(fn, repeats):
     return statistics.median(fn_time(fn) for _ in range(repeats))
 
 
+def interleaved_times(fns, repeats):
+    """Median seconds of each function over ``repeats`` rounds that call them in turn (one warm-up
+    call each first), and every round's times."""
+    for fn in fns:
+        fn()
+    rounds = [[fn_time(fn) for fn in fns] for _ in range(repeats)]
+    return [statistics.median(r[i] for r in rounds) for i in range(len(fns))], rounds
+
+
+def fixed_forwards(explainer) -> int:
+    """Forward passes of the batch that ``explain`` runs besides its steps: f(x), and with a target
+    the forward at M = 0, the start-level search, the final check and the pruning search."""
+    from gsal_tf.saliency import grid_saliency as gsm
+
+    if explainer.target <= 0:
+        return 2  # f(x); the final mask and M = 0 in one forward of 2N
+    return 1 + 1 + (gsm.SEARCH_STEPS if explainer.init == "auto" else 0) + 1 + (gsm.PRUNE_STEPS if explainer.prune else 0)
+
+
 def fn_time(fn):
     start = time.perf_counter()
     fn()
@@ -120,8 +142,14 @@ def main():
     compiled, eager = step_functions(model, explainer, images, requests, classes)
     explainer.explain(images, requests, classes)  # first explanation: tracing, memory high-water mark
     peak_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss_before) / 1024
-    t_explain = median_time(lambda: explainer.explain(images, requests, classes), args.repeats)
-    t_floor = median_time(lambda: time_loop(compiled, args.ratio_batch, gh, gw, args.iterations, FLOOR_START), args.repeats)
+    forward = tf.function(lambda x: model(x, training=False))
+    x_batch = tf.constant(images)
+    (t_explain, t_floor, t_forward), rounds = interleaved_times([
+        lambda: explainer.explain(images, requests, classes),
+        lambda: time_loop(compiled, args.ratio_batch, gh, gw, args.iterations, FLOOR_START),
+        lambda: forward(x_batch).numpy(),
+    ], args.repeats)
+    n_fixed = fixed_forwards(explainer)
     t_eager = None if args.no_eager else median_time(
         lambda: time_loop(eager, args.ratio_batch, gh, gw, args.iterations, FLOOR_START), max(1, args.repeats - 1))
 
@@ -140,13 +168,21 @@ def main():
         "floor_s": t_floor,
         "eager_s": t_eager,
         "explain_over_floor": t_explain / t_floor,
+        "explain_over_floor_rounds": [r[0] / r[1] for r in rounds],
+        "forward_s": t_forward,
+        "fixed_forwards": n_fixed,
+        "explain_over_floor_plus_fixed_forwards": t_explain / (t_floor + n_fixed * t_forward),
         "explain_over_eager": None if t_eager is None else t_explain / t_eager,
         "explanations_per_s": throughput,
         "peak_rss_increase_mb_after_first_explanation": peak_mb,
         "machine": machine(),
     }
     print(f"model: {report['model']}; {args.iterations} iterations, grid {gh}x{gw}, batch {args.ratio_batch}")
-    print(f"(a) explain {t_explain:.3f} s / floor {t_floor:.3f} s = {report['explain_over_floor']:.3f}  (target <= 1.10)")
+    print(f"(a) explain {t_explain:.3f} s / floor {t_floor:.3f} s = {report['explain_over_floor']:.3f}  (target <= 1.10); "
+          f"rounds {', '.join(f'{v:.3f}' for v in report['explain_over_floor_rounds'])}")
+    print(f"    the method's {n_fixed} fixed forward passes: {n_fixed * t_forward:.3f} s "
+          f"({n_fixed * t_forward / t_floor:.1%} of the floor); explain / (floor + them) = "
+          f"{report['explain_over_floor_plus_fixed_forwards']:.3f}")
     if t_eager is not None:
         print(f"(b) explain {t_explain:.3f} s / eager {t_eager:.3f} s = {report['explain_over_eager']:.3f}")
     for b, v in throughput.items():

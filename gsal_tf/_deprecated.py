@@ -18,12 +18,13 @@ MODELS_NAMES = {"PRESETS": ("gsal_tf.models", "ARCHITECTURES"), "build_preset": 
 _MODEL_CALLS = ("OUTPUT_KINDS", "call_model", "declared_output", "detect_output", "resolve_output", "loss_scale",
                 "to_probabilities", "probabilities", "class_probability", "checked_call", "num_classes", "predict")
 _METHODS = ("METHODS", "METHOD_CLASSES", "method_name", "method_class", "make_explainer")
-_GRAPHS = ("cached_graph", "run_batched", "without_graph_optimizer", "SKIPPED_GRAPH_PASSES", "REMAPPER_MIN_PIXELS")
+_GRAPHS = ("cached_graph", "run_batched", "without_graph_optimizer", "SKIPPED_GRAPH_PASSES")
 EXPLAINER_NAMES = {
     **{name: ("gsal_tf.model_calls", name) for name in _MODEL_CALLS},
     **{name: ("gsal_tf.methods", name) for name in _METHODS},
     **{name: ("gsal_tf._graphs", name) for name in _GRAPHS},
     "METHOD_ALIASES": ("gsal_tf._deprecated", "METHOD_ALIASES"),
+    "REMAPPER_MIN_PIXELS": ("gsal_tf._graphs", "FULL_GRAPPLER_MIN_PIXELS"),
 }
 
 #: Names ``gsal_tf.models.presets`` held up to 0.2: the TextureMNIST bias metadata of the zoo,

@@ -1,10 +1,10 @@
 """The compiled graphs of explainers (internal): one per model and structural key, held weakly so a
-deleted model frees its graphs, run batch by batch with grappler's slow passes off.
+deleted model frees its graphs, run batch by batch (small batches with grappler's slow passes off).
 
 Explainer graphs are traced once per (model, image shape, structural options); every
 hyper-parameter is a graph input. :func:`cached_graph` keeps them; :func:`run_batched` calls one
 over a dataset of requests in batches; :func:`without_graph_optimizer` is the grappler setting
-they run under (measured: see its docstring).
+small batches run under (measured: see its docstring and :data:`FULL_GRAPPLER_MIN_PIXELS`).
 """
 
 from __future__ import annotations
@@ -41,15 +41,17 @@ def cached_graph(owner, model, key: tuple, build: Callable[[Callable[[], Any]], 
 def run_batched(graph, per_request: Sequence, shared: Sequence, batch_size: int) -> tuple[dict, float]:
     """Call ``graph(*per_request[lo:hi], *shared)`` batch by batch; concatenate its dict outputs.
 
-    Returns (outputs as NumPy arrays, seconds spent in the graph calls). The calls run without
-    grappler's graph optimisation (:func:`without_graph_optimizer`).
+    Returns (outputs as NumPy arrays, seconds spent in the graph calls). Batches of fewer than
+    :data:`FULL_GRAPPLER_MIN_PIXELS` pixels run with grappler's slow passes off
+    (:func:`without_graph_optimizer`), larger ones with TensorFlow's default optimisation.
     """
     n = len(per_request[0])
     parts = []
     start = time.perf_counter()
     first = np.shape(per_request[0])
     pixels = min(n, batch_size) * int(np.prod(first[1:3])) if len(first) >= 3 else None
-    with without_graph_optimizer(remapper=pixels is None or pixels > REMAPPER_MIN_PIXELS):
+    full = pixels is None or pixels > FULL_GRAPPLER_MIN_PIXELS
+    with contextlib.nullcontext() if full else without_graph_optimizer(remapper=False):
         for lo in range(0, n, batch_size):
             hi = min(n, lo + batch_size)
             out = graph(*[tf.convert_to_tensor(v[lo:hi]) for v in per_request], *shared)
@@ -67,12 +69,17 @@ SKIPPED_GRAPH_PASSES = (
 )
 
 
-#: Batches (requests x H x W) smaller than this run without grappler's remapper. On the demo
-#: (64x64, one request) the remapper fused 3 of 5,300 nodes (a gradient graph keeps the
-#: activations it would fuse away), cost 0.36 s of the first call and nothing warm (0.87-0.92 s
-#: with and 0.83-0.91 s without); on a 513x513 PASCAL MobileNetV2 it makes the warm explanation
-#: 10 % faster (3.63 s vs 4.05 s, 20 iterations). Same saliency either way (bit-identical).
-REMAPPER_MIN_PIXELS = 300 * 300
+#: Batches (requests x H x W) of at most this many pixels run with grappler's slow passes and its
+#: remapper off (:func:`without_graph_optimizer`, ``remapper=False``); larger ones run with
+#: TensorFlow's default graph optimisation. Small graphs: on the demo (64x64, one request) the
+#: remapper fused 3 of 5,300 nodes (a gradient graph keeps the activations it would fuse away),
+#: cost 0.36 s of the first call and nothing warm (0.87-0.92 s with and 0.83-0.91 s without).
+#: Large graphs: on the 8-bit PASCAL MobileNetV2 at 513x513 (batch 1, 40 iterations, 2-core CPU,
+#: 6 interleaved rounds) the warm explanation took 13.2 s with TensorFlow's defaults and 14.6 s
+#: with the slow passes off (1.16 and 1.29 of the compiled step loop alone, 11.3 s), and the
+#: first call was no slower (21.7 s vs 24.2 s): the saving is for small graphs only. The
+#: saliency is the same either way.
+FULL_GRAPPLER_MIN_PIXELS = 300 * 300
 
 
 @contextlib.contextmanager

@@ -87,15 +87,16 @@ def test_cli_threads_option(tmp_path):
     assert not (tmp_path / "bad").exists()
 
 
-def test_remapper_off_gives_the_same_saliency(monkeypatch):
-    """Small batches run without grappler's remapper (a first-call saving); the answer is the same."""
+def test_lean_and_default_graph_optimisation_give_the_same_saliency(monkeypatch):
+    """Small batches run with grappler's slow passes and remapper off (a first-call saving), large
+    ones with TensorFlow's defaults; the answer is the same."""
     model = known_context_model(SHAPE, PATCHES, TARGET, num_classes=3)
     image = known_context_image(SHAPE, PATCHES, seed=1)[None]
     request = np.zeros((1,) + SHAPE[:2], np.float32)
     request[0, TARGET[0]:TARGET[2], TARGET[1]:TARGET[3]] = 1
     results = []
-    for threshold in (0, 10**9):  # remapper on, then off
-        monkeypatch.setattr(_graphs, "REMAPPER_MIN_PIXELS", threshold)
+    for threshold in (0, 10**9):  # TensorFlow's defaults, then lean
+        monkeypatch.setattr(_graphs, "FULL_GRAPPLER_MIN_PIXELS", threshold)
         results.append(gs.GridSaliency(model, grid_size=(4, 4), iterations=20).explain(image, request, [1]).saliency)
     np.testing.assert_allclose(results[0], results[1], atol=1e-6)
     assert results[0][0, :8, :8].mean() > 0.5  # the context the model reads is kept

@@ -37,8 +37,9 @@ init, momentum) are tensors, so a second call, or another explainer on the same 
 hyper-parameters, reuses it.
 A new process does not trace it again: the traced graph is kept on disk (:mod:`gsal_tf.graph_cache`,
 keyed by the model's architecture and the structural options; the weights are read from the model),
-and graphs run without grappler's rewrite, which costs more on a first call than it saves
-(:func:`gsal_tf._graphs.without_graph_optimizer`).
+and small graphs run without grappler's slow passes, which cost more on a first call than they
+save; large ones (over 300x300 pixels a batch) run with TensorFlow's default optimisation, which
+makes them faster (:data:`gsal_tf._graphs.FULL_GRAPPLER_MIN_PIXELS`).
 
 Example
 -------
