@@ -226,6 +226,60 @@ def test_run_writes_shards_and_card(conv_model_file, tmp_path, rng):
         _run(model, images, labels, tmp_path / "out", store_maps=True, options={**OPTIONS, "prune": True})
 
 
+def _fixed_prediction_model(prediction: np.ndarray, num_classes: int = 3):
+    """A model whose arg-max is ``prediction`` (H,W) on any image, with a small input term so that
+    the explanation has gradients."""
+    import keras
+
+    logits = 6.0 * np.eye(num_classes, dtype=np.float32)[prediction]
+    inp = keras.Input(prediction.shape + (3,))
+    small = keras.layers.Conv2D(num_classes, 3, padding="same", kernel_initializer=keras.initializers.Constant(0.01))(inp)
+    out = keras.layers.Softmax()(keras.layers.Lambda(lambda x: x + logits)(small))
+    return keras.Model(inp, out)
+
+
+def test_context_classes_from_the_networks_prediction(tmp_path, rng):
+    """``context_from="predictions"``: the statistics count the salient context on the network's
+    predicted classes (a known map here), not on the labels; the data's ignore label is a network
+    class like any other; a run from labels keeps its card as before."""
+    prediction = np.zeros((16, 16), np.int64)
+    prediction[:, 8:] = 2
+    prediction[12:, :] = 1
+    model = _fixed_prediction_model(prediction)
+    images, labels = make_pairs(tmp_path, rng, n=3)
+    policy = RequestPolicy(zone="component", min_pixels=4, context_from="predictions")
+    summary = explain_dataset(model, images, tmp_path / "out-pred", labels=labels, options=OPTIONS, policy=policy, store_maps=True)
+    card = json.loads((tmp_path / "out-pred" / "run.json").read_text())
+    assert card["settings"]["policy"]["context_from"] == "predictions"
+    assert card["settings"]["context_classes"] == ["class 0", "class 1", "class 2"]
+    rows = _columns(tmp_path / "out-pred")
+    assert summary.requests == len(rows["salient"]) == 9
+    k = 0
+    for part in sorted((tmp_path / "out-pred" / "maps").iterdir()):
+        with np.load(part) as maps:
+            for i in range(len([n for n in maps.files if n.startswith("saliency_")])):
+                saliency = maps[f"saliency_{i}"].astype(np.float64)
+                request = np.unpackbits(maps[f"request_{i}"])[:256].reshape(16, 16).astype(np.float64)
+                expected = context_stats.request_sums(saliency[None], request[None], prediction[None], 3, None)["salient"][0]
+                np.testing.assert_allclose(rows["salient"][k], expected, rtol=1e-3, atol=1e-6)
+                k += 1
+    assert k == 9
+    # The labels put nothing on class 2 left of column 8; the prediction does on the right half:
+    # the two runs differ, and the labels run's card has no context_from (older cards match it).
+    explain_dataset(model, images, tmp_path / "out-labels", labels=labels, options=OPTIONS, policy=RequestPolicy(zone="component", min_pixels=4))
+    label_card = json.loads((tmp_path / "out-labels" / "run.json").read_text())
+    assert "context_from" not in label_card["settings"]["policy"]
+    assert _columns(tmp_path / "out-labels")["salient"] != rows["salient"]
+    # Data whose ignore label (2) is also a network class: no predicted pixel is left out.
+    source = open_source(images, "folder", labels=labels)
+    source.ignore_label = 2
+    explain_dataset(model, source, tmp_path / "out-ignore", options=OPTIONS, policy=policy)
+    ignore_rows = _columns(tmp_path / "out-ignore")
+    assert ignore_rows["salient"] and all(sum(c) == 256 - n for c, n in zip(ignore_rows["context_pixels"], ignore_rows["request_pixels"]))
+    with pytest.raises(GsalInputError, match="context_from"):
+        RequestPolicy(context_from="guesses")
+
+
 def test_killed_run_resumes_to_the_same_results(conv_model_file, tmp_path, rng):
     images, labels = make_pairs(tmp_path, rng, n=9)
     model = gs.loading.load_model(conv_model_file)
@@ -347,6 +401,13 @@ def test_cli_explain_dataset_and_stats(conv_model_file, tmp_path, rng, saved_fig
     empty.mkdir()
     bad = runner.invoke(app, ["explain-dataset", str(empty), "--model", str(conv_model_file), "--out", str(tmp_path / "o2")])
     assert bad.exit_code == 2 and "holds no images" in " ".join(bad.output.split())
+    pred_args = [*args[:7], str(tmp_path / "out-pred"), *args[8:], "--context-from", "predictions"]
+    result = runner.invoke(app, pred_args)
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "out-pred" / "run.json").read_text())["settings"]["policy"]["context_from"] == "predictions"
+    bad = runner.invoke(app, [*args[:7], str(tmp_path / "o3"), *args[8:], "--context-from", "guesses"])
+    assert bad.exit_code == 2 and "context_from" in bad.output and bad.output.count("error:") == 1
+    assert not (tmp_path / "o3").exists()
 
 
 def test_any_explainer_gives_context_statistics(conv_model_file, tmp_path, rng):

@@ -25,6 +25,7 @@ def explain_dataset(
     mapping: Optional[str] = typer.Option(None, "--mapping", help="Which network class means which dataset class: a shipped mapping (cityscapes-camvid, ade20k-camvid, pascal-camvid) or a TOML file. Then --classes/--exclude are dataset class ids."),
     zone: str = typer.Option("class", "--zone", help="class | component | error | confusion: one request per class zone, connected component, error region, or (true, predicted) class pair."),
     zones_from: str = typer.Option("labels", "--zones-from", help="labels | predictions."),
+    context_from: str = typer.Option("labels", "--context-from", help="labels | predictions: the context classes of the statistics are the labels, or the network's own predicted classes."),
     classes: Optional[str] = typer.Option(None, "--classes", help="Only these class ids, comma-separated."),
     exclude: Optional[str] = typer.Option(None, "--exclude", help="Never these class ids, comma-separated."),
     min_pixels: int = typer.Option(16, "--min-pixels", help="Smallest zone explained (pixels)."),
@@ -60,7 +61,8 @@ def explain_dataset(
         options.update(grid_option(grid))
         options.update(given(iterations=iterations, lam=lam, target=target, batch_size=batch_size))
         policy = gs.scale.RequestPolicy(zone=zone, zones_from=zones_from, classes=_ids(classes, "--classes"),
-                                        exclude=_ids(exclude, "--exclude") or (), min_pixels=min_pixels, mapping=mapping)
+                                        exclude=_ids(exclude, "--exclude") or (), min_pixels=min_pixels, mapping=mapping,
+                                        context_from=context_from)
         size = parse_pair(input_size, "--input-size", allow_single=True) if input_size else None
         engine_options = _engine_options(engine, address=address, actors=actors, cpus_per_actor=cpus_per_actor, gpus_per_actor=gpus_per_actor)
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[requests]} requests"),

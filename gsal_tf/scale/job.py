@@ -114,6 +114,8 @@ class DatasetJob:
                  progress: Optional[Progress] = None, edges=context_stats.DISTANCE_EDGES):
         self.explainer, self.source, self.policy, self.folder = explainer, source, policy, Path(folder)
         self.num_context, self.input_size, self.store_maps = num_context, input_size, store_maps
+        # Predicted context classes are the network's ids: the data's ignore label is one of them.
+        self.context_ignore = None if policy.context_from == "predictions" else source.ignore_label
         self.on_error, self.limit, self.progress, self.edges = on_error, limit, progress, tuple(edges)
         self.requests_done = 0
         self.samples_done = 0
@@ -157,7 +159,7 @@ class DatasetJob:
                 prediction = fit.to_image(self.explainer.predict(image[None])[0].argmax(-1).astype(np.int32), nearest=True)
             requests = self.policy.requests(labels, prediction, self.source.ignore_label)
             first = start.request if index == start.sample else 0
-            context = sample.context_map
+            context = prediction if self.policy.context_from == "predictions" else sample.context_map
             for j, request in enumerate(requests[first:], start=first):
                 row = {"sample_index": index, "sample_key": sample.key, "request_index": j, "zone": request.zone,
                        "zone_class": request.zone_class, "class_id": request.class_id}
@@ -221,7 +223,7 @@ class DatasetJob:
             context = batch.contexts[i]
             if context is None:  # no context classes: everything on one unnamed class
                 context = np.zeros(mask.shape, np.int32)
-            one = context_stats.request_sums(saliency[None], mask[None], context[None], self.num_context, self.source.ignore_label, self.edges)
+            one = context_stats.request_sums(saliency[None], mask[None], context[None], self.num_context, self.context_ignore, self.edges)
             for key in sums:
                 sums[key].append(one[key][0])
         for key, values in sums.items():
@@ -297,6 +299,8 @@ def explain_dataset(model, data, out, *, method: str = "grid_saliency", options:
     policy : RequestPolicy, default class zones from labels (``RequestPolicy()``). With a label
         ``mapping`` (labels of another label set than the network's, e.g. CamVid for a Cityscapes
         network) the mapping is checked against the data and the network before anything is written.
+        ``RequestPolicy(context_from="predictions")``: the context classes are the network's own
+        predicted classes (named by the mapping or the model when known) instead of the labels.
     input_size : (H, W), optional — fit every image to this size (default: the network's fixed
         input size, else each image as it is; all images of a run must then share one size).
     limit : int, optional — only the first ``limit`` samples.
@@ -331,7 +335,7 @@ def explain_dataset(model, data, out, *, method: str = "grid_saliency", options:
                              "give labels (--labels) or build zones from predictions")
     if policy.mapping is not None:
         policy = _bind_mapping(policy, source, explainer, limit, input_size, Path(out))
-    context_names = source.context_names
+    context_names = source.context_names if policy.context_from == "labels" else _network_class_names(policy, explainer)
     if context_names is None:  # unnamed context classes: the network's classes
         first = _first_readable(source, limit)
         num_context = 1
@@ -424,6 +428,17 @@ def _bind_mapping(policy: RequestPolicy, source: Source, explainer: Explainer, l
     image = DatasetJob(explainer, source, policy, folder, 1, input_size)._fit(first.image)[0]
     bound = mapping.for_network(explainer.num_classes(image[None]), class_names(explainer.model) or None)
     return dataclasses.replace(policy, mapping=bound)
+
+
+def _network_class_names(policy: RequestPolicy, explainer: Explainer) -> Optional[tuple]:
+    """The network's class names, for context classes from its predictions: the bound mapping's,
+    else the model's own (:func:`gsal_tf.viz.class_names`); None when unknown ("class k")."""
+    from gsal_tf.viz import class_names
+
+    if policy.mapping is not None:
+        return tuple(policy.mapping.network_classes)
+    names = class_names(explainer.model)
+    return tuple(names) if names else None
 
 
 def _first_readable(source: Source, limit: Optional[int]):

@@ -28,6 +28,13 @@ path) the labels are *dataset* classes and the network predicts its own: zone cl
   most often in the zone;
 - a pixel is in an error or confusion zone of dataset class k when its predicted network class
   does not mean k (a network class that means none counts as wrong).
+
+``context_from`` says what the *context classes* of the statistics are: ``"labels"`` (the
+default: the data's label map, or its own context map) or ``"predictions"`` (the network's
+arg-max on the image, in the network's own classes — not merged through a mapping, so a
+Cityscapes network's *bicycle* and *rider* stay apart where CamVid has one *bicyclist*). With
+predictions, "how much of the salient context lies on what the network itself sees as a
+bicycle" can be asked on data whose labels do not separate it, or have no labels at all.
 """
 
 from __future__ import annotations
@@ -43,10 +50,11 @@ from gsal_tf.errors import GsalInputError
 from gsal_tf.requests import predicted_class
 from gsal_tf.validation import check_choice, check_int
 
-__all__ = ["ZONES", "ZONE_SOURCES", "Request", "RequestPolicy"]
+__all__ = ["ZONES", "ZONE_SOURCES", "CONTEXT_SOURCES", "Request", "RequestPolicy"]
 
 ZONES = ("class", "component", "error", "confusion")
 ZONE_SOURCES = ("labels", "predictions")
+CONTEXT_SOURCES = ("labels", "predictions")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,10 +77,12 @@ class RequestPolicy:
     exclude: tuple = ()
     min_pixels: int = 16
     mapping: Optional[Union[LabelMapping, str]] = None
+    context_from: str = "labels"
 
     def __post_init__(self):
         check_choice("zone", self.zone, ZONES)
         check_choice("zones_from", self.zones_from, ZONE_SOURCES)
+        check_choice("context_from", self.context_from, CONTEXT_SOURCES)
         check_int("min_pixels", self.min_pixels)
         if self.classes is not None:
             object.__setattr__(self, "classes", tuple(int(c) for c in self.classes))
@@ -86,13 +96,15 @@ class RequestPolicy:
 
     @property
     def needs_predictions(self) -> bool:
-        return self.zone in ("error", "confusion") or self.zones_from == "predictions"
+        return self.zone in ("error", "confusion") or self.zones_from == "predictions" or self.context_from == "predictions"
 
     def to_dict(self) -> dict:
         out = {"zone": self.zone, "zones_from": self.zones_from, "classes": None if self.classes is None else list(self.classes),
                "exclude": list(self.exclude), "min_pixels": int(self.min_pixels)}
         if self.mapping is not None:  # only then: cards of runs without a mapping stay as they were
             out["mapping"] = self.mapping.to_dict()
+        if self.context_from != "labels":  # likewise
+            out["context_from"] = self.context_from
         return out
 
     def requests(self, labels: Optional[np.ndarray], prediction: Optional[np.ndarray], ignore_label: Optional[int] = None) -> list[Request]:
