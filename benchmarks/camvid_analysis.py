@@ -1,4 +1,4 @@
-"""The paper's real-world analysis on CamVid: six stages, each a call of the library.
+"""The paper's real-world analysis on CamVid: seven stages, each a call of the library.
 
 Stages (``--stage NAME``; default: all, in this order):
 
@@ -24,6 +24,10 @@ Stages (``--stage NAME``; default: all, in this order):
                    ``gsal stats RUN_A RUN_B``) and the difference of the shares as a figure.
 ``bicycle``        the paper's bicycle question where it can be asked: the confusion zones of the
                    *bicyclist* label on every frame of the split with at least 500 bicyclist pixels.
+``bicycle-own``    the same requests with the network's own prediction as the context classes
+                   (``RequestPolicy(context_from="predictions")``): the share of the salient
+                   context on what the network predicts as *bicycle* and *rider*, which CamVid's
+                   one *bicyclist* label does not separate.
 
 Every network is its ``.tflite`` file imported by :func:`gsal_tf.models.from_tflite` (8-bit
 activations simulated: 100 % arg-max agreement with ``tf.lite.Interpreter`` on the Coral files; the
@@ -64,7 +68,7 @@ SHARED = HERE.parent.parent / "shared" / "data" / "real"
 if not SHARED.exists():
     SHARED = Path("/work/shared/data/real")
 
-STAGES = ("miou", "context", "errors", "generalisation", "architectures", "bicycle")
+STAGES = ("miou", "context", "errors", "generalisation", "architectures", "bicycle", "bicycle-own")
 #: Stage bicycle: the frames whose labels hold at least this many bicyclist pixels.
 BICYCLIST_PIXELS = 500
 
@@ -407,10 +411,36 @@ def stage_bicycle(a: Analysis) -> dict:
     return _confusion_report(a, run, (BICYCLIST,), "bicycle", title)
 
 
-def _confusion_report(a: Analysis, run: dict, classes, stage: str, title: str) -> dict:
+#: The context columns a confusion report singles out: (heading, key, context class name). With
+#: context from the labels: the CamVid bicyclist label (rider and bicycle in one class); with
+#: context from the network's prediction: its own bicycle and rider.
+LABEL_FOCUS = (("bicyclist label", "bicyclist_label", "bicyclist"),)
+OWN_FOCUS = (("predicted bicycle", "predicted_bicycle", "bicycle"), ("predicted rider", "predicted_rider", "rider"))
+
+
+def stage_bicycle_own(a: Analysis) -> dict:
+    """The bicycle question with the network's own prediction as the context classes
+    (``RequestPolicy(context_from="predictions")``): the same requests as ``bicycle``; the share
+    of the salient context on what the network itself predicts as *bicycle* (and *rider*), which
+    CamVid's labels do not separate from the rider."""
+    import gsal_tf as gs
+
+    policy = gs.scale.RequestPolicy(zone="confusion", classes=(BICYCLIST,), mapping=str(ERROR_MAPPING), min_pixels=16,
+                                    context_from="predictions")
+    root, split = a.tree_with(BICYCLIST, BICYCLIST_PIXELS)
+    run = a.run("cityscapes-bicyclists-own", "cityscapes", policy, tree=(root, split))
+    title = (f"The bicycle question with the network's own prediction as context, Cityscapes MobileNet-EdgeTPU on CamVid "
+             f"{a.args.split}: the frames with ≥ {BICYCLIST_PIXELS} bicyclist pixels")
+    return _confusion_report(a, run, (BICYCLIST,), "bicycle-own", title, focus=OWN_FOCUS,
+                             context_note="Context classes: the network's own prediction (its 19 Cityscapes classes).")
+
+
+def _confusion_report(a: Analysis, run: dict, classes, stage: str, title: str, focus=LABEL_FOCUS,
+                      context_note: str = "Context classes: the CamVid labels.") -> dict:
     """Per (label class, predicted class) pair of a confusion-zone run: requests, f_c(x), score
-    without context, the share of the salient context on the rest of the bicyclist label, the
-    three largest context shares; written to OUT/<stage>.{md,csv} (the JSON by ``main``)."""
+    without context, the share of the salient context on the ``focus`` context classes (by
+    name; the bicyclist label by default) against their inflation baseline, the three largest
+    context shares; written to OUT/<stage>.{md,csv} (the JSON by ``main``)."""
     import gsal_tf as gs
 
     table = gs.scale.store.read_results(run["run"])
@@ -423,6 +453,7 @@ def _confusion_report(a: Analysis, run: dict, classes, stage: str, title: str) -
     original = np.asarray(table.column("original_score").to_pylist(), np.float64)
     no_context = np.asarray(table.column("no_context_score").to_pylist(), np.float64)
     context = card["settings"]["context_classes"]
+    focus = [(heading, key, context.index(name)) for heading, key, name in focus]  # the run card's column of each
     shares = gs.context_stats.per_request_shares(salient)
     baseline = gs.context_stats.per_request_shares(inflation)
     pairs = []
@@ -437,20 +468,21 @@ def _confusion_report(a: Analysis, run: dict, classes, stage: str, title: str) -
             pairs.append({"label": CAMVID_CLASSES[k], "predicted": CITYSCAPES[p], "correct": _correct(k, p), "requests": int(mine.sum()),
                           "pixels": int(pixels[mine].sum()), "mean_original_score": float(np.mean(original[mine])),
                           "median_no_context_score": float(np.nanmedian(no_context[mine])) if np.isfinite(no_context[mine]).any() else None,
-                          "share_on_bicyclist_label": float(np.mean(shares[named, BICYCLIST])) if named.any() else None,
-                          "inflation_on_bicyclist_label": float(np.mean(np.nan_to_num(baseline[named, BICYCLIST]))) if named.any() else None,
+                          **{f"share_on_{key}": float(np.mean(shares[named, c])) if named.any() else None for _, key, c in focus},
+                          **{f"inflation_on_{key}": float(np.mean(np.nan_to_num(baseline[named, c]))) if named.any() else None
+                             for _, key, c in focus},
                           "mean_salient_fraction": float(stats.mean_fraction[0]),
                           "top3": [{"context": context[c], "share": stats.share[0, c], "inflation": stats.inflation_share[0, c],
                                     "difference": stats.difference[0, c]} for c in order]})
     rows = [[p["label"], p["predicted"], "yes" if p["correct"] else "**no**", p["requests"], p["pixels"], _fmt(p["mean_original_score"]),
-             _fmt(p["median_no_context_score"]), _fmt(p["share_on_bicyclist_label"]), _fmt(p["inflation_on_bicyclist_label"]),
+             _fmt(p["median_no_context_score"]), *[_fmt(p[f"{kind}_on_{key}"]) for _, key, _ in focus for kind in ("share", "inflation")],
              "; ".join(f"{t['context']} {_fmt(t['share'], 2)} ({_fmt(t['inflation'], 2)})" for t in p["top3"])] for p in pairs]
-    header = ["label", "predicted (explained)", "correct", "requests", "pixels", "f_c(x)", "median no-context", "share on bicyclist label",
-              "infl. on bicyclist label", "top-3 context: share (inflation)"]
-    answer = _bicycle_answer(pairs)
+    header = ["label", "predicted (explained)", "correct", "requests", "pixels", "f_c(x)", "median no-context",
+              *[f"{kind} on {heading}" for heading, _, _ in focus for kind in ("share", "infl.")], "top-3 context: share (inflation)"]
+    answer = _bicycle_answer(pairs, focus[0][1], "the rest of the bicyclist label" if focus[0][1] == "bicyclist_label" else "the predicted bicycle")
     (a.out / f"{stage}.md").write_text(f"# {title}\n\n{_extent(run)}.\n\n"
                                      "Confusion zones: the pixels of a CamVid label class predicted as one Cityscapes class, explained for "
-                                     f"that class (grid saliency, {SETTINGS}). Context classes: the CamVid labels.\n\n"
+                                     f"that class (grid saliency, {SETTINGS}). {context_note}\n\n"
                                      + _markdown(header, rows) + f"\n**Bicycle question.** {answer}\n\n{CREDIT}.\n")
     _csv(a.out / f"{stage}.csv", header, rows)
     return {"stage": stage, "run": _clean(run), "pairs": _clean(pairs), "bicycle_question": answer}
@@ -462,18 +494,18 @@ def _correct(k: int, p: int) -> bool:
     return int(load_mapping("cityscapes-camvid").to_dataset[p]) == k
 
 
-def _bicycle_answer(pairs) -> str:
+def _bicycle_answer(pairs, key: str = "bicyclist_label", where: str = "the rest of the bicyclist label") -> str:
     def pick(predicted):
         return next((p for p in pairs if p["label"] == "bicyclist" and p["predicted"] == predicted), None)
 
     wrong, right = pick("person"), pick("rider")
-    if wrong is None or right is None or wrong["share_on_bicyclist_label"] is None or right["share_on_bicyclist_label"] is None:
+    if wrong is None or right is None or wrong[f"share_on_{key}"] is None or right[f"share_on_{key}"] is None:
         return ("not answerable on these frames: " + ", ".join(f"bicyclist->{n}: {p['requests'] if p else 0} requests"
                                                                 for n, p in (("person", wrong), ("rider", right))))
-    less = wrong["share_on_bicyclist_label"] < right["share_on_bicyclist_label"]
-    return (f"bicyclist called person ({wrong['requests']} requests): {wrong['share_on_bicyclist_label']:.3f} of the salient context on the "
-            f"rest of the bicyclist label (inflation {wrong['inflation_on_bicyclist_label']:.3f}); bicyclist called rider "
-            f"({right['requests']} requests): {right['share_on_bicyclist_label']:.3f} (inflation {right['inflation_on_bicyclist_label']:.3f}) "
+    less = wrong[f"share_on_{key}"] < right[f"share_on_{key}"]
+    return (f"bicyclist called person ({wrong['requests']} requests): {wrong[f'share_on_{key}']:.3f} of the salient context on "
+            f"{where} (inflation {wrong[f'inflation_on_{key}']:.3f}); bicyclist called rider "
+            f"({right['requests']} requests): {right[f'share_on_{key}']:.3f} (inflation {right[f'inflation_on_{key}']:.3f}) "
             f"-> the bicycle is {'less' if less else 'not less'} salient when the bicyclist is called a pedestrian"
             f"{' (few requests: not conclusive)' if min(wrong['requests'], right['requests']) < 20 else ''}.")
 
@@ -580,7 +612,7 @@ def main(argv=None) -> int:
     for stage in stages:
         began = time.perf_counter()
         print(f"stage {stage} ...", file=sys.stderr, flush=True)
-        result = globals()[f"stage_{stage}"](analysis)
+        result = globals()[f"stage_{stage.replace('-', '_')}"](analysis)
         result["wall_seconds_stage"] = round(time.perf_counter() - began, 2)
         result.update(analysis.data())
         result["explainer_options"] = EXPLAINER
