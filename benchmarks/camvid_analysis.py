@@ -471,6 +471,7 @@ def _confusion_report(a: Analysis, run: dict, classes, stage: str, title: str, f
                           **{f"share_on_{key}": float(np.mean(shares[named, c])) if named.any() else None for _, key, c in focus},
                           **{f"inflation_on_{key}": float(np.mean(np.nan_to_num(baseline[named, c]))) if named.any() else None
                              for _, key, c in focus},
+                          **{f"share_values_on_{key}": shares[named, c].tolist() for _, key, c in focus},
                           "mean_salient_fraction": float(stats.mean_fraction[0]),
                           "top3": [{"context": context[c], "share": stats.share[0, c], "inflation": stats.inflation_share[0, c],
                                     "difference": stats.difference[0, c]} for c in order]})
@@ -502,12 +503,31 @@ def _bicycle_answer(pairs, key: str = "bicyclist_label", where: str = "the rest 
     if wrong is None or right is None or wrong[f"share_on_{key}"] is None or right[f"share_on_{key}"] is None:
         return ("not answerable on these frames: " + ", ".join(f"bicyclist->{n}: {p['requests'] if p else 0} requests"
                                                                 for n, p in (("person", wrong), ("rider", right))))
-    less = wrong[f"share_on_{key}"] < right[f"share_on_{key}"]
+    a, b = np.asarray(wrong[f"share_values_on_{key}"]), np.asarray(right[f"share_values_on_{key}"])
+    difference = wrong[f"share_on_{key}"] - right[f"share_on_{key}"]
+    if min(len(a), len(b)) < MIN_GROUP:
+        return (f"bicyclist called person: {len(a)} requests with salient context, called rider: {len(b)} "
+                f"(shares {wrong[f'share_on_{key}']:.3f} and {right[f'share_on_{key}']:.3f} on {where}, difference {difference:+.3f}) "
+                f"-> too few requests to tell (fewer than {MIN_GROUP} in a group).")
+    low, high = _bootstrap_difference(a, b)
+    verdict = ("less" if high < 0 else "more" if low > 0 else "not distinguishably less (the interval holds 0)")
     return (f"bicyclist called person ({wrong['requests']} requests): {wrong[f'share_on_{key}']:.3f} of the salient context on "
             f"{where} (inflation {wrong[f'inflation_on_{key}']:.3f}); bicyclist called rider "
-            f"({right['requests']} requests): {right[f'share_on_{key}']:.3f} (inflation {right[f'inflation_on_{key}']:.3f}) "
-            f"-> the bicycle is {'less' if less else 'not less'} salient when the bicyclist is called a pedestrian"
-            f"{' (few requests: not conclusive)' if min(wrong['requests'], right['requests']) < 20 else ''}.")
+            f"({right['requests']} requests): {right[f'share_on_{key}']:.3f} (inflation {right[f'inflation_on_{key}']:.3f}); "
+            f"difference {difference:+.3f}, 95 % bootstrap interval [{low:+.3f}, {high:+.3f}] "
+            f"-> the bicycle is {verdict} salient when the bicyclist is called a pedestrian.")
+
+
+#: The fewest requests (with salient context) per group for a bootstrap interval of the bicycle question.
+MIN_GROUP = 5
+
+
+def _bootstrap_difference(a: np.ndarray, b: np.ndarray, draws: int = 10000, seed: int = 0) -> tuple[float, float]:
+    """The 95 % interval of mean(a) − mean(b) over bootstrap resamples of each group's requests."""
+    rng = np.random.default_rng(seed)
+    d = rng.choice(a, (draws, len(a))).mean(axis=1) - rng.choice(b, (draws, len(b))).mean(axis=1)
+    low, high = np.quantile(d, [0.025, 0.975])
+    return float(low), float(high)
 
 
 def stage_generalisation(a: Analysis) -> dict:
