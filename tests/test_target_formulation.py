@@ -101,14 +101,24 @@ def test_a_settled_request_stops_and_leaves_the_others_unchanged():
     explainer = gs.GridSaliency(model)
     together = explainer.explain(images, requests, [1, 1])
     window = gs.saliency.grid_saliency.settle_window(explainer.iterations)
-    assert together.steps[0] == window and together.converged[0]  # empty, settled at the first check
-    assert context_kept(together, request) == 0.0
+    # With pruning (the default) the request that keeps the target without context has its
+    # answer, the empty mask, before the first step: it takes none.
+    assert together.steps[0] == 0 and together.converged[0]
+    assert context_kept(together, request) == 0.0 and together.preserved_score[0] >= 0.9
+    assert np.allclose(together.loss_history[0], together.loss_history[0, 0])  # its loss at M = 0, repeated
     assert together.steps[1] > window
-    assert np.allclose(together.loss_history[0, window:], together.loss_history[0, window - 1])  # stopped: loss repeats
     alone = explainer.explain(needs_context, request, [1])
     assert int(alone.steps[0]) == int(together.steps[1])
     np.testing.assert_allclose(alone.grid[0], together.grid[1], atol=1e-5)
     assert_explains(alone, [patches[1]])
+    empty_alone = explainer.explain(image, request, [1])  # a batch with no step at all
+    assert empty_alone.steps[0] == 0 and context_kept(empty_alone, request) == 0.0
+    np.testing.assert_allclose(empty_alone.loss_history[0], together.loss_history[0], atol=1e-6)
+    # Without pruning it steps from M = 0 and stops once its mask has settled, as before.
+    unpruned = gs.GridSaliency(model, prune=False).explain(images, requests, [1, 1])
+    assert unpruned.steps[0] == window and unpruned.converged[0]  # empty, settled at the first check
+    assert context_kept(unpruned, request) == 0.0
+    assert np.allclose(unpruned.loss_history[0, window:], unpruned.loss_history[0, window - 1])  # stopped: loss repeats
 
 
 def test_the_paper_formulation_runs_every_iteration():
