@@ -119,6 +119,12 @@ def test_a_settled_request_stops_and_leaves_the_others_unchanged():
     assert unpruned.steps[0] == window and unpruned.converged[0]  # empty, settled at the first check
     assert context_kept(unpruned, request) == 0.0
     assert np.allclose(unpruned.loss_history[0, window:], unpruned.loss_history[0, window - 1])  # stopped: loss repeats
+    # Under XLA (static shapes) every request runs the searches and the pruning, and the result
+    # is selected: the same answer as the compact graph's gathered rows.
+    jit = gs.GridSaliency(model, jit_compile=True).explain(images, requests, [1, 1])
+    np.testing.assert_allclose(jit.grid, together.grid, atol=1e-3)
+    np.testing.assert_allclose(jit.preserved_score, together.preserved_score, atol=1e-3)
+    assert context_kept(jit, request) == 0.0
 
 
 def test_the_paper_formulation_runs_every_iteration():

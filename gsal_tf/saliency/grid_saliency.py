@@ -507,15 +507,22 @@ def _build_graph(get_model, image_shape, grid_size, mode, upsampling, optimizer,
     # request every iteration and keeps the stopped ones unchanged.
     compact = not jit_compile
 
-    def on_rows(rows, fn, outputs, fallback):
-        """``fn`` (taking the row indices) on the requests ``rows`` only, its outputs scattered
-        back into ``outputs`` (full-batch tensors); ``fallback`` (full batch) when ``rows`` is
-        empty, so that no forward pass runs on an empty batch."""
+    def on_rows(needed, fn, outputs):
+        """``fn`` (taking row indices) on the requests where ``needed`` (N,) bool holds, its outputs
+        put into ``outputs`` (full-batch tensors, kept where a request is not needed). Compact
+        graphs gather the needed rows (and run no forward pass when there are none); XLA runs every
+        row and selects."""
+        if not compact:
+            parts = fn(tf.range(tf.shape(needed)[0]))
+            return [tf.where(needed[(slice(None),) + (None,) * (full.shape.rank - 1)], part, full)
+                    for full, part in zip(outputs, parts)]
+        rows = tf.where(needed)[:, 0]
+
         def run():
             parts = fn(rows)
             return [tf.tensor_scatter_nd_update(full, rows[:, None], part) for full, part in zip(outputs, parts)]
 
-        return tf.cond(tf.size(rows) > 0, run, lambda: list(fallback))
+        return tf.cond(tf.size(rows) > 0, run, lambda: list(outputs))
 
     def start_level(images, requests, class_ids, baseline, score, target, kept_empty):
         """``init="auto"``: the lowest uniform level ``u`` (N,) whose mask ``M = u`` keeps the
@@ -534,10 +541,7 @@ def _build_graph(get_model, image_shape, grid_size, mode, upsampling, optimizer,
 
             return [optim.lowest_level(keeps, tf.zeros([m], tf.bool), SEARCH_STEPS)]
 
-        if not compact:
-            return search(tf.range(n))[0] * tf.cast(tf.logical_not(kept_empty), tf.float32)
-        rows = tf.where(tf.logical_not(kept_empty))[:, 0]
-        return on_rows(rows, search, [tf.zeros([n])], [tf.zeros([n])])[0]
+        return on_rows(tf.logical_not(kept_empty), search, [tf.zeros([n])])[0]
 
     @tf.function(input_signature=spec, jit_compile=jit_compile, autograph=False)
     def optimise(images, requests, class_ids, baseline, lam, learning_rate, iterations, init, momentum, target, backoff):
@@ -676,11 +680,7 @@ def _build_graph(get_model, image_shape, grid_size, mode, upsampling, optimizer,
                     theta, s_rows = optim.highest_threshold(keeps_pruned, tf.gather(s_final, rows), PRUNE_STEPS)
                     return [theta, s_rows]
 
-                if compact:
-                    rows = tf.where(tf.reduce_max(grid, axis=[1, 2]) > 0)[:, 0]
-                    theta, s_final = on_rows(rows, prune_rows, [tf.zeros([n]), s_final], [tf.zeros([n]), s_final])
-                else:
-                    theta, s_final = prune_rows(tf.range(n))
+                theta, s_final = on_rows(tf.reduce_max(grid, axis=[1, 2]) > 0, prune_rows, [tf.zeros([n]), s_final])
                 grid = pruned(grid, theta)
         else:
             s_final, s_empty = scores_of(grid, tf.zeros_like(grid))  # the final mask and no context (M = 0)
