@@ -32,8 +32,11 @@ Stages (``--stage NAME``; default: all, in this order):
 Every network is its ``.tflite`` file imported by :func:`gsal_tf.models.from_tflite` (8-bit
 activations simulated: 100 % arg-max agreement with ``tf.lite.Interpreter`` on the Coral files; the
 ADE20K file is a hybrid float file, rebuilt in float). The explainer is grid saliency with the
-settings of :data:`EXPLAINER` (the library's defaults when the runs began, without pruning; pinned
-so that a run resumes whatever the defaults become; the run cards record every setting).
+settings of :data:`EXPLAINERS` (``--explainer``): ``pinned``, the library's defaults when the first
+runs began (50 iterations, without pruning), which every sampled table used; ``defaults``, the
+defaults of gsal-tf 0.2.0+ (40 pruned iterations; a request whose prediction holds without
+context takes no step), which the full-split runs use. Both are written out, not read from the
+library, so that a run resumes whatever the defaults become; the run cards record every setting.
 
 Resume: every dataset run is a results folder ``OUT/runs/<name>/`` (card + Parquet shards, no
 pixels); rerunning the same command continues after the last committed shard, and a finished run
@@ -88,8 +91,12 @@ CITYSCAPES = ("road", "sidewalk", "building", "wall", "fence", "pole", "traffic 
               "person", "rider", "car", "truck", "bus", "train", "motorcycle", "bicycle")
 QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
 #: Grid saliency's settings of every CamVid run (the grid: ``explain_dataset``'s choice for the frame, 12x12).
-EXPLAINER = {"iterations": 50, "lam": 16.0, "learning_rate": 0.02, "target": 0.9, "backoff": 0.5, "init": "auto", "prune": False}
-SETTINGS = "τ 0.9, lam 16, learning rate 0.02, 50 iterations, unpruned"
+EXPLAINERS = {
+    "pinned": {"iterations": 50, "lam": 16.0, "learning_rate": 0.02, "target": 0.9, "backoff": 0.5, "init": "auto", "prune": False},
+    "defaults": {"iterations": 40, "lam": 16.0, "learning_rate": 0.025, "target": 0.9, "backoff": 0.5, "init": "auto", "prune": True},
+}
+SETTINGS = {"pinned": "τ 0.9, lam 16, learning rate 0.02, 50 iterations, unpruned",
+            "defaults": "the defaults of gsal-tf 0.2.0+: τ 0.9, lam 16, learning rate 0.025, 40 iterations, pruned"}
 CREDIT = "CamVid (Brostow et al., 2009), SegNet version"
 
 
@@ -182,7 +189,7 @@ class Analysis:
             return _rates({**_record(folder, key), **_partial_summary(folder)})
         began = time.perf_counter()
         root, split = tree or self.explained_tree()
-        summary = gs.explain_dataset(self.model(key), root, folder, layout="camvid", split=split, options=EXPLAINER,
+        summary = gs.explain_dataset(self.model(key), root, folder, layout="camvid", split=split, options=EXPLAINERS[self.args.explainer],
                                      policy=policy, limit=None if tree else self.args.limit, engine=self.args.engine, model_name=NETWORKS[key][2],
                                      progress=_progress(name))
         return _rates({**_record(folder, key), "requests": summary.requests, "samples": summary.samples,
@@ -375,7 +382,7 @@ def stage_context(a: Analysis) -> dict:
 
         report.write_html_report(runs[name]["run"], Path(runs[name]["run"]) / "stats" / "report.html")
     lines = [f"# Context statistics, Cityscapes MobileNet-EdgeTPU on {a.frames()}\n",
-             f"Grid saliency, {SETTINGS}. share = mean share of the salient context on the context class (CamVid labels); "
+             f"Grid saliency, {SETTINGS[a.args.explainer]}. share = mean share of the salient context on the context class (CamVid labels); "
              "infl. = the inflation baseline's share with the same amount of context; Δ = share − infl.\n"]
     for name, run in runs.items():
         lines.append(f"\n## {name}: {_extent(run)}, {run['explainer_seconds_all_sessions']} s explaining, "
@@ -483,7 +490,7 @@ def _confusion_report(a: Analysis, run: dict, classes, stage: str, title: str, f
     answer = _bicycle_answer(pairs, focus[0][1], "the rest of the bicyclist label" if focus[0][1] == "bicyclist_label" else "the predicted bicycle")
     (a.out / f"{stage}.md").write_text(f"# {title}\n\n{_extent(run)}.\n\n"
                                      "Confusion zones: the pixels of a CamVid label class predicted as one Cityscapes class, explained for "
-                                     f"that class (grid saliency, {SETTINGS}). {context_note}\n\n"
+                                     f"that class (grid saliency, {SETTINGS[a.args.explainer]}). {context_note}\n\n"
                                      + _markdown(header, rows) + f"\n**Bicycle question.** {answer}\n\n{CREDIT}.\n")
     _csv(a.out / f"{stage}.csv", header, rows)
     return {"stage": stage, "run": _clean(run), "pairs": _clean(pairs), "bicycle_question": answer}
@@ -605,7 +612,7 @@ def stage_architectures(a: Analysis) -> dict:
                              "figure": png.name})
     (a.out / "architectures.md").write_text(f"# Architecture comparison on {a.frames()}\n\n"
                                             "The same requests (class zones from the CamVid labels, on the frames both networks explained) "
-                                            f"by two networks each (grid saliency, {SETTINGS}; `gsal stats RUN_A RUN_B`); context classes: "
+                                            f"by two networks each (grid saliency, {SETTINGS[a.args.explainer]}; `gsal stats RUN_A RUN_B`); context classes: "
                                             "the CamVid labels.\n\n" + "\n\n".join(sections) + f"\n\n{CREDIT}.\n")
     return {"stage": "architectures", "runs": _clean(runs), "pairs": pair_records}
 
@@ -626,6 +633,9 @@ def main(argv=None) -> int:
     parser.add_argument("--report-only", action="store_true",
                         help="write the tables from the runs as far as their shards go, explaining nothing (a run still going, or stopped)")
     parser.add_argument("--engine", choices=("local", "ray"), default="local")
+    parser.add_argument("--explainer", choices=tuple(EXPLAINERS), default="pinned",
+                        help="grid saliency's settings: pinned (the sampled tables) or defaults (the full-split runs); "
+                             "give each its own --out, as a run resumes only with its own settings")
     args = parser.parse_args(argv)
     analysis = Analysis(args)
     stages = STAGES if args.stage == "all" else (args.stage,)
@@ -635,7 +645,7 @@ def main(argv=None) -> int:
         result = globals()[f"stage_{stage.replace('-', '_')}"](analysis)
         result["wall_seconds_stage"] = round(time.perf_counter() - began, 2)
         result.update(analysis.data())
-        result["explainer_options"] = EXPLAINER
+        result["explainer_options"] = EXPLAINERS[args.explainer]
         analysis.write(f"{stage}.json", _clean(result))
         print(f"stage {stage}: {result['wall_seconds_stage']} s", file=sys.stderr, flush=True)
     return 0
