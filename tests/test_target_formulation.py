@@ -143,3 +143,44 @@ def test_highest_threshold_matches_a_numpy_bisection(steps):
     expected = np.array([grid[grid <= limit].max() for limit in limits])
     np.testing.assert_allclose(theta.numpy(), expected)
     np.testing.assert_allclose(value.numpy()[:, 0], 10 * expected)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_least_needed_removed_matches_numpy(seed):
+    rng = np.random.default_rng(seed)
+    grid = np.where(rng.random((4, 3, 5)) < 0.6, rng.random((4, 3, 5)), 0.0).astype(np.float32)
+    importance = rng.standard_normal((4, 3, 5)).astype(np.float32)
+    importance[0, 0, :2] = importance[0, 0, 2]  # ties go in row-major order
+    fraction = np.array([0.0, 0.3, 0.75, 1.0], np.float32)
+    got = gs.saliency.grid_saliency.least_needed_removed(tf.constant(grid), tf.constant(importance), tf.constant(fraction)).numpy()
+    expected = grid.copy()
+    for b in range(4):
+        kept = np.flatnonzero(grid[b].ravel() > 0)
+        order = kept[np.argsort(importance[b].ravel()[kept], kind="stable")]
+        flat = expected[b].ravel()
+        flat[order[:int(np.floor(fraction[b] * len(kept)))]] = 0.0
+        expected[b] = flat.reshape(3, 5)
+    np.testing.assert_array_equal(got, expected)
+
+
+def test_remove_cells_keeps_one_of_two_contexts_that_each_suffice():
+    # combine "any": the prediction in the request holds with either patch. The optimisation keeps
+    # both (they are alike to it), the leave-one-out removal finds that one is enough.
+    patches = [(0, 0, 16, 16), (48, 48, 64, 64)]
+    model, image, request = case(patches=patches, combine="any")
+    both = gs.GridSaliency(model).explain(image, request, [1])
+    assert_explains(both, patches)
+    one = gs.GridSaliency(model, remove_cells=True).explain(image, request, [1])
+    assert one.preserved_score[0] >= 0.9 and one.params["remove_cells"] is True
+    kept = [float(one.saliency[0][box_mask([p])].mean()) for p in patches]
+    assert sorted(kept)[0] == 0.0 and sorted(kept)[1] > 0.75, kept
+    assert_explains(one, [patches[int(np.argmax(kept))]])
+    assert ((one.grid[0] > 0) <= (both.grid[0] > 0)).all()  # only removes cells
+    jit = gs.GridSaliency(model, remove_cells=True, jit_compile=True).explain(image, request, [1])
+    np.testing.assert_allclose(jit.grid, one.grid, atol=1e-3)
+
+
+def test_remove_cells_must_be_a_bool():
+    model, _, _ = case()
+    with pytest.raises(gs.GsalInputError, match="remove_cells must be True or False"):
+        gs.GridSaliency(model, remove_cells="yes")
