@@ -1,6 +1,6 @@
 """Time of the default explanation against the paper's 100-iteration one, on the same batch.
 
-    python benchmarks/bench_defaults.py MNIST.npz [--real ../shared/data/real] [--repeats 3] [--json out.json]
+    python benchmarks/bench_defaults.py MNIST.npz [--real ../shared/data/real] [--repeats 3] [--set KEY=VALUE ...] [--json out.json]
 
 Rows:
 - each strongly biased zoo model on 16 held-out biased requests (test_seed 4242), batch 16;
@@ -9,7 +9,8 @@ Rows:
 
 Each row times ``gs.GridSaliency(model)`` (the defaults) and ``gs.GridSaliency.paper(model)``
 (100 iterations, the defaults up to 0.2) alternately after one warm-up each (tracing excluded),
-and reports the medians of ``--repeats`` runs and their ratio (target ≤ 0.5).
+and reports the medians of ``--repeats`` runs and their ratio (target ≤ 0.5). ``--set KEY=VALUE``
+(a TOML value, repeatable) changes an option of the first explainer, e.g. ``--set remove_cells=true``.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+import tomllib
 from pathlib import Path
 
 import numpy as np
@@ -40,9 +42,9 @@ def photo_batch(real: Path):
     return net, image, request, class_id, grid
 
 
-def time_pair(model, images, masks, classes, grid, repeats: int) -> dict:
+def time_pair(model, images, masks, classes, grid, repeats: int, options: dict | None = None) -> dict:
     grid_options = {} if grid is None else {"grid_size": grid}
-    explainers = {"defaults": gs.GridSaliency(model, **grid_options), "paper": gs.GridSaliency.paper(model, **grid_options)}
+    explainers = {"defaults": gs.GridSaliency(model, **grid_options, **(options or {})), "paper": gs.GridSaliency.paper(model, **grid_options)}
     results = {name: e.explain(images, masks, classes) for name, e in explainers.items()}  # warm-up (tracing)
     times = {name: [] for name in explainers}
     for _ in range(repeats):
@@ -61,16 +63,19 @@ def main() -> None:
     parser.add_argument("mnist")
     parser.add_argument("--real", default=str(REAL))
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="an option of the first explainer (TOML value), e.g. remove_cells=true")
     parser.add_argument("--json")
     args = parser.parse_args()
+    options = tomllib.loads("\n".join(args.set))
     cases = [(name, lambda name=name: zoo_batch(name, args.mnist)) for name in ("tmnist-mobilenetv2-strong", "tmnist-xception-strong")]
     if (Path(args.real) / "images" / "cow.jpg").is_file():
         cases.append(("pascal-mobilenetv2 513x513, cow", lambda: photo_batch(Path(args.real))))
-    report = {"machine": machine(), "rows": []}
+    report = {"machine": machine(), "options": options, "rows": []}
     print("| batch | defaults (s) | paper, 100 it. (s) | ratio | preserved median, defaults / paper |")
     print("|---|---|---|---|---|")
     for name, load in cases:
-        row = {"case": name, **time_pair(*load(), args.repeats)}
+        row = {"case": name, **time_pair(*load(), args.repeats, options)}
         report["rows"].append(row)
         s, p = row["seconds"], row["preserved_median"]
         print(f"| {name} ({row['requests']} requests) | {s['defaults']:.2f} | {s['paper']:.2f} | **{row['ratio']:.3f}** | "

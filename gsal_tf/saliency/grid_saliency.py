@@ -317,8 +317,11 @@ class GridSaliency(Explainer):
         (``python benchmarks/cbl_diagnosis.py MNIST.npz``; ``benchmarks/results/cbl-diagnosis-*.json``)
         it raised CBL from 0.967 / 0.983, 0.887 / 0.908 to 0.978 / 0.987, 0.921 / 0.921 with
         smaller masks (weak MobileNetV2: 18.9 → 13.1 cells of 64), the median preserved score
-        falling towards the target (0.932-0.952). Off by default: it costs a forward pass per
-        kept cell, and a 12×12 grid on a photo may keep dozens.
+        falling towards the target (0.932-0.952); at 35 iterations 0.980 / 0.987, 0.913 / 0.920
+        in 0.48 of the paper's 100-iteration time (evaluation split: 0.984 / 0.987, 0.908 /
+        0.942). Off by default: it costs a forward pass per kept cell, and a photo's grid keeps
+        dozens — on the real photos of ``benchmarks/defaults_real.py`` it took 1.5-2.5× the
+        time of the defaults (docs/defaults.md, "Removing unneeded cells").
     prune : bool, default True
         With a ``target``: the returned mask keeps only its cells at or above the highest
         threshold θ (to 1/16, :data:`PRUNE_STEPS` bisection steps, one forward pass of the batch
