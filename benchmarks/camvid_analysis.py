@@ -1,6 +1,6 @@
 """The paper's real-world analysis on CamVid: seven stages, each a call of the library.
 
-Stages (``--stage NAME``; default: all, in this order):
+Stages (``--stage NAME``; default: all but ``settings``, in this order):
 
 ``miou``           mIoU of every network on the split through its label mapping
                    (:func:`gsal_tf.datasets.dataset_confusion`, :func:`~gsal_tf.datasets.mapped_iou`,
@@ -28,6 +28,11 @@ Stages (``--stage NAME``; default: all, in this order):
                    (``RequestPolicy(context_from="predictions")``): the share of the salient
                    context on what the network predicts as *bicycle* and *rider*, which CamVid's
                    one *bicyclist* label does not separate.
+``settings``       the two explainer settings on the same requests: the class-zone context run of
+                   ``--explainer pinned`` (``--pinned-out``, the sampled tables) against this
+                   ``--out``'s (``--explainer defaults``) on the frames both explained
+                   (:func:`gsal_tf.scale.compare_runs`): whether the faster defaults tell the same
+                   story, and what each cost per request (no new run).
 
 Every network is its ``.tflite`` file imported by :func:`gsal_tf.models.from_tflite` (8-bit
 activations simulated: 100 % arg-max agreement with ``tf.lite.Interpreter`` on the Coral files; the
@@ -71,7 +76,7 @@ SHARED = HERE.parent.parent / "shared" / "data" / "real"
 if not SHARED.exists():
     SHARED = Path("/work/shared/data/real")
 
-STAGES = ("miou", "context", "errors", "generalisation", "architectures", "bicycle", "bicycle-own")
+STAGES = ("miou", "context", "errors", "generalisation", "architectures", "bicycle", "bicycle-own", "settings")
 #: Stage bicycle: the frames whose labels hold at least this many bicyclist pixels.
 BICYCLIST_PIXELS = 500
 
@@ -617,6 +622,43 @@ def stage_architectures(a: Analysis) -> dict:
     return {"stage": "architectures", "runs": _clean(runs), "pairs": pair_records}
 
 
+def stage_settings(a: Analysis) -> dict:
+    import gsal_tf as gs
+
+    name = "cityscapes-class"
+    folders = [Path(a.args.pinned_out) / "runs" / name, a.out / "runs" / name]
+    labels = ["pinned", "defaults"]
+    for folder in folders:
+        if not (folder / "run.json").is_file():
+            raise SystemExit(f"--stage settings: {folder} holds no run; run --stage context --context-zones class there first")
+    if folders[0].resolve() == folders[1].resolve():
+        raise SystemExit("--stage settings compares two results folders: give --out the run of --explainer defaults")
+    cmp = gs.scale.compare_runs(folders)
+    runs = {label: _rates({**_record(folder, "cityscapes"), **_partial_summary(folder)}) for label, folder in zip(labels, folders)}
+    rows, records = [], []
+    for z, zone in enumerate(cmp.zone_classes):
+        for r, label in enumerate(labels):
+            top = cmp.top(r, z)
+            rows.append([zone if r == 0 else "", label, int(cmp.count[r, z]), _fmt(cmp.no_context[r, z]), _fmt(cmp.salient_fraction[r, z]),
+                         "; ".join(f"{n} {_fmt(share, 2)} ({_fmt(infl, 2)})" for n, share, infl in top)])
+        difference = np.abs(cmp.share[1, z] - cmp.share[0, z])
+        records.append({"zone_class": zone, "requests": int(cmp.count[0, z]),
+                        "largest_share_difference": float(np.nanmax(difference)) if np.isfinite(difference).any() else None,
+                        "same_top_context": [n for n, _, _ in cmp.top(0, z, 1)] == [n for n, _, _ in cmp.top(1, z, 1)]})
+    header = ["CamVid class (request)", "settings", "requests", "median no-context", "salient fraction", "top-3 context: share (inflation)"]
+    same = sum(r["same_top_context"] for r in records)
+    spread = [r["largest_share_difference"] for r in records if r["largest_share_difference"] is not None]
+    cost = "; ".join(f"{label}: {runs[label]['seconds_per_request']} s per request over its whole run ({runs[label]['requests']} requests)"
+                     for label in labels)
+    (a.out / "settings.md").write_text(
+        f"# The two explainer settings on the same requests\n\n"
+        f"Class zones of the CamVid labels on the {cmp.shared_samples} frames both runs explained, Cityscapes MobileNet-EdgeTPU; "
+        f"pinned = {SETTINGS['pinned']}; defaults = {SETTINGS['defaults']} (`gsal stats RUN_A RUN_B`). "
+        f"The largest context class is the same for {same} of {len(records)} request classes; the largest difference of a "
+        f"share is {_fmt(max(spread)) if spread else '–'}. Cost: {cost}.\n\n" + _markdown(header, rows) + f"\n{CREDIT}.\n")
+    return {"stage": "settings", "frames": cmp.shared_samples, "runs": _clean(runs), "classes": records}
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--camvid", default=str(SHARED / "research-only" / "camvid"), help="the SegNet CamVid tree")
@@ -633,12 +675,15 @@ def main(argv=None) -> int:
     parser.add_argument("--report-only", action="store_true",
                         help="write the tables from the runs as far as their shards go, explaining nothing (a run still going, or stopped)")
     parser.add_argument("--engine", choices=("local", "ray"), default="local")
+    parser.add_argument("--pinned-out", default=str(HERE / "results" / "camvid"),
+                        help="stage settings: the results folder of the --explainer pinned runs")
     parser.add_argument("--explainer", choices=tuple(EXPLAINERS), default="pinned",
                         help="grid saliency's settings: pinned (the sampled tables) or defaults (the full-split runs); "
                              "give each its own --out, as a run resumes only with its own settings")
     args = parser.parse_args(argv)
     analysis = Analysis(args)
-    stages = STAGES if args.stage == "all" else (args.stage,)
+    # "all": every stage that explains or reads one results folder (settings reads two)
+    stages = tuple(stage for stage in STAGES if stage != "settings") if args.stage == "all" else (args.stage,)
     for stage in stages:
         began = time.perf_counter()
         print(f"stage {stage} ...", file=sys.stderr, flush=True)
