@@ -307,9 +307,9 @@ class GridSaliency(Explainer):
     backoff : float in (0, 1], default 0.5
         With a ``target``: the factor on a request's ``lam`` each time it loses its prediction.
     remove_cells : bool, default False
-        With a ``target`` (the paper's formulation removes nothing): after the pruning, each kept cell is removed alone (one
-        forward pass of the batch per kept cell of its largest mask: leave-one-out), the cells
-        are ordered by how much the preserved score drops without them, and the most of the
+        With a ``target`` (the paper's formulation removes nothing): after the pruning, each
+        kept cell is removed alone (one forward pass of the batch per kept cell of its largest
+        mask: leave-one-out), the cells are ordered by how much the preserved score drops without them, and the most of the
         least needed cells that still keep the target are removed together (a bisection of
         :data:`REMOVE_STEPS` forward passes on their number). The optimisation ends in a mask
         whose every cell it kept together; some of them the prediction does not need once the
@@ -512,9 +512,10 @@ def _build_graph(get_model, image_shape, grid_size, mode, upsampling, optimizer,
 
     ``constrained`` builds the loop of the ``target`` formulation; without it the loop is the
     paper's, with no per-step work for a target. ``prune`` (with ``constrained``) ends with the
-    threshold search of ``GridSaliency(prune=True)``, and ``remove_cells`` (with ``constrained``) with the
-    leave-one-out removal of ``GridSaliency(remove_cells=True)``. The graph reads the model through ``get_model``
-    (a weak reference), so the cache of compiled graphs never keeps a model alive.
+    threshold search of ``GridSaliency(prune=True)``, and ``remove_cells`` (with ``constrained``)
+    with the leave-one-out removal of ``GridSaliency(remove_cells=True)``. The graph reads the
+    model through ``get_model`` (a weak reference), so the cache of compiled graphs never keeps a
+    model alive.
     """
     height, width, channels = image_shape
     gh, gw = grid_size
