@@ -1,4 +1,4 @@
-"""The paper's real-world analysis on CamVid: seven stages, each a call of the library.
+"""The paper's real-world analysis on CamVid: eight stages, each a call of the library.
 
 Stages (``--stage NAME``; default: all but ``settings``, in this order):
 
@@ -100,8 +100,16 @@ EXPLAINERS = {
     "pinned": {"iterations": 50, "lam": 16.0, "learning_rate": 0.02, "target": 0.9, "backoff": 0.5, "init": "auto", "prune": False},
     "defaults": {"iterations": 40, "lam": 16.0, "learning_rate": 0.025, "target": 0.9, "backoff": 0.5, "init": "auto", "prune": True},
 }
-SETTINGS = {"pinned": "τ 0.9, lam 16, learning rate 0.02, 50 iterations, unpruned",
-            "defaults": "the defaults of gsal-tf 0.2.0+: τ 0.9, lam 16, learning rate 0.025, 40 iterations, pruned"}
+
+
+def _settings_text(options: dict) -> str:
+    """The settings of one of :data:`EXPLAINERS` as the tables name them."""
+    return (f"τ {options['target']:g}, lam {options['lam']:g}, learning rate {options['learning_rate']:g}, "
+            f"{options['iterations']} iterations, {'pruned' if options['prune'] else 'unpruned'}")
+
+
+SETTINGS = {"pinned": _settings_text(EXPLAINERS["pinned"]),
+            "defaults": "the defaults of gsal-tf 0.2.0+: " + _settings_text(EXPLAINERS["defaults"])}
 CREDIT = "CamVid (Brostow et al., 2009), SegNet version"
 
 
