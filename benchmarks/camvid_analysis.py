@@ -7,7 +7,7 @@ Stages (``--stage NAME``; default: all but ``settings``, in this order):
                    :func:`~gsal_tf.datasets.mapped_mean_iou`).
 ``context``        context statistics of the Cityscapes network (:func:`gsal_tf.explain_dataset`,
                    :func:`gsal_tf.scale.load_stats`): class zones and connected components (at
-                   least ``--min-component`` pixels) from the CamVid labels, per request class ×
+                   least ``--min-component`` pixels, of the ``--component-classes``) from the CamVid labels, per request class ×
                    context class the share of the salient context vs the inflation baseline, the
                    three largest per request class; the HTML report (``gsal stats RUN --html``).
 ``errors``         error analysis: confusion zones of pavement, pedestrian and bicyclist split by
@@ -116,6 +116,19 @@ CREDIT = "CamVid (Brostow et al., 2009), SegNet version"
 # -- helpers (bookkeeping only: every number comes from a library call) ------------------------------
 
 
+def component_class_ids(spec: str) -> tuple | None:
+    """CamVid class names, comma-separated, or "all", as sorted class ids (None: all); one clear
+    error for a name CamVid lacks."""
+    if spec.strip() == "all":
+        return None
+    names = [n.strip() for n in spec.split(",") if n.strip()]
+    unknown = [n for n in names if n not in CAMVID_CLASSES]
+    if unknown or not names:
+        raise SystemExit(f"--component-classes: {', '.join(unknown) or 'nothing'} is not a CamVid class; "
+                         f"give 'all' or names from: {', '.join(CAMVID_CLASSES)}")
+    return tuple(sorted(CAMVID_CLASSES.index(n) for n in names))
+
+
 class Analysis:
     def __init__(self, args):
         self.args = args
@@ -143,6 +156,10 @@ class Analysis:
     def data(self) -> dict:
         return {"dataset": CREDIT, "split": self.args.split, "limit": self.args.limit, "every": self.args.every,
                 "frames_explained": self.frames()}
+
+    def component_classes(self) -> tuple | None:
+        """``--component-classes`` as CamVid class ids (None: all)."""
+        return component_class_ids(self.args.component_classes)
 
     def frames(self) -> str:
         """What the explanation stages read, for the titles of the tables."""
@@ -385,7 +402,7 @@ def stage_context(a: Analysis) -> dict:
     runs = {}
     for zone in a.args.context_zones.split(","):
         policy = gs.scale.RequestPolicy(zone=zone, zones_from="labels", min_pixels=a.args.min_component if zone == "component" else 16,
-                                        mapping="cityscapes-camvid")
+                                        mapping="cityscapes-camvid", classes=a.component_classes() if zone == "component" else None)
         name = f"cityscapes-{zone}"
         runs[name] = a.run(name, "cityscapes", policy)
         stats, card = _stats(runs[name]["run"])
@@ -678,6 +695,9 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default=str(HERE / "results" / "camvid"), help="results folder")
     parser.add_argument("--stage", choices=STAGES + ("all",), default="all")
     parser.add_argument("--min-component", type=int, default=64, help="smallest connected component explained (pixels)")
+    parser.add_argument("--component-classes", default="all",
+                        help="CamVid classes whose connected components are explained, comma-separated (e.g. "
+                             "'car,pedestrian,bicyclist,pole,sign symbol,fence'), or 'all'")
     parser.add_argument("--context-zones", default="class,component", choices=("class,component", "class", "component"),
                         help="zones of stage context (and generalisation): class zones, connected components, or both")
     parser.add_argument("--report-only", action="store_true",
@@ -689,6 +709,7 @@ def main(argv=None) -> int:
                         help="grid saliency's settings: pinned (the sampled tables) or defaults (the full-split runs); "
                              "give each its own --out, as a run resumes only with its own settings")
     args = parser.parse_args(argv)
+    component_class_ids(args.component_classes)  # a bad name stops here, before anything is written
     analysis = Analysis(args)
     # "all": every stage that explains or reads one results folder (settings reads two)
     stages = tuple(stage for stage in STAGES if stage != "settings") if args.stage == "all" else (args.stage,)
