@@ -332,16 +332,37 @@ def _stats(folder):
     return gs.scale.load_stats(folder)
 
 
-def _top_context(stats, card, top=3) -> list:
-    """Per request class: count, empty, and the ``top`` context classes by share (share, baseline, difference)."""
+def _stats_not_area_like(folder):
+    """The statistics of ``folder``'s requests that are not area-like (their salient context does
+    not lie on the context classes as the classes' areas do; :func:`gsal_tf.context_stats.area_distance`)."""
+    import gsal_tf as gs
+    from gsal_tf import context_stats
+
+    table = gs.scale.store.read_results(folder)
+    distance = context_stats.area_distance(np.asarray(table.column("salient").to_pylist(), np.float64),
+                                           np.asarray(table.column("context_pixels").to_pylist(), np.float64))
+    keep = ~(distance < context_stats.AREA_LIKE_DISTANCE)  # NaN (no salient context) stays: counted as empty
+    return gs.scale.load_stats(folder, table.filter(keep))[0]
+
+
+def _top_context(stats, card, top=3, focused=None) -> list:
+    """Per request class: count, empty, area-like, and the ``top`` context classes by share
+    (share, baseline, difference; with ``focused``, the statistics of the requests that are not
+    area-like, also their share and difference there)."""
     context = card["settings"]["context_classes"]
     out = []
     for row, c in enumerate(stats.classes):
         order = np.argsort(-np.nan_to_num(stats.share[row], nan=-1))[:top]
+        there = None if focused is None else np.flatnonzero(focused.classes == c)
+        f_row = int(there[0]) if there is not None and len(there) else None
         out.append({"request_class": _name(card, c), "class_id": int(c), "requests": int(stats.count[row]), "empty": int(stats.empty[row]),
-                    "mean_salient_fraction": stats.mean_fraction[row],
+                    "area_like": int(stats.area_like[row]), "mean_salient_fraction": stats.mean_fraction[row],
                     "top": [{"context": context[k], "share": stats.share[row, k], "inflation": stats.inflation_share[row, k],
-                             "difference": stats.difference[row, k]} for k in order]})
+                             "difference": stats.difference[row, k],
+                             **({} if focused is None else {
+                                 "share_not_area_like": None if f_row is None else focused.share[f_row, k],
+                                 "difference_not_area_like": None if f_row is None else focused.difference[f_row, k]})}
+                            for k in order]})
     return out
 
 
@@ -406,23 +427,27 @@ def stage_context(a: Analysis) -> dict:
         name = f"cityscapes-{zone}"
         runs[name] = a.run(name, "cityscapes", policy)
         stats, card = _stats(runs[name]["run"])
-        runs[name]["top3"] = _top_context(stats, card)
+        runs[name]["top3"] = _top_context(stats, card, focused=_stats_not_area_like(runs[name]["run"]))
         _matrix_csv(a.out / f"context-{zone}.csv", stats, card)
         from gsal_tf.scale import report
 
         report.write_html_report(runs[name]["run"], Path(runs[name]["run"]) / "stats" / "report.html")
     lines = [f"# Context statistics, Cityscapes MobileNet-EdgeTPU on {a.frames()}\n",
              f"Grid saliency, {SETTINGS[a.args.explainer]}. share = mean share of the salient context on the context class (CamVid labels); "
-             "infl. = the inflation baseline's share with the same amount of context; Δ = share − infl.\n"]
+             "infl. = the inflation baseline's share with the same amount of context; Δ = share − infl. "
+             "area-like = requests whose salient context lies on the context classes as their areas do (a mask that stayed "
+             "uniform; `gsal_tf.context_stats.area_distance` < 0.05); the last two columns leave them out.\n"]
     for name, run in runs.items():
         lines.append(f"\n## {name}: {_extent(run)}, {run['explainer_seconds_all_sessions']} s explaining, "
                      f"{run['requests_per_second']} requests/s\n")
         rows = []
         for entry in run["top3"]:
             for rank, t in enumerate(entry["top"]):
-                rows.append([entry["request_class"] if rank == 0 else "", f"{entry['requests']} ({entry['empty']})" if rank == 0 else "", t["context"], _fmt(t["share"]),
-                             _fmt(t["inflation"]), _fmt(t["difference"])])
-        lines.append(_markdown(["request class (network)", "n (no salient context)", "context class", "share", "infl.", "Δ"], rows))
+                rows.append([entry["request_class"] if rank == 0 else "", f"{entry['requests']} ({entry['empty']}, {entry['area_like']})" if rank == 0 else "",
+                             t["context"], _fmt(t["share"]), _fmt(t["inflation"]), _fmt(t["difference"]),
+                             _fmt(t.get("share_not_area_like")), _fmt(t.get("difference_not_area_like"))])
+        lines.append(_markdown(["request class (network)", "n (no salient context, area-like)", "context class", "share", "infl.", "Δ",
+                                "share, not area-like", "Δ, not area-like"], rows))
     (a.out / "context.md").write_text("\n".join(lines) + f"\n{CREDIT}.\n")
     return {"stage": "context", "runs": _clean(runs)}
 

@@ -35,7 +35,15 @@ Aggregates over requests of request class c (:func:`aggregate`)
 - ``mean_size[c] = mean_i salient_mass_i`` (pixels) and ``mean_fraction[c] = mean_i
   salient_mass_i / context_area_i`` (the CBD of :func:`gsal_tf.metrics.cbd`);
 - ``profile[c,b] = Σ_i salient_by_distance_i[b] / Σ_i pixels_by_distance_i[b]`` — the mean
-  saliency of context pixels at that distance (pixel-weighted; NaN for a bin no pixel reaches).
+  saliency of context pixels at that distance (pixel-weighted; NaN for a bin no pixel reaches);
+- ``area_like[c]`` — the requests whose salient context is spread over the context classes like
+  the classes' areas: ``area_distance_i = ½ Σ_k |salient_i[k]/Σ salient_i − context_pixels_i[k]/Σ
+  context_pixels_i| < AREA_LIKE_DISTANCE`` (0.05). A uniform mask has distance 0: it says which
+  classes are large, not which the prediction reads. Grid saliency ends so when its optimisation
+  never left its uniform start (on 513×513 photos with the defaults of gsal-tf 0.2.0+, a third of
+  the CamVid class-zone requests with any salient context, docs/camvid.md); their shares
+  are the classes' areas, and a reader should weigh a row by how many of its requests are not
+  area-like.
 """
 
 from __future__ import annotations
@@ -51,8 +59,13 @@ from gsal_tf.errors import GsalInputError
 
 __all__ = [
     "DISTANCE_EDGES", "SUM_FIELDS", "distance_to_request", "request_sums", "ContextStats",
-    "per_request_shares", "aggregate",
+    "per_request_shares", "area_distance", "AREA_LIKE_DISTANCE", "aggregate",
 ]
+
+#: Below this total-variation distance between a request's salient-context shares and its context
+#: classes' area shares the request counts as area-like (module docstring): the distance of a mask
+#: that is uniform except for a few cells.
+AREA_LIKE_DISTANCE = 0.05
 
 #: Distance bins (pixels, Chebyshev distance to the request): (0,1], (1,2], (2,4], ... (256, inf).
 DISTANCE_EDGES = (0, 1, 2, 4, 8, 16, 32, 64, 128, 256, np.inf)
@@ -136,6 +149,8 @@ class ContextStats:
     share, inflation_share, difference : (C,Kc) float64.
     mean_size : (C,) float64 pixels; mean_fraction : (C,) float64.
     profile : (C,B) float64; edges : the distance bin edges (pixels).
+    area_like : (C,) int — requests whose salient context is spread like the context classes'
+        areas (:func:`area_distance` < :data:`AREA_LIKE_DISTANCE`).
     """
 
     classes: np.ndarray
@@ -148,6 +163,7 @@ class ContextStats:
     mean_fraction: np.ndarray
     profile: np.ndarray
     edges: tuple
+    area_like: Optional[np.ndarray] = None
 
 
 def per_request_shares(sums: np.ndarray) -> np.ndarray:
@@ -156,6 +172,14 @@ def per_request_shares(sums: np.ndarray) -> np.ndarray:
     total = sums.sum(axis=1, keepdims=True)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(total > 0, sums / np.where(total > 0, total, 1.0), np.nan)
+
+
+def area_distance(salient, context_pixels) -> np.ndarray:
+    """(N,) total-variation distance ``½ Σ_k |s_k/Σs − a_k/Σa|`` between each request's salient
+    context shares ``s = salient`` (N,Kc) and its labelled context's area shares ``a =
+    context_pixels`` (N,Kc); in [0, 1], 0 for a uniform mask. NaN where a request has no salient
+    labelled context or no labelled context."""
+    return 0.5 * np.abs(per_request_shares(salient) - per_request_shares(context_pixels)).sum(axis=1)
 
 
 def aggregate(request_classes, sums: dict, edges: Sequence[float] = DISTANCE_EDGES) -> ContextStats:
@@ -171,12 +195,16 @@ def aggregate(request_classes, sums: dict, edges: Sequence[float] = DISTANCE_EDG
     result = ContextStats(classes, np.zeros(rows, np.int64), np.zeros(rows, np.int64), np.full((rows, kc), np.nan),
                           np.full((rows, kc), np.nan), np.full((rows, kc), np.nan), np.full(rows, np.nan), np.full(rows, np.nan),
                           np.full((rows, bins), np.nan), tuple(float(e) for e in edges))
+    result.area_like = np.zeros(rows, np.int64)
+    with np.errstate(invalid="ignore"):
+        area_like = area_distance(sums["salient"], sums["context_pixels"]) < AREA_LIKE_DISTANCE  # NaN: not area-like
     mass = np.asarray(sums["salient_mass"], np.float64)
     area = np.asarray(sums["context_area"], np.float64)
     for row, c in enumerate(classes):
         mine = classes_all == c
         named = mine & ~np.isnan(shares).any(axis=1)
         result.count[row] = int(mine.sum())
+        result.area_like[row] = int((mine & area_like).sum())
         result.empty[row] = int(mine.sum() - named.sum())
         if named.any():
             result.share[row] = shares[named].mean(axis=0)

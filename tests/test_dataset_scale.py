@@ -61,6 +61,29 @@ def test_request_sums_and_aggregate_known_answer():
     assert stats.profile[0, 0] == pytest.approx(1.5 / 12)
 
 
+def test_area_like_requests_are_those_whose_mask_spreads_like_the_areas(rng):
+    """A uniform mask's salient context lies on the context classes in proportion to their areas
+    (distance 0: area-like); a mask on one class does not; no salient context is not counted."""
+    r = np.zeros((4, 16, 16))
+    r[:, 6:10, 6:10] = 1
+    labels = np.zeros((4, 16, 16), int)
+    labels[:, :, 12:] = 1  # class 1: a quarter of the columns
+    s = np.zeros((4, 16, 16))
+    s[0] = 0.25                        # uniform
+    s[1] = 0.25
+    s[1, 0, 0] = 0.6                   # uniform but for one cell: still area-like
+    s[2, :, 12:] = 1.0                 # only on class 1
+    sums = context_stats.request_sums(s, r, labels, 2)
+    distance = context_stats.area_distance(sums["salient"], sums["context_pixels"])
+    area = sums["context_pixels"] / sums["context_pixels"].sum(axis=1, keepdims=True)
+    assert distance[0] == pytest.approx(0.0, abs=1e-12)
+    assert 0 < distance[1] < context_stats.AREA_LIKE_DISTANCE
+    assert distance[2] == pytest.approx(area[2, 0])  # all on class 1 against an area share of area[2, 1]
+    assert np.isnan(distance[3])                      # s[3] = 0: no salient context
+    stats = context_stats.aggregate([5, 5, 5, 5], sums)
+    assert stats.area_like.tolist() == [2] and stats.count.tolist() == [4] and stats.empty.tolist() == [1]
+
+
 def test_aggregate_matches_numpy_reference_on_random_maps(rng):
     n, kc = 12, 4
     s = rng.random((n, 10, 10)) * (rng.random((n, 10, 10)) > 0.6)
@@ -391,7 +414,7 @@ def test_cli_explain_dataset_and_stats(conv_model_file, tmp_path, rng, saved_fig
     assert "12 requests of 4 samples" in " ".join(result.output.split())
     result = runner.invoke(app, ["stats", str(tmp_path / "out")])
     assert result.exit_code == 0, result.output
-    assert "salient context by class" in result.output and "infl." in result.output
+    assert "salient context by class" in result.output and "infl." in result.output and "area-like" in " ".join(result.output.split())
     assert sorted(p.name for p in (tmp_path / "out" / "stats").iterdir()) == ["difference.png", "distance.png", "share.png", "size.png"]
     assert any("grid saliency − inflation baseline" in t for fig, _ in saved_figures for ax in fig.axes for t in [ax.get_title()])
     bad = runner.invoke(app, args[:-4] + ["--iterations", "5"])

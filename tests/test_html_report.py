@@ -87,6 +87,7 @@ def test_report_is_self_contained_and_holds_the_run(run):
     for c in stats.classes:
         assert f">class {int(c)}<" in text
     assert f"{stats.count[0]}" in text and "tiny_conv" in text
+    assert f'<td rowspan="{min(5, stats.share.shape[1])}">{stats.area_like[0]}</td>' in text and "<th>area-like</th>" in text
     # The gallery follows d = 1 - no_context_score, most dependent first.
     table = read_results(run / "maps")
     d = 1 - np.asarray(table.column("no_context_score").to_pylist())

@@ -214,6 +214,7 @@ def _page(card: dict, stats, top: int, images: dict, cards: dict, have_maps: boo
         for j, k in enumerate(order):
             diff = stats.difference[r, k]
             rows.append("<tr>" + (f'<td class="l" rowspan="{len(order)}">{e(class_label(card, int(c)))}</td><td rowspan="{len(order)}">{stats.count[r]}</td>'
+                                  f'<td rowspan="{len(order)}">{stats.area_like[r]}</td>'
                                   f'<td rowspan="{len(order)}">{format_share(stats.mean_fraction[r])}</td>' if j == 0 else "")
                         + f'<td class="l">{e(context[k])}</td><td>{format_share(stats.share[r, k])}</td><td>{format_share(stats.inflation_share[r, k])}</td>'
                         + f'<td class="{"pos" if diff >= 0.005 else "neg" if diff <= -0.005 else ""}">{format_share(diff, signed=True)}</td></tr>')
@@ -241,11 +242,12 @@ def _page(card: dict, stats, top: int, images: dict, cards: dict, have_maps: boo
 <h1>Which context does the network use?</h1>
 <p class="meta">grid-saliency context statistics of a dataset run (gsal-tf). Share: of the salient context of a request class,
 the part on each context class; inflation: the same for the request grown to the same amount of context (what proximity
-alone gives); Δ = share − inflation.</p>
+alone gives); Δ = share − inflation. Area-like: requests whose salient context lies on the context classes as their areas
+do (a mask that stayed uniform says which classes are large, not which the prediction reads).</p>
 <h2>Run</h2>
 <table>{"".join(f'<tr><th class="l">{e(str(k))}</th><td class="l">{e(str(v))}</td></tr>' for k, v in facts)}</table>
 <h2>Salient context by request class</h2>
-<table><tr><th class="l">request class</th><th>n</th><th>salient fraction</th><th class="l">context class</th><th>share</th><th>inflation</th><th>Δ</th></tr>
+<table><tr><th class="l">request class</th><th>n</th><th>area-like</th><th>salient fraction</th><th class="l">context class</th><th>share</th><th>inflation</th><th>Δ</th></tr>
 {"".join(rows)}</table>
 <h2>Heat maps</h2>
 <div class="figs">{"".join(f'<img alt="{e(name)}" src="{uri}">' for name, uri in images.items())}</div>
