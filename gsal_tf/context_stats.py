@@ -40,8 +40,8 @@ Aggregates over requests of request class c (:func:`aggregate`)
   the classes' areas: ``area_distance_i = ½ Σ_k |salient_i[k]/Σ salient_i − context_pixels_i[k]/Σ
   context_pixels_i| < AREA_LIKE_DISTANCE`` (0.05). A uniform mask has distance 0: it says which
   classes are large, not which the prediction reads. Grid saliency ends so when its optimisation
-  never left its uniform start (on 513×513 photos with the defaults of gsal-tf 0.2.0+, a third of
-  the CamVid class-zone requests with any salient context, docs/camvid.md); their shares
+  never left its uniform start (on 513×513 photos with the defaults of gsal-tf 0.2.0+, a quarter to
+  a third of the CamVid requests with any salient context, docs/camvid.md); their shares
   are the classes' areas, and a reader should weigh a row by how many of its requests are not
   area-like.
 """
