@@ -39,8 +39,9 @@ activations simulated: 100 % arg-max agreement with ``tf.lite.Interpreter`` on t
 ADE20K file is a hybrid float file, rebuilt in float). The explainer is grid saliency with the
 settings of :data:`EXPLAINERS` (``--explainer``): ``pinned``, the library's defaults when the first
 runs began (50 iterations, without pruning), which every sampled table used; ``defaults``, the
-defaults of gsal-tf 0.2.0+ (40 pruned iterations; a request whose prediction holds without
-context takes no step), which the full-split runs use. Both are written out, not read from the
+defaults of gsal-tf 0.2.0+ before ``moments="auto"`` (40 pruned iterations; a request whose
+prediction holds without context takes no step; the optimiser's moments restart at every return,
+so a mask that never leaves its start stays uniform), which the full-split runs use. Both are written out, not read from the
 library, so that a run resumes whatever the defaults become; the run cards record every setting.
 
 Resume: every dataset run is a results folder ``OUT/runs/<name>/`` (card + Parquet shards, no
@@ -97,19 +98,21 @@ CITYSCAPES = ("road", "sidewalk", "building", "wall", "fence", "pole", "traffic 
 QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
 #: Grid saliency's settings of every CamVid run (the grid: ``explain_dataset``'s choice for the frame, 12x12).
 EXPLAINERS = {
-    "pinned": {"iterations": 50, "lam": 16.0, "learning_rate": 0.02, "target": 0.9, "backoff": 0.5, "init": "auto", "prune": False},
-    "defaults": {"iterations": 40, "lam": 16.0, "learning_rate": 0.025, "target": 0.9, "backoff": 0.5, "init": "auto", "prune": True},
+    "pinned": {"iterations": 50, "lam": 16.0, "learning_rate": 0.02, "target": 0.9, "backoff": 0.5, "init": "auto", "prune": False,
+               "moments": "restart"},
+    "defaults": {"iterations": 40, "lam": 16.0, "learning_rate": 0.025, "target": 0.9, "backoff": 0.5, "init": "auto", "prune": True,
+                 "moments": "restart"},
 }
 
 
 def _settings_text(options: dict) -> str:
     """The settings of one of :data:`EXPLAINERS` as the tables name them."""
     return (f"τ {options['target']:g}, lam {options['lam']:g}, learning rate {options['learning_rate']:g}, "
-            f"{options['iterations']} iterations, {'pruned' if options['prune'] else 'unpruned'}")
+            f"{options['iterations']} iterations, {'pruned' if options['prune'] else 'unpruned'}, moments {options['moments']}")
 
 
 SETTINGS = {"pinned": _settings_text(EXPLAINERS["pinned"]),
-            "defaults": "the defaults of gsal-tf 0.2.0+: " + _settings_text(EXPLAINERS["defaults"])}
+            "defaults": "the defaults of gsal-tf 0.2.0+ before moments=\"auto\": " + _settings_text(EXPLAINERS["defaults"])}
 CREDIT = "CamVid (Brostow et al., 2009), SegNet version"
 
 

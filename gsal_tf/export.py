@@ -23,6 +23,7 @@ from pathlib import Path
 import tensorflow as tf
 
 from gsal_tf.saliency import GridSaliency
+from gsal_tf.saliency.grid_saliency import _uniform, take_smaller_kept
 from gsal_tf.saliency.perturbation import baseline_function
 
 __all__ = ["EXPLAINER_OUTPUTS", "export_model", "export_explainer"]
@@ -74,6 +75,10 @@ class _ExplainerModule(tf.Module):
             explainer.baseline, (height, width, channels), blur_sigma=explainer.blur_sigma, seed=explainer.seed
         )
         hyper = explainer.hyper_tensors()
+        # moments="auto": the masks that came back uniform are explained again with the moments
+        # kept, inside the exported graph as in GridSaliency.explain.
+        auto = explainer.moments == "auto" and explainer.target > 0
+        keeping = explainer.keeping_moments().compiled_graph((height, width, channels), disk_cache=False) if auto else None
 
         @tf.function(
             input_signature=[
@@ -83,8 +88,17 @@ class _ExplainerModule(tf.Module):
             ]
         )
         def explain(images, request_masks, class_ids):
-            out = optimise(images, request_masks, class_ids, make_baseline(images), *hyper)
-            return {k: out[k] for k in EXPLAINER_OUTPUTS}
+            baseline = make_baseline(images)
+            out = {k: v for k, v in optimise(images, request_masks, class_ids, baseline, *hyper).items() if k in EXPLAINER_OUTPUTS}
+            if auto:
+                rows = tf.cast(tf.where(_uniform(out["grid"]))[:, 0], tf.int32)
+
+                def again():
+                    part = keeping(*(tf.gather(v, rows) for v in (images, request_masks, class_ids, baseline)), *hyper)
+                    return take_smaller_kept(out, rows, {k: part[k] for k in EXPLAINER_OUTPUTS}, explainer.target)
+
+                out = tf.cond(tf.size(rows) > 0, again, lambda: out)
+            return out
 
         self.explain = explain
 

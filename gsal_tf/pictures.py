@@ -193,12 +193,14 @@ def explain_picture(explainer, picture: Picture, request: PictureRequest) -> Pic
 def summary(result, request: np.ndarray, model_name: str, image=None, seconds: float = 0.0, class_names=None,
             fit: Optional[Fit] = None) -> dict:
     """The ``summary.json`` of one explained request (what ``gsal explain`` and ``gsal app``
-    write): parameters, scores, convergence, the salient context share and the grid.
+    write): parameters, scores, convergence, whether the mask stayed uniform, the salient context
+    share and the grid.
 
     ``result`` is the explainer's result for one request, ``request`` (H,W) its mask on the
     network input, ``image`` the image's path (None: "demo"); with the picture's ``fit`` (not the
     identity), how the image was fitted to the network (``fitted_to_network``)."""
     from gsal_tf import metrics
+    from gsal_tf.saliency.grid_saliency import cell_spread, uniform_masks
 
     share = float(metrics.cbd(result.saliency, np.asarray(request)[None])[0])  # NaN: a full-mode request without context
     out = {
@@ -215,6 +217,8 @@ def summary(result, request: np.ndarray, model_name: str, image=None, seconds: f
         "converged": bool(result.converged[0]),
         "mask_change": round(float(result.mask_change[0]), 4),
         "steps": int(result.steps[0]),
+        "cell_spread": round(float(cell_spread(result.grid)[0]), 4),
+        "uniform_mask": bool(uniform_masks(result.grid)[0]),
         "salient_context_share": None if np.isnan(share) else share,
         "grid": result.grid[0].round(4).tolist(),
         "seconds": round(seconds, 4),

@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from conftest import figure_parts
 from gsal_cli.main import app
-from gsal_tf.models.known_context import known_context_image, known_context_model
+from gsal_tf.models.known_context import brightness_model, known_context_image, known_context_model
 
 runner = CliRunner()
 SHAPE = (32, 32, 3)
@@ -165,3 +165,31 @@ def test_demo_class_is_the_predicted_digit_never_background():
     request = np.zeros((8, 8), np.float32)
     request[1:7, 1:7] = 1
     assert predicted_digit(labels, request) == 9
+
+
+def test_a_uniform_mask_is_reported(tmp_path):
+    # A network that reads only the context's overall brightness: with the moments kept the mask
+    # dims every cell to one level, and the summary and one warning say so.
+    brightness_model(SHAPE).save(tmp_path / "brightness.keras")
+    cv2.imwrite(str(tmp_path / "grey.png"), np.full(SHAPE, 230, np.uint8))
+    mask = np.zeros(SHAPE[:2], np.uint8)
+    mask[12:20, 12:20] = 255
+    cv2.imwrite(str(tmp_path / "request.png"), mask)
+    res = run("explain", tmp_path / "grey.png", "--model", tmp_path / "brightness.keras", "--request", tmp_path / "request.png",
+              "--class", 1, "--grid", "4", "--moments", "keep", "--out", tmp_path / "out")
+    assert res.exit_code == 0, res.output
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["parameters"]["moments"] == "keep" and summary["uniform_mask"] is True
+    assert summary["cell_spread"] < 0.1 and summary["preserved_score"] >= 0.9
+    text = " ".join(res.output.split())
+    assert "every grid cell kept about the same level" in text and "--moments" not in text
+
+
+def test_the_uniform_warning_suggests_keeping_the_moments_only_when_they_restarted():
+    from gsal_cli.explain import summary_warnings
+
+    base = {"converged": True, "preserved_score": 0.95, "uniform_mask": True, "cell_spread": 0.0, "mask_change": 0.0}
+    restarted = summary_warnings({**base, "parameters": {"moments": "restart"}})
+    assert len(restarted) == 1 and "spread 0.00" in restarted[0] and "try --moments keep" in restarted[0]
+    assert "--moments" not in summary_warnings({**base, "parameters": {"moments": "auto"}})[0]
+    assert summary_warnings({**base, "uniform_mask": False, "parameters": {}}) == []

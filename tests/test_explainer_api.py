@@ -57,15 +57,21 @@ def test_batched_equals_one_by_one_and_seed_is_deterministic(model):
 
 def test_second_call_and_new_explainer_do_not_retrace(model, traces):
     x, r = images(3), requests(3)
-    gs.GridSaliency(model, grid_size=(4, 4), iterations=5).explain(x, r, [1, 1, 1])
+    restart = {"grid_size": (4, 4), "moments": "restart"}
+    gs.GridSaliency(model, iterations=5, **restart).explain(x, r, [1, 1, 1])
     before = traces()
-    gs.GridSaliency(model, grid_size=(4, 4), iterations=5).explain(x, r, [1, 1, 1])
+    gs.GridSaliency(model, iterations=5, **restart).explain(x, r, [1, 1, 1])
     # Other hyper-parameters and another batch size reuse the same graph.
-    gs.GridSaliency(model, grid_size=(4, 4), iterations=9, lam=0.2, learning_rate=0.05, init=0.8).explain(x[:2], r[:2], 1)
+    gs.GridSaliency(model, iterations=9, lam=0.2, learning_rate=0.05, init=0.8, **restart).explain(x[:2], r[:2], 1)
     assert traces() == before
-    # A structural change (grid size) is a new graph.
-    gs.GridSaliency(model, grid_size=(2, 2), iterations=5).explain(x, r, [1, 1, 1])
+    # A structural change (grid size, what the moments do) is a new graph.
+    gs.GridSaliency(model, grid_size=(2, 2), iterations=5, moments="restart").explain(x, r, [1, 1, 1])
     assert traces() == before + 1
+    gs.GridSaliency(model, grid_size=(2, 2), iterations=5, moments="keep").explain(x, r, [1, 1, 1])
+    assert traces() == before + 2
+    # moments="auto" runs those two graphs (the second only for uniform masks): nothing new.
+    gs.GridSaliency(model, grid_size=(2, 2), iterations=5, moments="auto").explain(x, r, [1, 1, 1])
+    assert traces() == before + 2
 
 
 def test_logits_and_low_resolution_outputs(model):

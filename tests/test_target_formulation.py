@@ -4,12 +4,13 @@ against a NumPy reference."""
 
 from pathlib import Path
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
 import gsal_tf as gs
-from gsal_tf.models.known_context import known_context_image, known_context_model
+from gsal_tf.models.known_context import brightness_model, known_context_image, known_context_model
 from gsal_tf.saliency import optim
 
 from test_known_context import SHAPE, TARGET, assert_explains, box_mask
@@ -184,3 +185,110 @@ def test_remove_cells_must_be_a_bool():
     model, _, _ = case()
     with pytest.raises(gs.GsalInputError, match="remove_cells must be True or False"):
         gs.GridSaliency(model, remove_cells="yes")
+
+
+def _graded_context_model(shape, request, gain):
+    """A model whose prediction everywhere is sigmoid(gain·(s − 0.5)), s = the context's mean
+    brightness weighted by a ramp from 0.05 (left column) to 1 (right column): the smallest
+    context that keeps the prediction is the heaviest (rightmost) columns."""
+    height, width = shape
+    weights = np.linspace(0.05, 1.0, width)[None, :] * np.ones((height, 1)) * (1 - request)
+
+    class GradedContext(keras.layers.Layer):
+        def call(self, x):
+            s = tf.reduce_sum(x[..., 0] * weights, axis=[1, 2]) / weights.sum()
+            p = tf.sigmoid(gain * (s - 0.5))[:, None, None, None] * tf.ones_like(x[..., :1])
+            return tf.concat([1 - p, p], -1)
+
+    inputs = keras.Input((height, width, 1))
+    return keras.Model(inputs, GradedContext()(inputs))
+
+
+def test_restarting_the_moments_parts_a_graded_context_and_keeping_them_can_leave_it_uniform():
+    # The optimum keeps the right-hand columns whole: restarting the moments at every return
+    # finds it; keeping them (moments="keep") carries the first steps' push on every cell through
+    # the returns, and here the mask stays at one level, which Explanation.uniform reports; "auto"
+    # re-runs only uniform masks, so it returns the restarted answer (docs/defaults.md, "Masks
+    # that do not move").
+    request = np.zeros((64, 64), np.float32)
+    request[24:40, 24:40] = 1
+    model = _graded_context_model((64, 64), request, gain=10.0)
+    image = np.ones((1, 64, 64, 1), np.float32)
+    default = gs.GridSaliency(model, moments="restart").explain(image, request[None], [1])
+    columns = default.grid[0].mean(axis=0)
+    assert default.preserved_score[0] >= 0.9 and not default.uniform[0]
+    assert columns[-3:].min() > 0.9 and columns[:3].max() == 0.0, columns
+    kept = gs.GridSaliency(model, moments="keep").explain(image, request[None], [1])
+    assert kept.preserved_score[0] >= 0.9 and kept.params["moments"] == "keep"
+    assert kept.uniform[0] and kept.cell_spread[0] < 0.1 and kept.grid[0].mean() > default.grid[0].mean()
+    auto = gs.GridSaliency(model, moments="auto").explain(image, request[None], [1])
+    np.testing.assert_array_equal(auto.grid, default.grid)
+
+
+def test_kept_moments_find_the_two_patches_and_old_runs_read_as_restarting():
+    model, image, request = case()
+    result = gs.GridSaliency(model, moments="keep").explain(image, request, [1])
+    assert_explains(result, PATCHES)
+    assert result.preserved_score[0] >= 0.9 and not result.uniform[0]
+    jit = gs.GridSaliency(model, moments="keep", jit_compile=True).explain(image, request, [1])
+    np.testing.assert_allclose(jit.grid, result.grid, atol=1e-3)
+    # Runs recorded before the option existed restarted the moments at every return.
+    assert gs.GridSaliency.ADDED_PARAMS["moments"] == "restart"
+    with pytest.raises(gs.GsalInputError, match="moments"):
+        gs.GridSaliency(model, moments="sometimes")
+
+
+def test_uniform_masks_against_numpy():
+    from gsal_tf.saliency.grid_saliency import UNIFORM_SPREAD, cell_spread, uniform_masks
+
+    rng = np.random.default_rng(3)
+    grids = np.stack([
+        np.full((12, 12), 0.25),  # one level everywhere: the frozen start
+        0.12 + rng.uniform(0, 0.07, (12, 12)),  # within the spread
+        np.zeros((12, 12)),  # no context kept: empty, not uniform
+        np.pad(np.ones((2, 2)), 5),  # two kept cells: localises
+        0.3 + rng.uniform(0, 0.2, (12, 12)),  # parted
+    ]).astype(np.float32)
+    spread = grids.max(axis=(1, 2)) - grids.min(axis=(1, 2))
+    np.testing.assert_allclose(cell_spread(grids), spread, rtol=1e-6)
+    np.testing.assert_array_equal(uniform_masks(grids), (grids.max(axis=(1, 2)) > 0) & (spread < UNIFORM_SPREAD))
+    np.testing.assert_array_equal(uniform_masks(grids), [True, True, False, False, False])
+
+
+def test_auto_explains_a_uniform_mask_again_with_the_moments_kept():
+    # A network that reads the mean brightness of the whole image, one pixel requested: every
+    # step from the searched start lowers all cells together and loses the target, so with
+    # restarted moments the mask never leaves its start (uniform). "auto" explains it again with
+    # the moments kept and returns that answer when it keeps the target with less context.
+    model = brightness_model((32, 32, 3))
+    image = np.full((2, 32, 32, 3), 0.9, np.float32)
+    request = np.zeros((2, 32, 32), np.float32)
+    request[:, 0, 0] = 1
+    request[1, 8:24, 8:24] = 1  # the request's cells move: not uniform, not explained again
+    restart = gs.GridSaliency(model, grid_size=4, moments="restart").explain(image, request, [1, 1])
+    keep = gs.GridSaliency(model, grid_size=4, moments="keep").explain(image, request, [1, 1])
+    auto = gs.GridSaliency(model, grid_size=4, moments="auto").explain(image, request, [1, 1])
+    assert restart.uniform.tolist() == [True, False]
+    assert keep.grid[0].sum() < restart.grid[0].sum() and keep.preserved_score[0] >= 0.9
+    for name in ("grid", "saliency", "preserved_score", "no_context_score", "steps", "loss_history"):
+        np.testing.assert_array_equal(getattr(auto, name)[0], getattr(keep, name)[0], err_msg=name)
+        np.testing.assert_array_equal(getattr(auto, name)[1], getattr(restart, name)[1], err_msg=name)
+    assert auto.params["moments"] == "auto"
+
+
+def test_take_smaller_kept_against_numpy():
+    from gsal_tf.saliency.grid_saliency import take_smaller_kept
+
+    rng = np.random.default_rng(5)
+    first = {"grid": rng.random((5, 2, 3)).astype(np.float32), "preserved_score": rng.uniform(0.9, 1, 5).astype(np.float32),
+             "converged": rng.random(5) < 0.5}
+    rows = np.array([0, 2, 4])
+    again = {"grid": first["grid"][rows] * np.array([0.5, 1.5, 0.5], np.float32)[:, None, None],
+             "preserved_score": np.array([0.95, 0.99, 0.85], np.float32), "converged": np.array([True, False, True])}
+    out = {k: v.numpy() for k, v in take_smaller_kept(first, rows, again, 0.9).items()}
+    # row 0: smaller and keeps the target -> replaced; row 2: larger; row 4: below the target.
+    expected = {k: v.copy() for k, v in first.items()}
+    for k in expected:
+        expected[k][0] = again[k][0]
+    for k in expected:
+        np.testing.assert_array_equal(out[k], expected[k], err_msg=k)

@@ -11,7 +11,7 @@ import pytest
 import gsal_tf as gs
 from gsal_tf.errors import IntegrityError
 from gsal_tf.export import export_explainer, export_model
-from gsal_tf.models.known_context import demo_case
+from gsal_tf.models.known_context import brightness_model, demo_case
 
 TINY = {"backbone": "mobilenetv2", "alpha": 0.35, "output_stride": 8, "low_level_stride": 4,
         "aspp_filters": 8, "decoder_filters": 8, "low_level_filters": 4, "atrous_rates": [1, 2, 3]}
@@ -113,20 +113,27 @@ def _export_case(kind):
     if kind == "known-context":
         case = demo_case()
         return case["model"], case["image"], case["request"], 1
+    if kind == "uniform":  # one pixel requested of a network that reads the mean brightness
+        request = np.zeros((32, 32), np.float32)
+        request[0, 0] = 1
+        return brightness_model((32, 32, 3)), np.full((32, 32, 3), 0.9, np.float32), request, 1
     from gsal_tf.zoo.demo import demo_sample
 
     sample = demo_sample()
     return gs.zoo.load("tmnist-xception-strong"), sample["image"], sample["digit_mask"].astype(np.float32), int(sample["digit"])
 
 
-@pytest.mark.parametrize("kind", ["known-context", "zoo-xception"])
+@pytest.mark.parametrize("kind", ["known-context", "zoo-xception", "uniform"])
 def test_exports_reload_without_gsal_and_reproduce_outputs(tmp_path, kind):
     model, image, request, class_id = _export_case(kind)
     # Both loops: the default formulation (target, start-level search) on the known-context model,
     # whose prediction is lost without the patches; the paper's with the blur baseline on the zoo
-    # network (under blur the known-context patches survive, and the default's answer is empty).
+    # network (under blur the known-context patches survive, and the default's answer is empty);
+    # moments="auto" where the restarted mask stays uniform, so the export runs the second pass.
     if kind == "known-context":
         explainer = gs.GridSaliency(model, iterations=30)
+    elif kind == "uniform":
+        explainer = gs.GridSaliency(model, grid_size=4, moments="auto")
     else:
         explainer = gs.GridSaliency.paper(model, iterations=30, baseline="blur")
     export_model(model, tmp_path / "segmentation")

@@ -14,7 +14,7 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from gsal_cli.console import console, fail, staged_outputs
-from gsal_cli.options import (Baseline, CustomModules, FigureFormat, Grid, Iterations, Lam, Mode, Seed, Target, UnsafeDeserialization, Upsampling,
+from gsal_cli.options import (Baseline, CustomModules, FigureFormat, Grid, Iterations, Lam, Mode, Moments, Seed, Target, UnsafeDeserialization, Upsampling,
                               baseline_option, build_request, class_names_of, configure_threads, figure_format_option, given, grid_option,
                               image_input, resolve_model, threads_option)
 
@@ -37,6 +37,7 @@ def explain(
     upsampling: Upsampling = None,
     output_kind: Optional[str] = typer.Option(None, "--output", help="What the model returns: probabilities | logits."),
     seed: Seed = None,
+    moments: Moments = None,
     pixel_scale: float = typer.Option(1 / 255, "--pixel-scale", help="Multiplier for 8-bit image pixels (default 1/255 → [0,1])."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output folder (default: gsal-out/<image name>)."),
     figure_format: FigureFormat = figure_format_option(),
@@ -63,7 +64,7 @@ def explain(
     try:
         options = gs.GridSaliency.options_from_toml(config) if config else {}
         options.update(_cli_options(grid, baseline, mode, upsampling, output_kind, seed))
-        options.update(given(iterations=iterations, lam=lam, target=target))
+        options.update(given(iterations=iterations, lam=lam, target=target, moments=moments))
         with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console, transient=True) as progress:
             task = progress.add_task("loading model and image", total=None)
             if demo and model is not None:
@@ -129,12 +130,24 @@ def explain(
         raise fail(str(exc)) from None
 
     _print_table(summary)
-    if not summary["converged"]:
-        console.print(f"[yellow]warning:[/] the mask was still changing over its last iterations (a cell moved by "
-                      f"{summary['mask_change']:.2f}): more --iterations may give another answer")
-    if summary["preserved_score"] < 0.9:
-        console.print("[yellow]warning:[/] the kept context preserves less than 90% of the prediction; try more --iterations or a smaller --lam")
+    for line in summary_warnings(summary):
+        console.print(f"[yellow]warning:[/] {escape(line)}")
     console.print(f"wrote [bold]{escape(str(out_dir))}/[/] saliency.npy, overlay.{figure_format.value}, summary.json")
+
+
+def summary_warnings(summary: dict) -> list[str]:
+    """What a user should know about an explanation's ``summary.json``, one line each."""
+    lines = []
+    if not summary["converged"]:
+        lines.append(f"the mask was still changing over its last iterations (a cell moved by {summary['mask_change']:.2f}): "
+                     "more --iterations may give another answer")
+    if summary["preserved_score"] < 0.9:
+        lines.append("the kept context preserves less than 90% of the prediction; try more --iterations or a smaller --lam")
+    if summary.get("uniform_mask"):
+        hint = '; try --moments keep (docs/defaults.md, "Masks that do not move")' if summary["parameters"].get("moments") == "restart" else ""
+        lines.append(f"every grid cell kept about the same level (spread {summary['cell_spread']:.2f}): the mask dims the whole "
+                     f"context evenly and localises nothing{hint}")
+    return lines
 
 
 def _demo_name(image: Optional[Path]) -> str:

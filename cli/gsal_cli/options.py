@@ -109,6 +109,9 @@ Baseline = Annotated[Optional[str], typer.Option(
     "--baseline", help=f"What removed pixels become: a number | R,G,B | mean | blur | noise (default: {explainer_default('baseline')}).")]
 Mode = Annotated[Optional[str], typer.Option("--mode", help=f"{_choices('mode')} (default: {explainer_default('mode')}).")]
 Upsampling = Annotated[Optional[str], typer.Option("--upsampling", help=f"{_choices('upsampling')} (default: {explainer_default('upsampling')}).")]
+Moments = Annotated[Optional[str], typer.Option(
+    "--moments", help="What the optimiser's moments do when a mask goes back to its last one that kept the target: "
+    f"restart | keep | auto (default: {explainer_default('moments')}; auto explains a mask that stayed uniform again with them kept).")]
 Seed = Annotated[Optional[int], typer.Option("--seed", help=f"Seed of the noise baseline (default: {explainer_default('seed')}).")]
 
 

@@ -11,6 +11,10 @@ context patches: a correct context explanation of the box keeps exactly those pa
 images whose patches are bright (1) and a zero baseline, removing a patch drops p from
 sigmoid(gain·(1−threshold)) to sigmoid(−gain·threshold).
 
+:func:`brightness_model` is the opposite case: every pixel's prediction reads the whole image's
+mean brightness, so no part of the context matters more than another (an even mask is a right
+answer).
+
 These models test explainers against a known answer and power ``gsal explain --demo`` until a
 trained zoo model is available. They are plain Keras models (one registered layer) and save and
 load as ``.keras`` under safe mode.
@@ -22,7 +26,7 @@ import keras
 import numpy as np
 from keras import ops
 
-__all__ = ["PatchContextReadout", "known_context_model", "known_context_image", "demo_case"]
+__all__ = ["PatchContextReadout", "known_context_model", "known_context_image", "brightness_model", "demo_case"]
 
 Box = tuple[int, int, int, int]  # (y0, x0, y1, x1), end-exclusive pixels
 
@@ -103,6 +107,21 @@ def known_context_model(
         patches, target_box, num_classes, target_class, combine, gain, threshold, name="patch_context_readout"
     )(inputs)
     return keras.Model(inputs, outputs, name="known_context")
+
+
+def brightness_model(image_shape: tuple[int, int, int], gain: float = 20.0, threshold: float = 0.5) -> keras.Model:
+    """A Keras model (N,H,W,C) -> (N,H,W,2) of standard layers: at every pixel class 1 has
+    probability ``sigmoid(gain·(mean(x) − threshold))``, the mean over the whole image."""
+    height, width, channels = image_shape
+    inputs = keras.Input(shape=image_shape, name="image")
+    mean = keras.layers.GlobalAveragePooling2D(keepdims=True)(inputs)
+    readout = keras.layers.Conv2D(2, 1, name="brightness_readout")
+    logits = keras.layers.UpSampling2D((height, width))(readout(mean))
+    model = keras.Model(inputs, keras.layers.Softmax()(logits), name="brightness")
+    kernel = np.zeros((1, 1, channels, 2), np.float32)
+    kernel[0, 0, :, 1] = gain / channels
+    readout.set_weights([kernel, np.array([0.0, -gain * threshold], np.float32)])
+    return model
 
 
 def known_context_image(image_shape: tuple[int, int, int], patches: list[Box], seed: int = 0, background: float = 0.35) -> np.ndarray:

@@ -1,10 +1,10 @@
 """Grid saliency (the method) and its parts: masks, perturbations, objective, optimisers."""
 
-from gsal_tf.saliency.grid_saliency import Explanation, GridSaliency
+from gsal_tf.saliency.grid_saliency import Explanation, GridSaliency, cell_spread, uniform_masks
 from gsal_tf.saliency.masks import upsample_grid
 from gsal_tf.saliency.perturbation import gaussian_blur, make_baseline, perturb
 
-__all__ = ["GridSaliency", "Explanation", "upsample_grid", "perturb", "make_baseline", "gaussian_blur"]
+__all__ = ["GridSaliency", "Explanation", "cell_spread", "uniform_masks", "upsample_grid", "perturb", "make_baseline", "gaussian_blur"]
 
 
 def __getattr__(name: str):
