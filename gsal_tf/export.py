@@ -8,8 +8,9 @@
     The whole grid-saliency optimisation as a SavedModel whose ``serving_default`` signature
     takes ``images`` (N,H,W,C) float32, ``request_masks`` (N,H,W) float32 0/1 and ``class_ids``
     (N,) int32 and returns ``saliency`` (N,H,W), ``grid`` (N,gh,gw), ``preserved_score`` and
-    ``no_context_score`` (N,). Hyper-parameters are frozen at export. Load it anywhere, no gsal_tf
-    import needed: ``loaded = tf.saved_model.load(path)``, then
+    ``no_context_score`` (N,). Hyper-parameters are frozen at export; with ``moments="auto"`` the
+    graph also explains the masks that came back uniform again, as ``GridSaliency.explain`` does.
+    Load it anywhere, no gsal_tf import needed: ``loaded = tf.saved_model.load(path)``, then
     ``loaded.signatures["serving_default"](images=..., request_masks=..., class_ids=...)``. Keep
     ``loaded`` alive while you use the signature: it owns the network's variables, and a signature
     taken from a temporary (``tf.saved_model.load(path).signatures[...]``) fails once it is collected.
@@ -23,7 +24,7 @@ from pathlib import Path
 import tensorflow as tf
 
 from gsal_tf.saliency import GridSaliency
-from gsal_tf.saliency.grid_saliency import _uniform, take_smaller_kept
+from gsal_tf.saliency.grid_saliency import is_uniform, take_smaller_kept
 from gsal_tf.saliency.perturbation import baseline_function
 
 __all__ = ["EXPLAINER_OUTPUTS", "export_model", "export_explainer"]
@@ -91,7 +92,7 @@ class _ExplainerModule(tf.Module):
             baseline = make_baseline(images)
             out = {k: v for k, v in optimise(images, request_masks, class_ids, baseline, *hyper).items() if k in EXPLAINER_OUTPUTS}
             if auto:
-                rows = tf.cast(tf.where(_uniform(out["grid"]))[:, 0], tf.int32)
+                rows = tf.cast(tf.where(is_uniform(out["grid"]))[:, 0], tf.int32)
 
                 def again():
                     part = keeping(*(tf.gather(v, rows) for v in (images, request_masks, class_ids, baseline)), *hyper)

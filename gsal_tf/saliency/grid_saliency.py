@@ -173,14 +173,15 @@ def uniform_masks(grid) -> np.ndarray:
     networks, whose gradients are straight-through surrogates, keeping the optimiser's moments
     parts them (``GridSaliency(moments=...)``; docs/defaults.md, "Masks that do not move").
     """
-    return _uniform(tf.convert_to_tensor(grid, tf.float32)).numpy()
+    return is_uniform(tf.convert_to_tensor(grid, tf.float32)).numpy()
 
 
 def _spread(grid: tf.Tensor) -> tf.Tensor:
     return tf.reduce_max(grid, axis=[1, 2]) - tf.reduce_min(grid, axis=[1, 2])
 
 
-def _uniform(grid: tf.Tensor) -> tf.Tensor:
+def is_uniform(grid: tf.Tensor) -> tf.Tensor:
+    """:func:`uniform_masks` on a tensor (N,gh,gw) -> bool tensor (N,) (inside graphs)."""
     return (tf.reduce_max(grid, axis=[1, 2]) > 0) & (_spread(grid) < UNIFORM_SPREAD)
 
 
