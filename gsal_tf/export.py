@@ -78,7 +78,7 @@ class _ExplainerModule(tf.Module):
         hyper = explainer.hyper_tensors()
         # moments="auto": the masks that came back uniform are explained again with the moments
         # kept, inside the exported graph as in GridSaliency.explain.
-        auto = explainer.moments == "auto" and explainer.target > 0
+        auto = explainer.reexplains_uniform
         keeping = explainer.keeping_moments().compiled_graph((height, width, channels), disk_cache=False) if auto else None
 
         @tf.function(

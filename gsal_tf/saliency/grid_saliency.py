@@ -550,7 +550,7 @@ class GridSaliency(Explainer):
 
         graph = self.compiled_graph((height, width, channels))
         merged, seconds = run_batched(graph, (images, requests, classes, baseline), self.hyper_tensors(), self.batch_size)
-        if self.moments == "auto" and self.target > 0:
+        if self.reexplains_uniform:
             seconds += self._part_uniform_masks(merged, (images, requests, classes, baseline))
         return Explanation(
             saliency=merged["saliency"],
@@ -579,6 +579,11 @@ class GridSaliency(Explainer):
                                      self.hyper_tensors(), self.batch_size)
         merged.update({name: value.numpy() for name, value in take_smaller_kept(merged, redo, again, self.target).items()})
         return seconds
+
+    @property
+    def reexplains_uniform(self) -> bool:
+        """Whether ``explain`` runs the second pass of ``moments="auto"`` (only with a target)."""
+        return self.moments == "auto" and self.target > 0
 
     def keeping_moments(self) -> "GridSaliency":
         """This explainer with ``moments="keep"`` (the second pass of ``moments="auto"``)."""
@@ -620,7 +625,7 @@ class GridSaliency(Explainer):
         # target > 0 builds the constrained loop; its value and backoff are graph inputs.
         return (self.grid_size, self.mode, self.upsampling, self.optimizer, self.output, self.jit_compile, self.target > 0,
                 self.prune and self.target > 0, self.remove_cells and self.target > 0,
-                self.moments if self.target > 0 and self.moments != "auto" else "restart")
+                "keep" if self.moments == "keep" and self.target > 0 else "restart")
 
     def _build_graph(self, get_model, image_shape):
         return _build_graph(get_model, image_shape, *self._graph_key())
