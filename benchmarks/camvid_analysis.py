@@ -379,6 +379,27 @@ def _matrix_csv(path: Path, stats, card) -> None:
     _csv(path, ["request_class", "requests", "context_class", "share", "inflation_share", "difference"], rows)
 
 
+#: A row of the context figure needs this many requests with salient context; fewer are shown
+#: grey ("—"): on the full test split one road zone of 233 keeps context, and its shares alone
+#: would set the colour scale.
+FIGURE_MIN_REQUESTS = 10
+
+
+def _difference_figure(path: Path, stats, card, title: str) -> Path:
+    """The paper's context figure: Δ = share − inflation share per request class (rows, labelled
+    with how many of their requests kept salient context) × context class, written to ``path``;
+    rows with fewer than :data:`FIGURE_MIN_REQUESTS` such requests grey."""
+    from gsal_tf import viz
+
+    with_context = np.asarray(stats.count) - np.asarray(stats.empty)
+    rows = [f"{_name(card, c)} ({int(k)}/{int(n)})" for c, k, n in zip(stats.classes, with_context, stats.count)]
+    values = np.where((with_context >= FIGURE_MIN_REQUESTS)[:, None], stats.difference, np.nan)
+    figure = viz.matrix_figure(values, rows, card["settings"]["context_classes"], title, diverging=True,
+                               colorbar_label="share − inflation share", xlabel="context class (CamVid labels)",
+                               ylabel="request class (requests with salient context / all)")
+    return viz.save_figure(figure, path)
+
+
 def _column(folder, name):
     import gsal_tf as gs
 
@@ -432,6 +453,8 @@ def stage_context(a: Analysis) -> dict:
         stats, card = _stats(runs[name]["run"])
         runs[name]["top3"] = _top_context(stats, card, focused=_stats_not_area_like(runs[name]["run"]))
         _matrix_csv(a.out / f"context-{zone}.csv", stats, card)
+        runs[name]["figure"] = _difference_figure(a.out / f"context-{zone}.png", stats, card,
+                                                  f"Cityscapes MobileNet-EdgeTPU on {a.frames()}: {zone} zones, grid saliency − inflation").name
         from gsal_tf.scale import report
 
         report.write_html_report(runs[name]["run"], Path(runs[name]["run"]) / "stats" / "report.html")
@@ -451,6 +474,7 @@ def stage_context(a: Analysis) -> dict:
                              _fmt(t.get("share_not_area_like")), _fmt(t.get("difference_not_area_like"))])
         lines.append(_markdown(["request class (network)", "n (no salient context, area-like)", "context class", "share", "infl.", "Δ",
                                 "share, not area-like", "Δ, not area-like"], rows))
+        lines.append(f"\n![Δ per request class and context class]({run['figure']})\n")
     (a.out / "context.md").write_text("\n".join(lines) + f"\n{CREDIT}.\n")
     return {"stage": "context", "runs": _clean(runs)}
 
