@@ -31,8 +31,13 @@ EXPLAINER_NAMES = {
 #: now the benchmark's (``gs.zoo.Bias`` etc. unchanged).
 PRESETS_NAMES = {name: ("gsal_tf.benchmark.zoo_bias", name) for name in ("Bias", "unbiased_reference", "bias_digit_ious")}
 
+#: Names ``gsal_tf.datasets.sources`` held up to 0.2: choosing a reader by layout is
+#: :mod:`gsal_tf.datasets.layouts` (``gs.datasets.open_source`` and ``LAYOUTS`` unchanged).
+SOURCES_NAMES = {name: ("gsal_tf.datasets.layouts", name) for name in ("open_source", "LAYOUTS")}
+
 #: Every module with moved names: {module: {old name: (new module, new name)}}.
-MOVED = {"gsal_tf.explainer": EXPLAINER_NAMES, "gsal_tf.models": MODELS_NAMES, "gsal_tf.models.presets": PRESETS_NAMES}
+MOVED = {"gsal_tf.explainer": EXPLAINER_NAMES, "gsal_tf.models": MODELS_NAMES, "gsal_tf.models.presets": PRESETS_NAMES,
+         "gsal_tf.datasets.sources": SOURCES_NAMES}
 
 
 def warn(old: str, new: str, stacklevel: int = 3) -> None:

@@ -18,6 +18,8 @@ from gsal_tf.benchmark import zoo_bias
     ("gsal_tf.models.presets", "Bias", zoo_bias.Bias),
     ("gsal_tf.models.presets", "unbiased_reference", zoo_bias.unbiased_reference),
     ("gsal_tf.models.presets", "bias_digit_ious", zoo_bias.bias_digit_ious),
+    ("gsal_tf.datasets.sources", "open_source", gs.datasets.open_source),
+    ("gsal_tf.datasets.sources", "LAYOUTS", gs.datasets.LAYOUTS),
 ])
 def test_a_moved_name_warns_and_is_the_new_object(module, name, new):
     import importlib

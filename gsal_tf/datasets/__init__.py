@@ -1,8 +1,10 @@
-"""Datasets for dataset-scale explanations: readers (:mod:`.sources`, :mod:`.camvid`), label tables
-(:mod:`.labels`) and label-set mappings between networks and datasets (:mod:`.mapping`)."""
+"""Datasets for dataset-scale explanations: readers (:mod:`.sources`, :mod:`.camvid`; :mod:`.layouts`
+picks one), label tables (:mod:`.labels`) and label-set mappings between networks and datasets
+(:mod:`.mapping`)."""
 
 from gsal_tf.datasets.camvid import CAMVID, CamVidSource
 from gsal_tf.datasets.labels import CITYSCAPES, CITYSCAPES_LABELS, LabelTable, plain_table
+from gsal_tf.datasets.layouts import LAYOUTS, open_source
 from gsal_tf.datasets.mapping import (
     UNMAPPED,
     LabelMapping,
@@ -14,7 +16,6 @@ from gsal_tf.datasets.mapping import (
     mapped_mean_iou,
 )
 from gsal_tf.datasets.sources import (
-    LAYOUTS,
     CityscapesSource,
     FolderSource,
     Sample,
@@ -22,7 +23,6 @@ from gsal_tf.datasets.sources import (
     TextureMNISTSource,
     TFDataSource,
     UnreadableSample,
-    open_source,
 )
 
 __all__ = ["CITYSCAPES", "CITYSCAPES_LABELS", "CAMVID", "LabelTable", "plain_table", "LAYOUTS", "Source", "Sample", "FolderSource",

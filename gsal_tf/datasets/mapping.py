@@ -375,7 +375,8 @@ def dataset_confusion(model, data, mapping, *, layout: str = "auto", split: Opti
     (:meth:`LabelMapping.for_network`). Unreadable samples are a GsalInputError.
     ``progress(samples_done, total or None)`` after each sample.
     """
-    from gsal_tf.datasets.sources import UnreadableSample, open_source
+    from gsal_tf.datasets.layouts import open_source
+    from gsal_tf.datasets.sources import UnreadableSample
     from gsal_tf.model_calls import predict, resolve_output
     from gsal_tf.pictures import fit_picture
     from gsal_tf.viz import class_names

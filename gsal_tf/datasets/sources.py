@@ -12,7 +12,7 @@ optionally its ``labels`` (H,W) int32 class ids (``ignore_label`` where not eval
 default the context classes are the label classes; on TextureMNIST they are the background
 textures (``texture_map``), so the statistics say which texture the network looks at.
 
-Layouts (:func:`open_source` picks one with ``layout="auto"``):
+Layouts (:func:`gsal_tf.datasets.layouts.open_source` picks one with ``layout="auto"``):
 
 - ``tf.data.Dataset`` of images, ``(image, labels)`` pairs or dicts with ``image`` and optional
   ``labels`` / ``segmentation`` and ``context`` / ``texture_map`` (batched datasets are unbatched);
@@ -39,14 +39,12 @@ import numpy as np
 from gsal_tf.datasets.labels import CITYSCAPES, LabelTable
 from gsal_tf.errors import GsalInputError, first_line
 from gsal_tf.loading import IMAGE_SUFFIXES, load_image
-from gsal_tf.validation import check_choice
 
 __all__ = [
-    "LAYOUTS", "LABEL_SUFFIXES", "UnreadableSample", "Sample", "Source", "FolderSource",
-    "CityscapesSource", "TextureMNISTSource", "TFDataSource", "open_source",
+    "LABEL_SUFFIXES", "UnreadableSample", "Sample", "Source", "FolderSource",
+    "CityscapesSource", "TextureMNISTSource", "TFDataSource",
 ]
 
-LAYOUTS = ("auto", "tf.data", "folder", "cityscapes", "camvid", "texture-mnist")
 LABEL_SUFFIXES = IMAGE_SUFFIXES + (".npy",)
 
 
@@ -74,7 +72,7 @@ class Source:
 
     Attributes
     ----------
-    layout : str — one of :data:`LAYOUTS` (not "auto").
+    layout : str — one of :data:`gsal_tf.datasets.layouts.LAYOUTS` (not "auto").
     has_labels : bool — every sample has a label map.
     class_names : tuple of str or None — names of the label class ids.
     context_names : tuple of str or None — names of the context classes (default: class_names).
@@ -279,45 +277,11 @@ class TFDataSource(Source):
             yield index, Sample(str(index), image, as_map(labels), as_map(context))
 
 
-def open_source(data, layout: str = "auto", labels=None, split: Optional[str] = None, label_table: Optional[LabelTable] = None,
-                n: Optional[int] = None, class_names: Optional[Sequence[str]] = None) -> Source:
-    """The :class:`Source` of ``data``: a ``tf.data.Dataset``, a folder, or an existing Source.
+def __getattr__(name: str):
+    # open_source, LAYOUTS: gsal_tf.datasets.layouts (gsal_tf._deprecated warns).
+    from gsal_tf import _deprecated
 
-    ``layout="auto"`` picks: a dataset -> "tf.data"; a folder with ``card.json`` ->
-    "texture-mnist"; with ``leftImg8bit/`` -> "cityscapes"; with ``<split>annot/`` or a
-    ``<split>.txt`` pair list -> "camvid"; else "folder" (with ``labels``, a label folder).
-    ``split`` defaults to "val" (Cityscapes) / "test" (CamVid, TextureMNIST); ``n`` limits
-    TextureMNIST to its first n samples.
-    """
-    if isinstance(data, Source):
-        return data
-    check_choice("layout", layout, LAYOUTS)
-    if not isinstance(data, (str, Path)):
-        if layout not in ("auto", "tf.data"):
-            raise GsalInputError(f"layout {layout!r} needs a folder; got a {type(data).__name__}")
-        # The elements hold class ids already: a label table only names them and sets the ignore label.
-        names = class_names if class_names is not None else (label_table.names if label_table is not None else None)
-        return TFDataSource(data, class_names=names, ignore_label=None if label_table is None else label_table.ignore_label)
-    root = Path(data)
-    if not root.is_dir():
-        raise GsalInputError(f"data folder not found: {root}")
-    from gsal_tf.datasets.camvid import CamVidSource, is_camvid_tree  # camvid builds on this module
-
-    if layout == "auto":
-        layout = ("texture-mnist" if (root / "card.json").is_file() else "cityscapes" if (root / "leftImg8bit").is_dir()
-                  else "camvid" if is_camvid_tree(root) else "folder")
-    if layout == "texture-mnist":
-        return TextureMNISTSource(root, split or "test", n)
-    if layout == "cityscapes":
-        return CityscapesSource(root, split or "val")
-    if layout == "camvid":
-        return CamVidSource(root, split or "test")
-    if layout == "folder":
-        source = FolderSource(root, labels, label_table)
-        if class_names is not None and label_table is None:
-            source.class_names = tuple(class_names)
-        return source
-    raise GsalInputError(f"layout {layout!r} needs a tf.data.Dataset, not a folder")
+    return _deprecated.moved(__name__, name)
 
 
 def _read_image(path: Path) -> np.ndarray:

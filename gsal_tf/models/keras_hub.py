@@ -31,8 +31,6 @@ import weakref
 
 import tensorflow as tf
 
-from gsal_tf.model_calls import call_model
-
 __all__ = ["KERAS_HUB_PIXEL_RANGE", "is_keras_hub_segmenter", "KerasHubSegmenter", "as_segmentation_model"]
 
 #: gsal's [0, 1] pixels times this are the raw pixels keras-hub's image converters take.
@@ -84,7 +82,7 @@ class KerasHubSegmenter(tf.Module):
         x = tf.convert_to_tensor(images, tf.float32) * self.pixel_range
         if self.preprocessor is not None:
             x = self.preprocessor(x)
-        return call_model(self.segmenter, x)
+        return self.segmenter(x, training=False)  # a keras-hub task is a Keras model: inference mode
 
     def __repr__(self) -> str:
         return f"KerasHubSegmenter({type(self.segmenter).__name__}, output={self.gsal_output!r})"

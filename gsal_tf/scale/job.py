@@ -55,7 +55,8 @@ import numpy as np
 
 from gsal_tf import context_stats
 from gsal_tf._version import __version__
-from gsal_tf.datasets.sources import Source, UnreadableSample, open_source
+from gsal_tf.datasets.layouts import open_source
+from gsal_tf.datasets.sources import Source, UnreadableSample
 from gsal_tf.errors import GsalError, GsalInputError
 from gsal_tf.methods import make_explainer
 from gsal_tf.explainer import Explainer
