@@ -101,11 +101,11 @@ def interleaved_times(fns, repeats):
 def fixed_forwards(explainer) -> int:
     """Forward passes of the batch that ``explain`` runs besides its steps: f(x), and with a target
     the forward at M = 0, the start-level search, the final check and the pruning search."""
-    from gsal_tf.saliency import grid_saliency as gsm
+    from gsal_tf.saliency import loop
 
     if explainer.target <= 0:
         return 2  # f(x); the final mask and M = 0 in one forward of 2N
-    return 1 + 1 + (gsm.SEARCH_STEPS if explainer.init == "auto" else 0) + 1 + (gsm.PRUNE_STEPS if explainer.prune else 0)
+    return 1 + 1 + (loop.SEARCH_STEPS if explainer.init == "auto" else 0) + 1 + (loop.PRUNE_STEPS if explainer.prune else 0)
 
 
 def fn_time(fn):

@@ -17,7 +17,7 @@ import numpy as np
 
 import gsal_tf as gs
 from gsal_tf.benchmark import tuning
-from gsal_tf.saliency.grid_saliency import settle_window
+from gsal_tf.saliency.loop import settle_window
 
 from _common import finish, machine
 

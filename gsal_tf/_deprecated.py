@@ -35,9 +35,15 @@ PRESETS_NAMES = {name: ("gsal_tf.benchmark.zoo_bias", name) for name in ("Bias",
 #: :mod:`gsal_tf.datasets.layouts` (``gs.datasets.open_source`` and ``LAYOUTS`` unchanged).
 SOURCES_NAMES = {name: ("gsal_tf.datasets.layouts", name) for name in ("open_source", "LAYOUTS")}
 
+#: Names ``gsal_tf.saliency.grid_saliency`` held up to 0.2: the compiled optimisation's constants
+#: and parts are :mod:`gsal_tf.saliency.loop`.
+GRID_SALIENCY_NAMES = {name: ("gsal_tf.saliency.loop", name) for name in (
+    "SETTLE_WINDOW", "SETTLE_MIN_STEPS", "SETTLE_TOLERANCE", "SEARCH_STEPS", "PRUNE_STEPS", "REMOVE_STEPS", "pruned",
+    "least_needed_removed", "settle_window")}
+
 #: Every module with moved names: {module: {old name: (new module, new name)}}.
 MOVED = {"gsal_tf.explainer": EXPLAINER_NAMES, "gsal_tf.models": MODELS_NAMES, "gsal_tf.models.presets": PRESETS_NAMES,
-         "gsal_tf.datasets.sources": SOURCES_NAMES}
+         "gsal_tf.datasets.sources": SOURCES_NAMES, "gsal_tf.saliency.grid_saliency": GRID_SALIENCY_NAMES}
 
 
 def warn(old: str, new: str, stacklevel: int = 3) -> None:

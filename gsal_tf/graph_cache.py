@@ -71,6 +71,7 @@ GRAPH_MODULES = (
     "gsal_tf.model_calls",
     "gsal_tf._graphs",
     "gsal_tf.saliency.grid_saliency",
+    "gsal_tf.saliency.loop",
     "gsal_tf.saliency.masks",
     "gsal_tf.saliency.objective",
     "gsal_tf.saliency.optim",

@@ -30,7 +30,7 @@ Two formulations (``target``):
     that keeps τ (``init="auto"``, bisection), and a mask that never leaves it is explained
     again with the optimiser's moments kept through the returns (``moments="auto"``).
 
-Speed: the optimisation of a batch of requests is one call of a compiled graph — a
+Speed: the optimisation of a batch of requests is one call of a compiled graph (:mod:`.loop`) — a
 ``tf.function`` whose loop (``tf.while_loop``) runs all iterations with no Python work per step.
 It is traced once per model, image shape and structural options (mode, upsampling, optimiser,
 output kind, XLA), with a free batch axis, and hyper-parameters (lam, learning rate, iterations,
@@ -62,13 +62,12 @@ import tensorflow as tf
 
 from gsal_tf.config import keyword_options, read_toml
 from gsal_tf.errors import GsalInputError
-from gsal_tf.model_calls import class_probability, loss_scale
 from gsal_tf._graphs import run_batched
 from gsal_tf.explainer import Explainer, ExplanationResult, describe_baseline
-from gsal_tf.saliency import objective as obj
 from gsal_tf.saliency import optim
-from gsal_tf.saliency.masks import UPSAMPLINGS, upsample_grid
-from gsal_tf.saliency.perturbation import MODES, BaselineSpec, make_baseline, perturb
+from gsal_tf.saliency.loop import build_graph
+from gsal_tf.saliency.masks import UPSAMPLINGS
+from gsal_tf.saliency.perturbation import MODES, BaselineSpec, make_baseline
 from gsal_tf.validation import (
     check_choice,
     check_class_ids,
@@ -79,10 +78,7 @@ from gsal_tf.validation import (
     check_request_masks,
 )
 
-__all__ = [
-    "Explanation", "SETTLE_WINDOW", "SETTLE_MIN_STEPS", "SETTLE_TOLERANCE", "SEARCH_STEPS", "PRUNE_STEPS", "REMOVE_STEPS",
-    "pruned", "least_needed_removed", "settle_window", "GridSaliency",
-]
+__all__ = ["Explanation", "GridSaliency", "MOMENTS", "UNIFORM_SPREAD", "cell_spread", "uniform_masks", "is_uniform", "take_smaller_kept"]
 
 
 @dataclasses.dataclass
@@ -107,14 +103,14 @@ class Explanation(ExplanationResult):
     params : dict — the settings used (``params["method"] == "grid_saliency"``).
     seconds : float — wall time of the optimisation.
     converged : bool (N,) — whether the returned mask had settled: no grid cell moved by more
-        than :data:`SETTLE_TOLERANCE` over the last :func:`settle_window` iterations (and, with a
+        than :data:`~gsal_tf.saliency.loop.SETTLE_TOLERANCE` over the last :func:`~gsal_tf.saliency.loop.settle_window` iterations (and, with a
         ``target``, the request did not go back to an earlier mask in them). False means a mask
         still on its way: more iterations may give another answer.
     mask_change : float32 (N,) — the largest change of a grid cell over the last
-        :func:`settle_window` iterations.
+        :func:`~gsal_tf.saliency.loop.settle_window` iterations.
     steps : int32 (N,) — optimisation steps the request ran. With a ``target`` a request stops
-        once settled: every :func:`settle_window` steps, a request whose cells all moved at most
-        :data:`SETTLE_TOLERANCE` since the last such check, without going back, stops costing
+        once settled: every :func:`~gsal_tf.saliency.loop.settle_window` steps, a request whose cells all moved at most
+        :data:`~gsal_tf.saliency.loop.SETTLE_TOLERANCE` since the last such check, without going back, stops costing
         (its ``loss_history`` repeats its last loss); the batch ends when all have stopped. With
         pruning, a request that keeps the target without context runs 0 steps (its answer is
         the empty mask). In the paper's formulation every request runs ``iterations``.
@@ -196,57 +192,6 @@ def take_smaller_kept(first: dict, rows, again: dict, target) -> dict:
     return {name: tf.tensor_scatter_nd_update(values, replaced, tf.boolean_mask(again[name], smaller)) for name, values in first.items()}
 
 
-#: A mask has settled (``Explanation.converged``) when no cell moved by more than
-#: ``SETTLE_TOLERANCE`` over the last ``SETTLE_WINDOW`` of the iterations (at least
-#: ``SETTLE_MIN_STEPS``). A cell still travelling at Adam's step (learning rate 0.03) moves
-#: 0.15 or more in 5 steps; a settled one stays put or jitters around its balance. Measured with
-#: ``python benchmarks/convergence.py MNIST.npz`` (README, "The method"): a criterion on the
-#: objective instead (its last-window decrease under 5 % of the run's) called 40 of 40 requests
-#: converged after 50 iterations whose grids were still 0.46 (median, max cell) from where 400
-#: iterations end; the objective flattens long before the mask stops moving.
-SETTLE_WINDOW = 0.1
-SETTLE_MIN_STEPS = 5
-SETTLE_TOLERANCE = 0.05
-
-#: Halvings of the start-level search of ``init="auto"`` (the level to 1/32).
-SEARCH_STEPS = 5
-
-#: Halvings of the threshold search of ``prune=True`` (the threshold to 1/16).
-PRUNE_STEPS = 4
-
-
-#: Halvings of the search of ``remove_cells=True`` for how many kept cells go (to 1/32 of them).
-REMOVE_STEPS = 5
-
-
-def pruned(grid, threshold):
-    """``grid`` (N,gh,gw) with every cell below its request's ``threshold`` (N,) set to 0."""
-    return tf.where(grid >= threshold[:, None, None], grid, 0.0)
-
-
-def least_needed_removed(grid, importance, fraction):
-    """``grid`` (N,gh,gw) without ``floor(fraction * K)`` of its ``K`` kept cells (> 0) per request:
-    those of smallest ``importance`` (N,gh,gw; ties in row-major order); ``fraction`` (N,) in
-    [0, 1]."""
-    n = tf.shape(grid)[0]
-    flat, weight = tf.reshape(grid, [n, -1]), tf.reshape(importance, [n, -1])
-    kept = flat > 0
-    weight = tf.where(kept, weight, np.inf)  # cells already 0 rank last
-    rank = tf.argsort(tf.argsort(weight, axis=1, stable=True), axis=1, stable=True)
-    count = tf.floor(fraction * tf.reduce_sum(tf.cast(kept, tf.float32), axis=1))
-    return tf.reshape(tf.where(tf.cast(rank, tf.float32) >= count[:, None], flat, 0.0), tf.shape(grid))
-
-
-def settle_window(iterations):
-    """The last ``k = max(SETTLE_MIN_STEPS, ceil(SETTLE_WINDOW * T))`` iterations (at most T)
-    over which a mask must stay put to count as settled; ``iterations`` T is an int or an int32
-    tensor."""
-    if isinstance(iterations, (int, np.integer)):
-        return min(max(SETTLE_MIN_STEPS, int(np.ceil(SETTLE_WINDOW * iterations))), int(iterations))
-    scaled = tf.cast(tf.math.ceil(SETTLE_WINDOW * tf.cast(iterations, tf.float32)), tf.int32)
-    return tf.minimum(tf.maximum(SETTLE_MIN_STEPS, scaled), iterations)
-
-
 class GridSaliency(Explainer):
     """Grid saliency context explanations (Hoyer et al., NeurIPS 2019) for a segmentation model.
 
@@ -302,7 +247,7 @@ class GridSaliency(Explainer):
     init : "auto" or float in [0, 1], default "auto"
         Initial value of every grid cell. "auto" with a ``target``: the lowest uniform level
         whose mask keeps the target (0 when the prediction keeps it without context), found by
-        bisection in :data:`SEARCH_STEPS` forward passes of the batch; without a target, 1.0.
+        bisection in :data:`~gsal_tf.saliency.loop.SEARCH_STEPS` forward passes of the batch; without a target, 1.0.
         1.0 starts from the unperturbed image and spends ``1/learning_rate`` steps before any
         cell can reach 0 (at 25 iterations every lam gave chance-level CBL). A fixed level
         below 1 with a target starts there, and a request that loses the target at the start
@@ -381,7 +326,7 @@ class GridSaliency(Explainer):
         kept cell is removed alone (one forward pass of the batch per kept cell of its largest
         mask: leave-one-out), the cells are ordered by how much the preserved score drops without them, and the most of the
         least needed cells that still keep the target are removed together (a bisection of
-        :data:`REMOVE_STEPS` forward passes on their number). The optimisation ends in a mask
+        :data:`~gsal_tf.saliency.loop.REMOVE_STEPS` forward passes on their number). The optimisation ends in a mask
         whose every cell it kept together; some of them the prediction does not need once the
         others are there, and this finds them. On held-out TextureMNIST
         (``python benchmarks/cbl_diagnosis.py MNIST.npz``; ``benchmarks/results/cbl-diagnosis-*.json``)
@@ -394,7 +339,7 @@ class GridSaliency(Explainer):
         time of the defaults (docs/defaults.md, "Removing unneeded cells").
     prune : bool, default True
         With a ``target``: the returned mask keeps only its cells at or above the highest
-        threshold θ (to 1/16, :data:`PRUNE_STEPS` bisection steps, one forward pass of the batch
+        threshold θ (to 1/16, :data:`~gsal_tf.saliency.loop.PRUNE_STEPS` bisection steps, one forward pass of the batch
         each) at which the preserved score still keeps the target; the cells below θ become 0
         (``θ = 0``: nothing pruned). The optimisation leaves cells that only faded part-way;
         they carry context the prediction does not need, and a user reading the map sees them.
@@ -628,277 +573,12 @@ class GridSaliency(Explainer):
                 "keep" if self.moments == "keep" and self.target > 0 else "restart")
 
     def _build_graph(self, get_model, image_shape):
-        return _build_graph(get_model, image_shape, *self._graph_key())
+        return build_graph(get_model, image_shape, *self._graph_key())
 
 
-def _build_graph(get_model, image_shape, grid_size, mode, upsampling, optimizer, output, jit_compile, constrained=False, prune=False,
-                 remove_cells=False, moments="restart"):
-    """Compile the whole optimisation of a batch into one tf.function (see module docstring).
+def __getattr__(name: str):
+    # SETTLE_*, SEARCH_STEPS, PRUNE_STEPS, REMOVE_STEPS, pruned, least_needed_removed,
+    # settle_window: gsal_tf.saliency.loop (gsal_tf._deprecated warns).
+    from gsal_tf import _deprecated
 
-    ``constrained`` builds the loop of the ``target`` formulation; without it the loop is the
-    paper's, with no per-step work for a target. ``prune`` (with ``constrained``) ends with the
-    threshold search of ``GridSaliency(prune=True)``, and ``remove_cells`` (with ``constrained``)
-    with the leave-one-out removal of ``GridSaliency(remove_cells=True)``; ``moments`` ("restart"
-    or "keep"; "auto" runs the "restart" graph, then the "keep" one) is what the loop does with the
-    optimiser's moments when a request goes back. The graph reads the
-    model through ``get_model`` (a weak reference), so the cache of compiled graphs never keeps a
-    model alive.
-    """
-    height, width, channels = image_shape
-    gh, gw = grid_size
-    step = optim.STEPS[optimizer]
-    scale = loss_scale(get_model())
-
-    def class_score(x, class_ids):
-        """f_c(x) resized to (N,H,W)."""
-        return class_probability(get_model(), x, class_ids, output, (height, width))
-
-    def apply(grid, images, requests, baseline):
-        return perturb(images, upsample_grid(grid, (height, width), upsampling), requests, baseline, mode)
-
-    spec = [
-        tf.TensorSpec([None, height, width, channels], tf.float32),
-        tf.TensorSpec([None, height, width], tf.float32),
-        tf.TensorSpec([None], tf.int32),
-        tf.TensorSpec([None, height, width, channels], tf.float32),
-        tf.TensorSpec([], tf.float32),  # lam (each request's first lam, with a target)
-        tf.TensorSpec([], tf.float32),  # learning rate
-        tf.TensorSpec([], tf.int32),  # iterations
-        tf.TensorSpec([], tf.float32),  # init
-        tf.TensorSpec([], tf.float32),  # momentum
-        tf.TensorSpec([], tf.float32),  # target tau (used when constrained)
-        tf.TensorSpec([], tf.float32),  # backoff of lam when a request loses its prediction
-    ]
-
-    # Step only the active requests (dynamic shapes); XLA needs static ones: it steps every
-    # request every iteration and keeps the stopped ones unchanged.
-    compact = not jit_compile
-
-    def on_rows(needed, fn, outputs):
-        """``fn`` (taking row indices) on the requests where ``needed`` (N,) bool holds, its outputs
-        put into ``outputs`` (full-batch tensors, kept where a request is not needed). Compact
-        graphs gather the needed rows (and run no forward pass when there are none); XLA runs every
-        row and selects."""
-        if not compact:
-            parts = fn(tf.range(tf.shape(needed)[0]))
-            return [tf.where(needed[(slice(None),) + (None,) * (full.shape.rank - 1)], part, full)
-                    for full, part in zip(outputs, parts)]
-        rows = tf.where(needed)[:, 0]
-
-        def run():
-            parts = fn(rows)
-            return [tf.tensor_scatter_nd_update(full, rows[:, None], part) for full, part in zip(outputs, parts)]
-
-        return tf.cond(tf.size(rows) > 0, run, lambda: list(outputs))
-
-    def start_level(images, requests, class_ids, baseline, score, target, kept_empty):
-        """``init="auto"``: the lowest uniform level ``u`` (N,) whose mask ``M = u`` keeps the
-        preserved score >= target (:func:`.optim.lowest_level`, :data:`SEARCH_STEPS` halvings;
-        ``u = 1`` is the whole image), or 0 where the prediction keeps the target without context
-        (``kept_empty`` (N,)); the search runs on the other requests only."""
-        n = tf.shape(images)[0]
-
-        def search(rows):
-            x, r, c, b, sc = (tf.gather(v, rows) for v in (images, requests, class_ids, baseline, score))
-            m = tf.shape(rows)[0]
-
-            def keeps(level):
-                perturbed = class_score(apply(level[:, None, None] * tf.ones([m, gh, gw]), x, r, b), c)
-                return obj.score_ratio(sc, perturbed, r) >= target
-
-            return [optim.lowest_level(keeps, tf.zeros([m], tf.bool), SEARCH_STEPS)]
-
-        return on_rows(tf.logical_not(kept_empty), search, [tf.zeros([n])])[0]
-
-    def leave_one_out(grid, images, requests, baseline, class_ids, score, current):
-        """(m,gh,gw): how much the preserved score drops when each kept cell of ``grid`` alone is
-        removed (0 for the cells already 0), from the preserved score of ``current`` (m,h,w); one
-        forward pass of the batch per kept cell of the request that keeps most."""
-        m = tf.shape(grid)[0]
-        flat = tf.reshape(grid, [m, gh * gw])
-        kept = tf.reduce_sum(tf.cast(flat > 0, tf.int32), axis=1)
-        kept_first = tf.argsort(tf.cast(flat > 0, tf.int32), axis=1, direction="DESCENDING", stable=True)
-        before = obj.score_ratio(score, current, requests)
-
-        def body(j, importance):
-            cell = tf.one_hot(kept_first[:, j], gh * gw) * tf.cast(j < kept, tf.float32)[:, None]
-            without = tf.reshape(flat * (1.0 - cell), [m, gh, gw])
-            after = obj.score_ratio(score, class_score(apply(without, images, requests, baseline), class_ids), requests)
-            return j + 1, importance + cell * (before - after)[:, None]
-
-        _, importance = tf.while_loop(lambda j, _: j < tf.reduce_max(kept), body, [tf.constant(0), tf.zeros([m, gh * gw])])
-        return tf.reshape(importance, [m, gh, gw])
-
-    @tf.function(input_signature=spec, jit_compile=jit_compile, autograph=False)
-    def optimise(images, requests, class_ids, baseline, lam, learning_rate, iterations, init, momentum, target, backoff):
-        n = tf.shape(images)[0]
-        score = class_score(images, class_ids)
-        ones = tf.ones([n, gh, gw])
-        if constrained:
-            # init < 0 stands for "auto": search the start level (see GridSaliency.hyper_tensors).
-            s_empty = class_score(apply(tf.zeros([n, gh, gw]), images, requests, baseline), class_ids)  # no context (M = 0)
-            search = init < 0
-            kept_empty = obj.score_ratio(score, s_empty, requests) >= target  # the prediction keeps τ without context
-            level = tf.cond(search, lambda: start_level(images, requests, class_ids, baseline, score, target, kept_empty), lambda: tf.fill([n], init))
-            # With pruning, a request that keeps τ without context has its answer, the empty mask,
-            # before the first step (the steps from M = 0 could only add context that the pruning
-            # removes again): it takes no step. Without pruning it runs as before, so that runs
-            # made with prune=False give the same masks.
-            done = search & kept_empty if prune else tf.zeros([n], tf.bool)
-        else:
-            level = tf.fill([n], init)
-        grid0 = level[:, None, None] * ones
-        history0 = tf.TensorArray(tf.float32, size=iterations, element_shape=[None])
-        window = settle_window(iterations)
-        window_start = iterations - window
-
-        def descend(grid, lams, state, t, images, requests, class_ids, baseline, score):
-            """One projected step on the objective of the given requests; returns the new grid,
-            optimiser state, the step's loss (n,) and f_c(x') (n,H,W) at ``grid``."""
-            with tf.GradientTape() as tape:
-                tape.watch(grid)
-                perturbed = class_score(apply(grid, images, requests, baseline), class_ids)
-                loss = obj.objective(grid, score, perturbed, requests, lams)
-                scaled = tf.reduce_sum(loss) * scale
-            grad = tape.gradient(scaled, grid) / scale
-            new_grid, state = step(grid, grad, state, t + 1, learning_rate, momentum)
-            return new_grid, state, loss, perturbed
-
-        def paper_body(t, grid, anchor, state_a, state_b, history):
-            anchor = tf.where(tf.equal(t, window_start), grid, anchor)  # the mask where the last window starts
-            grid, (state_a, state_b), loss, _ = descend(grid, lam, (state_a, state_b), t, images, requests, class_ids, baseline, score)
-            return t + 1, grid, anchor, state_a, state_b, history.write(t, loss)
-
-        def constrained_body(t, grid, anchor, state_a, state_b, history, last_kept, lams, since_back, active, block_anchor, last_loss, steps, kept_score):
-            # Only the requests still active are stepped (gathered, stepped, scattered back); a
-            # request stops when its mask has settled over a block of ``window`` steps.
-            # A request whose preserved score (at this step's mask) falls below the target goes
-            # back to ``last_kept``, its last mask that kept it, with lam times ``backoff`` and
-            # fresh optimiser moments (``moments="keep"``: the moments carry on). (Sending back
-            # only the cells whose increase would raise the score left the others half-way down
-            # on the known-context models.)
-            anchor = tf.where(tf.equal(t, window_start), grid, anchor)
-            if compact:
-                rows = tf.where(active)[:, 0]
-                take = lambda x: tf.gather(x, rows)  # noqa: E731
-                put = lambda full, part: tf.tensor_scatter_nd_update(full, rows[:, None], part)  # noqa: E731
-            else:  # XLA needs static shapes: step every request, keep the stopped ones' values
-                take = lambda x: x  # noqa: E731
-                put = lambda full, part: tf.where(tf.reshape(active, [-1] + [1] * (len(full.shape) - 1)), part, full)  # noqa: E731
-            kept_before, req, sc = take(grid), take(requests), take(score)
-            new, (a, b), loss, perturbed = descend(kept_before, take(lams), (take(state_a), take(state_b)), t,
-                                                  take(images), req, take(class_ids), take(baseline), sc)
-            feasible = obj.score_ratio(sc, perturbed, req) >= target
-            kept = tf.where(feasible[:, None, None], kept_before, take(last_kept))
-            kept_score = put(kept_score, tf.where(feasible[:, None, None], perturbed, take(kept_score)))  # f_c(x') at last_kept
-            back = tf.logical_not(feasible)[:, None, None]
-            grid = put(grid, tf.where(back, kept, new))
-            last_kept = put(last_kept, kept)
-            state_a = put(state_a, a if moments == "keep" else tf.where(back, 0.0, a))
-            state_b = put(state_b, b if moments == "keep" else tf.where(back, 0.0, b))
-            lams = put(lams, tf.where(feasible, take(lams), take(lams) * backoff))
-            since_back = put(since_back, tf.where(feasible, take(since_back) + 1, 0))
-            last_loss = put(last_loss, loss)
-            steps = put(steps, take(steps) + 1)
-            # Every ``window`` steps: a request whose cells all moved <= SETTLE_TOLERANCE since the
-            # last check, without going back in between, has settled and stops.
-            check = tf.equal(tf.math.floormod(t + 1, window), 0)
-            moved = tf.reduce_max(tf.abs(grid - block_anchor), axis=[1, 2])
-            settled_now = check & (moved <= SETTLE_TOLERANCE) & (since_back >= window)
-            active = active & tf.logical_not(settled_now)
-            block_anchor = tf.where(check, grid, block_anchor)
-            return (t + 1, grid, anchor, state_a, state_b, history.write(t, last_loss), last_kept, lams, since_back,
-                    active, block_anchor, last_loss, steps, kept_score)
-
-        zeros_a, zeros_b = optim.init_state(grid0)
-        matrix, vector = tf.TensorShape([None, gh, gw]), tf.TensorShape([None])
-        start = (tf.constant(0), grid0, grid0, zeros_a, zeros_b, history0)
-        invariants = (tf.TensorShape([]), matrix, matrix, matrix, matrix, None)
-        if constrained:
-            # last_kept starts at the whole image (x' = x keeps the target; its f_c(x') is f_c(x));
-            # the first step checks the start mask and keeps it (a searched start keeps the target).
-            # A request done before the first step (``done``) repeats its loss at M = 0 in the history.
-            loss0 = tf.where(done, obj.objective(grid0, score, s_empty, requests, lam), 0.0)
-            extra = (ones, tf.fill([n], lam), tf.zeros([n], tf.int32), tf.logical_not(done), grid0, loss0, tf.zeros([n], tf.int32), score)
-            t_end, grid, anchor, _, _, history, last_kept, _, since_back, active, _, last_loss, steps, s_kept = tf.while_loop(
-                lambda t, *state: (t < iterations) & (tf.reduce_any(state[8]) if compact else True), constrained_body, start + extra,
-                shape_invariants=invariants + (matrix, vector, vector, vector, matrix, vector, vector, tf.TensorShape([None, height, width])))
-            # A request that stopped repeats its last loss to the end of the history (under XLA the
-            # loop runs every iteration, the stopped requests unchanged).
-            if compact:  # (no step at all when every request was done at the start)
-                loss_history = tf.cond(
-                    t_end > 0, lambda: tf.concat([history.gather(tf.range(t_end)), tf.tile(last_loss[None], [iterations - t_end, 1])], 0),
-                    lambda: tf.tile(last_loss[None], [iterations, 1]))
-            else:
-                loss_history = history.stack()
-        else:
-            _, grid, anchor, _, _, history = tf.while_loop(lambda t, *_: t < iterations, paper_body, start, shape_invariants=invariants)
-            loss_history = history.stack()
-            steps = tf.fill([n], iterations)
-
-        def scores_of(*grids):
-            """f_c(x') (N,H,W) for each of the grids (N,gh,gw), in one forward pass."""
-            k = len(grids)
-            x = apply(tf.concat(grids, 0), tf.tile(images, [k, 1, 1, 1]), tf.tile(requests, [k, 1, 1]), tf.tile(baseline, [k, 1, 1, 1]))
-            return tf.split(class_score(x, tf.tile(class_ids, [k])), k)
-
-        # Settled: no cell moved more than SETTLE_TOLERANCE over the last window (and, with a
-        # target, the request kept its mask's target through it).
-        change = tf.reduce_max(tf.abs(grid - anchor), axis=[1, 2])
-        settled = change <= SETTLE_TOLERANCE
-        if constrained:
-            # The final mask when it keeps the target, else the last one that did (not settled).
-            (s_final,) = scores_of(grid)
-            fallback = obj.score_ratio(score, s_final, requests) < target
-            grid = tf.where(fallback[:, None, None], last_kept, grid)
-            s_final = tf.where(fallback[:, None, None], s_kept, s_final)
-            settled = (tf.logical_not(active) | (settled & (since_back >= window))) & tf.logical_not(fallback)
-            if prune:
-                # The cells below the highest threshold θ that still keeps the target go to 0;
-                # searched for the requests whose mask keeps any context (an empty one stays so).
-                def prune_rows(rows):
-                    g, sc, r, x, b, c = (tf.gather(v, rows) for v in (grid, score, requests, images, baseline, class_ids))
-
-                    def keeps_pruned(theta):
-                        s_pruned = class_score(apply(pruned(g, theta), x, r, b), c)
-                        return obj.score_ratio(sc, s_pruned, r) >= target, s_pruned
-
-                    theta, s_rows = optim.highest_threshold(keeps_pruned, tf.gather(s_final, rows), PRUNE_STEPS)
-                    return [theta, s_rows]
-
-                theta, s_final = on_rows(tf.reduce_max(grid, axis=[1, 2]) > 0, prune_rows, [tf.zeros([n]), s_final])
-                grid = pruned(grid, theta)
-            if remove_cells:
-                # Leave-one-out over the kept cells, then the most of the least needed that still
-                # keep the target go together.
-                def remove_rows(rows):
-                    g, sc, r, x, b, c = (tf.gather(v, rows) for v in (grid, score, requests, images, baseline, class_ids))
-                    s_rows = tf.gather(s_final, rows)
-                    importance = leave_one_out(g, x, r, b, c, sc, s_rows)
-
-                    def keeps_removed(fraction):
-                        s_removed = class_score(apply(least_needed_removed(g, importance, fraction), x, r, b), c)
-                        return obj.score_ratio(sc, s_removed, r) >= target, s_removed
-
-                    fraction, s_rows = optim.highest_threshold(keeps_removed, s_rows, REMOVE_STEPS)
-                    return [least_needed_removed(g, importance, fraction), s_rows]
-
-                grid, s_final = on_rows(tf.reduce_max(grid, axis=[1, 2]) > 0, remove_rows, [grid, s_final])
-        else:
-            s_final, s_empty = scores_of(grid, tf.zeros_like(grid))  # the final mask and no context (M = 0)
-        area = tf.reduce_sum(requests, axis=[1, 2])
-        return {
-            "saliency": upsample_grid(grid, (height, width), upsampling),
-            "grid": grid,
-            "loss_history": tf.transpose(loss_history),
-            "final_loss": obj.objective(grid, score, s_final, requests, lam),
-            "preserved_score": obj.score_ratio(score, s_final, requests),
-            "no_context_score": obj.score_ratio(score, s_empty, requests),
-            "original_score": tf.reduce_sum(score * requests, axis=[1, 2]) / area,
-            "converged": settled,
-            "mask_change": change,
-            "steps": steps,
-        }
-
-    return optimise
-
+    return _deprecated.moved(__name__, name)
