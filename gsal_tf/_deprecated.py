@@ -31,12 +31,12 @@ EXPLAINER_NAMES = {
 #: now the benchmark's (``gs.zoo.Bias`` etc. unchanged).
 PRESETS_NAMES = {name: ("gsal_tf.benchmark.zoo_bias", name) for name in ("Bias", "unbiased_reference", "bias_digit_ious")}
 
-#: Names ``gsal_tf.datasets.sources`` held up to 0.2: choosing a reader by layout is
+#: Names ``gsal_tf.datasets.sources`` held before choosing a reader by layout became
 #: :mod:`gsal_tf.datasets.layouts` (``gs.datasets.open_source`` and ``LAYOUTS`` unchanged).
 SOURCES_NAMES = {name: ("gsal_tf.datasets.layouts", name) for name in ("open_source", "LAYOUTS")}
 
-#: Names ``gsal_tf.saliency.grid_saliency`` held up to 0.2: the compiled optimisation's constants
-#: and parts are :mod:`gsal_tf.saliency.loop`.
+#: Names ``gsal_tf.saliency.grid_saliency`` held before the compiled optimisation became its own
+#: module, :mod:`gsal_tf.saliency.loop` (some of them came after 0.2).
 GRID_SALIENCY_NAMES = {name: ("gsal_tf.saliency.loop", name) for name in (
     "SETTLE_WINDOW", "SETTLE_MIN_STEPS", "SETTLE_TOLERANCE", "SEARCH_STEPS", "PRUNE_STEPS", "REMOVE_STEPS", "pruned",
     "least_needed_removed", "settle_window")}

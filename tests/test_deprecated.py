@@ -6,6 +6,7 @@ import pytest
 import gsal_tf as gs
 from gsal_tf import methods, model_calls
 from gsal_tf.benchmark import zoo_bias
+from gsal_tf.saliency import loop
 
 
 @pytest.mark.parametrize("module, name, new", [
@@ -20,8 +21,8 @@ from gsal_tf.benchmark import zoo_bias
     ("gsal_tf.models.presets", "bias_digit_ious", zoo_bias.bias_digit_ious),
     ("gsal_tf.datasets.sources", "open_source", gs.datasets.open_source),
     ("gsal_tf.datasets.sources", "LAYOUTS", gs.datasets.LAYOUTS),
-    ("gsal_tf.saliency.grid_saliency", "settle_window", gs.saliency.loop.settle_window),
-    ("gsal_tf.saliency.grid_saliency", "SEARCH_STEPS", gs.saliency.loop.SEARCH_STEPS),
+    ("gsal_tf.saliency.grid_saliency", "settle_window", loop.settle_window),
+    ("gsal_tf.saliency.grid_saliency", "SEARCH_STEPS", loop.SEARCH_STEPS),
 ])
 def test_a_moved_name_warns_and_is_the_new_object(module, name, new):
     import importlib

@@ -11,7 +11,7 @@ import tensorflow as tf
 
 import gsal_tf as gs
 from gsal_tf.models.known_context import brightness_model, known_context_image, known_context_model
-from gsal_tf.saliency import optim
+from gsal_tf.saliency import loop, optim
 
 from test_known_context import SHAPE, TARGET, assert_explains, box_mask
 
@@ -101,7 +101,7 @@ def test_a_settled_request_stops_and_leaves_the_others_unchanged():
     images, requests = np.concatenate([image, needs_context]), np.concatenate([request, request])
     explainer = gs.GridSaliency(model)
     together = explainer.explain(images, requests, [1, 1])
-    window = gs.saliency.loop.settle_window(explainer.iterations)
+    window = loop.settle_window(explainer.iterations)
     # With pruning (the default) the request that keeps the target without context has its
     # answer, the empty mask, before the first step: it takes none.
     assert together.steps[0] == 0 and together.converged[0]
@@ -153,7 +153,7 @@ def test_least_needed_removed_matches_numpy(seed):
     importance = rng.standard_normal((4, 3, 5)).astype(np.float32)
     importance[0, 0, :2] = importance[0, 0, 2]  # ties go in row-major order
     fraction = np.array([0.0, 0.3, 0.75, 1.0], np.float32)
-    got = gs.saliency.loop.least_needed_removed(tf.constant(grid), tf.constant(importance), tf.constant(fraction)).numpy()
+    got = loop.least_needed_removed(tf.constant(grid), tf.constant(importance), tf.constant(fraction)).numpy()
     expected = grid.copy()
     for b in range(4):
         kept = np.flatnonzero(grid[b].ravel() > 0)

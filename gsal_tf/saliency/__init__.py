@@ -1,4 +1,5 @@
-"""Grid saliency (the method) and its parts: masks, perturbations, objective, optimisers."""
+"""Grid saliency (the method) and its parts: masks, perturbations, objective, optimisers, the
+compiled loop (:mod:`.loop`)."""
 
 from gsal_tf.saliency.grid_saliency import Explanation, GridSaliency, cell_spread, uniform_masks
 from gsal_tf.saliency.masks import upsample_grid

@@ -78,7 +78,8 @@ from gsal_tf.validation import (
     check_request_masks,
 )
 
-__all__ = ["Explanation", "GridSaliency", "MOMENTS", "UNIFORM_SPREAD", "cell_spread", "uniform_masks", "is_uniform", "take_smaller_kept"]
+__all__ = ["Explanation", "GridSaliency", "MOMENTS", "UNIFORM_SPREAD", "cell_spread", "uniform_masks", "is_uniform",
+           "take_smaller_kept"]
 
 
 @dataclasses.dataclass

@@ -10,7 +10,7 @@ One call on N requests (notation of :mod:`.grid_saliency`):
    with a target :func:`target_loop`, where a request whose preserved score falls below τ goes
    back to its last mask that kept τ with ``lam`` times ``backoff`` and its optimiser moments
    restarted or kept, and stops once its mask has settled;
-4. the end, with a target (:func:`target_end`): the last mask that kept τ where the final one
+4. the end, with a target (:func:`target_answer`): the last mask that kept τ where the final one
    does not, the pruning (:data:`PRUNE_STEPS` forward passes) and the removal of unneeded cells
    (a forward pass per kept cell, then :data:`REMOVE_STEPS`).
 
@@ -103,14 +103,16 @@ class Batch(NamedTuple):
         return Batch(*(tf.gather(v, rows) for v in self))
 
     def map(self, fn) -> "Batch":
+        """``fn`` applied to each tensor of the batch (e.g. the gather of the active rows)."""
         return Batch(*(fn(v) for v in self))
 
 
 @dataclasses.dataclass(frozen=True)
 class Setup:
     """What every part of one compiled graph shares: the model (read through ``get_model``, a weak
-    reference, so the cache of compiled graphs never keeps a model alive), the image and grid
-    sizes and the structural options. ``compact``: step and search only the rows that need it
+    reference, so the cache of compiled graphs never keeps a model alive), ``image_size`` (H,W)
+    in pixels, ``grid_size`` (gh,gw) in cells, and the structural options ``mode``,
+    ``upsampling`` and ``output``. ``compact``: step and search only the rows that need it
     (dynamic shapes; False under XLA)."""
 
     get_model: Callable
@@ -133,7 +135,7 @@ class Setup:
         """f_c(x') (N,H,W) for grids (N,gh,gw)."""
         return self.class_score(self.perturbed(grid, batch), batch.class_ids)
 
-    def kept(self, perturbed_score, batch: Batch):
+    def preserved(self, perturbed_score, batch: Batch):
         """The preserved score (N,) of f_c(x') (N,H,W) (:func:`.objective.score_ratio`)."""
         return obj.score_ratio(batch.score, perturbed_score, batch.requests)
 
@@ -174,7 +176,7 @@ def start_level(s: Setup, batch: Batch, target, kept_empty):
         m = tf.shape(rows)[0]
 
         def keeps(level):
-            return s.kept(s.scores(level[:, None, None] * tf.ones([m, gh, gw]), part), part) >= target
+            return s.preserved(s.scores(level[:, None, None] * tf.ones([m, gh, gw]), part), part) >= target
 
         return [optim.lowest_level(keeps, tf.zeros([m], tf.bool), SEARCH_STEPS)]
 
@@ -190,12 +192,12 @@ def leave_one_out(s: Setup, grid, batch: Batch, current):
     flat = tf.reshape(grid, [m, gh * gw])
     kept = tf.reduce_sum(tf.cast(flat > 0, tf.int32), axis=1)
     kept_first = tf.argsort(tf.cast(flat > 0, tf.int32), axis=1, direction="DESCENDING", stable=True)
-    before = s.kept(current, batch)
+    before = s.preserved(current, batch)
 
     def body(j, importance):
         cell = tf.one_hot(kept_first[:, j], gh * gw) * tf.cast(j < kept, tf.float32)[:, None]
         without = tf.reshape(flat * (1.0 - cell), [m, gh, gw])
-        after = s.kept(s.scores(without, batch), batch)
+        after = s.preserved(s.scores(without, batch), batch)
         return j + 1, importance + cell * (before - after)[:, None]
 
     _, importance = tf.while_loop(lambda j, _: j < tf.reduce_max(kept), body, [tf.constant(0), tf.zeros([m, gh * gw])])
@@ -212,8 +214,10 @@ class Stepper(NamedTuple):
     momentum: tf.Tensor
 
     def descend(self, s: Setup, grid, lams, state, t, batch: Batch):
-        """One step on the requests of ``batch``: the new grid, optimiser state, the step's loss
-        (n,) and f_c(x') (n,H,W) at ``grid``."""
+        """One step on the n requests of ``batch`` from ``grid`` (n,gh,gw) with size weights
+        ``lams`` (a scalar, or (n,) with a target) and optimiser ``state`` (a pair of (n,gh,gw)) at
+        step ``t`` (int32, from 0): the new grid, optimiser state, the step's loss (n,) and f_c(x')
+        (n,H,W) at ``grid``."""
         with tf.GradientTape() as tape:
             tape.watch(grid)
             perturbed = s.scores(grid, batch)
@@ -244,21 +248,23 @@ def paper_loop(s: Setup, stepper: Stepper, batch: Batch, grid0, lam, iterations)
 
 
 class TargetState(NamedTuple):
-    """What :func:`target_loop` returns, per request (N,...)."""
+    """What :func:`target_loop` returns for N requests."""
 
-    grid: tf.Tensor  # the final grid
-    anchor: tf.Tensor  # the grid where the last settle window began
-    loss_history: tf.Tensor  # (T,N)
-    last_kept: tf.Tensor  # the last grid that kept the target
-    kept_score: tf.Tensor  # f_c(x') (N,H,W) at last_kept
-    since_back: tf.Tensor  # steps since the request last went back
-    active: tf.Tensor  # still stepping when the loop ended
-    steps: tf.Tensor  # steps run
+    grid: tf.Tensor  # (N,gh,gw) the final grid
+    anchor: tf.Tensor  # (N,gh,gw) the grid where the last settle window began
+    loss_history: tf.Tensor  # (T,N) the objective before each step
+    last_kept: tf.Tensor  # (N,gh,gw) the last grid that kept the target
+    kept_score: tf.Tensor  # (N,H,W) f_c(x') at last_kept
+    since_back: tf.Tensor  # (N,) int32 steps since the request last went back
+    active: tf.Tensor  # (N,) bool still stepping when the loop ended
+    steps: tf.Tensor  # (N,) int32 steps run
 
 
 def target_loop(s: Setup, stepper: Stepper, batch: Batch, grid0, done, loss0, lam, iterations, target, backoff, moments):
-    """The ``target`` formulation's steps from ``grid0`` (N,gh,gw); requests ``done`` (N,) take
-    none (their history repeats ``loss0``). A request whose preserved score (at this step's mask)
+    """The ``target`` formulation's steps from ``grid0`` (N,gh,gw), at most ``iterations`` (int32
+    scalar), each request's size weight starting at ``lam`` (float32 scalar); requests ``done``
+    (N,) bool take none (their history repeats ``loss0`` (N,)); ``moments`` is "restart" or
+    "keep" (a Python string: it shapes the graph). A request whose preserved score (at this step's mask)
     falls below ``target`` goes back to its last mask that kept it, with lam times ``backoff`` and
     fresh optimiser moments (``moments="keep"``: they carry on); one whose cells all moved at most
     :data:`SETTLE_TOLERANCE` over a block of ``window`` steps without going back stops. (Sending
@@ -280,10 +286,10 @@ def target_loop(s: Setup, stepper: Stepper, batch: Batch, grid0, done, loss0, la
             take = lambda x: x  # noqa: E731
             put = lambda full, part: tf.where(tf.reshape(active, [-1] + [1] * (len(full.shape) - 1)), part, full)  # noqa: E731
         part = batch.map(take)
-        kept_before = take(grid)
-        new, (a, b), loss, perturbed = stepper.descend(s, kept_before, take(lams), (take(state_a), take(state_b)), t, part)
-        feasible = s.kept(perturbed, part) >= target
-        kept = tf.where(feasible[:, None, None], kept_before, take(last_kept))
+        current = take(grid)
+        new, (a, b), loss, perturbed = stepper.descend(s, current, take(lams), (take(state_a), take(state_b)), t, part)
+        feasible = s.preserved(perturbed, part) >= target
+        kept = tf.where(feasible[:, None, None], current, take(last_kept))
         kept_score = put(kept_score, tf.where(feasible[:, None, None], perturbed, take(kept_score)))  # f_c(x') at last_kept
         back = tf.logical_not(feasible)[:, None, None]
         grid = put(grid, tf.where(back, kept, new))
@@ -313,7 +319,9 @@ def target_loop(s: Setup, stepper: Stepper, batch: Batch, grid0, done, loss0, la
     invariants = (tf.TensorShape([]), matrix, matrix, matrix, matrix, None, matrix, vector, vector, vector, matrix, vector, vector,
                   tf.TensorShape([None, *s.image_size]))
     t_end, grid, anchor, _, _, history, last_kept, _, since_back, active, _, last_loss, steps, kept_score = tf.while_loop(
-        lambda t, *state: (t < iterations) & (tf.reduce_any(state[8]) if take_rows else True), body, start,
+        lambda t, grid, anchor, a, b, history, last_kept, lams, since_back, active, *_:
+            (t < iterations) & (tf.reduce_any(active) if take_rows else True),
+        body, start,
         shape_invariants=invariants)
     # A request that stopped repeats its last loss to the end of the history (under XLA the loop
     # runs every iteration, the stopped requests unchanged).
@@ -336,7 +344,7 @@ def prune(s: Setup, grid, batch: Batch, s_final, target):
 
         def keeps_pruned(theta):
             s_pruned = s.scores(pruned(g, theta), part)
-            return s.kept(s_pruned, part) >= target, s_pruned
+            return s.preserved(s_pruned, part) >= target, s_pruned
 
         theta, s_rows = optim.highest_threshold(keeps_pruned, tf.gather(s_final, rows), PRUNE_STEPS)
         return [theta, s_rows]
@@ -357,7 +365,7 @@ def remove_unneeded(s: Setup, grid, batch: Batch, s_final, target):
 
         def keeps_removed(fraction):
             s_removed = s.scores(least_needed_removed(g, importance, fraction), part)
-            return s.kept(s_removed, part) >= target, s_removed
+            return s.preserved(s_removed, part) >= target, s_removed
 
         fraction, s_rows = optim.highest_threshold(keeps_removed, s_rows, REMOVE_STEPS)
         return [least_needed_removed(g, importance, fraction), s_rows]
@@ -366,15 +374,17 @@ def remove_unneeded(s: Setup, grid, batch: Batch, s_final, target):
     return grid, s_final
 
 
-def target_end(s: Setup, state: TargetState, batch: Batch, settled, window, target, prune_cells: bool, remove_cells: bool):
-    """The answer of the ``target`` formulation: the final mask where it keeps the target, else
-    the last one that did (not settled); then pruned and unneeded cells removed as asked.
-    Returns (grid, f_c(x') at it, settled)."""
-    (s_final,) = s.scores_of(batch, state.grid)
-    fallback = s.kept(s_final, batch) < target
-    grid = tf.where(fallback[:, None, None], state.last_kept, state.grid)
-    s_final = tf.where(fallback[:, None, None], state.kept_score, s_final)
-    settled = (tf.logical_not(state.active) | (settled & (state.since_back >= window))) & tf.logical_not(fallback)
+def target_answer(s: Setup, result: TargetState, batch: Batch, settled, window, target, prune_cells: bool, remove_cells: bool):
+    """The answer of the ``target`` formulation after :func:`target_loop`: the final mask where it
+    keeps the target, else the last one that did (then not settled); then pruned and unneeded
+    cells removed as asked. ``settled`` (N,) bool: no cell moved more than
+    :data:`SETTLE_TOLERANCE` over the last ``window`` (int32 scalar) steps; ``target`` τ (float32
+    scalar). Returns the grid (N,gh,gw), f_c(x') at it (N,H,W) and whether it settled (N,) bool."""
+    (s_final,) = s.scores_of(batch, result.grid)
+    fallback = s.preserved(s_final, batch) < target
+    grid = tf.where(fallback[:, None, None], result.last_kept, result.grid)
+    s_final = tf.where(fallback[:, None, None], result.kept_score, s_final)
+    settled = (tf.logical_not(result.active) | (settled & (result.since_back >= window))) & tf.logical_not(fallback)
     if prune_cells:
         grid, s_final = prune(s, grid, batch, s_final, target)
     if remove_cells:
@@ -382,12 +392,12 @@ def target_end(s: Setup, state: TargetState, batch: Batch, settled, window, targ
     return grid, s_final, settled
 
 
-def build_graph(get_model, image_shape, grid_size, mode, upsampling, optimizer, output, jit_compile, constrained=False, prune=False,
-                remove_cells=False, moments="restart"):
+def build_graph(get_model, image_shape, grid_size, mode, upsampling, optimizer, output, jit_compile, constrained=False,
+                prune_cells=False, remove_cells=False, moments="restart"):
     """Compile the whole optimisation of a batch into one tf.function (module docstring).
 
     ``constrained`` builds the loop of the ``target`` formulation; without it the loop is the
-    paper's, with no per-step work for a target. ``prune`` (with ``constrained``) ends with the
+    paper's, with no per-step work for a target. ``prune_cells`` (with ``constrained``) ends with the
     threshold search of ``GridSaliency(prune=True)``, and ``remove_cells`` (with ``constrained``)
     with the leave-one-out removal of ``GridSaliency(remove_cells=True)``; ``moments`` ("restart"
     or "keep"; "auto" runs the "restart" graph, then the "keep" one) is what the loop does with the
@@ -422,18 +432,18 @@ def build_graph(get_model, image_shape, grid_size, mode, upsampling, optimizer, 
             # init < 0 stands for "auto": search the start level (see GridSaliency.hyper_tensors).
             s_empty = s.scores(tf.zeros([n, gh, gw]), batch)  # no context (M = 0)
             search = init < 0
-            kept_empty = s.kept(s_empty, batch) >= target  # the prediction keeps τ without context
+            kept_empty = s.preserved(s_empty, batch) >= target  # the prediction keeps τ without context
             level = tf.cond(search, lambda: start_level(s, batch, target, kept_empty), lambda: tf.fill([n], init))
             # With pruning, a request that keeps τ without context has its answer, the empty mask,
             # before the first step (the steps from M = 0 could only add context that the pruning
             # removes again): it takes no step. Without pruning it runs as before, so that runs
             # made with prune=False give the same masks.
-            done = search & kept_empty if prune else tf.zeros([n], tf.bool)
+            done = search & kept_empty if prune_cells else tf.zeros([n], tf.bool)
             grid0 = level[:, None, None] * ones
             # A request done before the first step repeats its loss at M = 0 in the history.
             loss0 = tf.where(done, obj.objective(grid0, batch.score, s_empty, requests, lam), 0.0)
-            state = target_loop(s, stepper, batch, grid0, done, loss0, lam, iterations, target, backoff, moments)
-            grid, anchor, loss_history, steps = state.grid, state.anchor, state.loss_history, state.steps
+            result = target_loop(s, stepper, batch, grid0, done, loss0, lam, iterations, target, backoff, moments)
+            grid, anchor, loss_history, steps = result.grid, result.anchor, result.loss_history, result.steps
         else:
             grid0 = tf.fill([n], init)[:, None, None] * ones
             grid, anchor, loss_history = paper_loop(s, stepper, batch, grid0, lam, iterations)
@@ -444,7 +454,7 @@ def build_graph(get_model, image_shape, grid_size, mode, upsampling, optimizer, 
         change = tf.reduce_max(tf.abs(grid - anchor), axis=[1, 2])
         settled = change <= SETTLE_TOLERANCE
         if constrained:
-            grid, s_final, settled = target_end(s, state, batch, settled, settle_window(iterations), target, prune, remove_cells)
+            grid, s_final, settled = target_answer(s, result, batch, settled, settle_window(iterations), target, prune_cells, remove_cells)
         else:
             s_final, s_empty = s.scores_of(batch, grid, tf.zeros_like(grid))  # the final mask and no context (M = 0)
         area = tf.reduce_sum(requests, axis=[1, 2])
@@ -453,8 +463,8 @@ def build_graph(get_model, image_shape, grid_size, mode, upsampling, optimizer, 
             "grid": grid,
             "loss_history": tf.transpose(loss_history),
             "final_loss": obj.objective(grid, batch.score, s_final, requests, lam),
-            "preserved_score": s.kept(s_final, batch),
-            "no_context_score": s.kept(s_empty, batch),
+            "preserved_score": s.preserved(s_final, batch),
+            "no_context_score": s.preserved(s_empty, batch),
             "original_score": tf.reduce_sum(batch.score * requests, axis=[1, 2]) / area,
             "converged": settled,
             "mask_change": change,
