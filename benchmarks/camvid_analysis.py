@@ -386,17 +386,14 @@ FIGURE_MIN_REQUESTS = 10
 
 
 def _difference_figure(path: Path, stats, card, title: str) -> Path:
-    """The paper's context figure: Δ = share − inflation share per request class (rows, labelled
-    with how many of their requests kept salient context) × context class, written to ``path``;
-    rows with fewer than :data:`FIGURE_MIN_REQUESTS` such requests grey."""
+    """The paper's context figure (Δ = share − inflation share per request class × context class,
+    :func:`gsal_tf.scale.report.figures`), rows with fewer than :data:`FIGURE_MIN_REQUESTS`
+    requests keeping salient context grey, written to ``path``."""
     from gsal_tf import viz
+    from gsal_tf.scale import report
 
-    with_context = np.asarray(stats.count) - np.asarray(stats.empty)
-    rows = [f"{_name(card, c)} ({int(k)}/{int(n)})" for c, k, n in zip(stats.classes, with_context, stats.count)]
-    values = np.where((with_context >= FIGURE_MIN_REQUESTS)[:, None], stats.difference, np.nan)
-    figure = viz.matrix_figure(values, rows, card["settings"]["context_classes"], title, diverging=True,
-                               colorbar_label="share − inflation share", xlabel="context class (CamVid labels)",
-                               ylabel="request class (requests with salient context / all)")
+    figure = report.figures(stats, card, min_requests=FIGURE_MIN_REQUESTS, title=title,
+                            context_label="context class (CamVid labels)")["difference"]
     return viz.save_figure(figure, path)
 
 

@@ -13,6 +13,7 @@ import pytest
 
 import gsal_tf as gs
 from gsal_tf.scale import RequestPolicy, explain_dataset, load_stats, read_results
+from gsal_tf.scale import report
 from gsal_tf.scale.report import context_dependence, write_html_report
 
 pytest.importorskip("pyarrow")
@@ -109,6 +110,27 @@ def test_report_without_maps_lists_requests_and_says_how_to_get_overlays(run):
 def test_bad_gallery_size_is_refused(run):
     with pytest.raises(gs.GsalInputError, match="gallery"):
         write_html_report(run / "maps", gallery=-1)
+
+
+def test_figures_count_each_row_and_grey_rows_with_too_few_requests(run):
+    from gsal_tf.scale.report import figures
+
+    stats, card = load_stats(run / "maps")
+    kept = np.asarray(stats.count) - np.asarray(stats.empty)
+    for min_requests in (1, int(kept.max()) + 1):
+        shown = figures(stats, card, min_requests=min_requests, title="Δ on test frames")
+        axes = shown["difference"].axes[0]
+        assert axes.get_title() == "Δ on test frames"
+        labels = [t.get_text() for t in axes.get_yticklabels()]
+        assert labels == [f"{report.class_label(card, int(c))} ({int(k)}/{int(n)})" for c, k, n in zip(stats.classes, kept, stats.count)]
+        for name, values in (("difference", stats.difference), ("share", stats.share)):
+            data = shown[name].axes[0].get_images()[0].get_array()
+            grey = np.ma.getmaskarray(data).all(axis=1)
+            np.testing.assert_array_equal(grey, (kept < min_requests) | ~np.isfinite(values).any(axis=1))
+            assert grey.all() == (min_requests > kept.max())  # the small run has readable rows
+            np.testing.assert_allclose(data.filled(np.nan)[~grey], values[~grey])
+    with pytest.raises(gs.GsalInputError, match="min_requests"):
+        figures(stats, card, min_requests=-1)
 
 
 def test_cli_stats_html(run, tmp_path):

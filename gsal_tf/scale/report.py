@@ -36,22 +36,38 @@ from gsal_tf.scale import store
 __all__ = ["figures", "context_dependence", "write_html_report", "class_label", "format_share"]
 
 
-def figures(stats, card: dict) -> dict:
+def figures(stats, card: dict, *, min_requests: int = 1, title: Optional[str] = None,
+            context_label: str = "context class") -> dict:
     """{name: matplotlib Figure} of the run's context statistics (``share``, ``difference``,
-    ``distance``, ``size``), labelled with the run's class names."""
+    ``distance``, ``size``), labelled with the run's class names.
+
+    The rows of ``share`` and ``difference`` read ``class (k/n)``: k of the class's n requests
+    kept salient labelled context (``n − stats.empty``). A row with k < ``min_requests`` is grey
+    ("—"): its shares rest on too few masks to read, and a single one can set the colour scale
+    (CamVid's full test split: 1 of 233 road zones keeps context). ``title`` replaces the
+    ``difference`` figure's title (the paper's context figure); ``context_label`` names the
+    columns (e.g. which label set the context classes come from).
+    """
     from gsal_tf import viz
 
-    rows = [class_label(card, int(c)) for c in stats.classes]
+    if isinstance(min_requests, bool) or not isinstance(min_requests, (int, np.integer)) or min_requests < 0:
+        raise GsalInputError(f"min_requests must be a number of requests (0 or more), got {min_requests!r}")
+    names = [class_label(card, int(c)) for c in stats.classes]
+    with_context = np.asarray(stats.count) - np.asarray(stats.empty)
+    counted = [f"{r} ({int(k)}/{int(n)})" for r, k, n in zip(names, with_context, stats.count)]
+    readable = (with_context >= min_requests)[:, None]
     context = card["settings"]["context_classes"]
     bins = [f">{a:g}" if not np.isfinite(b) else f"≤{b:g}" for a, b in zip(stats.edges[:-1], stats.edges[1:])]
+    counted_axis = "request class (with salient context / all)"
     return {
-        "share": viz.matrix_figure(stats.share, rows, context, "share of the salient context on each class", vmax=1.0,
-                                   colorbar_label="share of salient context", xlabel="context class", ylabel="request class"),
-        "difference": viz.matrix_figure(stats.difference, rows, context, "grid saliency − inflation baseline",
-                                        colorbar_label="difference of shares", xlabel="context class", ylabel="request class", diverging=True),
-        "distance": viz.matrix_figure(stats.profile, rows, bins, "mean saliency by distance to the request", colorbar_label="mean saliency",
+        "share": viz.matrix_figure(np.where(readable, stats.share, np.nan), counted, context, "share of the salient context on each class",
+                                   vmax=1.0, colorbar_label="share of salient context", xlabel=context_label, ylabel=counted_axis),
+        "difference": viz.matrix_figure(np.where(readable, stats.difference, np.nan), counted, context,
+                                        title or "grid saliency − inflation baseline", colorbar_label="share − inflation share",
+                                        xlabel=context_label, ylabel=counted_axis, diverging=True),
+        "distance": viz.matrix_figure(stats.profile, names, bins, "mean saliency by distance to the request", colorbar_label="mean saliency",
                                       xlabel="distance (px)", ylabel="request class"),
-        "size": viz.bar_figure({r: (float(s), None) for r, s in zip(rows, stats.mean_fraction)}, "mean salient context per class",
+        "size": viz.bar_figure({r: (float(s), None) for r, s in zip(names, stats.mean_fraction)}, "mean salient context per class",
                                chance=None, ylabel="salient fraction of the context"),
     }
 
