@@ -145,6 +145,12 @@ def test_cli_stats_html(run, tmp_path):
     bad = runner.invoke(app, ["stats", str(run / "maps"), "--html", "--gallery", "-2", "--out", str(tmp_path / "bad")])
     assert bad.exit_code == 2 and bad.output.count("error:") == 1 and "--gallery" in bad.output
     assert not (tmp_path / "bad" / "report.html").exists()
+    bad = runner.invoke(app, ["stats", str(run / "maps"), "--html", "--min-requests", "-1", "--out", str(tmp_path / "bad")])
+    assert bad.exit_code == 2 and bad.output.count("error:") == 1 and "--min-requests" in bad.output
+    assert not (tmp_path / "bad").exists() or not list((tmp_path / "bad").iterdir())
+    with pytest.raises(gs.GsalInputError, match="min_requests"):
+        write_html_report(run / "maps", tmp_path / "r.html", min_requests=-3)
+    assert not (tmp_path / "r.html").exists()
 
 
 @pytest.mark.skipif(not (shutil.which("chromium") or shutil.which("chromium-browser")), reason="needs Debian's chromium (headless)")

@@ -91,6 +91,7 @@ def stats(
     figure_format: FigureFormat = figure_format_option(),
     html_report: bool = typer.Option(False, "--html", help="Also write one self-contained HTML report (tables, heat maps, a gallery of the most and least context-dependent requests) to OUT/report.html."),
     gallery: int = typer.Option(6, "--gallery", help="Requests shown at each end of the context-dependence ranking in the HTML report."),
+    min_requests: int = typer.Option(1, "--min-requests", help="Grey the heat-map rows of request classes with fewer requests that kept salient context (their shares rest on too few masks)."),
     unpaired: bool = typer.Option(False, "--unpaired", help="With several runs: every request of each run, not only the requests all runs hold."),
 ) -> None:
     """Context statistics: per request class, the share of the salient context on each context
@@ -130,10 +131,12 @@ def stats(
     try:
         if gallery < 0:
             raise gs.GsalInputError(f"--gallery {gallery}: give a number of requests (0 or more)")
+        if min_requests < 0:
+            raise gs.GsalInputError(f"--min-requests {min_requests}: give a number of requests (0 or more)")
         folder.mkdir(parents=True, exist_ok=True)
-        written = [viz.save_figure(fig, folder / f"{name}.{figure_format.value}") for name, fig in report.figures(result, card).items()]
+        written = [viz.save_figure(fig, folder / f"{name}.{figure_format.value}") for name, fig in report.figures(result, card, min_requests=min_requests).items()]
         if html_report:
-            written.append(report.write_html_report(results, folder / "report.html", gallery=gallery, top=top))
+            written.append(report.write_html_report(results, folder / "report.html", gallery=gallery, top=top, min_requests=min_requests))
     except gs.GsalError as exc:
         raise fail(str(exc)) from None
     except OSError as exc:

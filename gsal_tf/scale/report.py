@@ -50,8 +50,7 @@ def figures(stats, card: dict, *, min_requests: int = 1, title: Optional[str] = 
     """
     from gsal_tf import viz
 
-    if isinstance(min_requests, bool) or not isinstance(min_requests, (int, np.integer)) or min_requests < 0:
-        raise GsalInputError(f"min_requests must be a number of requests (0 or more), got {min_requests!r}")
+    _check_min_requests(min_requests)
     names = [class_label(card, int(c)) for c in stats.classes]
     with_context = np.asarray(stats.count) - np.asarray(stats.empty)
     counted = [f"{r} ({int(k)}/{int(n)})" for r, k, n in zip(names, with_context, stats.count)]
@@ -72,6 +71,11 @@ def figures(stats, card: dict, *, min_requests: int = 1, title: Optional[str] = 
     }
 
 
+def _check_min_requests(min_requests) -> None:
+    if isinstance(min_requests, bool) or not isinstance(min_requests, (int, np.integer)) or min_requests < 0:
+        raise GsalInputError(f"min_requests must be a number of requests (0 or more), got {min_requests!r}")
+
+
 def context_dependence(no_context_score: np.ndarray, salient_mass: np.ndarray, context_area: np.ndarray, method: str) -> np.ndarray:
     """(N,) how much each request's prediction depends on context (module docstring)."""
     if method == "grid_saliency":
@@ -80,21 +84,24 @@ def context_dependence(no_context_score: np.ndarray, salient_mass: np.ndarray, c
     return np.divide(np.asarray(salient_mass, np.float64), area, out=np.full(area.shape, np.nan), where=area > 0)
 
 
-def write_html_report(folder, path=None, *, gallery: int = 6, top: int = 5) -> Path:
+def write_html_report(folder, path=None, *, gallery: int = 6, top: int = 5, min_requests: int = 1) -> Path:
     """Write the HTML report of the results folder ``folder`` to ``path`` (default
     ``folder/stats/report.html``); ``gallery`` requests at each end of the context-dependence
-    ranking, ``top`` context classes per request class. Written atomically; returns the path."""
+    ranking, ``top`` context classes per request class, heat-map rows with fewer than
+    ``min_requests`` requests keeping context grey (:func:`figures`). Written atomically;
+    returns the path."""
     from gsal_tf import viz
     from gsal_tf.scale.job import load_stats
 
     if isinstance(gallery, bool) or not isinstance(gallery, int) or gallery < 0:
         raise GsalInputError(f"gallery must be a non-negative number of requests, got {gallery!r}")
+    _check_min_requests(min_requests)
     table = store.read_results(folder)
     stats, card = load_stats(folder, table)
     column = lambda name: np.asarray(table.column(name).to_pylist())  # noqa: E731
     method = card["settings"]["explainer"].get("method", "grid_saliency")
     dependence = context_dependence(column("no_context_score"), column("salient_mass"), column("context_area"), method)
-    images = {name: _data_uri(viz.png_bytes(fig)) for name, fig in figures(stats, card).items()}
+    images = {name: _data_uri(viz.png_bytes(fig)) for name, fig in figures(stats, card, min_requests=min_requests).items()}
     ranked = [i for i in np.argsort(-np.nan_to_num(dependence, nan=-np.inf)) if np.isfinite(dependence[i])]
     most, least = ranked[:gallery], ranked[::-1][:gallery]
     maps = _MapReader(Path(folder))
