@@ -454,7 +454,7 @@ def stage_context(a: Analysis) -> dict:
                                                   f"Cityscapes MobileNet-EdgeTPU on {a.frames()}: {zone} zones, grid saliency − inflation").name
         from gsal_tf.scale import report
 
-        report.write_html_report(runs[name]["run"], Path(runs[name]["run"]) / "stats" / "report.html")
+        report.write_html_report(runs[name]["run"], Path(runs[name]["run"]) / "stats" / "report.html", min_requests=FIGURE_MIN_REQUESTS)
     lines = [f"# Context statistics, Cityscapes MobileNet-EdgeTPU on {a.frames()}\n",
              f"Grid saliency, {SETTINGS[a.args.explainer]}. share = mean share of the salient context on the context class (CamVid labels); "
              "infl. = the inflation baseline's share with the same amount of context; Δ = share − infl. "

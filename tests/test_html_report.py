@@ -67,6 +67,31 @@ def run(tmp_path_factory, conv_model_file):
     return root
 
 
+@pytest.fixture(scope="module")
+def context_run(tmp_path_factory):
+    """A run whose requests keep salient context: a hand-built network whose class-1 prediction
+    reads only the bright label-2 patch (:func:`gsal_tf.models.known_context.known_context_model`);
+    the background (class 0) zones keep none."""
+    from gsal_tf.models.known_context import known_context_model
+
+    root = tmp_path_factory.mktemp("context_report")
+    images, labels = root / "images", root / "labels"
+    images.mkdir()
+    labels.mkdir()
+    rng = np.random.default_rng(3)
+    for i in range(3):
+        image = rng.integers(100, 156, (16, 16, 3), dtype=np.uint8)
+        image[10:15, 9:15] = 240
+        cv2.imwrite(str(images / f"img{i:02d}.png"), image)
+        label = np.zeros((16, 16), np.uint8)
+        label[2:8, 2:8] = 1
+        label[10:15, 9:15] = 2
+        cv2.imwrite(str(labels / f"img{i:02d}.png"), label)
+    model = known_context_model((16, 16, 3), [(10, 9, 15, 15)], (2, 2, 8, 8), num_classes=3, target_class=1)
+    explain_dataset(model, images, root / "run", labels=labels, options=OPTIONS, policy=POLICY)
+    return root / "run"
+
+
 def test_context_dependence_per_method():
     no_context, mass, area = np.array([0.2, 1.0]), np.array([3.0, 0.0]), np.array([12.0, 0.0])
     np.testing.assert_allclose(context_dependence(no_context, mass, area, "grid_saliency"), [0.8, 0.0])
@@ -112,11 +137,12 @@ def test_bad_gallery_size_is_refused(run):
         write_html_report(run / "maps", gallery=-1)
 
 
-def test_figures_count_each_row_and_grey_rows_with_too_few_requests(run):
+def test_figures_count_each_row_and_grey_rows_with_too_few_requests(context_run):
     from gsal_tf.scale.report import figures
 
-    stats, card = load_stats(run / "maps")
+    stats, card = load_stats(context_run)
     kept = np.asarray(stats.count) - np.asarray(stats.empty)
+    assert kept.min() == 0 and kept.max() > 0  # the background keeps no context, the patch's classes do
     for min_requests in (1, int(kept.max()) + 1):
         shown = figures(stats, card, min_requests=min_requests, title="Δ on test frames")
         axes = shown["difference"].axes[0]
@@ -126,11 +152,27 @@ def test_figures_count_each_row_and_grey_rows_with_too_few_requests(run):
         for name, values in (("difference", stats.difference), ("share", stats.share)):
             data = shown[name].axes[0].get_images()[0].get_array()
             grey = np.ma.getmaskarray(data).all(axis=1)
-            np.testing.assert_array_equal(grey, (kept < min_requests) | ~np.isfinite(values).any(axis=1))
-            assert grey.all() == (min_requests > kept.max())  # the small run has readable rows
+            np.testing.assert_array_equal(grey, kept < min_requests)
             np.testing.assert_allclose(data.filled(np.nan)[~grey], values[~grey])
     with pytest.raises(gs.GsalInputError, match="min_requests"):
         figures(stats, card, min_requests=-1)
+
+
+def test_report_table_counts_requests_with_context_and_greys_too_few(context_run, tmp_path):
+    stats, _ = load_stats(context_run)
+    kept = stats.count - stats.empty
+    listed = min(5, stats.share.shape[1])  # context classes listed per request class
+    text = write_html_report(context_run, tmp_path / "one.html").read_text(encoding="utf-8")
+    assert "<th>with context</th>" in text and "Grey:" not in text
+    for n, k in zip(stats.count, kept):
+        assert f'<td rowspan="{listed}">{n}</td><td rowspan="{listed}">{k}</td>' in text
+    assert text.count('class="few"') == 3 * listed * int(np.sum(kept < 1))  # share, inflation, Δ of each listed class
+    many = int(kept.max()) + 1
+    text = write_html_report(context_run, tmp_path / "many.html", min_requests=many).read_text(encoding="utf-8")
+    assert f"Grey: fewer than {many} requests" in text and text.count('class="few"') == 3 * listed * len(stats.classes)
+    with pytest.raises(gs.GsalInputError, match="min_requests"):
+        write_html_report(context_run, tmp_path / "bad.html", min_requests=-3)
+    assert not (tmp_path / "bad.html").exists()
 
 
 def test_cli_stats_html(run, tmp_path):
@@ -148,9 +190,6 @@ def test_cli_stats_html(run, tmp_path):
     bad = runner.invoke(app, ["stats", str(run / "maps"), "--html", "--min-requests", "-1", "--out", str(tmp_path / "bad")])
     assert bad.exit_code == 2 and bad.output.count("error:") == 1 and "--min-requests" in bad.output
     assert not (tmp_path / "bad").exists() or not list((tmp_path / "bad").iterdir())
-    with pytest.raises(gs.GsalInputError, match="min_requests"):
-        write_html_report(run / "maps", tmp_path / "r.html", min_requests=-3)
-    assert not (tmp_path / "r.html").exists()
 
 
 @pytest.mark.skipif(not (shutil.which("chromium") or shutil.which("chromium-browser")), reason="needs Debian's chromium (headless)")

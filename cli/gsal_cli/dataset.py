@@ -114,16 +114,18 @@ def stats(
     context = settings["context_classes"]
     label, _fmt = report.class_label, report.format_share
     table = compact_table(title=f"salient context by class ({escape(str(settings['explainer']['method']))})",
-                          caption="share: of the salient context on that class; infl.: the inflation baseline's share; Δ = share − infl.; "
+                          caption="n: requests; ctx: those that kept salient labelled context (the shares are means over them); "
+                                  "share: of the salient context on that class; infl.: the inflation baseline's share; Δ = share − infl.; "
                                   "area-like: requests whose salient context lies on the classes as their areas do (a uniform mask)")
-    for column in ("request class", "n", "area-\nlike", "size\npx", "context class", "share", "infl.", "Δ"):
+    for column in ("request class", "n", "ctx", "area-\nlike", "size\npx", "context class", "share", "infl.", "Δ"):
         table.add_column(column, overflow="fold" if "class" in column else "ellipsis", no_wrap="class" not in column,
                          justify="left" if "class" in column else "right")
     for row, c in enumerate(result.classes):
         order = np.argsort(-np.nan_to_num(result.share[row], nan=-1))[:top]
         for k, ctx in enumerate(order):
             first = k == 0
-            table.add_row(escape(label(card, int(c))) if first else "", str(result.count[row]) if first else "", str(result.area_like[row]) if first else "",
+            table.add_row(escape(label(card, int(c))) if first else "", str(result.count[row]) if first else "",
+                          str(result.count[row] - result.empty[row]) if first else "", str(result.area_like[row]) if first else "",
                           f"{result.mean_size[row]:.0f}" if first else "",
                           escape(str(context[ctx])), _fmt(result.share[row, ctx]), _fmt(result.inflation_share[row, ctx]), _fmt(result.difference[row, ctx], signed=True))
     console.print(table)

@@ -108,7 +108,7 @@ def write_html_report(folder, path=None, *, gallery: int = 6, top: int = 5, min_
     source = _reopen_source(card)
     cards = {kind: [_gallery_card(int(i), table, dependence, method, card, maps, source) for i in chosen]
              for kind, chosen in (("most", most), ("least", least))}
-    page = _page(card, stats, top, images, cards, maps.available, method)
+    page = _page(card, stats, top, images, cards, maps.available, method, min_requests)
     path = Path(path) if path is not None else Path(folder) / "stats" / "report.html"
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
@@ -211,7 +211,7 @@ body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem 
 h1{font-size:1.5rem;margin-bottom:.2rem}h2{font-size:1.15rem;margin-top:2rem;border-bottom:1px solid #ddd;padding-bottom:.2rem}
 .meta{color:#555;font-size:.9rem}table{border-collapse:collapse;font-size:.85rem;margin:.5rem 0}
 th,td{padding:.25rem .6rem;border-bottom:1px solid #eee;text-align:right}th{background:#f5f5f7}
-td.l,th.l{text-align:left}.pos{color:#0a7d32}.neg{color:#b3261e}
+td.l,th.l{text-align:left}.pos{color:#0a7d32}.neg{color:#b3261e}.few{color:#9e9e9e}
 .figs{display:grid;grid-template-columns:repeat(auto-fill,minmax(420px,1fr));gap:1rem;align-items:start}.figs img{width:100%;border:1px solid #eee}
 .gallery{display:grid;grid-template-columns:repeat(auto-fill,minmax(190px,1fr));gap:.8rem}
 .card{border:1px solid #ddd;border-radius:6px;padding:.4rem;font-size:.8rem;background:#fafafa}
@@ -226,21 +226,27 @@ def format_share(value, signed: bool = False) -> str:
     return f"{value:+.2f}" if signed else f"{value:.2f}"
 
 
-def _page(card: dict, stats, top: int, images: dict, cards: dict, have_maps: bool, method: str) -> str:
+def _page(card: dict, stats, top: int, images: dict, cards: dict, have_maps: bool, method: str, min_requests: int = 1) -> str:
     e = html.escape
     settings = card["settings"]
     context = settings["context_classes"]
     totals = card.get("totals", {})
+    with_context = np.asarray(stats.count) - np.asarray(stats.empty)
     rows = []
     for r, c in enumerate(stats.classes):
         order = [k for k in np.argsort(-np.nan_to_num(stats.share[r], nan=-1))[:top]]
+        few = with_context[r] < min_requests  # the shares rest on too few masks: shown, but grey
         for j, k in enumerate(order):
             diff = stats.difference[r, k]
+            sign = "few" if few else "pos" if diff >= 0.005 else "neg" if diff <= -0.005 else ""
+            share_class = ' class="few"' if few else ""
             rows.append("<tr>" + (f'<td class="l" rowspan="{len(order)}">{e(class_label(card, int(c)))}</td><td rowspan="{len(order)}">{stats.count[r]}</td>'
-                                  f'<td rowspan="{len(order)}">{stats.area_like[r]}</td>'
+                                  f'<td rowspan="{len(order)}">{with_context[r]}</td><td rowspan="{len(order)}">{stats.area_like[r]}</td>'
                                   f'<td rowspan="{len(order)}">{format_share(stats.mean_fraction[r])}</td>' if j == 0 else "")
-                        + f'<td class="l">{e(context[k])}</td><td>{format_share(stats.share[r, k])}</td><td>{format_share(stats.inflation_share[r, k])}</td>'
-                        + f'<td class="{"pos" if diff >= 0.005 else "neg" if diff <= -0.005 else ""}">{format_share(diff, signed=True)}</td></tr>')
+                        + f'<td class="l">{e(context[k])}</td><td{share_class}>{format_share(stats.share[r, k])}</td>'
+                        + f'<td{share_class}>{format_share(stats.inflation_share[r, k])}</td>'
+                        + f'<td class="{sign}">{format_share(diff, signed=True)}</td></tr>')
+    few_note = (f" Grey: fewer than {min_requests} requests of the class kept salient context, too few masks to read." if min_requests > 1 else "")
     facts = [("model", settings["model"]["name"]), ("explainer", json.dumps(settings["explainer"], sort_keys=True)),
              ("data", json.dumps({k: v for k, v in settings["data"].items() if k != "class_names"}, sort_keys=True)),
              ("requests", totals.get("requests", "?")), ("samples", totals.get("samples", "?")), ("skipped", totals.get("skipped", 0)),
@@ -266,11 +272,12 @@ def _page(card: dict, stats, top: int, images: dict, cards: dict, have_maps: boo
 <p class="meta">grid-saliency context statistics of a dataset run (gsal-tf). Share: of the salient context of a request class,
 the part on each context class; inflation: the same for the request grown to the same amount of context (what proximity
 alone gives); Δ = share − inflation. Area-like: requests whose salient context lies on the context classes as their areas
-do (a mask that stayed uniform says which classes are large, not which the prediction reads).</p>
+do (a mask that stayed uniform says which classes are large, not which the prediction reads). With context: the
+requests whose mask kept salient labelled context; the shares are means over them.{e(few_note)}</p>
 <h2>Run</h2>
 <table>{"".join(f'<tr><th class="l">{e(str(k))}</th><td class="l">{e(str(v))}</td></tr>' for k, v in facts)}</table>
 <h2>Salient context by request class</h2>
-<table><tr><th class="l">request class</th><th>n</th><th>area-like</th><th>salient fraction</th><th class="l">context class</th><th>share</th><th>inflation</th><th>Δ</th></tr>
+<table><tr><th class="l">request class</th><th>n</th><th>with context</th><th>area-like</th><th>salient fraction</th><th class="l">context class</th><th>share</th><th>inflation</th><th>Δ</th></tr>
 {"".join(rows)}</table>
 <h2>Heat maps</h2>
 <div class="figs">{"".join(f'<img alt="{e(name)}" src="{uri}">' for name, uri in images.items())}</div>
