@@ -189,6 +189,7 @@ def test_cli_stats_html(run, tmp_path):
     assert not (tmp_path / "bad" / "report.html").exists()
     bad = runner.invoke(app, ["stats", str(run / "maps"), "--html", "--min-requests", "-1", "--out", str(tmp_path / "bad")])
     assert bad.exit_code == 2 and bad.output.count("error:") == 1 and "--min-requests" in bad.output
+    assert "salient context by class" not in bad.output  # refused before anything is printed or written
     assert not (tmp_path / "bad").exists() or not list((tmp_path / "bad").iterdir())
 
 

@@ -106,6 +106,9 @@ def stats(
             raise fail("--html reports one run: give one results folder, or drop --html")
         return _compare(results, out, top, figure_format, not unpaired)
     results = results[0]
+    for option, value in (("--gallery", gallery), ("--min-requests", min_requests)):
+        if value < 0:
+            raise fail(f"{option} {value}: give a number of requests (0 or more)")
     try:
         result, card = gs.scale.load_stats(results)
     except gs.GsalError as exc:
@@ -114,27 +117,25 @@ def stats(
     context = settings["context_classes"]
     label, _fmt = report.class_label, report.format_share
     table = compact_table(title=f"salient context by class ({escape(str(settings['explainer']['method']))})",
-                          caption="n: requests; ctx: those that kept salient labelled context (the shares are means over them); "
+                          caption="n: requests; ctx: those that kept salient labelled context (the shares are means over them; dim: fewer than --min-requests); "
                                   "share: of the salient context on that class; infl.: the inflation baseline's share; Δ = share − infl.; "
                                   "area-like: requests whose salient context lies on the classes as their areas do (a uniform mask)")
     for column in ("request class", "n", "ctx", "area-\nlike", "size\npx", "context class", "share", "infl.", "Δ"):
         table.add_column(column, overflow="fold" if "class" in column else "ellipsis", no_wrap="class" not in column,
                          justify="left" if "class" in column else "right")
+    kept = result.count - result.empty
     for row, c in enumerate(result.classes):
         order = np.argsort(-np.nan_to_num(result.share[row], nan=-1))[:top]
         for k, ctx in enumerate(order):
             first = k == 0
             table.add_row(escape(label(card, int(c))) if first else "", str(result.count[row]) if first else "",
-                          str(result.count[row] - result.empty[row]) if first else "", str(result.area_like[row]) if first else "",
+                          str(kept[row]) if first else "", str(result.area_like[row]) if first else "",
                           f"{result.mean_size[row]:.0f}" if first else "",
-                          escape(str(context[ctx])), _fmt(result.share[row, ctx]), _fmt(result.inflation_share[row, ctx]), _fmt(result.difference[row, ctx], signed=True))
+                          escape(str(context[ctx])), _fmt(result.share[row, ctx]), _fmt(result.inflation_share[row, ctx]), _fmt(result.difference[row, ctx], signed=True),
+                          style="dim" if kept[row] < min_requests else None)
     console.print(table)
     folder = out or Path(results) / "stats"
     try:
-        if gallery < 0:
-            raise gs.GsalInputError(f"--gallery {gallery}: give a number of requests (0 or more)")
-        if min_requests < 0:
-            raise gs.GsalInputError(f"--min-requests {min_requests}: give a number of requests (0 or more)")
         folder.mkdir(parents=True, exist_ok=True)
         written = [viz.save_figure(fig, folder / f"{name}.{figure_format.value}") for name, fig in report.figures(result, card, min_requests=min_requests).items()]
         if html_report:
