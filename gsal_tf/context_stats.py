@@ -168,6 +168,12 @@ class ContextStats:
     edges: tuple
     area_like: Optional[np.ndarray] = None
 
+    @property
+    def with_context(self) -> np.ndarray:
+        """(C,) int — the requests that kept salient labelled context (``count − empty``): the
+        ones the shares are means over."""
+        return np.asarray(self.count) - np.asarray(self.empty)
+
 
 def per_request_shares(sums: np.ndarray) -> np.ndarray:
     """(N,Kc) sums -> (N,Kc) shares ``sums / row total``; rows with total 0 are NaN."""

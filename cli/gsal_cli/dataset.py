@@ -123,7 +123,7 @@ def stats(
     for column in ("request class", "n", "ctx", "area-\nlike", "size\npx", "context class", "share", "infl.", "Δ"):
         table.add_column(column, overflow="fold" if "class" in column else "ellipsis", no_wrap="class" not in column,
                          justify="left" if "class" in column else "right")
-    kept = result.count - result.empty
+    kept = result.with_context
     for row, c in enumerate(result.classes):
         order = np.argsort(-np.nan_to_num(result.share[row], nan=-1))[:top]
         for k, ctx in enumerate(order):

@@ -42,7 +42,7 @@ def figures(stats, card: dict, *, min_requests: int = 1, title: Optional[str] = 
     ``distance``, ``size``), labelled with the run's class names.
 
     The rows of ``share`` and ``difference`` read ``class (k/n)``: k of the class's n requests
-    kept salient labelled context (``n − stats.empty``). A row with k < ``min_requests`` is grey
+    kept salient labelled context (``stats.with_context``). A row with k < ``min_requests`` is grey
     ("—"): its shares rest on too few masks to read, and a single one can set the colour scale
     (CamVid's full test split: 1 of 233 road zones keeps context). ``title`` replaces the
     ``difference`` figure's title (the paper's context figure); ``context_label`` names the
@@ -52,7 +52,7 @@ def figures(stats, card: dict, *, min_requests: int = 1, title: Optional[str] = 
 
     _check_min_requests(min_requests)
     names = [class_label(card, int(c)) for c in stats.classes]
-    with_context = np.asarray(stats.count) - np.asarray(stats.empty)
+    with_context = stats.with_context
     counted = [f"{r} ({int(k)}/{int(n)})" for r, k, n in zip(names, with_context, stats.count)]
     readable = (with_context >= min_requests)[:, None]
     context = card["settings"]["context_classes"]
@@ -231,7 +231,7 @@ def _page(card: dict, stats, top: int, images: dict, cards: dict, have_maps: boo
     settings = card["settings"]
     context = settings["context_classes"]
     totals = card.get("totals", {})
-    with_context = np.asarray(stats.count) - np.asarray(stats.empty)
+    with_context = stats.with_context
     rows = []
     for r, c in enumerate(stats.classes):
         order = [k for k in np.argsort(-np.nan_to_num(stats.share[r], nan=-1))[:top]]
