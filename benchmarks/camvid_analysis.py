@@ -138,6 +138,7 @@ class Analysis:
         self.out = Path(args.out)
         self.out.mkdir(parents=True, exist_ok=True)
         self._models: dict = {}
+        self.worked = False  # whether an invocation explained or measured anything (else it only read results back)
 
     def model(self, key: str):
         import gsal_tf as gs
@@ -155,6 +156,21 @@ class Analysis:
         tmp.write_text(json.dumps(payload, indent=1, default=_plain) + "\n")
         tmp.replace(path)
         return path
+
+    def recorded_wall(self, folder: Path) -> float | None:
+        """The ``wall_seconds_this_session`` the stage tables in OUT hold for the run in ``folder``
+        (None if none does)."""
+        def find(node):
+            if isinstance(node, dict):
+                if "run" in node and "wall_seconds_this_session" in node and Path(node["run"]).resolve() == folder.resolve():
+                    return node["wall_seconds_this_session"]
+                node = list(node.values())
+            if isinstance(node, list):
+                return next((w for w in map(find, node) if w is not None), None)
+            return None
+
+        tables = (json.loads(p.read_text()) for p in sorted(self.out.glob("*.json")))
+        return next((w for w in map(find, tables) if w is not None), None)
 
     def data(self) -> dict:
         return {"dataset": CREDIT, "split": self.args.split, "limit": self.args.limit, "every": self.args.every,
@@ -220,13 +236,17 @@ class Analysis:
             if not (folder / "run.json").is_file():
                 raise SystemExit(f"--report-only: {folder} holds no run; run the stage without --report-only first")
             return _rates({**_record(folder, key), **_partial_summary(folder)})
+        read_back = (folder / "run.json").is_file() and gs.scale.store.read_card(folder).get("status") == "complete"
+        self.worked = self.worked or not read_back
         began = time.perf_counter()
         root, split = tree or self.explained_tree()
         summary = gs.explain_dataset(self.model(key), root, folder, layout="camvid", split=split, options=EXPLAINERS[self.args.explainer],
                                      policy=policy, limit=None if tree else self.args.limit, engine=self.args.engine, model_name=NETWORKS[key][2],
                                      progress=_progress(name))
+        # a finished run read back keeps the wall time of the invocation that explained it
+        wall = self.recorded_wall(folder) if read_back else round(time.perf_counter() - began, 2)
         return _rates({**_record(folder, key), "requests": summary.requests, "samples": summary.samples,
-                       "wall_seconds_this_session": round(time.perf_counter() - began, 2),
+                       **({} if wall is None else {"wall_seconds_this_session": wall}),
                        "folder_bytes": sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())})
 
 
@@ -429,6 +449,7 @@ def stage_miou(a: Analysis) -> dict:
                            "confusion": confusion, "confusion_columns": list(CAMVID_CLASSES) + ["no CamVid class"],
                            "wall_seconds": seconds, "seconds_per_frame": seconds / (a.args.limit or 233 if a.args.split == "test" else a.args.limit or 101)})
             a.write(f"miou/{key}.json", done)
+            a.worked = True
         timings[key] = done["wall_seconds"]
         rows.append([done["network"], _fmt(done["miou"]), f"{len(done['classes_covered'])}/11"]
                     + [_fmt(done["iou"][c], 2) for c in CAMVID_CLASSES] + [f"{done['wall_seconds']:.1f}"])
@@ -617,13 +638,19 @@ def _bootstrap_difference(a: np.ndarray, b: np.ndarray, draws: int = 10000, seed
 
 
 def stage_generalisation(a: Analysis) -> dict:
-    out, rows = {}, []
+    out, rows, part_way = {}, [], []
     for zone in ("class", "component"):
         folder = a.out / "runs" / f"cityscapes-{zone}"
         if not (folder / "run.json").is_file():
             print(f"  generalisation: {folder} is missing (run --stage context first); left out", file=sys.stderr)
             continue
         _, card = _stats(folder)
+        if card.get("status") != "complete" and not a.args.report_only:
+            print(f"  generalisation: {folder} stopped part-way (continue it with --stage context); left out "
+                  "(--report-only includes it, marked)", file=sys.stderr)
+            continue
+        partial = "" if card.get("status") == "complete" else " (part-way)"
+        part_way += [zone] if partial else []
         classes = _column(folder, "class_id")
         no_context = _column(folder, "no_context_score").astype(np.float64)
         original = _column(folder, "original_score").astype(np.float64)
@@ -633,14 +660,14 @@ def stage_generalisation(a: Analysis) -> dict:
             q = np.quantile(values, QUANTILES) if len(values) else [float("nan")] * len(QUANTILES)
             out[zone][_name(card, c)] = {"requests": int((classes == c).sum()), "quantiles": dict(zip(map(str, QUANTILES), q)),
                                          "mean_original_score": float(np.mean(original[classes == c]))}
-            rows.append([zone, _name(card, c), int((classes == c).sum())] + [_fmt(v) for v in q] + [_fmt(float(np.mean(original[classes == c])))])
+            rows.append([zone + partial, _name(card, c), int((classes == c).sum())] + [_fmt(v) for v in q] + [_fmt(float(np.mean(original[classes == c])))])
     header = ["zone", "request class", "n"] + [f"q{int(q * 100)}" for q in QUANTILES] + ["mean f_c(x)"]
     (a.out / "generalisation.md").write_text(f"# Score without context, Cityscapes MobileNet-EdgeTPU on {a.frames()}\n\n"
                                              "no_context_score of grid saliency (the request's mean score with all context replaced by the "
                                              "baseline, relative to f_c(x); 1 = no drop), quantiles over requests.\n\n"
                                              + _markdown(header, rows) + f"\n{CREDIT}.\n")
     _csv(a.out / "generalisation.csv", header, rows)
-    return {"stage": "generalisation", "requests": None, "quantiles": _clean(out)}
+    return {"stage": "generalisation", "requests": None, "quantiles": _clean(out), **({"zones_part_way": part_way} if part_way else {})}
 
 
 def stage_architectures(a: Analysis) -> dict:
@@ -767,10 +794,15 @@ def main(argv=None) -> int:
         print(f"stage {stage} ...", file=sys.stderr, flush=True)
         result = globals()[f"stage_{stage.replace('-', '_')}"](analysis)
         result["wall_seconds_stage"] = round(time.perf_counter() - began, 2)
+        took = result["wall_seconds_stage"]
+        previous = analysis.out / f"{stage}.json"
+        if not analysis.worked and previous.is_file():  # only read back: keep the time of the invocation that did the work
+            result["wall_seconds_stage"] = json.loads(previous.read_text()).get("wall_seconds_stage", took)
+        analysis.worked = False
         result.update(analysis.data())
         result["explainer_options"] = EXPLAINERS[args.explainer]
         analysis.write(f"{stage}.json", _clean(result))
-        print(f"stage {stage}: {result['wall_seconds_stage']} s", file=sys.stderr, flush=True)
+        print(f"stage {stage}: {took} s", file=sys.stderr, flush=True)
     return 0
 
 
