@@ -48,7 +48,9 @@ Resume: every dataset run is a results folder ``OUT/runs/<name>/`` (card + Parqu
 pixels); rerunning the same command continues after the last committed shard, and a finished run
 is read back, not redone. The mIoU stage writes one JSON per network and skips the networks whose
 JSON holds the same split and limit. Each stage writes ``OUT/<stage>.json`` (+ CSV / Markdown) with
-requests, wall time of this session and requests/s.
+requests, the wall time of the last invocation that explained something (one that only reads
+finished runs back keeps it) and requests/s. ``--stage context`` for one zone keeps the other
+zone's tables in ``OUT/context.{md,json}``.
 
 Run (2 CPU cores: a small smoke run first)::
 
@@ -476,6 +478,7 @@ def stage_context(a: Analysis) -> dict:
         from gsal_tf.scale import report
 
         report.write_html_report(runs[name]["run"], Path(runs[name]["run"]) / "stats" / "report.html", min_requests=FIGURE_MIN_REQUESTS)
+    runs = _with_other_zones(a.out / "context.json", runs)
     lines = [f"# Context statistics, Cityscapes MobileNet-EdgeTPU on {a.frames()}\n",
              f"Grid saliency, {SETTINGS[a.args.explainer]}. share = mean share of the salient context on the context class (CamVid labels); "
              "infl. = the inflation baseline's share with the same amount of context; Δ = share − infl. "
@@ -495,6 +498,16 @@ def stage_context(a: Analysis) -> dict:
         lines.append(f"\n![Δ per request class and context class]({run['figure']})\n")
     (a.out / "context.md").write_text("\n".join(lines) + f"\n{CREDIT}.\n")
     return {"stage": "context", "runs": _clean(runs)}
+
+
+def _with_other_zones(path: Path, runs: dict) -> dict:
+    """``runs`` with the entries of the other zones' runs that ``path`` (an earlier context.json
+    of the same OUT) holds and whose results folders still exist, class zones first: a stage run
+    for one zone keeps the other zone's tables."""
+    earlier = json.loads(path.read_text()).get("runs", {}) if path.is_file() else {}
+    kept = {name: run for name, run in earlier.items() if name not in runs and (Path(run["run"]) / "run.json").is_file()}
+    merged = {**kept, **runs}
+    return {name: merged[name] for name in sorted(merged, key=lambda n: (not n.endswith("-class"), n))}
 
 
 def stage_errors(a: Analysis) -> dict:
