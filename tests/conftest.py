@@ -41,6 +41,16 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 
+def load_benchmark_script(name: str):
+    """The module of ``benchmarks/<name>.py`` (the benchmark scripts are not a package)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)

@@ -1,18 +1,14 @@
 """benchmarks/camvid_analysis.py: what a stage keeps of earlier invocations (no CamVid, no network)."""
 
-import importlib.util
 import json
 from pathlib import Path
 from types import SimpleNamespace
 
-ROOT = Path(__file__).resolve().parents[1]
+from conftest import load_benchmark_script
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location("camvid_analysis", ROOT / "benchmarks" / "camvid_analysis.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark_script("camvid_analysis")
 
 
 def _run_folder(out: Path, name: str) -> Path:

@@ -1,18 +1,14 @@
 """benchmarks/carry_protocol.py: what it carries of a protocol folder, unfinished trainings included."""
 
-import importlib.util
 import json
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from conftest import load_benchmark_script
 
 
 def _carry():
-    spec = importlib.util.spec_from_file_location("carry_protocol", ROOT / "benchmarks" / "carry_protocol.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark_script("carry_protocol")
 
 
 def _state(folder: Path, next_epoch: int) -> Path:
