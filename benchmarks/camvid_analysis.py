@@ -9,7 +9,9 @@ Stages (``--stage NAME``; default: all but ``settings``, in this order):
                    :func:`gsal_tf.scale.load_stats`): class zones and connected components (at
                    least ``--min-component`` pixels, of the ``--component-classes``) from the CamVid labels, per request class ×
                    context class the share of the salient context vs the inflation baseline, the
-                   three largest per request class; the HTML report (``gsal stats RUN --html``).
+                   three largest per request class; the HTML report (``gsal stats RUN --html``);
+                   with both kinds of zone, the components beside the class zones (top-3 context,
+                   median score without context).
 ``errors``         error analysis: confusion zones of pavement, pedestrian and bicyclist split by
                    the predicted Cityscapes class (mapping ``settings/cityscapes-camvid-errors.toml``),
                    each explained for the class predicted there: wrong and right predictions of
@@ -425,6 +427,43 @@ def _column(folder, name):
     return np.asarray(gs.scale.store.read_results(folder).column(name).to_pylist())
 
 
+def _no_context_quantiles(folder) -> dict:
+    """Per request class of the run in ``folder``: requests, the :data:`QUANTILES` of
+    ``no_context_score`` over its requests and the mean ``original_score``."""
+    import gsal_tf as gs
+
+    card = gs.scale.store.read_card(folder)
+    classes = _column(folder, "class_id")
+    no_context = _column(folder, "no_context_score").astype(np.float64)
+    original = _column(folder, "original_score").astype(np.float64)
+    out = {}
+    for c in np.unique(classes):
+        values = no_context[(classes == c) & np.isfinite(no_context)]
+        q = np.quantile(values, QUANTILES) if len(values) else [float("nan")] * len(QUANTILES)
+        out[_name(card, c)] = {"requests": int((classes == c).sum()), "quantiles": dict(zip(map(str, QUANTILES), q)),
+                               "mean_original_score": float(np.mean(original[classes == c]))}
+    return out
+
+
+def _zones_table(runs: dict) -> str | None:
+    """Markdown: per request class of the component run, its requests (those keeping no salient
+    context), the three largest context classes (share and inflation share) and the median score
+    without context of the components beside that of the class zones; None unless ``runs`` holds
+    both kinds of zone."""
+    if not {"cityscapes-class", "cityscapes-component"} <= set(runs):
+        return None
+    medians = {}
+    for zone in ("class", "component"):
+        folder = runs[f"cityscapes-{zone}"]["run"]
+        medians[zone] = {name: q["quantiles"]["0.5"] for name, q in _no_context_quantiles(folder).items()}
+    rows = [[entry["request_class"], f"{entry['requests']} ({entry['empty']})",
+             "; ".join(f"{t['context']} {_fmt(t['share'], 2)} ({_fmt(t['inflation'], 2)})" for t in entry["top"]),
+             f"{_fmt(medians['component'].get(entry['request_class']))} ({_fmt(medians['class'].get(entry['request_class']))})"]
+            for entry in runs["cityscapes-component"]["top3"]]
+    return _markdown(["request class (network)", "n (no salient context)", "top-3 context: share (inflation)",
+                      "median no-context: component (class zone)"], rows)
+
+
 # -- stages --------------------------------------------------------------------------------------
 
 
@@ -496,6 +535,11 @@ def stage_context(a: Analysis) -> dict:
         lines.append(_markdown(["request class (network)", "n (no salient context, area-like)", "context class", "share", "infl.", "Δ",
                                 "share, not area-like", "Δ, not area-like"], rows))
         lines.append(f"\n![Δ per request class and context class]({run['figure']})\n")
+    zones = _zones_table(runs)
+    if zones is not None:
+        lines.append(f"\n## Components beside class zones\n\n{_extent(runs['cityscapes-component'])}; the score without context "
+                     "relative to f_c(x), median over each class's requests (1 = no drop).\n")
+        lines.append(zones)
     (a.out / "context.md").write_text("\n".join(lines) + f"\n{CREDIT}.\n")
     return {"stage": "context", "runs": _clean(runs)}
 
@@ -651,29 +695,24 @@ def _bootstrap_difference(a: np.ndarray, b: np.ndarray, draws: int = 10000, seed
 
 
 def stage_generalisation(a: Analysis) -> dict:
+    import gsal_tf as gs
+
     out, rows, part_way = {}, [], []
     for zone in ("class", "component"):
         folder = a.out / "runs" / f"cityscapes-{zone}"
         if not (folder / "run.json").is_file():
             print(f"  generalisation: {folder} is missing (run --stage context first); left out", file=sys.stderr)
             continue
-        _, card = _stats(folder)
+        card = gs.scale.store.read_card(folder)
         if card.get("status") != "complete" and not a.args.report_only:
             print(f"  generalisation: {folder} stopped part-way (continue it with --stage context); left out "
                   "(--report-only includes it, marked)", file=sys.stderr)
             continue
         partial = "" if card.get("status") == "complete" else " (part-way)"
         part_way += [zone] if partial else []
-        classes = _column(folder, "class_id")
-        no_context = _column(folder, "no_context_score").astype(np.float64)
-        original = _column(folder, "original_score").astype(np.float64)
-        out[zone] = {}
-        for c in np.unique(classes):
-            values = no_context[(classes == c) & np.isfinite(no_context)]
-            q = np.quantile(values, QUANTILES) if len(values) else [float("nan")] * len(QUANTILES)
-            out[zone][_name(card, c)] = {"requests": int((classes == c).sum()), "quantiles": dict(zip(map(str, QUANTILES), q)),
-                                         "mean_original_score": float(np.mean(original[classes == c]))}
-            rows.append([zone + partial, _name(card, c), int((classes == c).sum())] + [_fmt(v) for v in q] + [_fmt(float(np.mean(original[classes == c])))])
+        out[zone] = _no_context_quantiles(folder)
+        rows += [[zone + partial, name, q["requests"]] + [_fmt(v) for v in q["quantiles"].values()] + [_fmt(q["mean_original_score"])]
+                 for name, q in out[zone].items()]
     header = ["zone", "request class", "n"] + [f"q{int(q * 100)}" for q in QUANTILES] + ["mean f_c(x)"]
     (a.out / "generalisation.md").write_text(f"# Score without context, Cityscapes MobileNet-EdgeTPU on {a.frames()}\n\n"
                                              "no_context_score of grid saliency (the request's mean score with all context replaced by the "
