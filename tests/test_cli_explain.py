@@ -108,6 +108,15 @@ def test_config_file_and_cli_override(files, tmp_path):
     assert params["grid_size"] == [2, 2] and params["iterations"] == 9 and params["baseline"] == "blur"
 
 
+def test_learning_rate_option_reaches_the_explainer(files, tmp_path):
+    args = ("explain", files / "image.png", "--model", files / "model.keras", "--request-class", 1, "--grid", "2", "--iterations", 3)
+    res = run(*args, "--learning-rate", 0.03, "--out", tmp_path / "o")
+    assert res.exit_code == 0, res.output
+    assert json.loads((tmp_path / "o" / "summary.json").read_text())["parameters"]["learning_rate"] == 0.03
+    bad = run(*args, "--learning-rate", 0, "--out", tmp_path / "x")
+    assert bad.exit_code == 2 and "learning_rate" in bad.output and "Traceback" not in bad.output and not (tmp_path / "x").exists()
+
+
 def test_demo_runs(tmp_path, saved_figures):
     res = run("explain", "--demo", "--out", tmp_path / "demo")
     assert res.exit_code == 0, res.output

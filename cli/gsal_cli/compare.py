@@ -20,7 +20,7 @@ import typer
 from rich.markup import escape
 
 from gsal_cli.console import compact_table, console, fail, staged_outputs
-from gsal_cli.options import (CustomModules, FigureFormat, Grid, Iterations, Lam, Moments, Target, UnsafeDeserialization, build_request, class_names_of,
+from gsal_cli.options import (CustomModules, FigureFormat, Grid, Iterations, Lam, LearningRate, Moments, Target, UnsafeDeserialization, build_request, class_names_of,
                               configure_threads, figure_format_option, given, grid_option, image_input, resolve_model, threads_option)
 
 
@@ -35,6 +35,7 @@ def compare_backbones(
     grid: Grid = None,
     iterations: Iterations = None,
     lam: Lam = None,
+    learning_rate: LearningRate = None,
     target: Target = None,
     moments: Moments = None,
     top_fraction: float = typer.Option(0.2, "--top", help="Fraction of grid cells compared by the top-cell IoU."),
@@ -93,7 +94,7 @@ def compare_backbones(
         else:
             asked = build_request(predict, picture, request, request_class, request_point, class_id, class_names)
         img, req, cls = picture.network_input, asked.mask, asked.class_id
-        grid_options = {"grid_size": picture.grid, **grid_option(grid), **given(iterations=iterations, lam=lam, target=target, moments=moments)}
+        grid_options = {"grid_size": picture.grid, **grid_option(grid), **given(iterations=iterations, lam=lam, learning_rate=learning_rate, target=target, moments=moments)}
         with console.status(f"explaining with {len(nets)} models"):
             result = compare_models(nets, img, req, cls, grid_options, top_fraction)
         summary = {

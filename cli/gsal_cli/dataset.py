@@ -12,7 +12,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from gsal_cli.console import compact_table, console, fail
-from gsal_cli.options import Grid, grid_option, CustomModules, FigureFormat, Iterations, Lam, Moments, Target, given, UnsafeDeserialization, figure_format_option, parse_pair, resolve_model
+from gsal_cli.options import Grid, grid_option, CustomModules, FigureFormat, Iterations, Lam, LearningRate, Moments, Target, given, UnsafeDeserialization, figure_format_option, parse_pair, resolve_model
 
 
 def explain_dataset(
@@ -33,6 +33,7 @@ def explain_dataset(
     grid: Grid = None,
     iterations: Iterations = None,
     lam: Lam = None,
+    learning_rate: LearningRate = None,
     target: Target = None,
     moments: Moments = None,
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Requests per explainer call and per shard."),
@@ -60,7 +61,7 @@ def explain_dataset(
         net, model_name = resolve_model(model, custom_modules, unsafe)
         options = {} if output_kind is None else {"output": output_kind}
         options.update(grid_option(grid))
-        options.update(given(iterations=iterations, lam=lam, target=target, moments=moments, batch_size=batch_size))
+        options.update(given(iterations=iterations, lam=lam, learning_rate=learning_rate, target=target, moments=moments, batch_size=batch_size))
         policy = gs.scale.RequestPolicy(zone=zone, zones_from=zones_from, classes=_ids(classes, "--classes"),
                                         exclude=_ids(exclude, "--exclude") or (), min_pixels=min_pixels, mapping=mapping,
                                         context_from=context_from)

@@ -14,7 +14,7 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from gsal_cli.console import console, fail, staged_outputs
-from gsal_cli.options import (Baseline, CustomModules, FigureFormat, Grid, Iterations, Lam, Mode, Moments, Seed, Target, UnsafeDeserialization, Upsampling,
+from gsal_cli.options import (Baseline, CustomModules, FigureFormat, Grid, Iterations, Lam, LearningRate, Mode, Moments, Seed, Target, UnsafeDeserialization, Upsampling,
                               baseline_option, build_request, class_names_of, configure_threads, figure_format_option, given, grid_option,
                               image_input, resolve_model, threads_option)
 
@@ -31,6 +31,7 @@ def explain(
     grid: Grid = None,
     iterations: Iterations = None,
     lam: Lam = None,
+    learning_rate: LearningRate = None,
     target: Target = None,
     baseline: Baseline = None,
     mode: Mode = None,
@@ -64,7 +65,7 @@ def explain(
     try:
         options = gs.GridSaliency.options_from_toml(config) if config else {}
         options.update(_cli_options(grid, baseline, mode, upsampling, output_kind, seed))
-        options.update(given(iterations=iterations, lam=lam, target=target, moments=moments))
+        options.update(given(iterations=iterations, lam=lam, learning_rate=learning_rate, target=target, moments=moments))
         with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console, transient=True) as progress:
             task = progress.add_task("loading model and image", total=None)
             if demo and model is not None:

@@ -9,7 +9,7 @@ import typer
 from rich.markup import escape
 
 from gsal_cli.console import console, fail, staged_outputs
-from gsal_cli.options import Baseline, Grid, baseline_option, grid_option, CustomModules, Iterations, Lam, Moments, Target, given, UnsafeDeserialization, resolve_model
+from gsal_cli.options import Baseline, Grid, baseline_option, grid_option, CustomModules, Iterations, Lam, LearningRate, Moments, Target, given, UnsafeDeserialization, resolve_model
 
 
 def export(
@@ -19,6 +19,7 @@ def export(
     grid: Grid = None,
     iterations: Iterations = None,
     lam: Lam = None,
+    learning_rate: LearningRate = None,
     target: Target = None,
     moments: Moments = None,
     baseline: Baseline = None,
@@ -41,7 +42,7 @@ def export(
         shape = _image_shape(net, image_shape)
         output = resolve_output(net, shape, output_kind)
         explainer = gs.GridSaliency(net, output=output, **grid_option(grid), **baseline_option(baseline),
-                                    **given(iterations=iterations, lam=lam, target=target, moments=moments))
+                                    **given(iterations=iterations, lam=lam, learning_rate=learning_rate, target=target, moments=moments))
         explainer.predict(_probe_batch(shape))  # the model takes this shape and returns (N,h,w,K)
         check_grid_size(explainer.grid_size, shape[:2])
         with console.status("exporting SavedModels"), staged_outputs(out_dir) as stage:

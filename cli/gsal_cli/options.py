@@ -72,6 +72,13 @@ CustomModules = Annotated[Optional[list[str]], typer.Option(
     "custom layers it registers resolve. Repeat for several.")]
 #: Grid saliency's main settings, one definition for every command; unset means the explainer's
 #: own default (``gs.GridSaliency``'s signature, where the defaults and their measurements live).
+def paper_option(name: str) -> str:
+    """The paper's setting of option ``name`` (``GridSaliency.PAPER_OPTIONS``) as a help text shows it."""
+    from gsal_tf.saliency import GridSaliency
+
+    return str(GridSaliency.PAPER_OPTIONS[name])
+
+
 def explainer_default(name: str) -> str:
     """GridSaliency's default of option ``name`` as a help text shows it (from its signature: the
     CLI never writes a default of its own)."""
@@ -101,6 +108,9 @@ def _choices(name: str) -> str:
 Iterations = Annotated[Optional[int], typer.Option(
     "--iterations", help=f"Grid saliency optimisation steps, at most (default: {explainer_default('iterations')}).")]
 Lam = Annotated[Optional[float], typer.Option("--lam", help=f"Grid saliency mask size weight (default: {explainer_default('lam')}).")]
+LearningRate = Annotated[Optional[float], typer.Option(
+    "--learning-rate", help=f"Grid saliency step size of the optimiser (default: {explainer_default('learning_rate')}; "
+    f"the paper's formulation: {paper_option('learning_rate')}).")]
 Target = Annotated[Optional[float], typer.Option(
     "--target", help=f"Keep at least this share of the prediction with the smallest context (default: {explainer_default('target')}); "
     "0 = the paper's fixed-lam formulation.")]

@@ -32,10 +32,10 @@ Two formulations (``target``):
 
 Speed: the optimisation of a batch of requests is one call of a compiled graph (:mod:`.loop`) — a
 ``tf.function`` whose loop (``tf.while_loop``) runs all iterations with no Python work per step.
-It is traced once per model, image shape and structural options (mode, upsampling, optimiser,
-output kind, XLA), with a free batch axis, and hyper-parameters (lam, learning rate, iterations,
-init, momentum) are tensors, so a second call, or another explainer on the same model with other
-hyper-parameters, reuses it.
+It is traced once per model, image shape and structural options (grid size, mode, upsampling,
+optimiser, output kind, XLA; with a target, pruning, cell removal and kept moments), with a free
+batch axis, and hyper-parameters (lam, learning rate, iterations, init, momentum) are tensors, so
+a second call, or another explainer on the same model with other hyper-parameters, reuses it.
 A new process does not trace it again: the traced graph is kept on disk (:mod:`gsal_tf.graph_cache`,
 keyed by the model's architecture and the structural options; the weights are read from the model),
 and small graphs run without grappler's slow passes, which cost more on a first call than they

@@ -11,7 +11,7 @@ import typer
 from rich.table import Table
 
 from gsal_cli.console import compact_table, console, fail, staged_outputs
-from gsal_cli.options import Grid, grid_option, FigureFormat, Iterations, Lam, Moments, Target, given, figure_format_option, resolve_model
+from gsal_cli.options import Grid, grid_option, FigureFormat, Iterations, Lam, LearningRate, Moments, Target, given, figure_format_option, resolve_model
 from gsal_tf.benchmark.classes import DIGITS
 from gsal_tf.benchmark.evaluation import EvaluationSettings
 from gsal_tf.methods import METHODS
@@ -32,6 +32,7 @@ def evaluate(
     grid: Grid = None,
     iterations: Iterations = None,
     lam: Lam = None,
+    learning_rate: LearningRate = None,
     target: Target = None,
     moments: Moments = None,
     tune: bool = typer.Option(False, "--tune", help="First choose every method's setting on held-out samples (test_seed 4242), same budget and rule for all."),
@@ -53,7 +54,7 @@ def evaluate(
         unbiased, unbiased_source = _unbiased_samples(unbiased_data, data, card)
         settings = EvaluationSettings(
             methods=[m.strip() for m in methods.split(",") if m.strip()], per_digit=per_digit, biased=biased,
-            grid_saliency={**grid_option(grid), **given(iterations=iterations, lam=lam, target=target, moments=moments)},
+            grid_saliency={**grid_option(grid), **given(iterations=iterations, lam=lam, learning_rate=learning_rate, target=target, moments=moments)},
             tune=tune, tune_requests=tune_requests,
         )
         tuned = None
