@@ -41,6 +41,15 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 
+def one_error(result, *phrases):
+    """The CLI result is exit code 2 with one error line holding every phrase, and no traceback."""
+    text = " ".join(result.output.split())
+    assert result.exit_code == 2, result.output
+    assert result.output.count("error:") == 1 and "Traceback" not in result.output, result.output
+    for phrase in phrases:
+        assert phrase in text, (phrase, result.output)
+
+
 def load_benchmark_script(name: str):
     """The module of ``benchmarks/<name>.py`` (the benchmark scripts are not a package)."""
     import importlib.util

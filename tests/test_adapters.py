@@ -96,8 +96,15 @@ def test_input_transform_runs_inside_the_graph(case):
     def expects_255(x):  # a network trained on [0, 255] pixels
         return base(x / 255.0, training=False)
 
-    res = explain(gs.models.adapt(expects_255, input_transform=lambda x: x * 255.0), case)
+    calls = []
+
+    def to_255(x):
+        calls.append(1)  # Python runs once per trace; per step only if it ran outside the graph
+        return x * 255.0
+
+    res = explain(gs.models.adapt(expects_255, input_transform=to_255), case)
     np.testing.assert_allclose(res.saliency, case["reference"].saliency, atol=1e-4)
+    assert 0 < len(calls) < OPTIONS["iterations"], len(calls)
 
 
 def test_keras_hub_style_segmenter_returning_logits_needs_no_adapter(case):

@@ -208,14 +208,22 @@ def test_low_resolution_output_is_resized():
     model = keras.Model(x, keras.layers.Softmax()(keras.layers.Conv2D(2, 1)(keras.layers.AveragePooling2D(2)(x))))
     requests = np.zeros((1, 8, 8), np.float32)
     requests[0, :4] = 1
-    res = VanillaGradients(model).explain(np.random.default_rng(0).random((1, 8, 8, 1)), requests, 1)
+    image = np.random.default_rng(0).random((1, 8, 8, 1))
+    res = VanillaGradients(model).explain(image, requests, 1)
     assert res.saliency.shape == (1, 8, 8) and res.saliency.max() == 1
+    # the reference: the same model with the bilinear resize of its probabilities as a layer
+    resized = keras.Model(x, keras.layers.Resizing(8, 8, interpolation="bilinear")(model.output))
+    reference = VanillaGradients(resized).explain(image, requests, 1)
+    np.testing.assert_allclose(res.saliency, reference.saliency, atol=1e-5)
 
 
 def test_graph_cache_does_not_keep_the_model_alive(batch):
     images, requests, classes = batch
     model = linear_model(probabilities=False)
     IntegratedGradients(model, steps=2, output="logits").explain(images, requests, classes)
+    from gsal_tf import _graphs
+
+    assert _graphs._GRAPHS.get(model)  # its graph is cached, under the model weakly
     ref = weakref.ref(model)
     del model
     gc.collect()

@@ -262,6 +262,7 @@ def test_user_texture_folder(mnist, tmp_path):
     assert data.pool.canvases.shape == (4, 256, 256)
     s = data.samples("train", n=100)
     assert 0 <= s["image"].min() and s["image"].max() <= 1
+    assert s["is_biased"].any() and not s["is_biased"].all()
     assert (s["tile_textures"][s["is_biased"], s["biased_tile"][s["is_biased"]]] == 3).all()
     assert not _holds(s, 3)[~s["is_biased"]].any()
 
@@ -380,6 +381,7 @@ def test_cli_generate_end_to_end(mnist, tmp_path):
     card = json.loads((mine / "card.json").read_text())
     assert card["config"]["bias"]["digit"] == 4 and card["bias_texture"] == {"index": 2, "name": "t2"}
     s = load_samples(mine, "train")
+    assert s["is_biased"].any()
     assert (s["tile_textures"][s["is_biased"], s["biased_tile"][s["is_biased"]]] == 2).all() and (s["digit"][s["is_biased"]] == 4).all()
 
 

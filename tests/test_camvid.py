@@ -390,9 +390,11 @@ def test_camvid_run_through_a_mapping(tmp_path, rng, net19):
     from gsal_tf.scale.report import class_label
 
     assert [class_label(card, int(c)) for c in stats.classes] == ["person", "car"]  # network names
-    # the same run resumes; another mapping is another run
+    # the same run is read back, not redone; another mapping is another run
+    shards = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "out" / "requests").glob("part-*.parquet")}
     again = explain_dataset(net19, root, tmp_path / "out", options=OPTIONS, policy=policy)
-    assert again.requests == 5
+    assert again.requests == 5 and shards
+    assert {p.name: p.stat().st_mtime_ns for p in (tmp_path / "out" / "requests").glob("part-*.parquet")} == shards
     trucks = tmp_path / "trucks.toml"
     trucks.write_text('[network]\nlabel_set = "cityscapes"\n[dataset]\nlabel_set = "camvid"\n[classes]\ncar = ["truck", "car"]\n')
     other = RequestPolicy(zone="class", classes=(CAR, PEDESTRIAN), min_pixels=4, mapping=trucks)

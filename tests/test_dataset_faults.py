@@ -26,6 +26,7 @@ import pytest
 import gsal_tf as gs
 from gsal_tf.errors import GsalInputError
 from gsal_tf.scale import RequestPolicy, explain_dataset, read_results, store
+from conftest import one_error
 from test_dataset_scale import OPTIONS, ROOT, _columns, _run, make_cityscapes, make_pairs
 
 pytest.importorskip("pyarrow")
@@ -56,15 +57,6 @@ def cli(*args):
 def cli_args(images, labels, out, conv_model_file, *extra):
     return ["explain-dataset", images, "--labels", labels, "--model", conv_model_file, "--out", out, "--grid", "4,4",
             "--iterations", "3", "--target", "0", "--batch-size", "4", "--zone", "component", "--min-pixels", "4", *extra]
-
-
-def one_error(result, *phrases):
-    """The CLI result is exit code 2 with one error line holding every phrase, and no traceback."""
-    text = " ".join(result.output.split())
-    assert result.exit_code == 2, result.output
-    assert result.output.count("error:") == 1 and "Traceback" not in result.output, result.output
-    for phrase in phrases:
-        assert phrase in text, (phrase, result.output)
 
 
 def shard_files(folder) -> list:

@@ -99,7 +99,7 @@ def resolves(anchor: str, known: set[str]) -> bool:
 
 
 def test_relative_links_resolve():
-    broken = []
+    broken, checked = [], 0
     for page in pages():
         text = page.read_text(encoding="utf-8")
         for m in LINK.finditer(without_code(text)):
@@ -107,12 +107,14 @@ def test_relative_links_resolve():
             if re.match(r"^[a-z][a-z0-9+.-]*:", target, re.IGNORECASE):  # http:, https:, mailto:
                 continue
             path, _, anchor = target.partition("#")
+            checked += 1
             where = f"{page.relative_to(ROOT)}:{line_of(text, m.start())}: {target}"
             file = page if not path else (page.parent / path).resolve()
             if not file.exists():
                 broken.append(f"{where} (no such file)")
             elif anchor and file.suffix == ".md" and not resolves(anchor, anchors(file)):
                 broken.append(f"{where} (no heading #{anchor})")
+    assert checked > 50, f"only {checked} relative links found: is the link pattern still right?"
     assert not broken, "broken relative links:\n" + "\n".join(broken)
 
 

@@ -175,6 +175,9 @@ def test_graph_cache_does_not_keep_a_deleted_model_alive():
 
     model = known_context_model(SHAPE, [(0, 0, 8, 8)], TARGET)
     gs.GridSaliency(model, grid_size=(4, 4), iterations=2).explain(images(1), requests(1), [1])
+    from gsal_tf import _graphs
+
+    assert _graphs._GRAPHS.get(model)  # its graphs are cached, under the model weakly
     ref = weakref.ref(model)
     del model
     gc.collect()

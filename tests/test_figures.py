@@ -102,7 +102,8 @@ def test_save_figure_refuses_unknown_format_and_unwritable_path(tmp_path):
 
 
 def test_viz_imports_matplotlib_lazily():
-    """matplotlib is imported inside the drawing functions: importing gsal_tf.viz costs nothing."""
+    """matplotlib is imported inside the drawing functions, not when gsal_tf.viz is (Keras imports
+    matplotlib itself, so ``sys.modules`` cannot tell: the module's own imports are read)."""
     tree = ast.parse((ROOT / "gsal_tf" / "viz.py").read_text())
     top = [n for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom))]
     names = [a.name for n in top for a in n.names] + [n.module or "" for n in top if isinstance(n, ast.ImportFrom)]

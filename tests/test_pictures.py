@@ -78,6 +78,12 @@ def test_explain_picture_maps_the_saliency_back_to_the_photo(model):
     direct = explainer.explain(picture.network_input[None], request.mask[None], [request.class_id])
     np.testing.assert_allclose(explained.saliency, picture.fit.to_image(direct.saliency[0]), atol=1e-6)
 
+    # the known answer, in the photo's pixels: class 1 reads only the bright patch (photo rows 6..30, columns 0..24)
+    request = pictures.picture_request(picture, explainer.predict, predicted_class=1)
+    saliency = pictures.explain_picture(pictures.explainer_for(model, picture), picture, request).saliency
+    assert saliency[8:24, 0:20].mean() > 0.8
+    assert saliency[:, 32:].max() == 0 and saliency[40:].max() == 0
+
 
 def test_gsal_explain_and_explain_dataset_give_a_photo_the_same_grid_and_saliency(model, tmp_path):
     path = tmp_path / "m.keras"

@@ -18,7 +18,7 @@ from gsal_tf.scale import RequestPolicy, explain_dataset, load_stats, read_resul
 pytest.importorskip("pyarrow")
 
 FRAMES = Path(__file__).resolve().parents[2] / "shared" / "data" / "real" / "research-only"
-pytestmark = pytest.mark.skipif(not (FRAMES / "cityscapes_segmentation.png").is_file(), reason="needs ../shared/data/real/research-only")
+needs_frames = pytest.mark.skipif(not (FRAMES / "cityscapes_segmentation.png").is_file(), reason="needs ../shared/data/real/research-only")
 
 
 def raw_ids(train_ids: np.ndarray) -> np.ndarray:
@@ -51,6 +51,7 @@ def test_raw_ids_round_trip_through_the_label_table():
     assert np.array_equal(CITYSCAPES.to_class_ids(raw_ids(train)), train)
 
 
+@needs_frames
 def test_cityscapes_tree_of_a_real_frame_end_to_end(tmp_path):
     from gsal_tf.models import presets
 

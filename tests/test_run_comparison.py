@@ -11,7 +11,8 @@ import pytest
 import gsal_tf as gs
 from gsal_tf.errors import GsalInputError
 from gsal_tf.scale import load_stats, read_results
-from test_dataset_faults import cli, one_error
+from conftest import one_error
+from test_dataset_faults import cli
 from test_dataset_scale import OPTIONS, _run, make_pairs
 
 pytest.importorskip("pyarrow")

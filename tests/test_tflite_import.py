@@ -995,7 +995,9 @@ def test_real_8bit_model_agrees_with_the_reference_mask(real, file, image, mask,
 
 
 def test_inspect_real_files(real):
-    for path in sorted((real / "models").glob("deeplab*.tflite")):
+    files = sorted((real / "models").glob("deeplab*.tflite"))
+    assert len(files) == 5, files  # the shared folder's five DeepLab files (README of ../shared/data/real)
+    for path in files:
         info = inspect_tflite(path)
         operators = dict(info.operators)
         assert {"CONV_2D", "DEPTHWISE_CONV_2D", "ADD", "RESIZE_BILINEAR", "CONCATENATION"} <= set(operators)

@@ -94,9 +94,17 @@ def test_lean_and_default_graph_optimisation_give_the_same_saliency(monkeypatch)
     image = known_context_image(SHAPE, PATCHES, seed=1)[None]
     request = np.zeros((1,) + SHAPE[:2], np.float32)
     request[0, TARGET[0]:TARGET[2], TARGET[1]:TARGET[3]] = 1
-    results = []
+    results, lean = [], []
+    original = _graphs.without_graph_optimizer
+
+    def recorded(*args, **kwargs):
+        lean.append(len(results))  # which run entered the lean setting
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(_graphs, "without_graph_optimizer", recorded)
     for threshold in (0, 10**9):  # TensorFlow's defaults, then lean
         monkeypatch.setattr(_graphs, "FULL_GRAPPLER_MIN_PIXELS", threshold)
         results.append(gs.GridSaliency(model, grid_size=(4, 4), iterations=20).explain(image, request, [1]).saliency)
+    assert lean and set(lean) == {1}  # only the second run was lean
     np.testing.assert_allclose(results[0], results[1], atol=1e-6)
     assert results[0][0, :8, :8].mean() > 0.5  # the context the model reads is kept

@@ -113,6 +113,9 @@ def test_old_reports_still_load(tmp_path):
     path.write_text(json.dumps(old))
     report = protocol.read_report(path)
     assert set(report["explanations"]["methods"]) == {"grid_saliency", "vanilla_gradients"}
+    assert report["explanations"]["methods"]["grid_saliency"] == {"cbl_mean": 0.9}  # the values come along
+    assert report["explanations"]["methods"]["vanilla_gradients"] == {"cbl_mean": 0.5}
+    assert report["settings"]["per_digit"] == 2 and report["explanations"]["requests"] == [1]
 
 
 def test_evaluate_cli_tunes_on_regenerated_held_out_samples(mnist, tiny_deeplab_file, tmp_path):

@@ -145,7 +145,8 @@ def test_explain_to_a_read_only_file_system_is_one_line(tmp_path, photo, conv_mo
     assert lines == [f"error: cannot write the outputs to {ro / 'results' / 'photo'}: read-only file system; "
                      "give --out a folder on a writable disk"], res.stderr
     assert "Traceback" not in res.stdout + res.stderr
-    assert not any(ro.iterdir())
+    # (nothing can be left on a read-only file system, and the mount lived in the child's namespace:
+    # partial outputs are the subject of the tests with a disk that fills or fails part-way)
 
 
 def _refuse(errno_code, when):
