@@ -41,5 +41,10 @@ def method_class(name: str) -> type:
 
 
 def make_explainer(name: str, model, **options):
-    """``method_class(name)(model, **options)``: an explainer by its method name."""
-    return method_class(name)(model, **options)
+    """``method_class(name)(model, **options)``: an explainer by its method name; an option the
+    method does not have (``iterations`` for SmoothGrad) is a GsalInputError naming it."""
+    from gsal_tf.config import keyword_options
+
+    cls = method_class(name)
+    keyword_options(options, cls.__init__, f"the options of {method_name(name)}", exclude=("model",))
+    return cls(model, **options)

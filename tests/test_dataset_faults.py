@@ -220,6 +220,16 @@ def test_negative_or_malformed_sizes_are_one_line(conv_model_file, tmp_path, rng
     assert not (tmp_path / "out").exists()
 
 
+def test_an_option_the_method_lacks_is_one_line(conv_model_file, tmp_path, rng):
+    """Grid saliency's --iterations (given by cli_args) with --method smoothgrad: named, nothing written."""
+    images, labels = make_pairs(tmp_path, rng, n=2)
+    one_error(cli(*cli_args(images, labels, tmp_path / "out", conv_model_file), "--method", "smoothgrad"),
+              "--grid, --iterations, --target apply to --method grid_saliency only; drop them for --method smoothgrad")
+    assert not (tmp_path / "out").exists()
+    with pytest.raises(GsalInputError, match=r"unknown option\(s\) iterations in the options of smoothgrad; known: "):
+        gs.make_explainer("smoothgrad", gs.loading.load_model(conv_model_file), iterations=3)
+
+
 def test_library_checks_input_size(model, tmp_path, rng):
     images, labels = make_pairs(tmp_path, rng, n=2)
     with pytest.raises(GsalInputError, match=r"input_size must be two positive integers H,W; got \(-64, 64\)"):

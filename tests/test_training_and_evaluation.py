@@ -145,6 +145,25 @@ def test_compare_backbones_end_to_end(tmp_path, saved_figures):
     assert np.load(out / "saliency_right.npy").shape == (32, 32)
 
 
+def test_compare_backbones_tells_models_of_one_file_name_apart(tmp_path, saved_figures):
+    """`gsal benchmark train` names every model model.keras: the folders tell them apart."""
+    shape, target = (32, 32, 1), (12, 12, 20, 20)
+    for folder, patches in (("mnv2", [(0, 0, 8, 8)]), ("xception", [(0, 0, 8, 8), (24, 24, 32, 32)])):
+        (tmp_path / folder).mkdir()
+        known_context_model(shape, patches, target).save(tmp_path / folder / "model.keras")
+    np.save(tmp_path / "image.npy", known_context_image(shape, [(0, 0, 8, 8), (24, 24, 32, 32)]))
+    models = f"{tmp_path / 'mnv2' / 'model.keras'},{tmp_path / 'xception' / 'model.keras'}"
+    args = ["compare-backbones", str(tmp_path / "image.npy"), "--request-point", "15,15", "--grid", "4", "--iterations", "5"]
+    res = runner.invoke(app, [*args, "--models", models, "--out", str(tmp_path / "cmp")])
+    assert res.exit_code == 0, res.output
+    assert set(json.loads((tmp_path / "cmp" / "comparison.json").read_text())["models"]) == {"mnv2-model", "xception-model"}
+    assert (tmp_path / "cmp" / "saliency_mnv2-model.npy").is_file() and (tmp_path / "cmp" / "saliency_xception-model.npy").is_file()
+    twice = runner.invoke(app, [*args, "--models", f"{tmp_path / 'mnv2' / 'model.keras'},{tmp_path / 'mnv2' / 'model.keras'}",
+                                "--out", str(tmp_path / "twice")])
+    one_error(twice, "the same model is given twice in --models")
+    assert not (tmp_path / "twice").exists()
+
+
 def test_bias_reliance_on_models_with_known_answers():
     """Paired test: same digits without / with the bias texture (top half = 1); NumPy reference."""
     from gsal_tf.benchmark.evaluation import bias_reliance

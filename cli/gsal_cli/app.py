@@ -9,8 +9,9 @@ def app_command(
     port: int = typer.Option(8765, "--port", "-p", help="Port on 127.0.0.1 (0: any free port)."),
     open_browser: bool = typer.Option(False, "--open", help="Open the page in the default browser."),
 ) -> None:
-    """Start the local explorer: pick a network and an image, click a predicted segment, see the
-    context it needed.
+    """Start the local explorer: click a predicted segment, see the context it needed.
+
+    Pick a network and an image in the page, click a predicted segment, and see its explanation.
 
     The page is served on 127.0.0.1 only (never on the network), works offline (nothing is
     fetched from the internet) and sends no telemetry. Stop it with Ctrl+C.

@@ -20,6 +20,7 @@ import typer
 from rich.markup import escape
 
 from gsal_cli.console import compact_table, console, fail, staged_outputs
+from gsal_tf.errors import GsalInputError
 from gsal_cli.options import (CustomModules, FigureFormat, Grid, Iterations, Lam, LearningRate, Moments, Target, UnsafeDeserialization, build_request, class_names_of,
                               configure_threads, figure_format_option, given, grid_option, image_input, resolve_model, threads_option)
 
@@ -73,8 +74,8 @@ def compare_backbones(
         configure_threads(threads, names)  # before a model loads: TensorFlow fixes it at its first op
         nets = {}
         with console.status("loading models"):
-            for name in names:
-                nets[_short(name)] = resolve_model(name, custom_modules, unsafe)[0]
+            for label, name in zip(_labels(names), names):
+                nets[label] = resolve_model(name, custom_modules, unsafe)[0]
         class_names = class_names_of(next(iter(nets.values())))  # classes are the first model's
         # The image is letterboxed to the models' common fixed input, as `gsal explain` does.
         sizes = {model_input_size(net) for net in nets.values()}
@@ -124,6 +125,20 @@ def compare_backbones(
 
 def _short(name: str) -> str:
     return Path(name).stem if Path(name).suffix == ".keras" else Path(name).name
+
+
+def _labels(names: list[str]) -> list[str]:
+    """One short label per model (figure columns, ``saliency_<label>.npy``): the file's stem, with
+    its folder when two stems are alike (``mnv2-model``, ``xception-model``, as `gsal benchmark train`
+    names every file model.keras); the same model twice is an error."""
+    if len({str(Path(n).resolve()) if Path(n).exists() else n for n in names}) < len(names):
+        raise GsalInputError("the same model is given twice in --models; give each model once")
+    labels = [_short(n) for n in names]
+    if len(set(labels)) < len(labels):
+        labels = [f"{Path(n).resolve().parent.name}-{label}" if labels.count(label) > 1 else label for n, label in zip(names, labels)]
+    if len(set(labels)) < len(labels):
+        raise GsalInputError(f"the models {', '.join(names)} cannot be told apart by their folder and file names; copy one to another name")
+    return labels
 
 
 def _class_names(nets) -> list[str]:

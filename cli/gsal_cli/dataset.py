@@ -12,24 +12,29 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from gsal_cli.console import compact_table, console, fail
-from gsal_cli.options import Grid, grid_option, CustomModules, FigureFormat, Iterations, Lam, LearningRate, Moments, Target, given, UnsafeDeserialization, figure_format_option, parse_pair, resolve_model
+from gsal_tf.datasets.layouts import LAYOUTS
+from gsal_tf.methods import METHODS
+from gsal_tf.scale.job import ON_ERROR
+from gsal_tf.scale.policy import CONTEXT_SOURCES, ZONE_SOURCES, ZONES
+from gsal_cli.options import OutputKind, choice, Grid, grid_option, CustomModules, FigureFormat, Iterations, Lam, LearningRate, Moments, Target, given, UnsafeDeserialization, figure_format_option, parse_pair, resolve_model
 
 
 def explain_dataset(
     data: Path = typer.Argument(..., help="A folder: images (with --labels), a Cityscapes tree, a CamVid tree (SegNet version) or a TextureMNIST folder."),
-    model: str = typer.Option(..., "--model", "-m", help="A .keras file, a SavedModel folder or a zoo model name."),
+    model: str = typer.Option(..., "--model", "-m", help="A .keras or .tflite file, a SavedModel folder or a zoo model name (gsal zoo list)."),
     out: Path = typer.Option(..., "--out", "-o", help="Results folder (resumed when it holds a run of the same settings)."),
-    layout: str = typer.Option("auto", "--layout", help="auto | folder | cityscapes | camvid | texture-mnist."),
+    layout: str = typer.Option("auto", "--layout", callback=choice(tuple(lay for lay in LAYOUTS if lay != "tf.data")), help="auto | folder | cityscapes | camvid | texture-mnist."),
     labels: Optional[Path] = typer.Option(None, "--labels", help="Folder of label maps (same file stems as the images)."),
     split: Optional[str] = typer.Option(None, "--split", help="Cityscapes split (default val), CamVid split (default test) or TextureMNIST split (default test)."),
     mapping: Optional[str] = typer.Option(None, "--mapping", help="Which network class means which dataset class: a shipped mapping (cityscapes-camvid, ade20k-camvid, pascal-camvid) or a TOML file. Then --classes/--exclude are dataset class ids."),
-    zone: str = typer.Option("class", "--zone", help="class | component | error | confusion: one request per class zone, connected component, error region, or (true, predicted) class pair."),
-    zones_from: str = typer.Option("labels", "--zones-from", help="labels | predictions."),
-    context_from: str = typer.Option("labels", "--context-from", help="labels | predictions: the context classes of the statistics are the labels, or the network's own predicted classes."),
+    zone: str = typer.Option("class", "--zone", callback=choice(ZONES), help="class | component | error | confusion: one request per class zone, connected component, error region, or (true, predicted) class pair."),
+    zones_from: str = typer.Option("labels", "--zones-from", callback=choice(ZONE_SOURCES), help="labels | predictions."),
+    context_from: str = typer.Option("labels", "--context-from", callback=choice(CONTEXT_SOURCES), help="labels | predictions: the context classes of the statistics are the labels, or the network's own predicted classes."),
     classes: Optional[str] = typer.Option(None, "--classes", help="Only these class ids, comma-separated."),
     exclude: Optional[str] = typer.Option(None, "--exclude", help="Never these class ids, comma-separated."),
     min_pixels: int = typer.Option(16, "--min-pixels", help="Smallest zone explained (pixels)."),
-    method: str = typer.Option("grid_saliency", "--method", help="Explainer: grid_saliency, vanilla_gradients, smoothgrad, ..."),
+    method: str = typer.Option("grid_saliency", "--method", callback=choice(METHODS),
+                               help=f"{' | '.join(METHODS)}; the grid saliency options below apply to grid_saliency only."),
     grid: Grid = None,
     iterations: Iterations = None,
     lam: Lam = None,
@@ -40,13 +45,13 @@ def explain_dataset(
     input_size: Optional[str] = typer.Option(None, "--input-size", help="Fit every image to H,W (default: the network's input size)."),
     limit: Optional[int] = typer.Option(None, "--limit", help="Only the first N samples."),
     maps: bool = typer.Option(False, "--maps", help="Also store per-pixel saliency and request maps (maps/)."),
-    on_error: str = typer.Option("skip", "--on-error", help="skip | stop: what an unreadable image does."),
-    engine: str = typer.Option("local", "--engine", help="local | ray: in this process, or on Ray actors (pip install \"gsal-tf\\[ray]\")."),
+    on_error: str = typer.Option("skip", "--on-error", callback=choice(ON_ERROR), help="skip | stop: what an unreadable image does."),
+    engine: str = typer.Option("local", "--engine", callback=choice(("local", "ray")), help="local | ray: in this process, or on Ray actors (pip install \"gsal-tf\\[ray]\")."),
     address: Optional[str] = typer.Option(None, "--address", help="Ray cluster to use (auto, ray://host:10001); default: a local Ray started for the run."),
     actors: Optional[int] = typer.Option(None, "--actors", help="Ray actors, one explainer each (default: CPUs / --cpus-per-actor, or GPUs / --gpus-per-actor)."),
     cpus_per_actor: Optional[int] = typer.Option(None, "--cpus-per-actor", help="CPUs (TensorFlow threads) per Ray actor (default 1)."),
     gpus_per_actor: Optional[float] = typer.Option(None, "--gpus-per-actor", help="GPUs per Ray actor (e.g. 1: one actor per GPU)."),
-    output_kind: Optional[str] = typer.Option(None, "--output", help="What the model returns: probabilities | logits (default: what the model declares, else probabilities)."),
+    output_kind: OutputKind = None,
     custom_modules: CustomModules = None,
     unsafe: UnsafeDeserialization = False,
 ) -> None:
@@ -57,6 +62,11 @@ def explain_dataset(
     """
     import gsal_tf as gs
 
+    grid_flags = [flag for flag, value in (("--grid", grid), ("--iterations", iterations), ("--lam", lam), ("--learning-rate", learning_rate),
+                                           ("--target", target), ("--moments", moments)) if value is not None]
+    if method != "grid_saliency" and grid_flags:
+        raise fail(f"{', '.join(grid_flags)} {'applies' if len(grid_flags) == 1 else 'apply'} to --method grid_saliency only; "
+                   f"drop {'it' if len(grid_flags) == 1 else 'them'} for --method {method}")
     try:
         net, model_name = resolve_model(model, custom_modules, unsafe)
         options = {} if output_kind is None else {"output": output_kind}
@@ -95,9 +105,11 @@ def stats(
     min_requests: int = typer.Option(1, "--min-requests", help="Grey the heat-map rows of request classes with fewer requests that kept salient context (their shares rest on too few masks)."),
     unpaired: bool = typer.Option(False, "--unpaired", help="With several runs: every request of each run, not only the requests all runs hold."),
 ) -> None:
-    """Context statistics: per request class, the share of the salient context on each context
-    class, against the inflation baseline with the same amount of context. With two or more
-    runs: the same requests side by side, per zone class."""
+    """Context statistics of a run: tables, heat maps and an optional HTML report.
+
+    Per request class, the share of the salient context on each context class, against the
+    inflation baseline with the same amount of context. With two or more runs: the same requests
+    side by side, per zone class."""
     import gsal_tf as gs
     from gsal_tf import viz
     from gsal_tf.scale import report

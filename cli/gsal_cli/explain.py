@@ -14,15 +14,15 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from gsal_cli.console import console, fail, staged_outputs
-from gsal_cli.options import (Baseline, CustomModules, FigureFormat, Grid, Iterations, Lam, LearningRate, Mode, Moments, Seed, Target, UnsafeDeserialization, Upsampling,
+from gsal_cli.options import (OutputKind, Baseline, CustomModules, FigureFormat, Grid, Iterations, Lam, LearningRate, Mode, Moments, Seed, Target, UnsafeDeserialization, Upsampling,
                               baseline_option, build_request, class_names_of, configure_threads, figure_format_option, given, grid_option,
                               image_input, resolve_model, threads_option)
 
 
 def explain(
     image: Optional[Path] = typer.Argument(None, help="Image file (PNG/JPEG/… or .npy). With --demo: a demo name (textures, cyclists) or nothing."),
-    model: Optional[str] = typer.Option(None, "--model", "-m", help="A .keras file, a SavedModel folder or a zoo model name."),
-    request: Optional[Path] = typer.Option(None, "--request", help="Request mask image: pixels > 127 are explained."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="A .keras or .tflite file, a SavedModel folder or a zoo model name (gsal zoo list)."),
+    request: Optional[Path] = typer.Option(None, "--request", help="Request mask image: pixels > 127 are explained. Give exactly one of --request, --request-class, --request-point."),
     request_class: Optional[str] = typer.Option(None, "--request-class", help="Request = all pixels the model predicts as this class (id, or name for a zoo model)."),
     request_point: Optional[str] = typer.Option(None, "--request-point", help="Request = the predicted component under pixel Y,X."),
     class_id: Optional[str] = typer.Option(None, "--class", "-c", help="Class to explain: id, or name for a zoo model (default: the request's predicted class)."),
@@ -36,7 +36,7 @@ def explain(
     baseline: Baseline = None,
     mode: Mode = None,
     upsampling: Upsampling = None,
-    output_kind: Optional[str] = typer.Option(None, "--output", help="What the model returns: probabilities | logits."),
+    output_kind: OutputKind = None,
     seed: Seed = None,
     moments: Moments = None,
     pixel_scale: float = typer.Option(1 / 255, "--pixel-scale", help="Multiplier for 8-bit image pixels (default 1/255 → [0,1])."),
@@ -58,6 +58,10 @@ def explain(
     model's prediction with a class legend and the saliency with its colour bar and scores;
     request outlined; drawn at screen resolution; --figure-format svg or pdf for vector) and
     summary.json (parameters, scores, timing) to the output folder.
+
+    Examples: gsal explain --demo; gsal explain photo.jpg --model pascal-mobilenetv2
+    --request-class person --class bicycle; gsal explain image.png --model my.keras --request
+    mask.png --class 3 --config configs/explain/paper.toml
     """
     import gsal_tf as gs
     from gsal_tf import loading, pictures, viz

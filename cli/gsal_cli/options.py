@@ -72,13 +72,6 @@ CustomModules = Annotated[Optional[list[str]], typer.Option(
     "custom layers it registers resolve. Repeat for several.")]
 #: Grid saliency's main settings, one definition for every command; unset means the explainer's
 #: own default (``gs.GridSaliency``'s signature, where the defaults and their measurements live).
-def paper_option(name: str) -> str:
-    """The paper's setting of option ``name`` (``GridSaliency.PAPER_OPTIONS``) as a help text shows it."""
-    from gsal_tf.saliency import GridSaliency
-
-    return str(GridSaliency.PAPER_OPTIONS[name])
-
-
 def explainer_default(name: str) -> str:
     """GridSaliency's default of option ``name`` as a help text shows it (from its signature: the
     CLI never writes a default of its own)."""
@@ -90,6 +83,31 @@ def explainer_default(name: str) -> str:
     return ",".join(str(v) for v in value) if isinstance(value, tuple) else str(value)
 
 
+def paper_option(name: str) -> str:
+    """The paper's setting of option ``name`` (``GridSaliency.PAPER_OPTIONS``) as a help text shows it."""
+    from gsal_tf.saliency import GridSaliency
+
+    return str(GridSaliency.PAPER_OPTIONS[name])
+
+
+def choice(values: tuple[str, ...]):
+    """A callback that refuses an option value outside ``values`` while the command line is parsed
+    (before any model loads), naming the option."""
+    def check(value):
+        if value is not None and value not in values:
+            raise typer.BadParameter(f"{value!r} is not one of {', '.join(values)}")
+        return value
+
+    return check
+
+
+def positive(value):
+    """A callback that refuses a number ≤ 0 while the command line is parsed."""
+    if value is not None and not value > 0:
+        raise typer.BadParameter(f"{value} is not > 0")
+    return value
+
+
 def _grid_help() -> str:
     from gsal_tf.loading import PHOTO_GRID_CELLS
 
@@ -97,32 +115,47 @@ def _grid_help() -> str:
             f"for a photo of another size, square cells, {PHOTO_GRID_CELLS} along its long side).")
 
 
-def _choices(name: str) -> str:
+def _values(name: str) -> tuple[str, ...]:
+    from gsal_tf.saliency.grid_saliency import MOMENTS
     from gsal_tf.saliency.masks import UPSAMPLINGS
     from gsal_tf.saliency.perturbation import MODES
 
-    return " | ".join({"mode": MODES, "upsampling": UPSAMPLINGS}[name])
+    return tuple({"mode": MODES, "upsampling": UPSAMPLINGS, "moments": MOMENTS}[name])
+
+
+def _choices(name: str) -> str:
+    return " | ".join(_values(name))
 
 
 # Grid saliency's options, shared by every command that builds one; unset = the explainer's default.
+# Choices and ranges are checked while the command line is parsed, before a model loads.
 Iterations = Annotated[Optional[int], typer.Option(
-    "--iterations", help=f"Grid saliency optimisation steps, at most (default: {explainer_default('iterations')}).")]
-Lam = Annotated[Optional[float], typer.Option("--lam", help=f"Grid saliency mask size weight (default: {explainer_default('lam')}).")]
+    "--iterations", min=1, help=f"Grid saliency optimisation steps, at most (default: {explainer_default('iterations')}).")]
+Lam = Annotated[Optional[float], typer.Option("--lam", min=0.0, help=f"Grid saliency mask size weight (default: {explainer_default('lam')}).")]
 LearningRate = Annotated[Optional[float], typer.Option(
-    "--learning-rate", help=f"Grid saliency step size of the optimiser (default: {explainer_default('learning_rate')}; "
+    "--learning-rate", callback=positive, help=f"Grid saliency step size of the optimiser (default: {explainer_default('learning_rate')}; "
     f"the paper's formulation: {paper_option('learning_rate')}).")]
 Target = Annotated[Optional[float], typer.Option(
-    "--target", help=f"Keep at least this share of the prediction with the smallest context (default: {explainer_default('target')}); "
-    "0 = the paper's fixed-lam formulation.")]
+    "--target", min=0.0, max=1.0,
+    help=f"Keep at least this share of the prediction with the smallest context (default: {explainer_default('target')}); "
+    f"0 = no target: the paper's fixed-lam objective (its settings: --lam {paper_option('lam')} --iterations {paper_option('iterations')} "
+    f"--learning-rate {paper_option('learning_rate')}).")]
 Grid = Annotated[Optional[str], typer.Option("--grid", help=_grid_help())]
 Baseline = Annotated[Optional[str], typer.Option(
     "--baseline", help=f"What removed pixels become: a number | R,G,B | mean | blur | noise (default: {explainer_default('baseline')}).")]
-Mode = Annotated[Optional[str], typer.Option("--mode", help=f"{_choices('mode')} (default: {explainer_default('mode')}).")]
-Upsampling = Annotated[Optional[str], typer.Option("--upsampling", help=f"{_choices('upsampling')} (default: {explainer_default('upsampling')}).")]
+Mode = Annotated[Optional[str], typer.Option("--mode", callback=choice(_values("mode")),
+                                             help=f"{_choices('mode')} (default: {explainer_default('mode')}).")]
+Upsampling = Annotated[Optional[str], typer.Option("--upsampling", callback=choice(_values("upsampling")),
+                                                   help=f"{_choices('upsampling')} (default: {explainer_default('upsampling')}).")]
 Moments = Annotated[Optional[str], typer.Option(
-    "--moments", help="What the optimiser's moments do when a mask goes back to its last one that kept the target: "
-    f"restart | keep | auto (default: {explainer_default('moments')}; auto explains a mask that stayed uniform again with them kept).")]
+    "--moments", callback=choice(_values("moments")),
+    help=f"{_choices('moments')}: Adam's moments when a mask goes back to its last one that kept the target "
+    f"(default: {explainer_default('moments')}: a mask that stayed uniform is explained again with them kept).")]
 Seed = Annotated[Optional[int], typer.Option("--seed", help=f"Seed of the noise baseline (default: {explainer_default('seed')}).")]
+#: What the model returns, on the commands that explain with it (an explainer's ``output``).
+OutputKind = Annotated[Optional[str], typer.Option(
+    "--output", callback=choice(("probabilities", "logits")),
+    help="What the model returns: probabilities | logits (default: what the model declares, else probabilities).")]
 
 
 def grid_option(grid: Optional[str]) -> dict:

@@ -20,7 +20,7 @@ DEFAULTS = EvaluationSettings()
 
 
 def evaluate(
-    model: str = typer.Option(..., "--model", "-m", help="Zoo name, .keras file or SavedModel folder of the (biased) model."),
+    model: str = typer.Option(..., "--model", "-m", help="The (biased) model: a zoo name, a .keras or .tflite file or a SavedModel folder."),
     data: Path = typer.Option(..., "--data", help="TextureMNIST folder with the model's bias (its test split is evaluated)."),
     out: Path = typer.Option(..., "--out", help="Output folder: report.json, cbd.png, cbl.png, iou.png (titled, with colour bars)."),
     reference: Optional[str] = typer.Option(None, "--reference", help="Unbiased model of the same backbone (default for zoo models: the zoo's unbiased one)."),
