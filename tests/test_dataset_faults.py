@@ -230,6 +230,15 @@ def test_an_option_the_method_lacks_is_one_line(conv_model_file, tmp_path, rng):
         gs.make_explainer("smoothgrad", gs.loading.load_model(conv_model_file), iterations=3)
 
 
+def test_cli_passes_the_perturbation_options(conv_model_file, tmp_path, rng):
+    images, labels = make_pairs(tmp_path, rng, n=2)
+    result = cli(*cli_args(images, labels, tmp_path / "out", conv_model_file), "--baseline", "blur", "--mode", "full",
+                 "--upsampling", "bilinear", "--limit", "1")
+    assert result.exit_code == 0, result.output
+    explainer = json.loads((tmp_path / "out" / "run.json").read_text())["settings"]["explainer"]
+    assert (explainer["baseline"], explainer["mode"], explainer["upsampling"]) == ("blur", "full", "bilinear")
+
+
 def test_library_checks_input_size(model, tmp_path, rng):
     images, labels = make_pairs(tmp_path, rng, n=2)
     with pytest.raises(GsalInputError, match=r"input_size must be two positive integers H,W; got \(-64, 64\)"):

@@ -154,9 +154,11 @@ def test_compare_backbones_tells_models_of_one_file_name_apart(tmp_path, saved_f
     np.save(tmp_path / "image.npy", known_context_image(shape, [(0, 0, 8, 8), (24, 24, 32, 32)]))
     models = f"{tmp_path / 'mnv2' / 'model.keras'},{tmp_path / 'xception' / 'model.keras'}"
     args = ["compare-backbones", str(tmp_path / "image.npy"), "--request-point", "15,15", "--grid", "4", "--iterations", "5"]
-    res = runner.invoke(app, [*args, "--models", models, "--out", str(tmp_path / "cmp")])
+    res = runner.invoke(app, [*args, "--models", models, "--baseline", "0.5", "--upsampling", "bilinear", "--out", str(tmp_path / "cmp")])
     assert res.exit_code == 0, res.output
-    assert set(json.loads((tmp_path / "cmp" / "comparison.json").read_text())["models"]) == {"mnv2-model", "xception-model"}
+    summary = json.loads((tmp_path / "cmp" / "comparison.json").read_text())
+    assert set(summary["models"]) == {"mnv2-model", "xception-model"}
+    assert summary["settings"]["baseline"] == 0.5 and summary["settings"]["upsampling"] == "bilinear"
     assert (tmp_path / "cmp" / "saliency_mnv2-model.npy").is_file() and (tmp_path / "cmp" / "saliency_xception-model.npy").is_file()
     twice = runner.invoke(app, [*args, "--models", f"{tmp_path / 'mnv2' / 'model.keras'},{tmp_path / 'mnv2' / 'model.keras'}",
                                 "--out", str(tmp_path / "twice")])

@@ -21,7 +21,7 @@ from rich.markup import escape
 
 from gsal_cli.console import compact_table, console, fail, staged_outputs
 from gsal_tf.errors import GsalInputError
-from gsal_cli.options import (CustomModules, FigureFormat, Grid, Iterations, Lam, LearningRate, Moments, Target, UnsafeDeserialization, build_request, class_names_of,
+from gsal_cli.options import (Baseline, CustomModules, FigureFormat, Grid, Iterations, Lam, LearningRate, Mode, Moments, OutputKind, Seed, Target, Upsampling, baseline_option, UnsafeDeserialization, build_request, class_names_of,
                               configure_threads, figure_format_option, given, grid_option, image_input, resolve_model, threads_option)
 
 
@@ -39,6 +39,11 @@ def compare_backbones(
     learning_rate: LearningRate = None,
     target: Target = None,
     moments: Moments = None,
+    baseline: Baseline = None,
+    mode: Mode = None,
+    upsampling: Upsampling = None,
+    seed: Seed = None,
+    output_kind: OutputKind = None,
     top_fraction: float = typer.Option(0.2, "--top", help="Fraction of grid cells compared by the top-cell IoU."),
     pixel_scale: float = typer.Option(1 / 255, "--pixel-scale", help="Multiplier for 8-bit image pixels (default 1/255 → [0,1])."),
     out: Path = typer.Option(Path("gsal-out/compare"), "--out", "-o", help="Output folder."),
@@ -95,7 +100,9 @@ def compare_backbones(
         else:
             asked = build_request(predict, picture, request, request_class, request_point, class_id, class_names)
         img, req, cls = picture.network_input, asked.mask, asked.class_id
-        grid_options = {"grid_size": picture.grid, **grid_option(grid), **given(iterations=iterations, lam=lam, learning_rate=learning_rate, target=target, moments=moments)}
+        grid_options = {"grid_size": picture.grid, **grid_option(grid), **baseline_option(baseline),
+                        **given(iterations=iterations, lam=lam, learning_rate=learning_rate, target=target, moments=moments, mode=mode,
+                                upsampling=upsampling, seed=seed, output=output_kind)}
         with console.status(f"explaining with {len(nets)} models"):
             result = compare_models(nets, img, req, cls, grid_options, top_fraction)
         summary = {

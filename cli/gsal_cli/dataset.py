@@ -16,7 +16,7 @@ from gsal_tf.datasets.layouts import LAYOUTS
 from gsal_tf.methods import METHODS
 from gsal_tf.scale.job import ON_ERROR
 from gsal_tf.scale.policy import CONTEXT_SOURCES, ZONE_SOURCES, ZONES
-from gsal_cli.options import OutputKind, choice, Grid, grid_option, CustomModules, FigureFormat, Iterations, Lam, LearningRate, Moments, Target, given, UnsafeDeserialization, figure_format_option, parse_pair, resolve_model
+from gsal_cli.options import Baseline, Mode, OutputKind, Seed, Upsampling, baseline_option, choice, Grid, grid_option, CustomModules, FigureFormat, Iterations, Lam, LearningRate, Moments, Target, given, UnsafeDeserialization, figure_format_option, parse_pair, resolve_model
 
 
 def explain_dataset(
@@ -41,6 +41,10 @@ def explain_dataset(
     learning_rate: LearningRate = None,
     target: Target = None,
     moments: Moments = None,
+    baseline: Baseline = None,
+    mode: Mode = None,
+    upsampling: Upsampling = None,
+    seed: Seed = None,
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Requests per explainer call and per shard."),
     input_size: Optional[str] = typer.Option(None, "--input-size", help="Fit every image to H,W (default: the network's input size)."),
     limit: Optional[int] = typer.Option(None, "--limit", help="Only the first N samples."),
@@ -63,15 +67,16 @@ def explain_dataset(
     import gsal_tf as gs
 
     grid_flags = [flag for flag, value in (("--grid", grid), ("--iterations", iterations), ("--lam", lam), ("--learning-rate", learning_rate),
-                                           ("--target", target), ("--moments", moments)) if value is not None]
+                                           ("--target", target), ("--moments", moments), ("--upsampling", upsampling)) if value is not None]
     if method != "grid_saliency" and grid_flags:
         raise fail(f"{', '.join(grid_flags)} {'applies' if len(grid_flags) == 1 else 'apply'} to --method grid_saliency only; "
                    f"drop {'it' if len(grid_flags) == 1 else 'them'} for --method {method}")
     try:
         net, model_name = resolve_model(model, custom_modules, unsafe)
         options = {} if output_kind is None else {"output": output_kind}
-        options.update(grid_option(grid))
-        options.update(given(iterations=iterations, lam=lam, learning_rate=learning_rate, target=target, moments=moments, batch_size=batch_size))
+        options.update({**grid_option(grid), **baseline_option(baseline)})
+        options.update(given(iterations=iterations, lam=lam, learning_rate=learning_rate, target=target, moments=moments, mode=mode,
+                             upsampling=upsampling, seed=seed, batch_size=batch_size))
         policy = gs.scale.RequestPolicy(zone=zone, zones_from=zones_from, classes=_ids(classes, "--classes"),
                                         exclude=_ids(exclude, "--exclude") or (), min_pixels=min_pixels, mapping=mapping,
                                         context_from=context_from)

@@ -22,7 +22,7 @@ DEFAULTS = EvaluationSettings()
 def evaluate(
     model: str = typer.Option(..., "--model", "-m", help="The (biased) model: a zoo name, a .keras or .tflite file or a SavedModel folder."),
     data: Path = typer.Option(..., "--data", help="TextureMNIST folder with the model's bias (its test split is evaluated)."),
-    out: Path = typer.Option(..., "--out", help="Output folder: report.json, cbd.png, cbl.png, iou.png (titled, with colour bars)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output folder: report.json, cbd.png, cbl.png, iou.png (titled, with colour bars)."),
     reference: Optional[str] = typer.Option(None, "--reference", help="Unbiased model of the same backbone (default for zoo models: the zoo's unbiased one)."),
     unbiased_data: Optional[Path] = typer.Option(None, "--unbiased-data", help="Unbiased TextureMNIST folder for the IoU comparison (default: regenerated from --data's card when its MNIST file is available)."),
     bias_digit: Optional[int] = typer.Option(None, "--bias-digit", help="The model's bias digit (default: from the zoo entry or the data card)."),

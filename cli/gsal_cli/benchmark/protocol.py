@@ -15,7 +15,7 @@ from gsal_cli.options import FigureFormat, figure_format_option
 
 def protocol(
     config: Path = typer.Option(..., "--config", help="Protocol TOML (see configs/protocol/)."),
-    out: Path = typer.Option(..., "--out", help="Work and results folder; finished runs in it are not redone (only re-tuned when the tuning space changed)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Work and results folder; finished runs in it are not redone (only re-tuned when the tuning space changed)."),
     mnist: Optional[Path] = typer.Option(None, "--mnist", help="MNIST in Keras' mnist.npz layout (default: keras.datasets download)."),
     figure_format: FigureFormat = figure_format_option(),
 ) -> None:

@@ -14,7 +14,7 @@ from gsal_cli.console import console, fail
 
 def train(
     data: Path = typer.Option(..., "--data", help="Folder written by `gsal benchmark generate`."),
-    out: Path = typer.Option(..., "--out", help="Output folder (model.keras, model.weights.h5, history.json, metrics.json)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output folder (model.keras, model.weights.h5, history.json, metrics.json)."),
     backbone: Optional[str] = typer.Option(None, "--backbone", help="mobilenetv2 | xception (uses its '-tiny' architecture) (default: from --config)."),
     config: Optional[Path] = typer.Option(None, "--config", help="TOML with \\[model] and \\[train] tables (see configs/train/)."),
     epochs: Optional[int] = typer.Option(None, "--epochs", help="Override the config's epochs."),
