@@ -18,7 +18,8 @@ Stages (``--stage NAME``; default: all but ``settings``, in this order):
                    the same frames side by side; the share of the salient context on the CamVid
                    *bicyclist* label (the bicycle, once the rider is the request) per pair.
 ``generalisation`` the score without any context (grid saliency's ``no_context_score``, relative
-                   to f_c(x)) per request class: quantiles, from the ``context`` runs (no new run).
+                   to f_c(x)) per request class: quantiles, from the ``context`` runs (no new run;
+                   a run stopped part-way is left out, or with ``--report-only`` marked).
 ``architectures``  the same requests (class zones from the labels) by two networks: Cityscapes
                    MobileNet-EdgeTPU vs ADE20K MobileNetV2 on the classes both mean alike (all but
                    bicyclist: Cityscapes explains rider, ADE20K bicycle), PASCAL MobileNetV2 1.0 vs
@@ -161,21 +162,6 @@ class Analysis:
         tmp.replace(path)
         return path
 
-    def recorded_wall(self, folder: Path) -> float | None:
-        """The ``wall_seconds_this_session`` the stage tables in OUT hold for the run in ``folder``
-        (None if none does)."""
-        def find(node):
-            if isinstance(node, dict):
-                if "run" in node and "wall_seconds_this_session" in node and Path(node["run"]).resolve() == folder.resolve():
-                    return node["wall_seconds_this_session"]
-                node = list(node.values())
-            if isinstance(node, list):
-                return next((w for w in map(find, node) if w is not None), None)
-            return None
-
-        tables = (json.loads(p.read_text()) for p in sorted(self.out.glob("*.json")))
-        return next((w for w in map(find, tables) if w is not None), None)
-
     def data(self) -> dict:
         return {"dataset": CREDIT, "split": self.args.split, "limit": self.args.limit, "every": self.args.every,
                 "frames_explained": self.frames()}
@@ -239,19 +225,21 @@ class Analysis:
         if self.args.report_only:
             if not (folder / "run.json").is_file():
                 raise SystemExit(f"--report-only: {folder} holds no run; run the stage without --report-only first")
-            return _rates({**_record(folder, key), **_partial_summary(folder)})
-        read_back = (folder / "run.json").is_file() and gs.scale.store.read_card(folder).get("status") == "complete"
-        self.worked = self.worked or not read_back
-        began = time.perf_counter()
+            return self.read_run(name, key)
+        before = gs.scale.store.read_card(folder).get("finished") if (folder / "run.json").is_file() else None
         root, split = tree or self.explained_tree()
         summary = gs.explain_dataset(self.model(key), root, folder, layout="camvid", split=split, options=EXPLAINERS[self.args.explainer],
                                      policy=policy, limit=None if tree else self.args.limit, engine=self.args.engine, model_name=NETWORKS[key][2],
                                      progress=_progress(name))
-        # a finished run read back keeps the wall time of the invocation that explained it
-        wall = self.recorded_wall(folder) if read_back else round(time.perf_counter() - began, 2)
+        # a finished run read back keeps its card, and so the wall time of the invocation that explained it
+        self.worked = self.worked or summary.card.get("finished") != before or bool(summary.redone)
         return _rates({**_record(folder, key), "requests": summary.requests, "samples": summary.samples,
-                       **({} if wall is None else {"wall_seconds_this_session": wall}),
+                       "wall_seconds_this_session": summary.card.get("seconds_this_session"),
                        "folder_bytes": sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())})
+
+    def read_run(self, name: str, key: str) -> dict:
+        """The run OUT/runs/<name> as far as its committed shards go, explaining nothing."""
+        return _rates({**_record(self.out / "runs" / name, key), **_partial_summary(self.out / "runs" / name)})
 
 
 def _record(folder: Path, key: str) -> dict:
@@ -503,21 +491,30 @@ def stage_miou(a: Analysis) -> dict:
 def stage_context(a: Analysis) -> dict:
     import gsal_tf as gs
 
-    runs = {}
-    for zone in a.args.context_zones.split(","):
-        policy = gs.scale.RequestPolicy(zone=zone, zones_from="labels", min_pixels=a.args.min_component if zone == "component" else 16,
-                                        mapping="cityscapes-camvid", classes=a.component_classes() if zone == "component" else None)
-        name = f"cityscapes-{zone}"
-        runs[name] = a.run(name, "cityscapes", policy)
-        stats, card = _stats(runs[name]["run"])
-        runs[name]["top3"] = _top_context(stats, card, focused=_stats_not_area_like(runs[name]["run"]))
-        _matrix_csv(a.out / f"context-{zone}.csv", stats, card)
-        runs[name]["figure"] = _difference_figure(a.out / f"context-{zone}.png", stats, card,
-                                                  f"Cityscapes MobileNet-EdgeTPU on {a.frames()}: {zone} zones, grid saliency − inflation").name
-        from gsal_tf.scale import report
+    from gsal_tf.scale import report
 
-        report.write_html_report(runs[name]["run"], Path(runs[name]["run"]) / "stats" / "report.html", min_requests=FIGURE_MIN_REQUESTS)
-    runs = _with_other_zones(a.out / "context.json", runs)
+    runs = {}
+    asked = a.args.context_zones.split(",")
+    for zone in ("class", "component"):
+        name = f"cityscapes-{zone}"
+        figure = a.out / f"context-{zone}.png"
+        if zone in asked:
+            policy = gs.scale.RequestPolicy(zone=zone, zones_from="labels", min_pixels=a.args.min_component if zone == "component" else 16,
+                                            mapping="cityscapes-camvid", classes=a.component_classes() if zone == "component" else None)
+            runs[name] = a.run(name, "cityscapes", policy)
+            stats, card = _stats(runs[name]["run"])
+            _matrix_csv(a.out / f"context-{zone}.csv", stats, card)
+            runs[name]["figure"] = _difference_figure(figure, stats, card,
+                                                      f"Cityscapes MobileNet-EdgeTPU on {a.frames()}: {zone} zones, grid saliency − inflation").name
+            report.write_html_report(runs[name]["run"], Path(runs[name]["run"]) / "stats" / "report.html", min_requests=FIGURE_MIN_REQUESTS)
+        elif (a.out / "runs" / name / "run.json").is_file():
+            # the other kind of zone, when OUT holds its run: read back into the tables, its figure not redrawn
+            runs[name] = a.read_run(name, "cityscapes")
+            stats, card = _stats(runs[name]["run"])
+            runs[name]["figure"] = figure.name if figure.is_file() else None
+        else:
+            continue
+        runs[name]["top3"] = _top_context(stats, card, focused=_stats_not_area_like(runs[name]["run"]))
     lines = [f"# Context statistics, Cityscapes MobileNet-EdgeTPU on {a.frames()}\n",
              f"Grid saliency, {SETTINGS[a.args.explainer]}. share = mean share of the salient context on the context class (CamVid labels); "
              "infl. = the inflation baseline's share with the same amount of context; Δ = share − infl. "
@@ -534,7 +531,8 @@ def stage_context(a: Analysis) -> dict:
                              _fmt(t.get("share_not_area_like")), _fmt(t.get("difference_not_area_like"))])
         lines.append(_markdown(["request class (network)", "n (no salient context, area-like)", "context class", "share", "infl.", "Δ",
                                 "share, not area-like", "Δ, not area-like"], rows))
-        lines.append(f"\n![Δ per request class and context class]({run['figure']})\n")
+        if run["figure"]:
+            lines.append(f"\n![Δ per request class and context class]({run['figure']})\n")
     zones = _zones_table(runs)
     if zones is not None:
         lines.append(f"\n## Components beside class zones\n\n{_extent(runs['cityscapes-component'])}; the score without context "
@@ -542,16 +540,6 @@ def stage_context(a: Analysis) -> dict:
         lines.append(zones)
     (a.out / "context.md").write_text("\n".join(lines) + f"\n{CREDIT}.\n")
     return {"stage": "context", "runs": _clean(runs)}
-
-
-def _with_other_zones(path: Path, runs: dict) -> dict:
-    """``runs`` with the entries of the other zones' runs that ``path`` (an earlier context.json
-    of the same OUT) holds and whose results folders still exist, class zones first: a stage run
-    for one zone keeps the other zone's tables."""
-    earlier = json.loads(path.read_text()).get("runs", {}) if path.is_file() else {}
-    kept = {name: run for name, run in earlier.items() if name not in runs and (Path(run["run"]) / "run.json").is_file()}
-    merged = {**kept, **runs}
-    return {name: merged[name] for name in sorted(merged, key=lambda n: (not n.endswith("-class"), n))}
 
 
 def stage_errors(a: Analysis) -> dict:
@@ -812,7 +800,8 @@ def stage_settings(a: Analysis) -> dict:
     return {"stage": "settings", "frames": cmp.shared_samples, "runs": _clean(runs), "classes": records}
 
 
-def main(argv=None) -> int:
+def parse_args(argv=None) -> argparse.Namespace:
+    """The command line (``argv``; default ``sys.argv[1:]``), a bad class name refused."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--camvid", default=str(SHARED / "research-only" / "camvid"), help="the SegNet CamVid tree")
     parser.add_argument("--models", default=str(SHARED / "models"), help="the folder of the .tflite networks")
@@ -838,6 +827,11 @@ def main(argv=None) -> int:
                              "give each its own --out, as a run resumes only with its own settings")
     args = parser.parse_args(argv)
     component_class_ids(args.component_classes)  # a bad name stops here, before anything is written
+    return args
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
     analysis = Analysis(args)
     # "all": every stage that explains or reads one results folder (settings reads two)
     stages = tuple(stage for stage in STAGES if stage != "settings") if args.stage == "all" else (args.stage,)

@@ -9,7 +9,7 @@ import importlib
 
 from gsal_tf.errors import GsalInputError
 
-__all__ = ["METHODS", "METHOD_CLASSES", "method_name", "method_class", "make_explainer"]
+__all__ = ["METHODS", "METHOD_CLASSES", "method_name", "method_class", "method_parameters", "make_explainer"]
 
 #: Every explanation method by its one name, and the class that implements it.
 METHOD_CLASSES = {
@@ -38,6 +38,13 @@ def method_class(name: str) -> type:
     """The explainer class of method ``name``."""
     module, cls = METHOD_CLASSES[method_name(name)].split(":")
     return getattr(importlib.import_module(module), cls)
+
+
+def method_parameters(name: str) -> tuple[str, ...]:
+    """The keyword options of method ``name``'s explainer (its constructor's, without the model)."""
+    import inspect
+
+    return tuple(p for p in inspect.signature(method_class(name).__init__).parameters if p not in ("self", "model"))
 
 
 def make_explainer(name: str, model, **options):

@@ -1,44 +1,56 @@
-"""benchmarks/camvid_analysis.py: what a stage keeps of earlier invocations (no CamVid, no network)."""
+"""benchmarks/camvid_analysis.py: what a stage reads back of the runs in its results folder (tiny
+runs of a hand-built model on generated images; no CamVid, no real network)."""
 
-import json
-from pathlib import Path
-from types import SimpleNamespace
+import numpy as np
+import pytest
 
+import gsal_tf as gs
 from conftest import load_benchmark_script
+from gsal_tf.scale import RequestPolicy, explain_dataset
+from test_dataset_scale import OPTIONS, make_pairs
+
+pytest.importorskip("pyarrow")
 
 
-def _script():
-    return load_benchmark_script("camvid_analysis")
+@pytest.fixture(scope="module")
+def out(conv_model_file, tmp_path_factory):
+    """OUT with a finished class-zone run and a component run stopped after its first shard."""
+    root = tmp_path_factory.mktemp("camvid-analysis")
+    images, labels = make_pairs(root, np.random.default_rng(0), n=4)
+    model = gs.loading.load_model(conv_model_file)
+    for zone in ("class", "component"):
+        explain_dataset(model, images, root / "out" / "runs" / f"cityscapes-{zone}", labels=labels, options=OPTIONS,
+                        policy=RequestPolicy(zone=zone, min_pixels=4))
+    component = root / "out" / "runs" / "cityscapes-component"
+    card = gs.scale.store.read_card(component)
+    gs.scale.store.write_card(component, {**card, "status": "running"})
+    for shard in sorted((component / "requests").glob("part-*.parquet"))[1:]:
+        shard.unlink()
+    return root / "out"
 
 
-def _run_folder(out: Path, name: str) -> Path:
-    folder = out / "runs" / name
-    folder.mkdir(parents=True)
-    (folder / "run.json").write_text("{}")
-    return folder
+def _analysis(ca, out, *args):
+    """The script's Analysis of OUT with its command line ``args`` (the full-split runs' settings)."""
+    return ca.Analysis(ca.parse_args(["--out", str(out), "--explainer", "defaults", *args]))
 
 
-def test_a_context_stage_for_one_zone_keeps_the_other_zones_tables(tmp_path):
-    ca = _script()
-    class_run, gone = _run_folder(tmp_path, "cityscapes-class"), tmp_path / "runs" / "cityscapes-gone"
-    earlier = {"runs": {"cityscapes-class": {"run": str(class_run), "requests": 7},
-                        "cityscapes-component": {"run": "stale", "requests": 1},
-                        "cityscapes-gone": {"run": str(gone), "requests": 3}}}
-    (tmp_path / "context.json").write_text(json.dumps(earlier))
-    merged = ca._with_other_zones(tmp_path / "context.json", {"cityscapes-component": {"run": "new", "requests": 5}})
-    # the class zones first; this invocation's component entry wins; a run whose folder is gone is dropped
-    assert list(merged) == ["cityscapes-class", "cityscapes-component"]
-    assert merged["cityscapes-class"]["requests"] == 7 and merged["cityscapes-component"]["requests"] == 5
-    assert ca._with_other_zones(tmp_path / "missing.json", {"x": {"run": "y"}}) == {"x": {"run": "y"}}
+def test_a_context_stage_for_one_zone_keeps_the_other_zones_tables(out):
+    ca = load_benchmark_script("camvid_analysis")
+    result = ca.stage_context(_analysis(ca, out, "--report-only", "--context-zones", "component"))
+    assert list(result["runs"]) == ["cityscapes-class", "cityscapes-component"]  # the class zones read back, first
+    text = (out / "context.md").read_text()
+    whole = gs.scale.read_results(out / "runs" / "cityscapes-class").num_rows
+    part = gs.scale.read_results(out / "runs" / "cityscapes-component").num_rows
+    assert f"## cityscapes-class: 4 frames, {whole} requests" in text
+    assert f"{part} requests (the run stopped part-way" in text
+    assert "## Components beside class zones" in text
+    assert (out / "context-component.png").is_file() and not (out / "context-class.png").exists()  # only the asked zone is drawn
 
 
-def test_a_read_back_finds_the_wall_time_recorded_for_its_run(tmp_path):
-    ca = _script()
-    folder = _run_folder(tmp_path, "cityscapes-errors")
-    other = _run_folder(tmp_path, "cityscapes-class")
-    (tmp_path / "context.json").write_text(json.dumps({"runs": {"a": {"run": str(other), "wall_seconds_this_session": 5.0}}}))
-    (tmp_path / "errors.json").write_text(json.dumps({"run": {"run": str(folder), "wall_seconds_this_session": 3711.45}}))
-    analysis = ca.Analysis(SimpleNamespace(out=str(tmp_path)))
-    assert analysis.recorded_wall(folder) == 3711.45
-    assert analysis.recorded_wall(other) == 5.0
-    assert analysis.recorded_wall(tmp_path / "runs" / "never-recorded") is None
+def test_generalisation_leaves_out_a_part_way_run_unless_report_only(out):
+    ca = load_benchmark_script("camvid_analysis")
+    result = ca.stage_generalisation(_analysis(ca, out, "--report-only"))
+    assert result["zones_part_way"] == ["component"] and set(result["quantiles"]) == {"class", "component"}
+    assert "component (part-way)" in (out / "generalisation.md").read_text()
+    result = ca.stage_generalisation(_analysis(ca, out))
+    assert set(result["quantiles"]) == {"class"} and "zones_part_way" not in result

@@ -116,7 +116,7 @@ def test_learning_rate_option_reaches_the_explainer(files, tmp_path):
     assert res.exit_code == 0, res.output
     assert json.loads((tmp_path / "o" / "summary.json").read_text())["parameters"]["learning_rate"] == 0.03
     bad = run(*args, "--learning-rate", 0, "--out", tmp_path / "x")
-    assert bad.exit_code == 2 and "'--learning-rate': 0.0 is not > 0" in bad.output and not (tmp_path / "x").exists()
+    assert bad.exit_code == 2 and "'--learning-rate': 0.0 is not a number > 0.0" in bad.output and not (tmp_path / "x").exists()
 
 
 @pytest.mark.parametrize("option, value, message", [
@@ -125,8 +125,9 @@ def test_learning_rate_option_reaches_the_explainer(files, tmp_path):
     ("--moments", "kept", "'--moments': 'kept' is not one of restart, keep, auto"),
     ("--output", "results/", "'--output': 'results/' is not one of probabilities, logits"),
     ("--iterations", "0", "'--iterations'"),
-    ("--lam", "-1", "'--lam'"),
-    ("--target", "1.5", "'--target'"),
+    ("--lam", "-1", "'--lam': -1.0 is not a number >= 0.0"),
+    ("--target", "1.5", "'--target': 1.5 is not a number >= 0.0 and <= 1.0"),
+    ("--lam", "nan", "'--lam': nan is not a number >= 0.0"),
 ])
 def test_choices_and_ranges_are_refused_while_parsing(files, tmp_path, monkeypatch, option, value, message):
     """Before any model loads (loading would fail here), naming the option."""

@@ -224,8 +224,16 @@ def test_an_option_the_method_lacks_is_one_line(conv_model_file, tmp_path, rng):
     """Grid saliency's --iterations (given by cli_args) with --method smoothgrad: named, nothing written."""
     images, labels = make_pairs(tmp_path, rng, n=2)
     one_error(cli(*cli_args(images, labels, tmp_path / "out", conv_model_file), "--method", "smoothgrad"),
-              "--grid, --iterations, --target apply to --method grid_saliency only; drop them for --method smoothgrad")
+              "--grid, --iterations, --target are not options of --method smoothgrad; drop them or choose --method grid_saliency")
     assert not (tmp_path / "out").exists()
+    plain = ["explain-dataset", images, "--labels", labels, "--model", conv_model_file, "--out", tmp_path / "out", "--limit", "1"]
+    one_error(cli(*plain, "--method", "vanilla_gradients", "--baseline", "mean"), "--baseline is not an option of --method vanilla_gradients")
+    assert not (tmp_path / "out").exists()
+    # an old method name still works (it warns), with the options of the method it names
+    with pytest.warns(DeprecationWarning, match="'grid'"):
+        result = cli(*cli_args(images, labels, tmp_path / "old", conv_model_file), "--method", "grid", "--limit", "1")
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "old" / "run.json").read_text())["settings"]["explainer"]["method"] == "grid_saliency"
     with pytest.raises(GsalInputError, match=r"unknown option\(s\) iterations in the options of smoothgrad; known: "):
         gs.make_explainer("smoothgrad", gs.loading.load_model(conv_model_file), iterations=3)
 

@@ -228,6 +228,8 @@ def test_run_writes_shards_and_card(conv_model_file, tmp_path, rng):
         assert mask.sum() == rows["request_pixels"][0]
     stats, _ = load_stats(tmp_path / "out")
     assert list(stats.classes) == [0, 1, 2] and np.allclose(np.nansum(stats.share, axis=1), 1)
+    none, _ = load_stats(tmp_path / "out", read_results(tmp_path / "out").slice(0, 0))  # a filter that keeps no request
+    assert len(none.classes) == 0 and none.share.shape == (0, 3) and none.profile.shape == (0, stats.profile.shape[1])
 
     # A rerun of a complete run changes nothing, its card included (finish and wall time); a run
     # of other settings is refused.
@@ -430,7 +432,6 @@ def test_cli_explain_dataset_and_stats(conv_model_file, tmp_path, rng, saved_fig
     assert json.loads((tmp_path / "out-pred" / "run.json").read_text())["settings"]["policy"]["context_from"] == "predictions"
     bad = runner.invoke(app, [*args[:7], str(tmp_path / "o3"), *args[8:], "--context-from", "guesses"])
     assert bad.exit_code == 2 and "'--context-from': 'guesses' is not one of labels, predictions" in " ".join(bad.output.replace("│", " ").split())
-    assert not (tmp_path / "o3").exists()
     assert not (tmp_path / "o3").exists()
 
 

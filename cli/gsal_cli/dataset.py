@@ -13,7 +13,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from gsal_cli.console import compact_table, console, fail
 from gsal_tf.datasets.layouts import LAYOUTS
-from gsal_tf.methods import METHODS
+from gsal_tf._deprecated import METHOD_ALIASES
+from gsal_tf.methods import METHODS, method_name, method_parameters
+from gsal_tf.scale.engine import ENGINES
 from gsal_tf.scale.job import ON_ERROR
 from gsal_tf.scale.policy import CONTEXT_SOURCES, ZONE_SOURCES, ZONES
 from gsal_cli.options import Baseline, Mode, OutputKind, Seed, Upsampling, baseline_option, choice, Grid, grid_option, CustomModules, FigureFormat, Iterations, Lam, LearningRate, Moments, Target, given, UnsafeDeserialization, figure_format_option, parse_pair, resolve_model
@@ -33,8 +35,8 @@ def explain_dataset(
     classes: Optional[str] = typer.Option(None, "--classes", help="Only these class ids, comma-separated."),
     exclude: Optional[str] = typer.Option(None, "--exclude", help="Never these class ids, comma-separated."),
     min_pixels: int = typer.Option(16, "--min-pixels", help="Smallest zone explained (pixels)."),
-    method: str = typer.Option("grid_saliency", "--method", callback=choice(METHODS),
-                               help=f"{' | '.join(METHODS)}; the grid saliency options below apply to grid_saliency only."),
+    method: str = typer.Option("grid_saliency", "--method", callback=choice(METHODS + tuple(METHOD_ALIASES)),
+                               help=f"{' | '.join(METHODS)}; the explainer options below that it lacks are refused."),
     grid: Grid = None,
     iterations: Iterations = None,
     lam: Lam = None,
@@ -50,7 +52,7 @@ def explain_dataset(
     limit: Optional[int] = typer.Option(None, "--limit", help="Only the first N samples."),
     maps: bool = typer.Option(False, "--maps", help="Also store per-pixel saliency and request maps (maps/)."),
     on_error: str = typer.Option("skip", "--on-error", callback=choice(ON_ERROR), help="skip | stop: what an unreadable image does."),
-    engine: str = typer.Option("local", "--engine", callback=choice(("local", "ray")), help="local | ray: in this process, or on Ray actors (pip install \"gsal-tf\\[ray]\")."),
+    engine: str = typer.Option("local", "--engine", callback=choice(tuple(ENGINES)), help="local | ray: in this process, or on Ray actors (pip install \"gsal-tf\\[ray]\")."),
     address: Optional[str] = typer.Option(None, "--address", help="Ray cluster to use (auto, ray://host:10001); default: a local Ray started for the run."),
     actors: Optional[int] = typer.Option(None, "--actors", help="Ray actors, one explainer each (default: CPUs / --cpus-per-actor, or GPUs / --gpus-per-actor)."),
     cpus_per_actor: Optional[int] = typer.Option(None, "--cpus-per-actor", help="CPUs (TensorFlow threads) per Ray actor (default 1)."),
@@ -66,11 +68,15 @@ def explain_dataset(
     """
     import gsal_tf as gs
 
-    grid_flags = [flag for flag, value in (("--grid", grid), ("--iterations", iterations), ("--lam", lam), ("--learning-rate", learning_rate),
-                                           ("--target", target), ("--moments", moments), ("--upsampling", upsampling)) if value is not None]
-    if method != "grid_saliency" and grid_flags:
-        raise fail(f"{', '.join(grid_flags)} {'applies' if len(grid_flags) == 1 else 'apply'} to --method grid_saliency only; "
-                   f"drop {'it' if len(grid_flags) == 1 else 'them'} for --method {method}")
+    given_flags = {"--grid": ("grid_size", grid), "--iterations": ("iterations", iterations), "--lam": ("lam", lam),
+                   "--learning-rate": ("learning_rate", learning_rate), "--target": ("target", target), "--moments": ("moments", moments),
+                   "--baseline": ("baseline", baseline), "--mode": ("mode", mode), "--upsampling": ("upsampling", upsampling),
+                   "--seed": ("seed", seed)}
+    method = method_name(method)  # an old name warns and is translated
+    unknown = [flag for flag, (param, value) in given_flags.items() if value is not None and param not in method_parameters(method)]
+    if unknown:
+        raise fail(f"{', '.join(unknown)} {'is not an option' if len(unknown) == 1 else 'are not options'} of --method {method}; "
+                   f"drop {'it' if len(unknown) == 1 else 'them'} or choose --method grid_saliency")
     try:
         net, model_name = resolve_model(model, custom_modules, unsafe)
         options = {} if output_kind is None else {"output": output_kind}

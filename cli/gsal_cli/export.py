@@ -9,7 +9,7 @@ import typer
 from rich.markup import escape
 
 from gsal_cli.console import console, fail, staged_outputs
-from gsal_cli.options import choice, Baseline, Grid, baseline_option, grid_option, CustomModules, Iterations, Lam, LearningRate, Moments, Target, given, UnsafeDeserialization, resolve_model
+from gsal_cli.options import OUTPUT_KINDS, choice, Baseline, Grid, baseline_option, grid_option, CustomModules, Iterations, Lam, LearningRate, Moments, Target, given, UnsafeDeserialization, resolve_model
 
 
 def export(
@@ -23,7 +23,7 @@ def export(
     target: Target = None,
     moments: Moments = None,
     baseline: Baseline = None,
-    output_kind: Optional[str] = typer.Option(None, "--output", callback=choice(("probabilities", "logits")),
+    output_kind: Optional[str] = typer.Option(None, "--output", callback=choice(OUTPUT_KINDS),
                                               help="What the model returns: probabilities | logits (default: what the model declares, else "
                                                    "read from its scores on probe images; refused when they cannot tell)."),
     custom_modules: CustomModules = None,

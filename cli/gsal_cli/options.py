@@ -10,6 +10,7 @@ import numpy as np
 import typer
 
 from gsal_tf.errors import GsalInputError
+from gsal_tf.model_calls import OUTPUT_KINDS
 
 
 class FigureFormat(str, Enum):
@@ -101,11 +102,21 @@ def choice(values: tuple[str, ...]):
     return check
 
 
-def positive(value):
-    """A callback that refuses a number ≤ 0 while the command line is parsed."""
-    if value is not None and not value > 0:
-        raise typer.BadParameter(f"{value} is not > 0")
-    return value
+def number_range(minimum: float, maximum: float | None = None, strict: bool = False):
+    """A callback that refuses, while the command line is parsed, a number outside [minimum,
+    maximum] (``strict``: above ``minimum``), NaN and infinity included."""
+    import math
+
+    def check(value):
+        if value is None:
+            return value
+        low = value > minimum if strict else value >= minimum
+        if not (math.isfinite(value) and low and (maximum is None or value <= maximum)):
+            bound = f"> {minimum}" if strict else f">= {minimum}"
+            raise typer.BadParameter(f"{value} is not a number {bound}" + (f" and <= {maximum}" if maximum is not None else ""))
+        return value
+
+    return check
 
 
 def _grid_help() -> str:
@@ -131,12 +142,12 @@ def _choices(name: str) -> str:
 # Choices and ranges are checked while the command line is parsed, before a model loads.
 Iterations = Annotated[Optional[int], typer.Option(
     "--iterations", min=1, help=f"Grid saliency optimisation steps, at most (default: {explainer_default('iterations')}).")]
-Lam = Annotated[Optional[float], typer.Option("--lam", min=0.0, help=f"Grid saliency mask size weight (default: {explainer_default('lam')}).")]
+Lam = Annotated[Optional[float], typer.Option("--lam", callback=number_range(0.0), help=f"Grid saliency mask size weight (default: {explainer_default('lam')}).")]
 LearningRate = Annotated[Optional[float], typer.Option(
-    "--learning-rate", callback=positive, help=f"Grid saliency step size of the optimiser (default: {explainer_default('learning_rate')}; "
+    "--learning-rate", callback=number_range(0.0, strict=True), help=f"Grid saliency step size of the optimiser (default: {explainer_default('learning_rate')}; "
     f"the paper's formulation: {paper_option('learning_rate')}).")]
 Target = Annotated[Optional[float], typer.Option(
-    "--target", min=0.0, max=1.0,
+    "--target", callback=number_range(0.0, 1.0),
     help=f"Keep at least this share of the prediction with the smallest context (default: {explainer_default('target')}); "
     f"0 = no target: the paper's fixed-lam objective (its settings: --lam {paper_option('lam')} --iterations {paper_option('iterations')} "
     f"--learning-rate {paper_option('learning_rate')}).")]
@@ -154,7 +165,7 @@ Moments = Annotated[Optional[str], typer.Option(
 Seed = Annotated[Optional[int], typer.Option("--seed", help=f"Seed of the noise baseline (default: {explainer_default('seed')}).")]
 #: What the model returns, on the commands that explain with it (an explainer's ``output``).
 OutputKind = Annotated[Optional[str], typer.Option(
-    "--output", callback=choice(("probabilities", "logits")),
+    "--output", callback=choice(OUTPUT_KINDS),
     help="What the model returns: probabilities | logits (default: what the model declares, else probabilities).")]
 
 

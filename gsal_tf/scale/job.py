@@ -457,9 +457,14 @@ def load_stats(folder, table=None) -> tuple[context_stats.ContextStats, dict]:
     (``table``: its rows, :func:`gsal_tf.scale.store.read_results`, when already read)."""
     card = store.read_card(folder)
     table = store.read_results(folder) if table is None else table
+    edges = tuple(card["settings"]["distance_edges"])
+    # the widths of the per-request rows, for a table without rows (no request left after a filter)
+    widths = {"salient": len(card["settings"]["context_classes"]), "inflation": len(card["settings"]["context_classes"]),
+              "context_pixels": len(card["settings"]["context_classes"]), "salient_by_distance": len(edges) - 1,
+              "pixels_by_distance": len(edges) - 1}
     sums = {}
     for key in context_stats.SUM_FIELDS:
         column = table.column(key).to_pylist()
-        sums[key] = np.asarray(column, np.float64)
-    edges = tuple(card["settings"]["distance_edges"])
+        values = np.asarray(column, np.float64)
+        sums[key] = values.reshape(0, widths[key]) if key in widths and not column else values
     return context_stats.aggregate(np.asarray(table.column("class_id").to_pylist()), sums, edges), card
