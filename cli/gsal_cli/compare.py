@@ -129,7 +129,8 @@ def compare_backbones(
     except gs.GsalError as exc:
         raise fail(str(exc)) from None
     _print(summary)
-    console.print(f"wrote [bold]{escape(str(out))}/[/] {figure_name} (image; per model: prediction, saliency), comparison.json")
+    console.print(f"wrote [bold]{escape(str(out))}/[/] {figure_name} (image; per model: prediction, saliency), comparison.json, "
+                  f"{escape(', '.join(f'saliency_{name}.npy' for name in nets))}")
 
 
 def _short(name: str) -> str:

@@ -7,6 +7,7 @@ from typing import List, Optional
 
 import typer
 from rich import box
+from rich.markup import escape
 from rich.table import Table
 
 from gsal_cli.console import console, fail
@@ -174,3 +175,4 @@ def build(
             console.print(f"demo sample: {write_demo_sample(demo_data, mnist, target)} (from {demo_data})")
     except gs.GsalError as exc:
         raise fail(str(exc)) from None
+    console.print(f"zoo: [bold]{escape(str(target))}/[/] (models.toml and the weights files)")

@@ -76,4 +76,4 @@ def train(
         result.add_row(CLASS_NAMES[k] if CLASS_NAMES[k] == "background" else f"digit {k}", "—" if v is None else f"{v:.3f}")
     result.add_row("[bold]mean[/]", f"[bold]{test['mean_iou']:.3f}[/]")
     console.print(result)
-    console.print(f"best epoch {metrics['best_epoch']}, {metrics['train_seconds']:.0f}s; wrote [bold]{out}/[/] model.keras, metrics.json")
+    console.print(f"best epoch {metrics['best_epoch']}, {metrics['train_seconds']:.0f}s; wrote [bold]{out}/[/] model.keras, model.weights.h5, history.json, metrics.json")
