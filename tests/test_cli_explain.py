@@ -139,6 +139,12 @@ def test_choices_and_ranges_are_refused_while_parsing(files, tmp_path, monkeypat
     assert "Traceback" not in res.output and not (tmp_path / "x").exists()
 
 
+def test_demo_refuses_request_options_it_would_ignore(tmp_path):
+    res = run("explain", "--demo", "--class", 3, "--request-class", 9, "--out", tmp_path / "demo")
+    one_error(res, "--demo explains its own request and class; drop --request-class, --class or drop --demo")
+    assert not (tmp_path / "demo").exists()
+
+
 def test_demo_runs(tmp_path, saved_figures):
     res = run("explain", "--demo", "--out", tmp_path / "demo")
     assert res.exit_code == 0, res.output

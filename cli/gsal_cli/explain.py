@@ -74,6 +74,10 @@ def explain(
             task = progress.add_task("loading model and image", total=None)
             if demo and model is not None:
                 raise gs.GsalInputError("--demo uses the bundled model; drop --model or drop --demo")
+            ignored = [flag for flag, value in (("--request", request), ("--request-class", request_class),
+                                                ("--request-point", request_point), ("--class", class_id)) if value is not None]
+            if demo and ignored:
+                raise gs.GsalInputError(f"--demo explains its own request and class; drop {', '.join(ignored)} or drop --demo")
             if not demo and model is None:
                 raise gs.GsalInputError("give an IMAGE and --model PATH (or use --demo)")
             demo_name = _demo_name(image) if demo else None
