@@ -50,8 +50,8 @@ def method_parameters(name: str) -> tuple[str, ...]:
 def make_explainer(name: str, model, **options):
     """``method_class(name)(model, **options)``: an explainer by its method name; an option the
     method does not have (``iterations`` for SmoothGrad) is a GsalInputError naming it."""
-    from gsal_tf.config import keyword_options
-
-    cls = method_class(name)
-    keyword_options(options, cls.__init__, f"the options of {method_name(name)}", exclude=("model",))
-    return cls(model, **options)
+    unknown = sorted(set(options) - set(method_parameters(name)))
+    if unknown:
+        raise GsalInputError(f"unknown option(s) {', '.join(unknown)} in the options of {method_name(name)}; "
+                             f"known: {', '.join(sorted(method_parameters(name)))}")
+    return method_class(name)(model, **options)

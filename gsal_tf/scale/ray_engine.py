@@ -27,7 +27,6 @@ lost or duplicated.
 
 from __future__ import annotations
 
-import inspect
 import logging
 import os
 import pickle
@@ -58,11 +57,11 @@ def explainer_recipe(explainer) -> tuple[str, dict]:
     """``(method, options)`` such that ``make_explainer(method, model, **options)`` rebuilds
     ``explainer`` (its ``params`` minus what the constructor does not take), checked by rebuilding
     it; a GsalInputError when its settings do not round-trip (e.g. a custom baseline callable)."""
-    from gsal_tf.methods import make_explainer, method_class
+    from gsal_tf.methods import make_explainer, method_parameters
 
     params = dict(explainer.params)
     method = params.pop("method")
-    accepted = inspect.signature(method_class(method).__init__).parameters
+    accepted = method_parameters(method)
     options = {k: v for k, v in params.items() if k in accepted}
     try:
         same = make_explainer(method, explainer.model, **options).params == explainer.params
