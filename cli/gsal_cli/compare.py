@@ -60,6 +60,9 @@ def compare_backbones(
     column per model, named on top: its prediction, its context saliency with the preserved score
     and the score without context; one saliency colour bar; --figure-format svg or pdf for
     vector), comparison.json and saliency_<model>.npy.
+
+    Examples: gsal compare-backbones --demo; gsal compare-backbones photo.jpg --models
+    pascal-mobilenetv2,pascal-mobilenetv2-0.5 --request-class cow
     """
     import gsal_tf as gs
     from gsal_tf import viz

@@ -65,6 +65,10 @@ def explain_dataset(
 
     Open the results with pandas: pandas.read_parquet("OUT/requests"). `gsal stats OUT` prints
     and draws the context statistics.
+
+    Examples: gsal explain-dataset images/ --labels labels/ -m model.keras -o runs/x; gsal
+    explain-dataset CamVid/ --layout camvid -m cityscapes-mobilenet-edgetpu --mapping
+    cityscapes-camvid --zone component -o runs/camvid
     """
     import gsal_tf as gs
 

@@ -33,6 +33,8 @@ def export(
 
     Both load with tf.saved_model.load in a process that never imports gsal_tf; the explainer's
     serving signature takes (images, request_masks, class_ids) and returns saliency maps.
+
+    Example: gsal export tmnist-mobilenetv2-strong exported/ (then tf.saved_model.load("exported/explainer")).
     """
     import gsal_tf as gs
     from gsal_tf.model_calls import resolve_output

@@ -40,7 +40,15 @@ def evaluate(
     tune_requests: int = typer.Option(DEFAULTS.tune_requests, "--tune-requests", help="Held-out biased requests per candidate setting (--tune)."),
     figure_format: FigureFormat = figure_format_option(),
 ) -> None:
-    """Per-digit IoU against the unbiased model, CBD per digit and CBL, for grid saliency and the comparison methods."""
+    """Evaluate explanations of a biased TextureMNIST model: CBD, CBL and per-digit IoU.
+
+    CBD (bias detection): the salient context of the bias digit against the other digits'; CBL
+    (bias localisation): the share of the salient context on the biased tile; per-digit IoU
+    against the unbiased model. For grid saliency and the comparison methods; --tune first gives
+    every method the same held-out tuning budget.
+
+    Example: gsal benchmark evaluate -m tmnist-mobilenetv2-strong --data data/strong -o reports/m --tune
+    """
     import gsal_tf as gs
     from gsal_tf.benchmark import evaluation, tuning
 
