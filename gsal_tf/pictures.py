@@ -177,11 +177,9 @@ def explainer_for(model, picture: Picture, method: str = "grid_saliency", **opti
 
 def method_takes_grid(method: str) -> bool:
     """Whether the explainer ``method`` optimises a grid (takes ``grid_size``)."""
-    import inspect
+    from gsal_tf.methods import method_parameters
 
-    from gsal_tf.methods import method_class
-
-    return "grid_size" in inspect.signature(method_class(method).__init__).parameters
+    return "grid_size" in method_parameters(method)
 
 
 def explain_picture(explainer, picture: Picture, request: PictureRequest) -> PictureExplanation:
