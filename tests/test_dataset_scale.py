@@ -402,6 +402,62 @@ def test_texture_mnist_run_counts_context_on_textures(mnist, tmp_path):
     assert all(len(v) == len(data.texture_names) for v in rows["salient"])
 
 
+def test_pixel_scale_reads_files_for_a_network_that_takes_0_255(conv_model_file, tmp_path, rng):
+    import keras
+
+    from typer.testing import CliRunner
+
+    from gsal_cli.main import app
+
+    model = gs.loading.load_model(conv_model_file)
+    inputs = keras.Input((16, 16, 3))
+    wrapped = keras.Model(inputs, model(keras.layers.Rescaling(1 / 255)(inputs)), name="takes_0_255")  # the same network on 0-255
+    images, labels = make_pairs(tmp_path, rng, n=3)
+    plain = _run(model, images, labels, tmp_path / "plain")
+    scaled = _run(wrapped, images, labels, tmp_path / "scaled", pixel_scale=1)
+    a, b = _columns(tmp_path / "plain"), _columns(tmp_path / "scaled")
+    assert plain.requests == scaled.requests == 9 and a["class_id"] == b["class_id"]
+    np.testing.assert_allclose(b["preserved_score"], a["preserved_score"], atol=1e-4)
+    np.testing.assert_allclose(np.array(b["salient"]), np.array(a["salient"]), atol=1e-3)
+    read = lambda folder: json.loads((folder / "run.json").read_text())  # noqa: E731
+    assert read(tmp_path / "scaled")["settings"]["data"]["pixel_scale"] == 1 and read(tmp_path / "plain")["settings"]["data"]["pixel_scale"] == 1 / 255
+    # Fed [0, 1], the 0-255 network sees near-black images: another prediction.
+    _run(wrapped, images, labels, tmp_path / "unscaled")
+    assert not np.allclose(_columns(tmp_path / "unscaled")["preserved_score"], a["preserved_score"], atol=1e-3)
+
+    # A card written before pixel_scale existed reads as 1/255: it resumes at 1/255, refused at 1.
+    card = read(tmp_path / "plain")
+    del card["settings"]["data"]["pixel_scale"]
+    (tmp_path / "plain" / "run.json").write_text(json.dumps(card))
+    assert _run(model, images, labels, tmp_path / "plain").requests == 9
+    with pytest.raises(GsalInputError, match=r"other settings \(differing: data\)"):
+        _run(model, images, labels, tmp_path / "plain", pixel_scale=1)
+
+    for bad, phrase in ((0, "finite number > 0"), (float("nan"), "finite number > 0"), ("x", "a number > 0")):
+        with pytest.raises(GsalInputError, match=phrase):
+            open_source(images, pixel_scale=bad)
+    import tensorflow as tf
+
+    with pytest.raises(GsalInputError, match="tf.data.Dataset's images are taken as they are"):
+        open_source(tf.data.Dataset.from_tensor_slices(np.zeros((2, 4, 4, 3), np.float32)), pixel_scale=1)
+
+    # The command line: the 0-255 network read at [0, 1] is warned about, with the fix.
+    path = tmp_path / "takes_0_255.keras"
+    wrapped.save(path)
+    runner = CliRunner()
+    args = ["explain-dataset", str(images), "--labels", str(labels), "--model", str(path), "--grid", "4,4", "--iterations", "3",
+            "--target", "0", "--zone", "component", "--min-pixels", "4"]
+    warned = runner.invoke(app, [*args, "-o", str(tmp_path / "cli-unscaled")])
+    assert warned.exit_code == 0 and "pass --pixel-scale 1" in " ".join(warned.output.split()), warned.output
+    result = runner.invoke(app, [*args, "-o", str(tmp_path / "cli-scaled"), "--pixel-scale", "1"])
+    assert result.exit_code == 0 and "warning" not in result.output, result.output
+    np.testing.assert_allclose(_columns(tmp_path / "cli-scaled")["preserved_score"], a["preserved_score"], atol=1e-4)
+    bad = runner.invoke(app, [*args, "-o", str(tmp_path / "cli-bad"), "--pixel-scale", "0"])  # refused while parsing (Typer's box)
+    assert bad.exit_code == 2 and "Traceback" not in bad.output
+    assert "'--pixel-scale': 0.0 is not a number > 0.0" in " ".join(bad.output.replace("│", " ").split())
+    assert not (tmp_path / "cli-bad").exists()
+
+
 def test_cli_explain_dataset_and_stats(conv_model_file, tmp_path, rng, saved_figures):
     from typer.testing import CliRunner
 

@@ -21,7 +21,7 @@ from rich.markup import escape
 
 from gsal_cli.console import compact_table, console, fail, staged_outputs
 from gsal_tf.errors import GsalInputError
-from gsal_cli.options import (Baseline, CustomModules, FigureFormat, Grid, Iterations, Lam, LearningRate, Mode, Moments, OUTPUT_KINDS, Seed, choice, number_range, Target, Upsampling, baseline_option, UnsafeDeserialization, build_request, class_names_of,
+from gsal_cli.options import (Baseline, PixelScale, CustomModules, FigureFormat, Grid, Iterations, Lam, LearningRate, Mode, Moments, OUTPUT_KINDS, Seed, choice, number_range, Target, Upsampling, baseline_option, UnsafeDeserialization, build_request, class_names_of,
                               configure_threads, figure_format_option, given, grid_option, image_input, resolve_model, threads_option)
 
 
@@ -47,7 +47,7 @@ def compare_backbones(
                                               help="What every model returns: probabilities | logits (default: what each model declares, "
                                                    "else probabilities)."),
     top_fraction: float = typer.Option(0.2, "--top-fraction", "--top", callback=number_range(0.0, 1.0, strict=True), help="Fraction of grid cells compared by the top-cell IoU (--top: its old name)."),
-    pixel_scale: float = typer.Option(1 / 255, "--pixel-scale", help="Multiplier for 8-bit image pixels (default 1/255 → [0,1])."),
+    pixel_scale: PixelScale = None,
     out: Path = typer.Option(Path("gsal-out/compare"), "--out", "-o", help="Output folder."),
     figure_format: FigureFormat = figure_format_option(),
     threads: Optional[int] = threads_option(),

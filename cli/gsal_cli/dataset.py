@@ -18,7 +18,7 @@ from gsal_tf.methods import METHODS, method_name, method_parameters
 from gsal_tf.scale.engine import ENGINES
 from gsal_tf.scale.job import ON_ERROR
 from gsal_tf.scale.policy import CONTEXT_SOURCES, ZONE_SOURCES, ZONES
-from gsal_cli.options import Baseline, Mode, OutputKind, Seed, Upsampling, baseline_option, choice, Grid, grid_option, CustomModules, FigureFormat, Iterations, Lam, LearningRate, Moments, Target, given, UnsafeDeserialization, figure_format_option, parse_pair, resolve_model
+from gsal_cli.options import Baseline, PixelScale, pixel_scale_of, Mode, OutputKind, Seed, Upsampling, baseline_option, choice, Grid, grid_option, CustomModules, FigureFormat, Iterations, Lam, LearningRate, Moments, Target, given, UnsafeDeserialization, figure_format_option, parse_pair, resolve_model
 
 
 def explain_dataset(
@@ -48,6 +48,7 @@ def explain_dataset(
     upsampling: Upsampling = None,
     seed: Seed = None,
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Requests per explainer call and per shard."),
+    pixel_scale: PixelScale = None,
     input_size: Optional[str] = typer.Option(None, "--input-size", help="Fit every image to H,W (default: the network's input size)."),
     limit: Optional[int] = typer.Option(None, "--limit", help="Only the first N samples."),
     maps: bool = typer.Option(False, "--maps", help="Also store per-pixel saliency and request maps (maps/)."),
@@ -83,6 +84,9 @@ def explain_dataset(
                    f"drop {'it' if len(unknown) == 1 else 'them'} or choose --method grid_saliency")
     try:
         net, model_name = resolve_model(model, custom_modules, unsafe)
+        hint = gs.loading.pixel_range_hint(net, pixel_scale_of(pixel_scale))
+        if hint:
+            console.print(f"[yellow]warning:[/] {escape(hint)}")
         options = {} if output_kind is None else {"output": output_kind}
         options.update({**grid_option(grid), **baseline_option(baseline)})
         options.update(given(iterations=iterations, lam=lam, learning_rate=learning_rate, target=target, moments=moments, mode=mode,
@@ -100,7 +104,7 @@ def explain_dataset(
                 progress.update(task, completed=done, total=total, requests=requests)
 
             summary = gs.explain_dataset(net, data, out, method=method, options=options, policy=policy, layout=layout, labels=labels,
-                                         split=split, input_size=size, limit=limit, store_maps=maps, on_error=on_error,
+                                         split=split, pixel_scale=pixel_scale, input_size=size, limit=limit, store_maps=maps, on_error=on_error,
                                          engine=engine, engine_options=engine_options, model_name=model_name, progress=report)
     except gs.GsalError as exc:
         raise fail(str(exc)) from None

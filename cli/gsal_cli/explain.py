@@ -14,7 +14,7 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from gsal_cli.console import console, fail, staged_outputs
-from gsal_cli.options import (OutputKind, Baseline, CustomModules, FigureFormat, Grid, Iterations, Lam, LearningRate, Mode, Moments, Seed, Target, UnsafeDeserialization, Upsampling,
+from gsal_cli.options import (OutputKind, PixelScale, pixel_scale_of, Baseline, CustomModules, FigureFormat, Grid, Iterations, Lam, LearningRate, Mode, Moments, Seed, Target, UnsafeDeserialization, Upsampling,
                               baseline_option, build_request, class_names_of, configure_threads, figure_format_option, given, grid_option,
                               image_input, resolve_model, threads_option)
 
@@ -39,7 +39,7 @@ def explain(
     output_kind: OutputKind = None,
     seed: Seed = None,
     moments: Moments = None,
-    pixel_scale: float = typer.Option(1 / 255, "--pixel-scale", help="Multiplier for 8-bit image pixels (default 1/255 → [0,1])."),
+    pixel_scale: PixelScale = None,
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output folder (default: gsal-out/<image name>)."),
     figure_format: FigureFormat = figure_format_option(),
     threads: Optional[int] = threads_option(),
@@ -99,7 +99,7 @@ def explain(
                 console.print(f"[bold]demo[/]: {case['description']}")
             else:
                 net, model_name = resolve_model(model, custom_modules, unsafe)
-                hint = loading.pixel_range_hint(net, pixel_scale)
+                hint = loading.pixel_range_hint(net, pixel_scale_of(pixel_scale))
                 if hint:
                     console.print(f"[yellow]warning:[/] {escape(hint)}")
                 req, cls, stem, labels = None, class_id, image.stem, None

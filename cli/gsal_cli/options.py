@@ -198,6 +198,18 @@ UnsafeDeserialization = Annotated[bool, typer.Option(
     "--unsafe-deserialization", help="UNSAFE: load a .keras file's Python code (Lambda layers), which Keras safe mode refuses; "
     "only for files you trust.")]
 
+#: ``--pixel-scale``: the multiplier of 8-bit image pixels (None: 1/255, images as [0, 1]).
+PixelScale = Annotated[Optional[float], typer.Option(
+    "--pixel-scale", callback=number_range(0.0, strict=True),
+    help="Multiplier for 8-bit image pixels (default 1/255 → [0,1]; 1 for a network that takes 0-255, e.g. one that starts with Rescaling(1/255)).")]
+
+
+def pixel_scale_of(pixel_scale: Optional[float]) -> float:
+    """The ``--pixel-scale`` in force: the one given, else 1/255."""
+    from gsal_tf.datasets.sources import PIXEL_SCALE
+
+    return PIXEL_SCALE if pixel_scale is None else pixel_scale
+
 
 def resolve_model(name_or_path: str, custom_modules: list[str] | None = None, unsafe: bool = False):
     """A model from a path (.keras/.tflite file or SavedModel folder) or a zoo name: (model,
@@ -207,9 +219,9 @@ def resolve_model(name_or_path: str, custom_modules: list[str] | None = None, un
     return loading.load_model(name_or_path, custom_modules=custom_modules or (), safe_mode=not unsafe), str(name_or_path)
 
 
-def image_input(image: Path | None, demo: bool, pixel_scale: float) -> np.ndarray | None:
+def image_input(image: Path | None, demo: bool, pixel_scale: Optional[float]) -> np.ndarray | None:
     """The image (H,W,C) to explain: None with ``--demo`` (the demo brings its own), else IMAGE read
-    with 8-bit pixels times ``pixel_scale``; exactly one of the two must be given."""
+    with 8-bit pixels times ``pixel_scale`` (None: 1/255); exactly one of the two must be given."""
     from gsal_tf import loading
 
     if demo and image is not None:
@@ -218,7 +230,7 @@ def image_input(image: Path | None, demo: bool, pixel_scale: float) -> np.ndarra
         return None
     if image is None:
         raise GsalInputError("give an IMAGE (or use --demo)")
-    return loading.load_image(image, scale=pixel_scale)
+    return loading.load_image(image, scale=pixel_scale_of(pixel_scale))
 
 
 def class_names_of(model) -> tuple | None:

@@ -49,9 +49,10 @@ its licence allows research use only (see the data's own notes).
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Optional
 
 from gsal_tf.datasets.labels import LabelTable
-from gsal_tf.datasets.sources import FolderSource
+from gsal_tf.datasets.sources import FolderSource, checked_pixel_scale
 from gsal_tf.errors import GsalInputError
 
 __all__ = ["SPLITS", "CAMVID", "is_camvid_tree", "CamVidSource"]
@@ -84,11 +85,13 @@ class CamVidSource(FolderSource):
     root : path — the folder holding ``test/``, ``testannot/`` ... or ``test.txt`` ...
     split : str, default "test" — which frames (any name: ``<split>.txt`` or ``<split>/`` +
         ``<split>annot/``; the SegNet release has train, val and test).
+    pixel_scale : float, default 1/255 — the multiplier of the frames' 8-bit pixel values.
     """
 
     layout = "camvid"
 
-    def __init__(self, root, split: str = "test"):
+    def __init__(self, root, split: str = "test", pixel_scale: Optional[float] = None):
+        self.pixel_scale = checked_pixel_scale(pixel_scale)
         self.root = Path(root)
         self.split = split
         listing = self.root / f"{split}.txt"

@@ -6,7 +6,8 @@ sample ``start`` on — folders skip without reading anything, a ``tf.data.Datas
 ``skip`` — which is how a resumed run continues where it stopped. A sample that cannot be read
 is yielded as ``(index, UnreadableSample)``; the caller decides to skip it or stop.
 
-A :class:`Sample` carries the image (H,W,C) float32 in [0,1] (8-bit files / 255), and
+A :class:`Sample` carries the image (H,W,C) float32 in [0,1] (8-bit files times ``pixel_scale``,
+by default 1/255; ``.npy`` files and ``tf.data`` images as they are), and
 optionally its ``labels`` (H,W) int32 class ids (``ignore_label`` where not evaluated) and its
 ``context`` (H,W) int32: the *context classes* the statistics count salient context on. By
 default the context classes are the label classes; on TextureMNIST they are the background
@@ -39,6 +40,10 @@ import numpy as np
 from gsal_tf.datasets.labels import CITYSCAPES, LabelTable
 from gsal_tf.errors import GsalInputError, first_line
 from gsal_tf.loading import IMAGE_SUFFIXES, load_image
+
+#: The default multiplier of 8-bit pixel values: images are read as [0, 1]. A network that takes
+#: 0-255 (its own ``Rescaling`` first) is read with ``pixel_scale=1``.
+PIXEL_SCALE = 1.0 / 255.0
 
 __all__ = [
     "LABEL_SUFFIXES", "UnreadableSample", "Sample", "Source", "FolderSource",
@@ -111,7 +116,8 @@ class FolderSource(Source):
 
     layout = "folder"
 
-    def __init__(self, images, labels=None, label_table: Optional[LabelTable] = None):
+    def __init__(self, images, labels=None, label_table: Optional[LabelTable] = None, pixel_scale: Optional[float] = None):
+        self.pixel_scale = checked_pixel_scale(pixel_scale)
         self.root = Path(images)
         if not self.root.is_dir():
             raise GsalInputError(f"image folder not found: {self.root}")
@@ -140,11 +146,12 @@ class FolderSource(Source):
 
     def describe(self) -> dict:
         return {"layout": self.layout, "images": str(self.root.resolve()), "labels": None if self.label_root is None else str(self.label_root.resolve()),
-                "label_table": None if self.label_table is None else self.label_table.name, "samples": len(self)}
+                "label_table": None if self.label_table is None else self.label_table.name, "samples": len(self),
+                "pixel_scale": self.pixel_scale}
 
     def read(self, index: int) -> Sample:
         path = self.files[index]
-        image = _read_image(path)
+        image = _read_image(path, self.pixel_scale)
         labels = None
         if self.label_files:
             labels = _read_label_map(self.label_files[index], self.label_table, image_path=path, image_shape=image.shape[:2])
@@ -159,7 +166,8 @@ class CityscapesSource(FolderSource):
 
     layout = "cityscapes"
 
-    def __init__(self, root, split: str = "val"):
+    def __init__(self, root, split: str = "val", pixel_scale: Optional[float] = None):
+        self.pixel_scale = checked_pixel_scale(pixel_scale)
         self.root = Path(root)
         self.split = split
         image_dir = self.root / "leftImg8bit" / split
@@ -284,9 +292,23 @@ def __getattr__(name: str):
     return _deprecated.moved(__name__, name)
 
 
-def _read_image(path: Path) -> np.ndarray:
+def checked_pixel_scale(pixel_scale: Optional[float]) -> float:
+    """``pixel_scale`` (the multiplier of 8-bit pixel values), :data:`PIXEL_SCALE` when None; a
+    scale that is not a finite number > 0 is a GsalInputError."""
+    if pixel_scale is None:
+        return PIXEL_SCALE
     try:
-        return load_image(path)
+        value = float(pixel_scale)
+    except (TypeError, ValueError):
+        raise GsalInputError(f"pixel_scale must be a number > 0, got {pixel_scale!r}") from None
+    if not (np.isfinite(value) and value > 0):
+        raise GsalInputError(f"pixel_scale must be a finite number > 0 (1/255 reads 8-bit pixels as [0, 1], 1 as 0-255); got {value}")
+    return value
+
+
+def _read_image(path: Path, pixel_scale: float = 1 / 255) -> np.ndarray:
+    try:
+        return load_image(path, scale=pixel_scale)
     except GsalInputError as exc:
         raise UnreadableSample(first_line(exc)) from None
 

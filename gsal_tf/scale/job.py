@@ -56,7 +56,7 @@ import numpy as np
 from gsal_tf import context_stats
 from gsal_tf._version import __version__
 from gsal_tf.datasets.layouts import open_source
-from gsal_tf.datasets.sources import Source, UnreadableSample
+from gsal_tf.datasets.sources import PIXEL_SCALE, Source, UnreadableSample
 from gsal_tf.errors import GsalError, GsalInputError
 from gsal_tf.methods import make_explainer
 from gsal_tf.explainer import Explainer
@@ -280,7 +280,7 @@ def versions() -> dict:
 
 def explain_dataset(model, data, out, *, method: str = "grid_saliency", options: Optional[dict] = None,
                     policy: Optional[RequestPolicy] = None, layout: str = "auto", labels=None, split: Optional[str] = None,
-                    label_table=None, class_names=None, input_size=None, limit: Optional[int] = None,
+                    label_table=None, class_names=None, pixel_scale: Optional[float] = None, input_size=None, limit: Optional[int] = None,
                     store_maps: bool = False, on_error: str = "skip", engine: str = "local",
                     engine_options: Optional[dict] = None, model_name: Optional[str] = None, progress: Optional[Progress] = None) -> RunSummary:
     """Explain the requests of every sample of ``data`` into the results folder ``out``.
@@ -290,7 +290,9 @@ def explain_dataset(model, data, out, *, method: str = "grid_saliency", options:
     model : keras.Model or callable, or an :class:`~gsal_tf.explainer.Explainer` (then ``method``
         and ``options`` are not used).
     data : tf.data.Dataset, folder path or :class:`~gsal_tf.datasets.Source` (see :func:`gsal_tf.datasets.open_source`
-        for ``layout``, ``labels``, ``split``, ``label_table``, ``class_names``).
+        for ``layout``, ``labels``, ``split``, ``label_table``, ``class_names`` and ``pixel_scale``:
+        the multiplier of image files' 8-bit pixels, default 1/255 → [0, 1]; 1 for a network
+        that takes 0-255).
     out : path — the results folder (:mod:`gsal_tf.scale.store`): created, or resumed when it
         holds a run of the same settings; refused when it holds another run. A run that fails
         with a GsalError before its first shard is committed leaves no folder (one that existed
@@ -326,7 +328,8 @@ def explain_dataset(model, data, out, *, method: str = "grid_saliency", options:
     if engine_options is not None and not isinstance(engine_options, dict):
         raise GsalInputError(f"engine_options must be a dict of the engine's options, got {type(engine_options).__name__}")
     runner = make_engine(engine, **(engine_options or {}))
-    source = open_source(data, layout, labels=labels, split=split, label_table=label_table, class_names=class_names)
+    source = open_source(data, layout, labels=labels, split=split, label_table=label_table, class_names=class_names,
+                         pixel_scale=pixel_scale)
     if input_size is not None:
         input_size = check_int_pair("input_size", input_size)
     explainer = model if isinstance(model, Explainer) else _explainer(model, method, dict(options or {}), source, limit, input_size)
@@ -364,7 +367,11 @@ def explain_dataset(model, data, out, *, method: str = "grid_saliency", options:
         check_first_shard(job)
     began = time.perf_counter()
     try:
-        start = store.open_run(folder, card, added={"explainer": explainer.ADDED_PARAMS})
+        # Settings added after runs were written: an old card without them resumes as their default.
+        added = {"explainer": explainer.ADDED_PARAMS}
+        if "pixel_scale" in settings["data"]:
+            added["data"] = {"pixel_scale": PIXEL_SCALE}
+        start = store.open_run(folder, card, added=added)
         job.requests_done, job.samples_done, job.skipped = start.requests_done, start.sample, list(start.skipped)
         runner.run(job, start)
     except GsalError:
