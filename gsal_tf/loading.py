@@ -26,6 +26,12 @@ __all__ = [
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
 
+def letterbox_grey(pixel_scale: float = 1.0 / 255.0) -> float:
+    """The padding value of a letterboxed image read with 8-bit pixels times ``pixel_scale``: the
+    middle of the 8-bit range, 127.5 × ``pixel_scale`` (0.5 for images read as [0, 1])."""
+    return 127.5 * float(pixel_scale)
+
+
 def load_image(path, scale: float = 1.0 / 255.0) -> np.ndarray:
     """An image file as float32 (H,W,C), RGB channel order, pixel values times ``scale``, turned
     as viewers show it (its EXIF orientation applied, :func:`imread_as_displayed`).

@@ -107,16 +107,17 @@ def picture_grid(fit: Fit) -> tuple[int, int]:
     return NETWORK_GRID if fit.identity else fit.grid()
 
 
-def fit_picture(image: np.ndarray, model, input_size: Optional[Sequence[int]] = None) -> Picture:
+def fit_picture(image: np.ndarray, model, input_size: Optional[Sequence[int]] = None, pad_value: float = 0.5) -> Picture:
     """``image`` (H0,W0,C) float32 fitted to ``model``: its channels matched
     (:func:`gsal_tf.loading.match_channels`) and letterboxed to ``input_size`` (H,W), by default
-    the model's fixed input (the identity for a model of any size)."""
+    the model's fixed input (the identity for a model of any size), the bars ``pad_value``: mid-grey,
+    0.5 for images in [0, 1] (:func:`gsal_tf.loading.letterbox_grey` for another pixel scale)."""
     image = np.asarray(image)
     if image.ndim != 3:
         raise GsalInputError(f"an image is (H, W, C); got an array of shape {image.shape}")
     image = matched_channels(image, model)
     size = tuple(input_size) if input_size is not None else (model_input_size(model) or image.shape[:2])
-    fit = Fit.between(image.shape[:2], size)
+    fit = Fit.between(image.shape[:2], size, pad_value)
     return Picture(fit.to_model(image), fit)
 
 

@@ -105,6 +105,11 @@ def test_camvid_tree_reader(tmp_path, rng, layout):
     assert sample.image.shape == (16, 16, 3) and 0 <= sample.image.min() and sample.image.max() <= 1
     np.testing.assert_array_equal(sample.labels, camvid_labels((16, 16), 1))
     assert sample.labels.dtype == np.int32 and sample.context_map is sample.labels
+    # pixel_scale: the frames' 8-bit values times it, recorded for the run card; mid-grey letterbox.
+    raw = open_source(root, pixel_scale=1)
+    np.testing.assert_allclose(raw.read(1).image, sample.image * 255, atol=1e-3)
+    assert raw.describe()["pixel_scale"] == 1 and source.describe()["pixel_scale"] == 1 / 255
+    assert raw.grey == 127.5 and source.grey == 0.5
 
 
 def test_pair_list_wins_and_keeps_its_order(tmp_path, rng):
@@ -398,7 +403,7 @@ def test_camvid_run_through_a_mapping(tmp_path, rng, net19):
     trucks = tmp_path / "trucks.toml"
     trucks.write_text('[network]\nlabel_set = "cityscapes"\n[dataset]\nlabel_set = "camvid"\n[classes]\ncar = ["truck", "car"]\n')
     other = RequestPolicy(zone="class", classes=(CAR, PEDESTRIAN), min_pixels=4, mapping=trucks)
-    with pytest.raises(GsalInputError, match=r"holds results of other settings \(differing: policy\)"):
+    with pytest.raises(GsalInputError, match=r"holds results of other settings \(differing: policy.mapping\)"):
         explain_dataset(net19, root, tmp_path / "out", options=OPTIONS, policy=other)
     summary = explain_dataset(net19, root, tmp_path / "trucks", options=OPTIONS, policy=other)
     assert summary.requests == 3 and read_results(tmp_path / "trucks").column("class_id").to_pylist() == [14, 14, 14]

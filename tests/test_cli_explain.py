@@ -141,7 +141,10 @@ def test_choices_and_ranges_are_refused_while_parsing(files, tmp_path, monkeypat
 
 def test_demo_refuses_request_options_it_would_ignore(tmp_path):
     res = run("explain", "--demo", "--class", 3, "--request-class", 9, "--out", tmp_path / "demo")
-    one_error(res, "--demo explains its own request and class; drop --request-class, --class or drop --demo")
+    one_error(res, "--demo explains its own image, request and class; drop --request-class, --class or drop --demo")
+    assert not (tmp_path / "demo").exists()
+    one_error(run("explain", "--demo", "--pixel-scale", 1, "--out", tmp_path / "demo"), "drop --pixel-scale or drop --demo")
+    one_error(run("compare-backbones", "--demo", "--pixel-scale", 1, "--out", tmp_path / "demo"), "drop --pixel-scale or drop --demo")
     assert not (tmp_path / "demo").exists()
 
 

@@ -169,6 +169,9 @@ def test_cityscapes_tree_reader(tmp_path, rng):
     assert sample.image.shape == (16, 16, 3) and 0 <= sample.image.min() and sample.image.max() <= 1
     assert sample.labels[0, 0] == 255 and sample.labels[8, 8] == 13 and sample.labels[1, 5] == 10 and sample.labels[15, 15] == 0
     assert source.class_names[13] == "car"
+    raw = open_source(tmp_path / "cs", pixel_scale=2)
+    np.testing.assert_allclose(raw.read(2).image, sample.image * 510, atol=1e-3)
+    assert raw.describe()["pixel_scale"] == 2 and raw.grey == 255
 
 
 def test_texture_mnist_samples_carry_the_texture_map(mnist):
@@ -237,7 +240,7 @@ def test_run_writes_shards_and_card(conv_model_file, tmp_path, rng):
     again = _run(model, images, labels, tmp_path / "out", store_maps=True)
     assert again.requests == expected and _columns(tmp_path / "out") == rows
     assert (tmp_path / "out" / "run.json").read_text() == card_text
-    with pytest.raises(GsalInputError, match=r"holds results of other settings \(differing: explainer\)"):
+    with pytest.raises(GsalInputError, match=r"holds results of other settings \(differing: explainer.lam\)"):
         explain_dataset(model, images, tmp_path / "out", labels=labels, options={**OPTIONS, "lam": 2.0},
                         policy=RequestPolicy(zone="component", min_pixels=4), store_maps=True)
 
@@ -247,7 +250,7 @@ def test_run_writes_shards_and_card(conv_model_file, tmp_path, rng):
     del card["settings"]["explainer"]["prune"]
     (tmp_path / "out" / "run.json").write_text(json.dumps(card))
     assert _run(model, images, labels, tmp_path / "out", store_maps=True, options={**OPTIONS, "prune": False}).requests == expected
-    with pytest.raises(GsalInputError, match=r"holds results of other settings \(differing: explainer\)"):
+    with pytest.raises(GsalInputError, match=r"holds results of other settings \(differing: explainer.prune\)"):
         _run(model, images, labels, tmp_path / "out", store_maps=True, options={**OPTIONS, "prune": True})
 
 
@@ -413,6 +416,9 @@ def test_pixel_scale_reads_files_for_a_network_that_takes_0_255(conv_model_file,
     inputs = keras.Input((16, 16, 3))
     wrapped = keras.Model(inputs, model(keras.layers.Rescaling(1 / 255)(inputs)), name="takes_0_255")  # the same network on 0-255
     images, labels = make_pairs(tmp_path, rng, n=3)
+    for folder in (images, labels):  # 12x16 frames: letterboxed to the 16x16 network, the bars mid-grey at either scale
+        for path in folder.iterdir():
+            cv2.imwrite(str(path), cv2.imread(str(path), cv2.IMREAD_UNCHANGED)[2:14])
     plain = _run(model, images, labels, tmp_path / "plain")
     scaled = _run(wrapped, images, labels, tmp_path / "scaled", pixel_scale=1)
     a, b = _columns(tmp_path / "plain"), _columns(tmp_path / "scaled")
@@ -430,16 +436,22 @@ def test_pixel_scale_reads_files_for_a_network_that_takes_0_255(conv_model_file,
     del card["settings"]["data"]["pixel_scale"]
     (tmp_path / "plain" / "run.json").write_text(json.dumps(card))
     assert _run(model, images, labels, tmp_path / "plain").requests == 9
-    with pytest.raises(GsalInputError, match=r"other settings \(differing: data\)"):
+    with pytest.raises(GsalInputError, match=r"other settings \(differing: data.pixel_scale\)"):
         _run(model, images, labels, tmp_path / "plain", pixel_scale=1)
 
-    for bad, phrase in ((0, "finite number > 0"), (float("nan"), "finite number > 0"), ("x", "a number > 0")):
+    for bad, phrase in ((0, "got 0 "), (float("nan"), "got nan"), ("1", "got '1'"), (True, "got True")):
         with pytest.raises(GsalInputError, match=phrase):
             open_source(images, pixel_scale=bad)
     import tensorflow as tf
 
     with pytest.raises(GsalInputError, match="tf.data.Dataset's images are taken as they are"):
         open_source(tf.data.Dataset.from_tensor_slices(np.zeros((2, 4, 4, 3), np.float32)), pixel_scale=1)
+    (tmp_path / "tm").mkdir()
+    (tmp_path / "tm" / "card.json").write_text("{}")
+    with pytest.raises(GsalInputError, match="TextureMNIST folder: its images are stored in"):
+        open_source(tmp_path / "tm", pixel_scale=1)
+    with pytest.raises(GsalInputError, match="give it to the Source itself"):
+        open_source(open_source(images), pixel_scale=1)
 
     # The command line: the 0-255 network read at [0, 1] is warned about, with the fix.
     path = tmp_path / "takes_0_255.keras"

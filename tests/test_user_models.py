@@ -329,6 +329,34 @@ def test_a_model_that_rescales_its_own_input_gets_a_pixel_range_hint():
     assert pixel_range_hint(plain, 1 / 255) is None
 
 
+def test_compare_backbones_reads_a_photo_at_the_pixel_scale_and_warns_without_it(tmp_path):
+    # Two 0-255 networks (their own Rescaling(1/255) first), a photo of another size (letterboxed):
+    # at --pixel-scale 1 each explains as the same network on [0, 1] does; without it, a warning.
+    image = known_context_image(SHAPE, PATCHES, seed=1)
+    cv2.imwrite(str(tmp_path / "photo.png"), cv2.cvtColor((image[4:-4] * 255).round().astype(np.uint8), cv2.COLOR_RGB2BGR))
+    plain, wide = [], []
+    for name, patches in (("a", PATCHES), ("b", PATCHES[:1])):
+        net = known_context_model(SHAPE, patches, TARGET, num_classes=3)
+        net.save(tmp_path / f"{name}.keras")
+        inputs = keras.Input(SHAPE)
+        keras.Model(inputs, net(keras.layers.Rescaling(1 / 255)(inputs))).save(tmp_path / f"{name}-255.keras")
+        plain.append(str(tmp_path / f"{name}.keras"))
+        wide.append(str(tmp_path / f"{name}-255.keras"))
+    mask = np.zeros((SHAPE[0] - 8, SHAPE[1]), np.uint8)
+    mask[TARGET[0] - 4:TARGET[2] - 4, TARGET[1]:TARGET[3]] = 255
+    cv2.imwrite(str(tmp_path / "request.png"), mask)
+    args = ["compare-backbones", tmp_path / "photo.png", "--request", tmp_path / "request.png", "--class", 1, "--grid", 4, "--iterations", 10]
+    ref = run(*args, "--models", ",".join(plain), "--out", tmp_path / "ref")
+    assert ref.exit_code == 0 and "warning" not in ref.output, ref.output
+    scaled = run(*args, "--models", ",".join(wide), "--pixel-scale", 1, "--out", tmp_path / "scaled")
+    assert scaled.exit_code == 0 and "warning" not in scaled.output, scaled.output
+    for a, b in (("a", "a-255"), ("b", "b-255")):
+        np.testing.assert_allclose(np.load(tmp_path / "scaled" / f"saliency_{b}.npy"), np.load(tmp_path / "ref" / f"saliency_{a}.npy"), atol=1e-4)
+    warned = run(*args, "--models", ",".join(wide), "--out", tmp_path / "warned")
+    text = " ".join(warned.output.split())
+    assert warned.exit_code == 0 and "warning: a-255:" in text and "warning: b-255:" in text and "pass --pixel-scale 1" in text
+
+
 def test_the_cli_imports_a_custom_module_or_says_which_to_give(custom_files, keras_case, tmp_path):
     _forget_custom_layer()
     common = (keras_case["dir"] / "image.png", "--model", custom_files / "custom.keras", "--request", keras_case["dir"] / "request.png",

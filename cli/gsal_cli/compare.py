@@ -21,7 +21,7 @@ from rich.markup import escape
 
 from gsal_cli.console import compact_table, console, fail, staged_outputs
 from gsal_tf.errors import GsalInputError
-from gsal_cli.options import (Baseline, PixelScale, CustomModules, FigureFormat, Grid, Iterations, Lam, LearningRate, Mode, Moments, OUTPUT_KINDS, Seed, choice, number_range, Target, Upsampling, baseline_option, UnsafeDeserialization, build_request, class_names_of,
+from gsal_cli.options import (Baseline, PixelScale, pixel_scale_of, CustomModules, FigureFormat, Grid, Iterations, Lam, LearningRate, Mode, Moments, OUTPUT_KINDS, Seed, choice, number_range, Target, Upsampling, baseline_option, UnsafeDeserialization, build_request, class_names_of,
                               configure_threads, figure_format_option, given, grid_option, image_input, resolve_model, threads_option)
 
 
@@ -67,11 +67,13 @@ def compare_backbones(
     import gsal_tf as gs
     from gsal_tf import viz
     from gsal_tf.compare import compare_models
-    from gsal_tf import pictures
+    from gsal_tf import loading, pictures
     from gsal_tf.loading import model_input_size
 
     try:
         names = [m.strip() for m in models.split(",") if m.strip()] if models else []
+        if demo and pixel_scale is not None:
+            raise gs.GsalInputError("--demo brings its own image; drop --pixel-scale or drop --demo")
         img = image_input(image, demo, pixel_scale)
         if demo:
             from gsal_tf.zoo.demo import demo_comparison
@@ -86,6 +88,10 @@ def compare_backbones(
         with console.status("loading models"):
             for label, name in zip(_labels(names), names):
                 nets[label] = resolve_model(name, custom_modules, unsafe)[0]
+        for label, net in nets.items():
+            hint = None if demo else loading.pixel_range_hint(net, pixel_scale_of(pixel_scale))
+            if hint:
+                console.print(f"[yellow]warning:[/] {escape(label)}: {escape(hint)}")
         class_names = class_names_of(next(iter(nets.values())))  # classes are the first model's
         # The image is letterboxed to the models' common fixed input, as `gsal explain` does.
         sizes = {model_input_size(net) for net in nets.values()}
@@ -94,7 +100,7 @@ def compare_backbones(
         first_net = next(iter(nets.values()))
         photo = pictures.matched_channels(img, first_net)
         img = None
-        picture = pictures.fit_picture(photo, first_net)  # the library's picture pipeline, as `gsal explain`
+        picture = pictures.fit_picture(photo, first_net, pad_value=loading.letterbox_grey(pixel_scale_of(pixel_scale)))  # as `gsal explain`
         fit = picture.fit
         # The figure shows the photo at screen resolution: only that copy is kept (as in `gsal explain`).
         screen = viz.screen_shape(fit.source)

@@ -83,8 +83,10 @@ def explain_dataset(
         raise fail(f"{', '.join(unknown)} {'is not an option' if len(unknown) == 1 else 'are not options'} of --method {method}; "
                    f"drop {'it' if len(unknown) == 1 else 'them'} or choose --method grid_saliency")
     try:
+        source = gs.datasets.open_source(data, layout, labels=labels, split=split, pixel_scale=pixel_scale)
         net, model_name = resolve_model(model, custom_modules, unsafe)
-        hint = gs.loading.pixel_range_hint(net, pixel_scale_of(pixel_scale))
+        # Only image files are read at a pixel scale (tf.data and TextureMNIST samples are taken as they are).
+        hint = gs.loading.pixel_range_hint(net, pixel_scale_of(pixel_scale)) if isinstance(source, gs.datasets.FolderSource) else None
         if hint:
             console.print(f"[yellow]warning:[/] {escape(hint)}")
         options = {} if output_kind is None else {"output": output_kind}
@@ -103,9 +105,8 @@ def explain_dataset(
             def report(done, total, requests):
                 progress.update(task, completed=done, total=total, requests=requests)
 
-            summary = gs.explain_dataset(net, data, out, method=method, options=options, policy=policy, layout=layout, labels=labels,
-                                         split=split, pixel_scale=pixel_scale, input_size=size, limit=limit, store_maps=maps, on_error=on_error,
-                                         engine=engine, engine_options=engine_options, model_name=model_name, progress=report)
+            summary = gs.explain_dataset(net, source, out, method=method, options=options, policy=policy, input_size=size, limit=limit,
+                                         store_maps=maps, on_error=on_error, engine=engine, engine_options=engine_options, model_name=model_name, progress=report)
     except gs.GsalError as exc:
         raise fail(str(exc)) from None
     if summary.redone:

@@ -75,9 +75,10 @@ def explain(
             if demo and model is not None:
                 raise gs.GsalInputError("--demo uses the bundled model; drop --model or drop --demo")
             ignored = [flag for flag, value in (("--request", request), ("--request-class", request_class),
-                                                ("--request-point", request_point), ("--class", class_id)) if value is not None]
+                                                ("--request-point", request_point), ("--class", class_id),
+                                                ("--pixel-scale", pixel_scale)) if value is not None]
             if demo and ignored:
-                raise gs.GsalInputError(f"--demo explains its own request and class; drop {', '.join(ignored)} or drop --demo")
+                raise gs.GsalInputError(f"--demo explains its own image, request and class; drop {', '.join(ignored)} or drop --demo")
             if not demo and model is None:
                 raise gs.GsalInputError("give an IMAGE and --model PATH (or use --demo)")
             demo_name = _demo_name(image) if demo else None
@@ -107,7 +108,7 @@ def explain(
             # the request in the image's pixels; outputs are mapped back to the image.
             photo = pictures.matched_channels(img, net)
             img = None
-            picture = pictures.fit_picture(photo, net)
+            picture = pictures.fit_picture(photo, net, pad_value=loading.letterbox_grey(pixel_scale_of(pixel_scale)))
             fit = picture.fit
             # The figure shows the photo at screen resolution: only that copy is kept, so a 48 MP
             # photo costs its decoding and one saliency map at its size, nothing per panel.

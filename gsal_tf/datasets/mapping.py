@@ -364,11 +364,11 @@ def mapped_mean_iou(confusion, mapping: LabelMapping) -> float:
 
 
 def dataset_confusion(model, data, mapping, *, layout: str = "auto", split: Optional[str] = None, limit: Optional[int] = None,
-                      input_size=None, output: Optional[str] = None,
+                      input_size=None, output: Optional[str] = None, pixel_scale: Optional[float] = None,
                       progress: Optional[Callable[[int, Optional[int]], None]] = None) -> np.ndarray:
     """The :func:`mapped_confusion` (Kd, Kd+1) of ``model`` summed over the samples of ``data``.
 
-    ``data``, ``layout``, ``split``: as :func:`gsal_tf.datasets.open_source` (labels needed).
+    ``data``, ``layout``, ``split``, ``pixel_scale``: as :func:`gsal_tf.datasets.open_source` (labels needed).
     Every image is fitted to the network as in :func:`gsal_tf.explain_dataset` (letterboxed to
     its input size, or ``input_size``), predicted, and its arg-max mapped back to the image's
     resolution (nearest). ``mapping`` is checked against the network first
@@ -382,7 +382,7 @@ def dataset_confusion(model, data, mapping, *, layout: str = "auto", split: Opti
     from gsal_tf.viz import class_names
 
     mapping = load_mapping(mapping)
-    source = open_source(data, layout, split=split)
+    source = open_source(data, layout, split=split, pixel_scale=pixel_scale)
     if not source.has_labels:
         raise GsalInputError("the mIoU needs label maps, and the data has none")
     mapping.check_dataset(source.class_names, source.ignore_label)
@@ -396,7 +396,7 @@ def dataset_confusion(model, data, mapping, *, layout: str = "auto", split: Opti
             break
         if isinstance(sample, UnreadableSample):
             raise GsalInputError(f"sample {index}: {sample}")
-        picture = fit_picture(sample.image, model, input_size)  # as explain_dataset fits it
+        picture = fit_picture(sample.image, model, input_size, pad_value=source.grey)  # as explain_dataset fits it
         image, fit = picture.network_input, picture.fit
         kind = resolve_output(model, image.shape, kind)
         scores = predict(model, image[None], kind)[0]

@@ -39,7 +39,8 @@ import numpy as np
 
 from gsal_tf.datasets.labels import CITYSCAPES, LabelTable
 from gsal_tf.errors import GsalInputError, first_line
-from gsal_tf.loading import IMAGE_SUFFIXES, load_image
+from gsal_tf.loading import IMAGE_SUFFIXES, letterbox_grey, load_image
+from gsal_tf.validation import check_number
 
 #: The default multiplier of 8-bit pixel values: images are read as [0, 1]. A network that takes
 #: 0-255 (its own ``Rescaling`` first) is read with ``pixel_scale=1``.
@@ -82,12 +83,16 @@ class Source:
     class_names : tuple of str or None — names of the label class ids.
     context_names : tuple of str or None — names of the context classes (default: class_names).
     ignore_label : int or None — label of pixels that are not evaluated.
+    grey : float — the padding of an image letterboxed to the network: mid-grey of the images'
+        range (0.5 for [0, 1]; image files read with another ``pixel_scale``: 127.5 × it).
     """
 
     layout = ""
     has_labels = False
     class_names: Optional[tuple] = None
     ignore_label: Optional[int] = None
+
+    grey = 0.5
 
     @property
     def context_names(self) -> Optional[tuple]:
@@ -115,6 +120,11 @@ class FolderSource(Source):
     """Images of one folder (sorted by file name), with label maps from ``labels`` of the same stem."""
 
     layout = "folder"
+    pixel_scale = PIXEL_SCALE  # the multiplier of 8-bit pixel values (set by the constructors)
+
+    @property
+    def grey(self) -> float:
+        return letterbox_grey(self.pixel_scale)
 
     def __init__(self, images, labels=None, label_table: Optional[LabelTable] = None, pixel_scale: Optional[float] = None):
         self.pixel_scale = checked_pixel_scale(pixel_scale)
@@ -298,12 +308,10 @@ def checked_pixel_scale(pixel_scale: Optional[float]) -> float:
     if pixel_scale is None:
         return PIXEL_SCALE
     try:
-        value = float(pixel_scale)
-    except (TypeError, ValueError):
-        raise GsalInputError(f"pixel_scale must be a number > 0, got {pixel_scale!r}") from None
-    if not (np.isfinite(value) and value > 0):
-        raise GsalInputError(f"pixel_scale must be a finite number > 0 (1/255 reads 8-bit pixels as [0, 1], 1 as 0-255); got {value}")
-    return value
+        check_number("pixel_scale", pixel_scale, 0, strict=True)
+    except GsalInputError as exc:
+        raise GsalInputError(f"{exc} (1/255 reads 8-bit pixels as [0, 1], 1 as 0-255)") from None
+    return float(pixel_scale)
 
 
 def _read_image(path: Path, pixel_scale: float = 1 / 255) -> np.ndarray:

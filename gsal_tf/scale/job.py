@@ -128,7 +128,7 @@ class DatasetJob:
     def _fit(self, image: np.ndarray):
         """(network input (H,W,C), Fit) of a sample's image: the library's picture pipeline
         (:func:`gsal_tf.pictures.fit_picture`), as ``gsal explain`` fits a photo."""
-        picture = fit_picture(image, self.explainer.model, self.input_size)
+        picture = fit_picture(image, self.explainer.model, self.input_size, pad_value=self.source.grey)
         return picture.network_input, picture.fit
 
     def plan(self, start: store.ResumePoint):

@@ -191,6 +191,20 @@ def _with_added(settings: dict, added: dict) -> dict:
     return out
 
 
+def _differing(old: dict, new: dict) -> list:
+    """The settings that differ: ``section.setting`` where both sections are dicts, else ``section``."""
+    out = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key), new.get(key)
+        if a == b:
+            continue
+        if isinstance(a, dict) and isinstance(b, dict):
+            out.extend(f"{key}.{k}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k))
+        else:
+            out.append(key)
+    return out
+
+
 def _open_run(folder: Path, card: dict, added: dict, retry: bool = True) -> ResumePoint:
     _remove_stale_temps(folder)
     point = ResumePoint()
@@ -200,7 +214,7 @@ def _open_run(folder: Path, card: dict, added: dict, retry: bool = True) -> Resu
         old["settings"] = _with_added(old["settings"], added)
         if old["settings"] != wanted:
             if _committed(folder) or old.get("status") == "complete":
-                differ = sorted(k for k in set(old["settings"]) | set(wanted) if old["settings"].get(k) != wanted.get(k))
+                differ = _differing(old["settings"], wanted)
                 raise GsalInputError(f"{folder} holds results of other settings (differing: {', '.join(differ)}); "
                                      "give another results folder, or delete this one to start again")
             _remove(folder / CARD_NAME)  # the card of a start that never committed a shard: no run
