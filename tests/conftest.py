@@ -112,8 +112,11 @@ TINY_DEEPLAB = {"alpha": 0.35, "output_stride": 8, "low_level_stride": 4, "aspp_
 @pytest.fixture(scope="session")
 def tiny_deeplab_file(tmp_path_factory) -> Path:
     """An untrained, very small DeepLabv3+ (MobileNetV2) for 64x64x1 TextureMNIST, saved as .keras."""
+    import keras
+
     import gsal_tf as gs
 
+    keras.utils.set_random_seed(0)  # the same weights whichever tests built models before
     model = gs.models.deeplabv3plus("mobilenetv2", (64, 64, 1), 11, **TINY_DEEPLAB)
     path = tmp_path_factory.mktemp("tiny") / "tiny.keras"
     model.save(path)

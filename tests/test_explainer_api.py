@@ -55,7 +55,9 @@ def test_batched_equals_one_by_one_and_seed_is_deterministic(model):
     np.testing.assert_array_equal(batched.grid, again.grid)
 
 
-def test_second_call_and_new_explainer_do_not_retrace(model, traces):
+def test_second_call_and_new_explainer_do_not_retrace(traces):
+    # A model of its own: the module's model may hold graphs other tests built, which would not be traced again.
+    model = known_context_model(SHAPE, [(0, 0, 8, 8), (24, 24, 32, 32)], TARGET, num_classes=3, combine="all")
     x, r = images(3), requests(3)
     restart = {"grid_size": (4, 4), "moments": "restart"}
     gs.GridSaliency(model, iterations=5, **restart).explain(x, r, [1, 1, 1])
@@ -95,12 +97,13 @@ def test_mixed_float16_policy_gives_the_same_explanation():
     x, r = images(2), requests(2)
     ref_model = known_context_model(SHAPE, [(0, 0, 8, 8), (24, 24, 32, 32)], TARGET)
     ref = gs.GridSaliency(ref_model, grid_size=(4, 4), iterations=40).explain(x, r, [1, 1])
+    previous = keras.mixed_precision.dtype_policy()
     keras.mixed_precision.set_global_policy("mixed_float16")
     try:
         half = known_context_model(SHAPE, [(0, 0, 8, 8), (24, 24, 32, 32)], TARGET)
         res = gs.GridSaliency(half, grid_size=(4, 4), iterations=40).explain(x, r, [1, 1])
     finally:
-        keras.mixed_precision.set_global_policy("float32")
+        keras.mixed_precision.set_global_policy(previous)
     assert res.saliency.dtype == np.float32 and np.all(np.isfinite(res.loss_history))
     np.testing.assert_allclose(res.grid, ref.grid, atol=0.05)
     assert res.preserved_score.min() > 0.9

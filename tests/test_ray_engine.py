@@ -27,10 +27,11 @@ FLOATS = ("original_score", "preserved_score", "no_context_score", "salient_mass
 def local_ray():
     """One local Ray (2 CPUs) for the module; workers import gsal_tf from this checkout (PYTHONPATH)."""
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    os.environ["PYTHONPATH"] = os.pathsep.join([root, os.path.join(root, "cli"), os.environ.get("PYTHONPATH", "")])
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
-    yield
-    ray.shutdown()
+    with pytest.MonkeyPatch.context() as patch:  # restored after the module: later subprocesses see the usual environment
+        patch.setenv("PYTHONPATH", os.pathsep.join([root, os.path.join(root, "cli"), os.environ.get("PYTHONPATH", "")]))
+        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+        yield
+        ray.shutdown()
 
 
 @pytest.fixture(scope="module")
