@@ -36,6 +36,19 @@ def _read_this_checkouts_zoo() -> None:
 
 _read_this_checkouts_zoo()
 
+
+def _fix_the_thread_pool() -> None:
+    """In-process tests run on TensorFlow's default thread pool whichever test comes first: a CLI
+    call of a small job asks for one intra-op thread, which TensorFlow takes only before its first
+    op, so a subset starting with one would run every test on one thread; and in-process results
+    are compared with those of subprocesses (the default pool)."""
+    import tensorflow as tf
+
+    tf.constant(0.0) + 0.0
+
+
+_fix_the_thread_pool()
+
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402

@@ -37,6 +37,8 @@ def server():
     yield srv, f"http://127.0.0.1:{srv.server_address[1]}"
     srv.shutdown()
     srv.server_close()
+    srv.app.close()  # no job of the app runs beside the next tests
+    assert not srv.app._worker.is_alive()
 
 
 def _call(base, path, body=None, raw=None, filename="upload.png"):

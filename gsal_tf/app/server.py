@@ -128,9 +128,17 @@ class App:
         self._queue.put((job_id, fn, args))
         return job_id
 
+    def close(self, timeout: float = 600) -> None:
+        """Stop the worker after the jobs already queued, and wait for it (at most ``timeout`` s)."""
+        self._queue.put(None)
+        self._worker.join(timeout)
+
     def _work(self) -> None:
         while True:
-            job_id, fn, args = self._queue.get()
+            item = self._queue.get()
+            if item is None:  # close()
+                return
+            job_id, fn, args = item
             job = self.jobs[job_id]
             job.update(state="running", stage="working", started=time.perf_counter())
             try:
@@ -612,3 +620,4 @@ def serve(port: int = 8765, open_browser: bool = False, ready=None) -> None:
         pass
     finally:
         server.server_close()
+        server.app.close(timeout=5)  # a job still running is left to the daemon thread
