@@ -433,23 +433,47 @@ def _no_context_quantiles(folder) -> dict:
     return out
 
 
+def _paired_with_zones(component_folder, class_folder) -> dict:
+    """Per request class (name): each component's score without context divided by that of the
+    class zone of the same class in the same frame — the median ratio, the fraction of components
+    below their zone (ratio < 1) and how many components have such a zone."""
+    import gsal_tf as gs
+
+    card = gs.scale.store.read_card(component_folder)
+    zone_score = {(key, int(c)): float(s) for key, c, s in zip(_column(class_folder, "sample_key"), _column(class_folder, "class_id"),
+                                                               _column(class_folder, "no_context_score"))}
+    ratios: dict = {}
+    for key, c, s in zip(_column(component_folder, "sample_key"), _column(component_folder, "class_id"),
+                         _column(component_folder, "no_context_score")):
+        zone = zone_score.get((key, int(c)))
+        if zone is not None and zone > 0 and np.isfinite(s):
+            ratios.setdefault(int(c), []).append(float(s) / zone)
+    return {_name(card, c): {"paired": len(r), "median_ratio": float(np.median(r)), "fraction_below": float(np.mean(np.asarray(r) < 1))}
+            for c, r in ratios.items()}
+
+
 def _zones_table(runs: dict) -> str | None:
     """Markdown: per request class of the component run, its requests (those keeping no salient
-    context), the three largest context classes (share and inflation share) and the median score
-    without context of the components beside that of the class zones; None unless ``runs`` holds
-    both kinds of zone."""
+    context), the three largest context classes (share and inflation share), the median score
+    without context of the components beside that of the class zones, and, paired by frame, the
+    median ratio of a component's score without context to its frame's class zone's and the
+    fraction of components below their zone; None unless ``runs`` holds both kinds of zone."""
     if not {"cityscapes-class", "cityscapes-component"} <= set(runs):
         return None
     medians = {}
     for zone in ("class", "component"):
         folder = runs[f"cityscapes-{zone}"]["run"]
         medians[zone] = {name: q["quantiles"]["0.5"] for name, q in _no_context_quantiles(folder).items()}
-    rows = [[entry["request_class"], f"{entry['requests']} ({entry['empty']})",
-             "; ".join(f"{t['context']} {_fmt(t['share'], 2)} ({_fmt(t['inflation'], 2)})" for t in entry["top"]),
-             f"{_fmt(medians['component'].get(entry['request_class']))} ({_fmt(medians['class'].get(entry['request_class']))})"]
-            for entry in runs["cityscapes-component"]["top3"]]
+    paired = _paired_with_zones(runs["cityscapes-component"]["run"], runs["cityscapes-class"]["run"])
+    rows = []
+    for entry in runs["cityscapes-component"]["top3"]:
+        name, pair = entry["request_class"], paired.get(entry["request_class"])
+        rows.append([name, f"{entry['requests']} ({entry['empty']})",
+                     "; ".join(f"{t['context']} {_fmt(t['share'], 2)} ({_fmt(t['inflation'], 2)})" for t in entry["top"]),
+                     f"{_fmt(medians['component'].get(name))} ({_fmt(medians['class'].get(name))})",
+                     "–" if pair is None else f"{_fmt(pair['median_ratio'], 2)} ({_fmt(pair['fraction_below'], 2)} of {pair['paired']})"])
     return _markdown(["request class (network)", "n (no salient context)", "top-3 context: share (inflation)",
-                      "median no-context: component (class zone)"], rows)
+                      "median no-context: component (class zone)", "component ÷ its frame's zone: median (fraction < 1 of n)"], rows)
 
 
 # -- stages --------------------------------------------------------------------------------------
@@ -536,7 +560,9 @@ def stage_context(a: Analysis) -> dict:
     zones = _zones_table(runs)
     if zones is not None:
         lines.append(f"\n## Components beside class zones\n\n{_extent(runs['cityscapes-component'])}; the score without context "
-                     "relative to f_c(x), median over each class's requests (1 = no drop).\n")
+                     "relative to f_c(x), median over each class's requests (1 = no drop); the last column pairs each "
+                     "component with the class zone of its class in its frame: the median of their ratio and the fraction of "
+                     "components holding less without context than their zone.\n")
         lines.append(zones)
     (a.out / "context.md").write_text("\n".join(lines) + f"\n{CREDIT}.\n")
     return {"stage": "context", "runs": _clean(runs)}

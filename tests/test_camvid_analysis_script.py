@@ -44,6 +44,16 @@ def test_a_context_stage_for_one_zone_keeps_the_other_zones_tables(out):
     assert f"## cityscapes-class: 4 frames, {whole} requests" in text
     assert f"{part} requests (the run stopped part-way" in text
     assert "## Components beside class zones" in text
+    # Paired by frame: each component's score without context over its frame's class zone's, against NumPy.
+    read = lambda zone: gs.scale.read_results(out / "runs" / f"cityscapes-{zone}").to_pandas()  # noqa: E731
+    zones, parts = read("class"), read("component")
+    joined = parts.merge(zones, on=["sample_key", "class_id"], suffixes=("", "_zone"))
+    ratio = (joined["no_context_score"] / joined["no_context_score_zone"]).to_numpy()
+    name = gs.scale.store.read_card(out / "runs" / "cityscapes-component")["settings"]["context_classes"][int(joined["class_id"].iloc[0])]
+    mine = joined["class_id"] == joined["class_id"].iloc[0]
+    expected = f"{np.median(ratio[mine]):.2f} ({np.mean(ratio[mine] < 1):.2f} of {int(mine.sum())})"
+    row = next(line for line in text.split("## Components beside class zones")[1].splitlines() if line.startswith(f"| {name} |"))
+    assert row.rstrip(" |").endswith(expected), (row, expected)
     assert (out / "context-component.png").is_file() and not (out / "context-class.png").exists()  # only the asked zone is drawn
 
 
