@@ -6,8 +6,8 @@ sample ``start`` on — folders skip without reading anything, a ``tf.data.Datas
 ``skip`` — which is how a resumed run continues where it stopped. A sample that cannot be read
 is yielded as ``(index, UnreadableSample)``; the caller decides to skip it or stop.
 
-A :class:`Sample` carries the image (H,W,C) float32 in [0,1] (8-bit files times ``pixel_scale``,
-by default 1/255; ``.npy`` files and ``tf.data`` images as they are), and
+A :class:`Sample` carries the image (H,W,C) float32: 8-bit files times ``pixel_scale`` (by
+default 1/255, so [0, 1]), ``.npy`` files and ``tf.data`` images as they are; and
 optionally its ``labels`` (H,W) int32 class ids (``ignore_label`` where not evaluated) and its
 ``context`` (H,W) int32: the *context classes* the statistics count salient context on. By
 default the context classes are the label classes; on TextureMNIST they are the background
