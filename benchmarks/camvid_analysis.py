@@ -409,10 +409,12 @@ def _difference_figure(path: Path, stats, card, title: str) -> Path:
     return viz.save_figure(figure, path)
 
 
-def _column(folder, name):
+def _columns(folder, *names) -> list:
+    """The columns ``names`` of the results of the run in ``folder`` as arrays, read once."""
     import gsal_tf as gs
 
-    return np.asarray(gs.scale.store.read_results(folder).column(name).to_pylist())
+    table = gs.scale.store.read_results(folder)
+    return [np.asarray(table.column(name).to_pylist()) for name in names]
 
 
 def _no_context_quantiles(folder) -> dict:
@@ -421,9 +423,8 @@ def _no_context_quantiles(folder) -> dict:
     import gsal_tf as gs
 
     card = gs.scale.store.read_card(folder)
-    classes = _column(folder, "class_id")
-    no_context = _column(folder, "no_context_score").astype(np.float64)
-    original = _column(folder, "original_score").astype(np.float64)
+    classes, no_context, original = _columns(folder, "class_id", "no_context_score", "original_score")
+    no_context, original = no_context.astype(np.float64), original.astype(np.float64)
     out = {}
     for c in np.unique(classes):
         values = no_context[(classes == c) & np.isfinite(no_context)]
@@ -440,11 +441,10 @@ def _paired_with_zones(component_folder, class_folder) -> dict:
     import gsal_tf as gs
 
     card = gs.scale.store.read_card(component_folder)
-    zone_score = {(key, int(c)): float(s) for key, c, s in zip(_column(class_folder, "sample_key"), _column(class_folder, "class_id"),
-                                                               _column(class_folder, "no_context_score"))}
+    names = ("sample_key", "class_id", "no_context_score")
+    zone_score = {(key, int(c)): float(s) for key, c, s in zip(*_columns(class_folder, *names))}
     ratios: dict = {}
-    for key, c, s in zip(_column(component_folder, "sample_key"), _column(component_folder, "class_id"),
-                         _column(component_folder, "no_context_score")):
+    for key, c, s in zip(*_columns(component_folder, *names)):
         zone = zone_score.get((key, int(c)))
         if zone is not None and zone > 0 and np.isfinite(s):
             ratios.setdefault(int(c), []).append(float(s) / zone)
