@@ -24,7 +24,8 @@ Stages (``--stage NAME``; default: all but ``settings``, in this order):
                    MobileNet-EdgeTPU vs ADE20K MobileNetV2 on the classes both mean alike (all but
                    bicyclist: Cityscapes explains rider, ADE20K bicycle), PASCAL MobileNetV2 1.0 vs
                    0.5 on pedestrian and car; one table per pair (:func:`gsal_tf.scale.compare_runs`,
-                   ``gsal stats RUN_A RUN_B``) and the difference of the shares as a figure.
+                   ``gsal stats RUN_A RUN_B``) and the difference of the shares as a figure;
+                   ``--pairs`` chooses the pairs and the order they run in.
 ``bicycle``        the paper's bicycle question where it can be asked: the confusion zones of the
                    *bicyclist* label on every frame of the split with at least 500 bicyclist pixels.
 ``bicycle-own``    the same requests with the network's own prediction as the context classes
@@ -736,17 +737,36 @@ def stage_generalisation(a: Analysis) -> dict:
     return {"stage": "generalisation", "requests": None, "quantiles": _clean(out), **({"zones_part_way": part_way} if part_way else {})}
 
 
+#: the pairs of stage architectures, by ``--pairs`` name: (left run, right run, CamVid classes compared)
+ARCHITECTURE_PAIRS = {"cityscapes-ade20k": ("cityscapes-class", "ade20k-shared", tuple(range(10))),  # all but bicyclist
+                      "pascal": ("pascal-1.0-people-cars", "pascal-0.5-people-cars", (CAR, PEDESTRIAN))}
+#: the runs of stage architectures: name -> (network key, label mapping, CamVid classes explained; None: all).
+#: The Cityscapes side is the class-zone run of stage context (all classes; bicyclist left out of the table), not a second run.
+ARCHITECTURE_RUNS = {"cityscapes-class": ("cityscapes", "cityscapes-camvid", None),
+                     "ade20k-shared": ("ade20k", "ade20k-camvid", tuple(range(10))),  # Cityscapes explains rider, ADE20K bicycle
+                     "pascal-1.0-people-cars": ("pascal-1.0", "pascal-camvid", (CAR, PEDESTRIAN)),
+                     "pascal-0.5-people-cars": ("pascal-0.5", "pascal-camvid", (CAR, PEDESTRIAN))}
+
+
+def architecture_plan(names: str) -> tuple[list, list]:
+    """``--pairs`` (comma-separated names of :data:`ARCHITECTURE_PAIRS`, in the order they run, or
+    "all") as (runs to do: [(name, network key, mapping, classes)], pairs: [(left, right, classes)])."""
+    chosen = list(ARCHITECTURE_PAIRS) if names == "all" else [n.strip() for n in names.split(",") if n.strip()]
+    unknown = [n for n in chosen if n not in ARCHITECTURE_PAIRS]
+    if unknown or not chosen:
+        raise SystemExit(f"--pairs: unknown pair {', '.join(map(repr, unknown)) or '(none given)'}; "
+                         f"choose from {', '.join(ARCHITECTURE_PAIRS)} or all")
+    pairs = [ARCHITECTURE_PAIRS[n] for n in dict.fromkeys(chosen)]
+    names_in_order = dict.fromkeys(name for left, right, _ in pairs for name in (left, right))
+    return [(name, *ARCHITECTURE_RUNS[name]) for name in names_in_order], pairs
+
+
 def stage_architectures(a: Analysis) -> dict:
     import gsal_tf as gs
     from gsal_tf import viz
     from gsal_tf.scale import comparison
 
-    shared = tuple(range(10))  # all but bicyclist (Cityscapes explains rider, ADE20K bicycle)
-    # the Cityscapes side is the class-zone run of stage context (all classes; bicyclist left out of the table), not a second run
-    plan = [("cityscapes-class", "cityscapes", "cityscapes-camvid", None), ("ade20k-shared", "ade20k", "ade20k-camvid", shared),
-            ("pascal-1.0-people-cars", "pascal-1.0", "pascal-camvid", (CAR, PEDESTRIAN)),
-            ("pascal-0.5-people-cars", "pascal-0.5", "pascal-camvid", (CAR, PEDESTRIAN))]
-    pairs = [("cityscapes-class", "ade20k-shared", shared), ("pascal-1.0-people-cars", "pascal-0.5-people-cars", (CAR, PEDESTRIAN))]
+    plan, pairs = architecture_plan(a.args.pairs)
     runs, sections, pair_records = {}, [], []
     for name, key, mapping, classes in plan:
         if a.args.report_only and not (a.out / "runs" / name / "run.json").is_file():
@@ -843,6 +863,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                              "'car,pedestrian,bicyclist,pole,sign symbol,fence'), or 'all'")
     parser.add_argument("--context-zones", default="class,component", choices=("class,component", "class", "component"),
                         help="zones of stage context (and generalisation): class zones, connected components, or both")
+    parser.add_argument("--pairs", default="all",
+                        help="stage architectures: the pairs to run and report, comma-separated, in this order "
+                             f"({', '.join(ARCHITECTURE_PAIRS)}), or 'all'")
     parser.add_argument("--report-only", action="store_true",
                         help="write the tables from the runs as far as their shards go, explaining nothing (a run still going, or stopped)")
     parser.add_argument("--engine", choices=("local", "ray"), default="local")
@@ -853,6 +876,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                              "give each its own --out, as a run resumes only with its own settings")
     args = parser.parse_args(argv)
     component_class_ids(args.component_classes)  # a bad name stops here, before anything is written
+    architecture_plan(args.pairs)
     return args
 
 

@@ -64,3 +64,17 @@ def test_generalisation_leaves_out_a_part_way_run_unless_report_only(out):
     assert "component (part-way)" in (out / "generalisation.md").read_text()
     result = ca.stage_generalisation(_analysis(ca, out))
     assert set(result["quantiles"]) == {"class"} and "zones_part_way" not in result
+
+
+def test_architecture_pairs_choose_the_runs_and_their_order():
+    ca = load_benchmark_script("camvid_analysis")
+    plan, pairs = ca.architecture_plan("pascal,cityscapes-ade20k")
+    assert [run[0] for run in plan] == ["pascal-1.0-people-cars", "pascal-0.5-people-cars", "cityscapes-class", "ade20k-shared"]
+    assert [pair[:2] for pair in pairs] == [("pascal-1.0-people-cars", "pascal-0.5-people-cars"), ("cityscapes-class", "ade20k-shared")]
+    assert plan[0][1:] == ("pascal-1.0", "pascal-camvid", (ca.CAR, ca.PEDESTRIAN))
+    plan, pairs = ca.architecture_plan("all")
+    assert [run[0] for run in plan] == ["cityscapes-class", "ade20k-shared", "pascal-1.0-people-cars", "pascal-0.5-people-cars"]
+    assert ca.BICYCLIST not in pairs[0][2] and len(pairs[0][2]) == 10  # Cityscapes explains rider, ADE20K bicycle
+    for bad in ("pascl", ","):
+        with pytest.raises(SystemExit, match="--pairs: unknown pair"):
+            ca.parse_args(["--pairs", bad])
