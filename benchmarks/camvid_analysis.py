@@ -737,13 +737,16 @@ def stage_generalisation(a: Analysis) -> dict:
     return {"stage": "generalisation", "requests": None, "quantiles": _clean(out), **({"zones_part_way": part_way} if part_way else {})}
 
 
+#: the CamVid classes the Cityscapes and ADE20K networks mean alike: all but bicyclist (Cityscapes
+#: explains rider, ADE20K bicycle)
+SHARED_CLASSES = tuple(range(10))
 #: the pairs of stage architectures, by ``--pairs`` name: (left run, right run, CamVid classes compared)
-ARCHITECTURE_PAIRS = {"cityscapes-ade20k": ("cityscapes-class", "ade20k-shared", tuple(range(10))),  # all but bicyclist
+ARCHITECTURE_PAIRS = {"cityscapes-ade20k": ("cityscapes-class", "ade20k-shared", SHARED_CLASSES),
                       "pascal": ("pascal-1.0-people-cars", "pascal-0.5-people-cars", (CAR, PEDESTRIAN))}
 #: the runs of stage architectures: name -> (network key, label mapping, CamVid classes explained; None: all).
 #: The Cityscapes side is the class-zone run of stage context (all classes; bicyclist left out of the table), not a second run.
 ARCHITECTURE_RUNS = {"cityscapes-class": ("cityscapes", "cityscapes-camvid", None),
-                     "ade20k-shared": ("ade20k", "ade20k-camvid", tuple(range(10))),  # Cityscapes explains rider, ADE20K bicycle
+                     "ade20k-shared": ("ade20k", "ade20k-camvid", SHARED_CLASSES),
                      "pascal-1.0-people-cars": ("pascal-1.0", "pascal-camvid", (CAR, PEDESTRIAN)),
                      "pascal-0.5-people-cars": ("pascal-0.5", "pascal-camvid", (CAR, PEDESTRIAN))}
 
