@@ -148,3 +148,112 @@ def test_diary_patterns_catch_what_they_should():
     for fine in ("a decade of defaced walls", "2097013 parameters", "sha256 " + "ab12" * 16, "0001TP_008550"):
         assert not DIARY["a commit hash"].search(fine), fine
     assert slug("Two formulations") == "two-formulations" and slug("Migration (0.1 → 0.2)") == "migration-01-02"
+
+
+# --- (e) result tables match the results they quote ------------------------------------------------
+#
+# A table of results on a page is a rounded copy of a table a benchmark script wrote under
+# benchmarks/results/. The line before it (blank lines aside) names that file:
+#     <!-- results: benchmarks/results/camvid/full-test/context.md -->
+# and every row of the page's table must read as a row of the file's tables: the row's numbers,
+# in order, are a subsequence of the file row's numbers, each equal to the file's number rounded
+# to the digits the page shows (a page may leave columns out, merge them, or round; it may not
+# change a number). `<!-- results: derived from PATH[, PATH]: how -->` marks a table computed from
+# results (sums, counts) that no file holds row by row; its paths must exist.
+
+RESULTS_MARK = re.compile(r"^<!--\s*results:\s*(?P<derived>derived from\s+)?(?P<paths>[^:>]+?)\s*(?::.*)?-->\s*$")
+NUMBER = re.compile(r"[-−+]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?")
+#: Pages whose every table of numbers must name its results file.
+RESULT_PAGES = ("docs/camvid.md",)
+
+
+def numbers(text: str) -> list[tuple[float, int]]:
+    """The numbers of ``text`` as (value, digits after the point); "2,224" is one number, "−" a minus."""
+    found = []
+    for m in NUMBER.finditer(text.replace("**", "")):
+        s = m.group(0).replace("−", "-").replace(",", "").lstrip("+")
+        found.append((float(s), len(s.split(".")[1]) if "." in s else 0))
+    return found
+
+
+def tables(text: str) -> list[tuple[int, list[str]]]:
+    """The Markdown tables of ``text`` outside code fences: (line of the header, body rows)."""
+    lines, found, i = without_fences(text).splitlines(), [], 0
+    while i < len(lines):
+        if lines[i].startswith("|") and i + 1 < len(lines) and re.match(r"^\|[-:| ]+\|\s*$", lines[i + 1]):
+            header, i = i, i + 2
+            rows = []
+            while i < len(lines) and lines[i].startswith("|"):
+                rows.append(lines[i])
+                i += 1
+            found.append((header + 1, rows))
+        else:
+            i += 1
+    return found
+
+
+def rounds_to(shown: tuple[float, int], value: float) -> bool:
+    """``value`` rounded to the digits of ``shown`` gives ``shown`` (within half a unit of its last digit)."""
+    number, digits = shown
+    return abs(value - number) <= 0.5 * 10 ** -digits + 1e-9
+
+
+def reads_as(row: list[tuple[float, int]], source: list[float]) -> bool:
+    """Every number of ``row``, in order, rounds from a later number of ``source`` (earliest match first,
+    which finds a subsequence whenever one exists)."""
+    j = 0
+    for shown in row:
+        while j < len(source) and not rounds_to(shown, source[j]):
+            j += 1
+        if j == len(source):
+            return False
+        j += 1
+    return True
+
+
+def marked_tables(page: Path):
+    """(header line, body rows, mark or None) for each table of ``page``."""
+    lines = page.read_text(encoding="utf-8").splitlines()
+    for header, rows in tables("\n".join(lines)):
+        before = [line for line in lines[:header - 1] if line.strip()]
+        yield header, rows, RESULTS_MARK.match(before[-1].strip()) if before else None
+
+
+def test_result_tables_read_as_rows_of_their_results_files():
+    problems, checked = [], 0
+    for page in pages():
+        where = page.relative_to(ROOT).as_posix()
+        for header, rows, mark in marked_tables(page):
+            if mark is None:
+                if where in RESULT_PAGES and any(numbers(r) for r in rows):
+                    problems.append(f"{where}:{header}: a table of numbers without <!-- results: PATH -->")
+                continue
+            paths = [ROOT / p.strip() for p in mark["paths"].split(",")]
+            missing = [str(p.relative_to(ROOT)) for p in paths if not p.is_file()]
+            if missing:
+                problems.append(f"{where}:{header}: names {', '.join(missing)}, which does not exist")
+                continue
+            if mark["derived"]:
+                continue
+            source = [[v for v, _ in numbers(r)] for p in paths for _, body in tables(p.read_text(encoding="utf-8"))
+                      for r in body]
+            for offset, row in enumerate(rows, 1):
+                checked += 1
+                if not any(reads_as(numbers(row), s) for s in source):
+                    problems.append(f"{where}:{header + 1 + offset}: no row of {mark['paths'].strip()} gives {row}")
+    assert not problems, "result tables that differ from the results they quote:\n" + "\n".join(problems)
+    assert checked, "no page names the results file of a table"
+
+
+def test_result_rows_are_matched_by_value_order_and_rounding():
+    source = numbers("| car | PASCAL 1.0 | 223 | 0.454 | 0.370 | -0.016 | road 0.29 (0.48) |")
+    values = [v for v, _ in source]
+    assert reads_as(numbers("| car | 1.0: car | 223 | 0.45 | **0.37** | −0.02 | road 0.29 (0.48) |"), values)
+    assert reads_as(numbers("| 223 | 0.37 |"), values)                  # columns left out
+    assert not reads_as(numbers("| 223 | 0.46 |"), values)              # 0.454 is not 0.46
+    assert not reads_as(numbers("| 0.37 | 223 |"), values)              # not in the file's order
+    assert not reads_as(numbers("| 223 | 0.02 |"), values)              # the sign counts
+    assert reads_as(numbers("| 0.00 |"), [-0.001]) and numbers("2,224 (3, 52)") == [(2224, 0), (3, 0), (52, 0)]
+    mark = RESULTS_MARK.match("<!-- results: derived from a.md, b.md: sums -->")
+    assert mark["derived"] and mark["paths"] == "a.md, b.md"
+    assert RESULTS_MARK.match("<!-- results: benchmarks/results/x.md -->")["paths"] == "benchmarks/results/x.md"
