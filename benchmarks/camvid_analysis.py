@@ -1,6 +1,6 @@
 """The paper's real-world analysis on CamVid: eight stages, each a call of the library.
 
-Stages (``--stage NAME``; default: all but ``settings``, in this order):
+Stages (``--stage NAME``; default: all but ``settings`` and ``moments``, in this order):
 
 ``miou``           mIoU of every network on the split through its label mapping
                    (:func:`gsal_tf.datasets.dataset_confusion`, :func:`~gsal_tf.datasets.mapped_iou`,
@@ -37,6 +37,11 @@ Stages (``--stage NAME``; default: all but ``settings``, in this order):
                    ``--out``'s (``--explainer defaults``) on the frames both explained
                    (:func:`gsal_tf.scale.compare_runs`): whether the faster defaults tell the same
                    story, and what each cost per request (no new run).
+``moments``        the optimiser's moments when a mask goes back to its last one that kept the target:
+                   the class zones of the first ``--limit`` frames explained with ``--explainer``'s
+                   settings twice, ``moments="restart"`` and ``"auto"`` (a mask that stayed uniform
+                   explained again with them kept): how many masks ``auto`` changes and by how much,
+                   whether they keep the target, the area-like counts, and the cost.
 
 Every network is its ``.tflite`` file imported by :func:`gsal_tf.models.from_tflite` (8-bit
 activations simulated: 100 % arg-max agreement with ``tf.lite.Interpreter`` on the Coral files; the
@@ -83,7 +88,9 @@ SHARED = HERE.parent.parent / "shared" / "data" / "real"
 if not SHARED.exists():
     SHARED = Path("/work/shared/data/real")
 
-STAGES = ("miou", "context", "errors", "generalisation", "architectures", "bicycle", "bicycle-own", "settings")
+STAGES = ("miou", "context", "errors", "generalisation", "architectures", "bicycle", "bicycle-own", "settings", "moments")
+#: Stages that "all" leaves out: they compare settings on runs of their own.
+COMPARISONS = ("settings", "moments")
 #: Stage bicycle: the frames whose labels hold at least this many bicyclist pixels.
 BICYCLIST_PIXELS = 500
 
@@ -94,6 +101,13 @@ NETWORKS = {
     "pascal-1.0": ("deeplabv3_mnv2_pascal_quant.tflite", "pascal-camvid", "PASCAL MobileNetV2 1.0 (8-bit)"),
     "pascal-0.5": ("deeplabv3_mnv2_dm05_pascal_quant.tflite", "pascal-camvid", "PASCAL MobileNetV2 0.5 (8-bit)"),
 }
+#: Stage miou also measures these 8-bit networks with their activations in float32 (the file's
+#: dequantised weights, ``from_tflite(..., quantize_activations=False)``): how far the network a
+#: user deploys is from its float rebuild.
+FLOAT_ACTIVATIONS = ("cityscapes", "pascal-1.0", "pascal-0.5")
+FLOAT_LABEL = ", activations in float"
+FLOAT_NOTE = ("Rows ending in \"activations in float\": the same 8-bit file imported with its activations in float32 "
+              "(`from_tflite(..., quantize_activations=False)`); the other rows simulate the file's 8-bit activations, as deployed.")
 
 CAMVID_CLASSES = ("sky", "building", "pole", "road", "pavement", "tree", "sign symbol", "fence", "car", "pedestrian", "bicyclist")
 PAVEMENT, CAR, PEDESTRIAN, BICYCLIST = 4, 8, 9, 10
@@ -146,15 +160,19 @@ class Analysis:
         self._models: dict = {}
         self.worked = False  # whether an invocation explained or measured anything (else it only read results back)
 
-    def model(self, key: str):
+    def model(self, key: str, float_activations: bool = False):
+        """The network ``key`` imported from its TFLite file as deployed (8-bit activations simulated);
+        ``float_activations``: the same file with its activations run in float32 (stage ``miou``)."""
         import gsal_tf as gs
 
-        if key not in self._models:
+        if (key, float_activations) not in self._models:
             path = Path(self.args.models) / NETWORKS[key][0]
             # probabilities, as the zoo imports its TFLite networks (gsal_tf/zoo/build_tflite.py OUTPUT): grid saliency
             # explains softmax scores, and a model imported with output="logits" does not declare it (see README)
-            self._models[key] = gs.models.from_tflite(path, output="probabilities", name=key.replace(".", "_"))
-        return self._models[key]
+            self._models[key, float_activations] = gs.models.from_tflite(
+                path, output="probabilities", name=key.replace(".", "_") + ("_float" if float_activations else ""),
+                quantize_activations=False if float_activations else None)
+        return self._models[key, float_activations]
 
     def write(self, name: str, payload: dict) -> Path:
         path = self.out / name
@@ -217,9 +235,10 @@ class Analysis:
         (tree / f"{split}.txt").write_text("\n".join(lines) + "\n")
         return str(tree), split
 
-    def run(self, name: str, key: str, policy, tree: tuple[str, str] | None = None) -> dict:
+    def run(self, name: str, key: str, policy, tree: tuple[str, str] | None = None, options: dict | None = None) -> dict:
         """One ``explain_dataset`` run into OUT/runs/<name> (resumed if interrupted, read back if
-        done); with ``--report-only`` the run as far as its committed shards go (nothing explained)."""
+        done); with ``--report-only`` the run as far as its committed shards go (nothing explained).
+        ``options``: grid saliency's settings (default: ``--explainer``'s)."""
         import gsal_tf as gs
 
         folder = self.out / "runs" / name
@@ -229,7 +248,7 @@ class Analysis:
             return self.read_run(name, key)
         before = gs.scale.store.read_card(folder).get("finished") if (folder / "run.json").is_file() else None
         root, split = tree or self.explained_tree()
-        summary = gs.explain_dataset(self.model(key), root, folder, layout="camvid", split=split, options=EXPLAINERS[self.args.explainer],
+        summary = gs.explain_dataset(self.model(key), root, folder, layout="camvid", split=split, options=options or EXPLAINERS[self.args.explainer],
                                      policy=policy, limit=None if tree else self.args.limit, engine=self.args.engine, model_name=NETWORKS[key][2],
                                      progress=_progress(name))
         # a finished run read back keeps its card, and so the wall time of the invocation that explained it
@@ -311,6 +330,26 @@ def _policy_summary(policy: dict) -> dict:
     if "mapping" in policy:
         out["mapping"] = policy["mapping"]["name"]
     return out
+
+
+def _requests_in_labels(a: Analysis, policy: dict, **changes) -> int:
+    """How many requests the policy ``policy`` (a run card's, with ``changes``) makes of the labels of
+    the frames the explanation stages read: zones from the labels only, no network called."""
+    import cv2
+
+    import gsal_tf as gs
+    from gsal_tf.datasets.camvid import CamVidSource
+
+    policy = {**policy, **changes}
+    m = policy.get("mapping")
+    mapping = None if m is None else gs.datasets.LabelMapping(
+        name=m["name"], network_set=m["network_set"], dataset_set=m["dataset_set"], network_classes=tuple(m["network_classes"]),
+        dataset_classes=tuple(m["dataset_classes"]), groups=tuple(tuple(g) for g in m["groups"]), ignore_label=m["ignore_label"])
+    rule = gs.scale.RequestPolicy(zone=policy["zone"], zones_from=policy["zones_from"], classes=policy["classes"],
+                                  exclude=tuple(policy["exclude"]), min_pixels=policy["min_pixels"], mapping=mapping)
+    source = CamVidSource(*a.explained_tree())
+    return sum(len(rule.requests(cv2.imread(str(path), cv2.IMREAD_UNCHANGED), None, source.ignore_label))
+               for path in source.label_files[:a.args.limit])
 
 
 def _progress(name: str):
@@ -486,12 +525,16 @@ def stage_miou(a: Analysis) -> dict:
     folder = a.out / "miou"
     folder.mkdir(exist_ok=True)
     rows, timings = [], {}
-    for key, (_file, mapping_name, label) in NETWORKS.items():
-        path = folder / f"{key}.json"
+    variants = [(key, False) for key in NETWORKS] + [(key, True) for key in FLOAT_ACTIVATIONS]
+    for key, float_activations in variants:
+        _file, mapping_name, label = NETWORKS[key]
+        label += FLOAT_LABEL if float_activations else ""
+        name = f"{key}-float" if float_activations else key
+        path = folder / f"{name}.json"
         done = json.loads(path.read_text()) if path.is_file() else None
         if done is None or done.get("split") != a.args.split or done.get("limit") != a.args.limit:
             mapping = load_mapping(mapping_name)
-            model = a.model(key)
+            model = a.model(key, float_activations)
             began = time.perf_counter()
             confusion = dataset_confusion(model, a.args.camvid, mapping, layout="camvid", split=a.args.split, limit=a.args.limit)
             seconds = time.perf_counter() - began
@@ -502,14 +545,14 @@ def stage_miou(a: Analysis) -> dict:
                            "pixel_accuracy": float(np.trace(confusion[:, :len(iou)]) / confusion.sum()),
                            "confusion": confusion, "confusion_columns": list(CAMVID_CLASSES) + ["no CamVid class"],
                            "wall_seconds": seconds, "seconds_per_frame": seconds / (a.args.limit or 233 if a.args.split == "test" else a.args.limit or 101)})
-            a.write(f"miou/{key}.json", done)
+            a.write(f"miou/{name}.json", done)
             a.worked = True
-        timings[key] = done["wall_seconds"]
+        timings[name] = done["wall_seconds"]
         rows.append([done["network"], _fmt(done["miou"]), f"{len(done['classes_covered'])}/11"]
                     + [_fmt(done["iou"][c], 2) for c in CAMVID_CLASSES] + [f"{done['wall_seconds']:.1f}"])
     header = ["network", "mIoU", "classes"] + list(CAMVID_CLASSES) + ["seconds"]
     (a.out / "miou.md").write_text(f"# mIoU on CamVid {a.args.split} (limit {a.args.limit}) through the label mappings\n\n"
-                                   + _markdown(header, rows) + f"\n{CREDIT}.\n")
+                                   + _markdown(header, rows) + f"\n{FLOAT_NOTE}\n\n{CREDIT}.\n")
     return {"stage": "miou", "requests": None, "frames_per_network": a.args.limit, "wall_seconds": timings}
 
 
@@ -540,6 +583,8 @@ def stage_context(a: Analysis) -> dict:
         else:
             continue
         runs[name]["top3"] = _top_context(stats, card, focused=_stats_not_area_like(runs[name]["run"]))
+        if zone == "component" and card["settings"]["policy"].get("classes") is not None:
+            runs[name]["components_of_every_class"] = _requests_in_labels(a, card["settings"]["policy"], classes=None)
     lines = [f"# Context statistics, Cityscapes MobileNet-EdgeTPU on {a.frames()}\n",
              f"Grid saliency, {SETTINGS[a.args.explainer]}. share = mean share of the salient context on the context class (CamVid labels); "
              "infl. = the inflation baseline's share with the same amount of context; Δ = share − infl. "
@@ -556,6 +601,9 @@ def stage_context(a: Analysis) -> dict:
                              _fmt(t.get("share_not_area_like")), _fmt(t.get("difference_not_area_like"))])
         lines.append(_markdown(["request class (network)", "n (no salient context, area-like)", "context class", "share", "infl.", "Δ",
                                 "share, not area-like", "Δ, not area-like"], rows))
+        if "components_of_every_class" in run:
+            lines.append(f"\nThe run explains the components of {len(run['top3'])} classes; the same frames' labels hold "
+                         f"{run['components_of_every_class']:,} components of every class under the same policy.\n")
         if run["figure"]:
             lines.append(f"\n![Δ per request class and context class]({run['figure']})\n")
     zones = _zones_table(runs)
@@ -732,7 +780,7 @@ def stage_generalisation(a: Analysis) -> dict:
     (a.out / "generalisation.md").write_text(f"# Score without context, Cityscapes MobileNet-EdgeTPU on {a.frames()}\n\n"
                                              "no_context_score of grid saliency (the request's mean score with all context replaced by the "
                                              "baseline, relative to f_c(x); 1 = no drop), quantiles over requests.\n\n"
-                                             + _markdown(header, rows) + f"\n{CREDIT}.\n")
+                                             + _markdown(header, rows) + f"\n{FLOAT_NOTE}\n\n{CREDIT}.\n")
     _csv(a.out / "generalisation.csv", header, rows)
     return {"stage": "generalisation", "requests": None, "quantiles": _clean(out), **({"zones_part_way": part_way} if part_way else {})}
 
@@ -849,6 +897,67 @@ def stage_settings(a: Analysis) -> dict:
     return {"stage": "settings", "frames": cmp.shared_samples, "runs": _clean(runs), "classes": records}
 
 
+def moments_comparison(restart: dict, auto: dict, original, target: float, tolerance: float = 1e-6) -> dict:
+    """What ``moments="auto"`` changed against ``"restart"`` on the same requests (arrays in one order).
+
+    ``restart``, ``auto``: per request ``salient_mass`` (sum of the saliency over the context) and
+    ``preserved_score``; ``area_distance`` (NaN: no salient context); ``original``: f_c(x). A mask
+    changed when its salient mass moved by more than ``tolerance`` relative to the larger of the two;
+    it keeps the target when ``preserved_score >= target * original``.
+    """
+    from gsal_tf.context_stats import AREA_LIKE_DISTANCE
+
+    a, b = np.asarray(restart["salient_mass"], np.float64), np.asarray(auto["salient_mass"], np.float64)
+    changed = np.abs(b - a) > tolerance * np.maximum(np.maximum(a, b), 1e-12)
+    smaller, larger = changed & (b < a), changed & (b > a)
+    less = 1.0 - b[smaller] / a[smaller]
+    keeps = np.asarray(auto["preserved_score"], np.float64) >= target * np.asarray(original, np.float64)
+    area_like = {name: int(np.sum(np.asarray(run["area_distance"], np.float64) < AREA_LIKE_DISTANCE)) for name, run in (("restart", restart), ("auto", auto))}
+    return {"requests": int(a.size), "keep_context_restart": int(np.sum(a > 0)), "keep_context_auto": int(np.sum(b > 0)),
+            "changed": int(changed.sum()), "smaller": int(smaller.sum()), "larger": int(larger.sum()),
+            "less_salient_mass_min": float(less.min()) if less.size else None, "less_salient_mass_max": float(less.max()) if less.size else None,
+            "changed_keep_target": int(np.sum(keeps & changed)), "area_like": area_like}
+
+
+def stage_moments(a: Analysis) -> dict:
+    import gsal_tf as gs
+    from gsal_tf import context_stats
+
+    if not a.args.limit:
+        raise SystemExit("--stage moments explains the first --limit frames twice: give --limit N (e.g. 8)")
+    policy = gs.scale.RequestPolicy(zone="class", zones_from="labels", min_pixels=16, mapping="cityscapes-camvid")
+    runs, columns = {}, {}
+    for moments in ("restart", "auto"):
+        name = f"cityscapes-class-moments-{moments}"
+        runs[moments] = a.run(name, "cityscapes", policy, options={**EXPLAINERS[a.args.explainer], "moments": moments})
+        table = gs.scale.store.read_results(runs[moments]["run"]).sort_by([("sample_index", "ascending"), ("request_index", "ascending")])
+        column = {c: np.asarray(table.column(c).to_pylist()) for c in ("sample_key", "request_index", "salient_mass", "preserved_score",
+                                                                       "original_score", "salient", "context_pixels")}
+        column["area_distance"] = context_stats.area_distance(column["salient"].astype(np.float64), column["context_pixels"].astype(np.float64))
+        columns[moments] = column
+    same = all(np.array_equal(columns["restart"][c], columns["auto"][c]) for c in ("sample_key", "request_index"))
+    if not same:
+        raise SystemExit("--stage moments: the two runs explained different requests; remove OUT/runs/cityscapes-class-moments-* and run again")
+    result = moments_comparison(columns["restart"], columns["auto"], columns["restart"]["original_score"], EXPLAINERS[a.args.explainer]["target"])
+    seconds = {m: runs[m]["explainer_seconds_all_sessions"] for m in runs}
+    result["seconds"] = seconds
+    result["time_ratio_auto_over_restart"] = round(seconds["auto"] / seconds["restart"], 3) if seconds["restart"] else None
+    r = result
+    rows = [[m, r["requests"], r[f"keep_context_{m}"], r["area_like"][m], f"{seconds[m]:.1f}"] for m in ("restart", "auto")]
+    less = ("–" if r["less_salient_mass_min"] is None
+            else f"{100 * r['less_salient_mass_min']:.0f}–{100 * r['less_salient_mass_max']:.0f} % less salient mass")
+    (a.out / "moments.md").write_text(
+        f"# The optimiser's moments: restart vs auto on the same requests\n\n"
+        f"Class zones of the CamVid labels on {a.frames()}, Cityscapes MobileNet-EdgeTPU, grid saliency with {SETTINGS[a.args.explainer]} "
+        f"except the moments: restart (every return to the last mask that kept the target restarts Adam's moments) and auto "
+        f"(a mask that stayed uniform is explained again with them kept). auto changed {r['changed']} of {r['requests']} masks: "
+        f"{r['smaller']} smaller ({less}), {r['larger']} larger; {r['changed_keep_target']} of the changed keep the target "
+        f"(preserved ≥ τ·f_c(x)). Time: auto {r['time_ratio_auto_over_restart']}× restart. area-like = salient context spread "
+        f"as the context classes' areas (`area_distance` < {context_stats.AREA_LIKE_DISTANCE:g}).\n\n"
+        + _markdown(["moments", "requests", "keep context", "area-like", "seconds explaining"], rows) + f"\n{CREDIT}.\n")
+    return {"stage": "moments", "runs": _clean(runs), "comparison": _clean(result)}
+
+
 def parse_args(argv=None) -> argparse.Namespace:
     """The command line (``argv``; default ``sys.argv[1:]``), a bad class name refused."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -887,7 +996,7 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     analysis = Analysis(args)
     # "all": every stage that explains or reads one results folder (settings reads two)
-    stages = tuple(stage for stage in STAGES if stage != "settings") if args.stage == "all" else (args.stage,)
+    stages = tuple(stage for stage in STAGES if stage not in COMPARISONS) if args.stage == "all" else (args.stage,)
     for stage in stages:
         began = time.perf_counter()
         print(f"stage {stage} ...", file=sys.stderr, flush=True)

@@ -78,3 +78,27 @@ def test_architecture_pairs_choose_the_runs_and_their_order():
     for bad in ("pascl", ","):
         with pytest.raises(SystemExit, match="--pairs: unknown pair"):
             ca.parse_args(["--pairs", bad])
+
+
+def test_moments_comparison_counts_what_auto_changed():
+    ca = load_benchmark_script("camvid_analysis")
+    nan = float("nan")
+    restart = {"salient_mass": [0.0, 2.0, 4.0, 1.0, 3.0], "preserved_score": [0.9, 0.9, 0.9, 0.9, 0.9],
+               "area_distance": [nan, 0.0, 0.01, 0.3, 0.2]}
+    # request 0 keeps no context in either; 1 unchanged; 2: 25 % less; 3: 50 % more; 4: 1e-9 relative: unchanged
+    auto = {"salient_mass": [0.0, 2.0, 3.0, 1.5, 3.0 * (1 + 1e-9)], "preserved_score": [0.9, 0.9, 0.95, 0.5, 0.9],
+            "area_distance": [nan, 0.0, 0.2, 0.3, 0.2]}
+    c = ca.moments_comparison(restart, auto, original=[1.0] * 5, target=0.9)
+    assert (c["requests"], c["keep_context_restart"], c["keep_context_auto"]) == (5, 4, 4)
+    assert (c["changed"], c["smaller"], c["larger"]) == (2, 1, 1)
+    assert c["less_salient_mass_min"] == pytest.approx(0.25) == c["less_salient_mass_max"]
+    assert c["changed_keep_target"] == 1  # request 3's larger mask lost the target (0.5 < 0.9)
+    assert c["area_like"] == {"restart": 2, "auto": 1}  # NaN (no context) is not area-like
+    assert ca.moments_comparison(restart, restart, [1.0] * 5, 0.9)["less_salient_mass_min"] is None
+
+
+def test_moments_stage_needs_a_limit(tmp_path):
+    ca = load_benchmark_script("camvid_analysis")
+    with pytest.raises(SystemExit, match="give --limit N"):
+        ca.stage_moments(ca.Analysis(ca.parse_args(["--out", str(tmp_path), "--stage", "moments"])))
+    assert not any(tmp_path.iterdir())
