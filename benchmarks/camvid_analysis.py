@@ -1,4 +1,4 @@
-"""The paper's real-world analysis on CamVid: eight stages, each a call of the library.
+"""The paper's real-world analysis on CamVid: nine stages, each a call of the library.
 
 Stages (``--stage NAME``; default: all but ``settings`` and ``moments``, in this order):
 
@@ -341,12 +341,10 @@ def _requests_in_labels(a: Analysis, policy: dict, **changes) -> int:
     from gsal_tf.datasets.camvid import CamVidSource
 
     policy = {**policy, **changes}
-    m = policy.get("mapping")
-    mapping = None if m is None else gs.datasets.LabelMapping(
-        name=m["name"], network_set=m["network_set"], dataset_set=m["dataset_set"], network_classes=tuple(m["network_classes"]),
-        dataset_classes=tuple(m["dataset_classes"]), groups=tuple(tuple(g) for g in m["groups"]), ignore_label=m["ignore_label"])
+    mapping = policy.get("mapping")
     rule = gs.scale.RequestPolicy(zone=policy["zone"], zones_from=policy["zones_from"], classes=policy["classes"],
-                                  exclude=tuple(policy["exclude"]), min_pixels=policy["min_pixels"], mapping=mapping)
+                                  exclude=tuple(policy["exclude"]), min_pixels=policy["min_pixels"],
+                                  mapping=None if mapping is None else gs.datasets.LabelMapping.from_dict(mapping))
     source = CamVidSource(*a.explained_tree())
     return sum(len(rule.requests(cv2.imread(str(path), cv2.IMREAD_UNCHANGED), None, source.ignore_label))
                for path in source.label_files[:a.args.limit])
@@ -780,7 +778,7 @@ def stage_generalisation(a: Analysis) -> dict:
     (a.out / "generalisation.md").write_text(f"# Score without context, Cityscapes MobileNet-EdgeTPU on {a.frames()}\n\n"
                                              "no_context_score of grid saliency (the request's mean score with all context replaced by the "
                                              "baseline, relative to f_c(x); 1 = no drop), quantiles over requests.\n\n"
-                                             + _markdown(header, rows) + f"\n{FLOAT_NOTE}\n\n{CREDIT}.\n")
+                                             + _markdown(header, rows) + f"\n{CREDIT}.\n")
     _csv(a.out / "generalisation.csv", header, rows)
     return {"stage": "generalisation", "requests": None, "quantiles": _clean(out), **({"zones_part_way": part_way} if part_way else {})}
 

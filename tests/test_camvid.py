@@ -18,7 +18,7 @@ import pytest
 import gsal_tf as gs
 from gsal_tf.datasets import (CAMVID, CITYSCAPES, UNMAPPED, available_mappings, dataset_confusion, load_mapping, mapped_confusion,
                               mapped_iou, mapped_mean_iou, open_source)
-from gsal_tf.datasets.mapping import parse_mapping
+from gsal_tf.datasets.mapping import LabelMapping, parse_mapping
 from gsal_tf.errors import GsalInputError
 from gsal_tf.scale import RequestPolicy, explain_dataset, load_stats, read_card, read_results
 
@@ -168,6 +168,14 @@ def test_shipped_mappings_name_classes_of_their_label_sets():
         assert len(ids) == len(set(ids)) and all(0 <= n < len(mapping.network_classes) for n in ids)
         assert mapping.notes and mapping.description
     assert load_mapping("cityscapes-camvid").network_classes == CITYSCAPES.names
+
+
+def test_a_mapping_comes_back_from_its_run_card_form():
+    for name in available_mappings():
+        mapping = load_mapping(name)
+        back = LabelMapping.from_dict(json.loads(json.dumps(mapping.to_dict())))  # as a run card holds it
+        assert back.to_dict() == mapping.to_dict() and back.groups == mapping.groups, name
+        assert back.to_dataset.tolist() == mapping.to_dataset.tolist() and back.explained.tolist() == mapping.explained.tolist()
 
 
 def meaning(mapping) -> dict:

@@ -188,6 +188,14 @@ class LabelMapping:
                 "network_classes": list(self.network_classes), "dataset_classes": list(self.dataset_classes),
                 "groups": [list(g) for g in self.groups], "ignore_label": self.ignore_label}
 
+    @classmethod
+    def from_dict(cls, values: dict) -> "LabelMapping":
+        """The mapping :meth:`to_dict` wrote (a run card's ``settings.policy.mapping``); its
+        description and notes are not in a card, and come back empty."""
+        return cls(name=values["name"], network_set=values["network_set"], dataset_set=values["dataset_set"],
+                   network_classes=tuple(values["network_classes"]), dataset_classes=tuple(values["dataset_classes"]),
+                   groups=tuple(tuple(int(i) for i in g) for g in values["groups"]), ignore_label=values["ignore_label"])
+
 
 # -- loading ---------------------------------------------------------------------------------
 
