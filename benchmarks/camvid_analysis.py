@@ -947,7 +947,7 @@ def stage_moments(a: Analysis) -> dict:
     (a.out / "moments.md").write_text(
         f"# The optimiser's moments: restart vs auto on the same requests\n\n"
         f"Class zones of the CamVid labels on {a.frames()}, Cityscapes MobileNet-EdgeTPU, grid saliency with {SETTINGS[a.args.explainer]} "
-        f"except the moments: restart (every return to the last mask that kept the target restarts Adam's moments) and auto "
+        f"(restart: every return to the last mask that kept the target restarts Adam's moments), and the same with moments auto "
         f"(a mask that stayed uniform is explained again with them kept). auto changed {r['changed']} of {r['requests']} masks: "
         f"{r['smaller']} smaller ({less}), {r['larger']} larger; {r['changed_keep_target']} of the changed keep the target "
         f"(preserved ≥ τ·f_c(x)). Time: auto {r['time_ratio_auto_over_restart']}× restart. area-like = salient context spread "
