@@ -385,6 +385,14 @@ def _stats(folder):
     return gs.scale.load_stats(folder)
 
 
+def _area_distance(table) -> np.ndarray:
+    """(N,) :func:`gsal_tf.context_stats.area_distance` of each request of a results table (NaN: no salient context)."""
+    from gsal_tf import context_stats
+
+    return context_stats.area_distance(np.asarray(table.column("salient").to_pylist(), np.float64),
+                                       np.asarray(table.column("context_pixels").to_pylist(), np.float64))
+
+
 def _stats_not_area_like(folder):
     """The statistics of ``folder``'s requests that are not area-like (their salient context does
     not lie on the context classes as the classes' areas do; :func:`gsal_tf.context_stats.area_distance`)."""
@@ -392,9 +400,7 @@ def _stats_not_area_like(folder):
     from gsal_tf import context_stats
 
     table = gs.scale.store.read_results(folder)
-    distance = context_stats.area_distance(np.asarray(table.column("salient").to_pylist(), np.float64),
-                                           np.asarray(table.column("context_pixels").to_pylist(), np.float64))
-    keep = ~(distance < context_stats.AREA_LIKE_DISTANCE)  # NaN (no salient context) stays: counted as empty
+    keep = ~(_area_distance(table) < context_stats.AREA_LIKE_DISTANCE)  # NaN (no salient context) stays: counted as empty
     return gs.scale.load_stats(folder, table.filter(keep))[0]
 
 
@@ -929,10 +935,9 @@ def stage_moments(a: Analysis) -> dict:
         name = f"cityscapes-class-moments-{moments}"
         runs[moments] = a.run(name, "cityscapes", policy, options={**EXPLAINERS[a.args.explainer], "moments": moments})
         table = gs.scale.store.read_results(runs[moments]["run"]).sort_by([("sample_index", "ascending"), ("request_index", "ascending")])
-        column = {c: np.asarray(table.column(c).to_pylist()) for c in ("sample_key", "request_index", "salient_mass", "preserved_score",
-                                                                       "original_score", "salient", "context_pixels")}
-        column["area_distance"] = context_stats.area_distance(column["salient"].astype(np.float64), column["context_pixels"].astype(np.float64))
-        columns[moments] = column
+        columns[moments] = {c: np.asarray(table.column(c).to_pylist())
+                            for c in ("sample_key", "request_index", "salient_mass", "preserved_score", "original_score")}
+        columns[moments]["area_distance"] = _area_distance(table)
     same = all(np.array_equal(columns["restart"][c], columns["auto"][c]) for c in ("sample_key", "request_index"))
     if not same:
         raise SystemExit("--stage moments: the two runs explained different requests; remove OUT/runs/cityscapes-class-moments-* and run again")
