@@ -63,6 +63,30 @@ def test_help_keeps_toml_table_names(command, text):
     assert res.exit_code == 0 and text in " ".join(res.output.split())
 
 
+def _commands(group, path=()):
+    """Every (path, click command) of the CLI, groups included."""
+    yield path, group
+    for name, sub in getattr(group, "commands", {}).items():
+        yield from _commands(sub, (*path, name))
+
+
+def test_help_keeps_every_word_and_reflows_paragraphs(monkeypatch):
+    """Help text is Markdown: hard-wrapped docstring lines join into paragraphs, and nothing the
+    docstring says (``saliency_<model>.npy``, ``--demo``) is eaten as markup."""
+    import typer.main
+
+    monkeypatch.setenv("COLUMNS", "400")  # rich's console width: one paragraph, one line
+    for path, command in _commands(typer.main.get_command(app)):
+        res = runner.invoke(app, [*path, "--help"], terminal_width=400)
+        assert res.exit_code == 0, path
+        lines = [line.strip(" │") for line in res.output.splitlines()]
+        for paragraph in (command.help or "").split("\n\n"):
+            words = paragraph.replace("`", "").split()
+            if not words or len(" ".join(words)) > 380:
+                continue
+            assert " ".join(words) in lines, (path, paragraph)
+
+
 def test_explain_writes_saliency_overlay_and_summary(files, tmp_path, saved_figures):
     out = tmp_path / "out"
     res = run("explain", files / "image.png", "--model", files / "model.keras", "--request", files / "request.png", "--class", 1, "--grid", "4,4", "--iterations", 60, "--out", out)

@@ -59,7 +59,7 @@ def compare_backbones(
     Writes comparison.png (the image with the request and a legend of the predicted classes; a
     column per model, named on top: its prediction, its context saliency with the preserved score
     and the score without context; one saliency colour bar; --figure-format svg or pdf for
-    vector), comparison.json and saliency_<model>.npy.
+    vector), comparison.json and `saliency_<model>.npy`.
 
     Examples: gsal compare-backbones --demo; gsal compare-backbones photo.jpg --models
     pascal-mobilenetv2,pascal-mobilenetv2-0.5 --request-class cow

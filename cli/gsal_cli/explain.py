@@ -40,7 +40,7 @@ def explain(
     seed: Seed = None,
     moments: Moments = None,
     pixel_scale: PixelScale = None,
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output folder (default: gsal-out/<image name>)."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output folder (default: `gsal-out/<image name>`)."),
     figure_format: FigureFormat = figure_format_option(),
     threads: Optional[int] = threads_option(),
     custom_modules: CustomModules = None,

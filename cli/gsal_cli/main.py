@@ -40,6 +40,9 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_show_locals=False,
+    # Docstrings are hard-wrapped at 100 columns: Markdown joins their lines into paragraphs that
+    # rich wraps to the terminal ("rich" mode keeps every line break: ragged at 80 columns).
+    rich_markup_mode="markdown",
 )
 
 
