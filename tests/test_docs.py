@@ -160,6 +160,11 @@ def test_diary_patterns_catch_what_they_should():
 # to the digits the page shows (a page may leave columns out, merge them, or round; it may not
 # change a number). `<!-- results: derived from PATH[, PATH]: how -->` marks a table computed from
 # results (sums, counts) that no file holds row by row; its paths must exist.
+# A JSON report has no rows: a table copying JSON results (paths may be globs,
+# `benchmarks/results/zoo-eval/*/report.json`) must show, after its first cell (the row's name),
+# only numbers that round from some number of the row's reports — the files whose path below
+# benchmarks/results/ has a folder or a name the row's name contains (`mobilenetv2-strong/` for
+# "tmnist-mobilenetv2-strong"), or all of them when none does.
 
 RESULTS_MARK = re.compile(r"^<!--\s*results:\s*(?P<derived>derived from\s+)?(?P<paths>[^:>]+?)\s*(?::.*)?-->\s*$")
 NUMBER = re.compile(r"[-−+]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?")
@@ -211,6 +216,63 @@ def reads_as(row: list[tuple[float, int]], source: list[float]) -> bool:
     return True
 
 
+def json_numbers(path: Path) -> list[float]:
+    """Every number of a JSON file (its leaves; booleans are not numbers)."""
+    import json
+
+    def leaves(node):
+        if isinstance(node, dict):
+            node = list(node.values())
+        if isinstance(node, list):
+            for item in node:
+                yield from leaves(item)
+        elif isinstance(node, (int, float)) and not isinstance(node, bool):
+            yield float(node)
+
+    return list(leaves(json.loads(path.read_text(encoding="utf-8"))))
+
+
+def row_reports(row: str, reports: list[Path]) -> list[Path]:
+    """The reports of a table row: those with a folder or a file name (below benchmarks/results/)
+    that the row's first cell contains, else all."""
+    name = row.strip().strip("|").split("|")[0].lower()
+    results = ROOT / "benchmarks" / "results"
+    own = [r for r in reports if any(part.lower() in name for part in r.with_suffix("").relative_to(results).parts)]
+    return own or reports
+
+
+def standalone_numbers(text: str) -> list[tuple[float, int]]:
+    """The numbers of ``text`` that stand alone: not the digits of a name such as
+    ``pascal-mobilenetv2-0.5-257`` (glued to a letter, digit, ``-``, ``_`` or ``.`` before, or to a
+    letter, ``-`` or ``_`` after)."""
+    text = text.replace("**", "")
+    found = []
+    for m in NUMBER.finditer(text):
+        before, after = text[m.start() - 1:m.start()], text[m.end():m.end() + 1]
+        if re.match(r"[\w.-]", before) or re.match(r"[^\W\d]|[-_]", after):
+            continue
+        found += numbers(m.group(0))
+    return found
+
+
+def reads_as_reports(row: str, reports: list[Path]) -> bool:
+    """Every number standing alone in ``row`` after its first cell rounds from a number of the row's reports."""
+    cells = row.strip().strip("|").split("|")
+    leaves = [v for r in row_reports(row, reports) for v in json_numbers(r)]
+    return all(any(rounds_to(shown, v) for v in leaves) for shown in standalone_numbers("|".join(cells[1:])))
+
+
+def result_sources(paths: str) -> tuple[list[Path], list[str]]:
+    """The files a mark names (globs expanded, sorted) and the names that match no file."""
+    files, missing = [], []
+    for name in (p.strip() for p in paths.split(",")):
+        found = sorted(p for p in ROOT.glob(name) if p.is_file())
+        files += found
+        if not found:
+            missing.append(name)
+    return files, missing
+
+
 def marked_tables(page: Path):
     """(header line, body rows, mark or None) for each table of ``page``."""
     lines = page.read_text(encoding="utf-8").splitlines()
@@ -228,18 +290,18 @@ def test_result_tables_read_as_rows_of_their_results_files():
                 if where in RESULT_PAGES and any(numbers(r) for r in rows):
                     problems.append(f"{where}:{header}: a table of numbers without <!-- results: PATH -->")
                 continue
-            paths = [ROOT / p.strip() for p in mark["paths"].split(",")]
-            missing = [str(p.relative_to(ROOT)) for p in paths if not p.is_file()]
+            paths, missing = result_sources(mark["paths"])
             if missing:
-                problems.append(f"{where}:{header}: names {', '.join(missing)}, which does not exist")
+                problems.append(f"{where}:{header}: names {', '.join(missing)}, which matches no file")
                 continue
             if mark["derived"]:
                 continue
-            source = [[v for v, _ in numbers(r)] for p in paths for _, body in tables(p.read_text(encoding="utf-8"))
-                      for r in body]
+            reports = [p for p in paths if p.suffix == ".json"]
+            source = [[v for v, _ in numbers(r)] for p in paths if p.suffix != ".json"
+                      for _, body in tables(p.read_text(encoding="utf-8")) for r in body]
             for offset, row in enumerate(rows, 1):
                 checked += 1
-                if not any(reads_as(numbers(row), s) for s in source):
+                if not (any(reads_as(numbers(row), s) for s in source) or (reports and reads_as_reports(row, reports))):
                     problems.append(f"{where}:{header + 1 + offset}: no row of {mark['paths'].strip()} gives {row}")
     assert not problems, "result tables that differ from the results they quote:\n" + "\n".join(problems)
     assert checked, "no page names the results file of a table"
@@ -254,6 +316,8 @@ def test_result_rows_are_matched_by_value_order_and_rounding():
     assert not reads_as(numbers("| 0.37 | 223 |"), values)              # not in the file's order
     assert not reads_as(numbers("| 223 | 0.02 |"), values)              # the sign counts
     assert reads_as(numbers("| 0.00 |"), [-0.001]) and numbers("2,224 (3, 52)") == [(2224, 0), (3, 0), (52, 0)]
+    assert standalone_numbers("pascal-mobilenetv2-0.5-257 | lam 1, 100 it. | −0.02 | 0.974 (n=60) | 12×12") == [
+        (1, 0), (100, 0), (-0.02, 2), (0.974, 3), (60, 0), (12, 0), (12, 0)]
     mark = RESULTS_MARK.match("<!-- results: derived from a.md, b.md: sums -->")
     assert mark["derived"] and mark["paths"] == "a.md, b.md"
     assert RESULTS_MARK.match("<!-- results: benchmarks/results/x.md -->")["paths"] == "benchmarks/results/x.md"
