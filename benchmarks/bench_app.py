@@ -3,14 +3,19 @@
 For each network: the demo photo (cyclists, 513x513, for the PASCAL network) or the TextureMNIST
 demo sample (64x64), predicted once; then a click on the largest non-background segment, timed
 from the POST of the click to the overlay PNG received (what the page waits for), through the
-real HTTP server and its worker thread. The first click includes building the explainer's graphs;
-the next clicks reuse the cached explainer (one per model and image size). Default settings.
+real HTTP server and its worker thread. The first click includes building the explainer's graphs
+(traced: the disk cache of traced graphs is switched off unless ``--graph-cache``, which measures
+the first click as a user sees it from the second session on); the next clicks reuse the
+explainer the server keeps (one per model and image size). Default settings.
+
+Run: python benchmarks/bench_app.py [--clicks 3] [--graph-cache] [--json benchmarks/results/app.json]
 """
 
 from __future__ import annotations
 
+import argparse
 import json
-import sys
+import os
 import threading
 import time
 import urllib.request
@@ -18,6 +23,8 @@ import urllib.request
 import cv2
 import numpy as np
 
+from _common import finish, machine
+from gsal_tf import __version__
 from gsal_tf.app.server import make_server
 
 CASES = [("cyclists", "pascal-mobilenetv2-0.5-257"), ("textures", "tmnist-mobilenetv2-strong")]
@@ -50,8 +57,10 @@ def _click_point(app, prediction_id, image_shape):
     return [int(y * image_shape[0] / labels.shape[0]), int(x * image_shape[1] / labels.shape[1])]
 
 
-def main(clicks: int = 3) -> None:
+def main(clicks: int = 3, json_path=None, graph_cache: bool = False) -> None:
+    os.environ["GSAL_GRAPH_CACHE"] = "1" if graph_cache else "0"  # read when an explainer is built
     server = make_server(0)
+    rows = []
     threading.Thread(target=server.serve_forever, daemon=True).start()
     base = f"http://127.0.0.1:{server.server_address[1]}"
     for demo, model in CASES:
@@ -70,7 +79,20 @@ def main(clicks: int = 3) -> None:
         print(f"{model} ({info['height']}x{info['width']} image, click {point}, class {r['class_name']}): "
               f"load+predict {load:.1f} s; click to overlay: first {times[0]:.1f} s, then "
               f"{', '.join(f'{t:.1f}' for t in times[1:])} s (optimisation {r['seconds']:.1f} s)", flush=True)
+        rows.append({"model": model, "image": f"{info['height']}x{info['width']} {demo} demo", "click": point,
+                     "class": r["class_name"], "load_predict_s": load, "first_click_s": times[0],
+                     "next_clicks_s": times[1:], "optimisation_s_last_click": r["seconds"]})
+    finish({"what": "gsal app: POST of a click to the overlay PNG received, through the real HTTP server",
+            "command": f"python benchmarks/bench_app.py --clicks {clicks}" + (" --graph-cache" if graph_cache else ""),
+            "version": __version__, "machine": machine(), "clicks": clicks,
+            "graph_cache": "on (first click from the disk cache when primed)" if graph_cache else "off (first click traces)",
+            "networks": rows}, json_path)
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]) if len(sys.argv) > 1 else 3)
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--clicks", type=int, default=3, help="clicks per network (the first compiles)")
+    parser.add_argument("--graph-cache", action="store_true", help="use the disk cache of traced graphs (default: off)")
+    parser.add_argument("--json", default=None, help="write the report here (benchmarks/results/app.json)")
+    args = parser.parse_args()
+    main(args.clicks, args.json, args.graph_cache)

@@ -243,13 +243,13 @@ def row_reports(row: str, reports: list[Path]) -> list[Path]:
 
 def standalone_numbers(text: str) -> list[tuple[float, int]]:
     """The numbers of ``text`` that stand alone: not the digits of a name such as
-    ``pascal-mobilenetv2-0.5-257`` (glued to a letter, digit, ``-``, ``_`` or ``.`` before, or to a
-    letter, ``-`` or ``_`` after)."""
+    ``pascal-mobilenetv2-0.5-257`` or a size such as ``513×513`` (glued to a letter, digit, ``-``,
+    ``_``, ``.`` or ``×`` before, or to a letter, ``-``, ``_`` or ``×`` after)."""
     text = text.replace("**", "")
     found = []
     for m in NUMBER.finditer(text):
         before, after = text[m.start() - 1:m.start()], text[m.end():m.end() + 1]
-        if re.match(r"[\w.-]", before) or re.match(r"[^\W\d]|[-_]", after):
+        if re.match(r"[\w.×-]", before) or re.match(r"[^\W\d]|[-_×]", after):
             continue
         found += numbers(m.group(0))
     return found
@@ -316,8 +316,8 @@ def test_result_rows_are_matched_by_value_order_and_rounding():
     assert not reads_as(numbers("| 0.37 | 223 |"), values)              # not in the file's order
     assert not reads_as(numbers("| 223 | 0.02 |"), values)              # the sign counts
     assert reads_as(numbers("| 0.00 |"), [-0.001]) and numbers("2,224 (3, 52)") == [(2224, 0), (3, 0), (52, 0)]
-    assert standalone_numbers("pascal-mobilenetv2-0.5-257 | lam 1, 100 it. | −0.02 | 0.974 (n=60) | 12×12") == [
-        (1, 0), (100, 0), (-0.02, 2), (0.974, 3), (60, 0), (12, 0), (12, 0)]
+    assert standalone_numbers("pascal-mobilenetv2-0.5-257 | lam 1, 100 it. | −0.02 | 0.974 (n=60) | 513×513") == [
+        (1, 0), (100, 0), (-0.02, 2), (0.974, 3), (60, 0)]
     mark = RESULTS_MARK.match("<!-- results: derived from a.md, b.md: sums -->")
     assert mark["derived"] and mark["paths"] == "a.md, b.md"
     assert RESULTS_MARK.match("<!-- results: benchmarks/results/x.md -->")["paths"] == "benchmarks/results/x.md"
