@@ -71,8 +71,9 @@ def _commands(group, path=()):
 
 
 def test_help_keeps_every_word_and_reflows_paragraphs(monkeypatch):
-    """Help text is Markdown: hard-wrapped docstring lines join into paragraphs, and nothing the
-    docstring says (``saliency_<model>.npy``, ``--demo``) is eaten as markup."""
+    """Help text is Markdown: hard-wrapped docstring lines join into paragraphs, and nothing a
+    docstring or an option's help says (``saliency_<model>.npy``, ``gsal-out/<image name>``,
+    ``--demo``) is eaten as markup."""
     import typer.main
 
     monkeypatch.setenv("COLUMNS", "400")  # rich's console width: one paragraph, one line
@@ -85,6 +86,11 @@ def test_help_keeps_every_word_and_reflows_paragraphs(monkeypatch):
             if not words or len(" ".join(words)) > 380:
                 continue
             assert " ".join(words) in lines, (path, paragraph)
+        # option and argument help, wherever the panel wraps it
+        shown = " ".join(res.output.replace("│", " ").split())
+        for param in command.params:
+            text = " ".join((getattr(param, "help", None) or "").replace("`", "").replace("\\[", "[").split())
+            assert text in shown, (path, param.name, text)
 
 
 def test_explain_writes_saliency_overlay_and_summary(files, tmp_path, saved_figures):

@@ -161,10 +161,12 @@ def test_diary_patterns_catch_what_they_should():
 # change a number). `<!-- results: derived from PATH[, PATH]: how -->` marks a table computed from
 # results (sums, counts) that no file holds row by row; its paths must exist.
 # A JSON report has no rows: a table copying JSON results (paths may be globs,
-# `benchmarks/results/zoo-eval/*/report.json`) must show, after its first cell (the row's name),
-# only numbers that round from some number of the row's reports — the files whose path below
-# benchmarks/results/ has a folder or a name the row's name contains (`mobilenetv2-strong/` for
-# "tmnist-mobilenetv2-strong"), or all of them when none does.
+# `benchmarks/results/zoo-eval/*/report.json`) must show, after its first cell (the row's name; an
+# empty one repeats the name above), only numbers that round from some number of the row's
+# reports — the files whose path below benchmarks/results/ has a folder or a name the row's name
+# contains (`mobilenetv2-strong/` for "tmnist-mobilenetv2-strong"); all of them only when no row
+# of the table names one — and, inside them, of the objects that hold the row's name as a value
+# (`{"model": "tmnist-mobilenetv2-strong", ...}`) when there are such.
 
 RESULTS_MARK = re.compile(r"^<!--\s*results:\s*(?P<derived>derived from\s+)?(?P<paths>[^:>]+?)\s*(?::.*)?-->\s*$")
 NUMBER = re.compile(r"[-−+]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?")
@@ -216,29 +218,59 @@ def reads_as(row: list[tuple[float, int]], source: list[float]) -> bool:
     return True
 
 
-def json_numbers(path: Path) -> list[float]:
-    """Every number of a JSON file (its leaves; booleans are not numbers)."""
+def _leaves(node):
+    """The numbers of a JSON value (its leaves; booleans are not numbers)."""
+    if isinstance(node, dict):
+        node = list(node.values())
+    if isinstance(node, list):
+        for item in node:
+            yield from _leaves(item)
+    elif isinstance(node, (int, float)) and not isinstance(node, bool):
+        yield float(node)
+
+
+def row_names(rows: list[str]) -> list[str]:
+    """Each row's name: its first cell, or for an empty one the name of the row above (a table
+    that lists several rows under one model)."""
+    names, last = [], ""
+    for row in rows:
+        first = row.strip().strip("|").split("|")[0].strip()
+        last = first or last
+        names.append(last)
+    return names
+
+
+def row_reports(name: str, reports: list[Path]) -> list[Path]:
+    """The reports of a row named ``name``: those with a folder or a file name (below
+    benchmarks/results/) that ``name`` contains."""
+    results = ROOT / "benchmarks" / "results"
+    return [r for r in reports if any(part.lower() in name.lower() for part in r.with_suffix("").relative_to(results).parts)]
+
+
+def _records(node, name: str):
+    """The JSON objects below ``node`` that hold ``name`` as a string value (a row's record)."""
+    if isinstance(node, dict):
+        if any(isinstance(v, str) and v == name for v in node.values()):
+            yield node
+            return
+        node = list(node.values())
+    if isinstance(node, list):
+        for item in node:
+            yield from _records(item, name)
+
+
+def report_numbers(name: str, reports: list[Path]) -> list[float]:
+    """The numbers a row named ``name`` may show: those of the records of ``reports`` that hold its
+    name as a value (``"model": "tmnist-mobilenetv2-strong"``), else of the whole reports."""
     import json
 
-    def leaves(node):
-        if isinstance(node, dict):
-            node = list(node.values())
-        if isinstance(node, list):
-            for item in node:
-                yield from leaves(item)
-        elif isinstance(node, (int, float)) and not isinstance(node, bool):
-            yield float(node)
-
-    return list(leaves(json.loads(path.read_text(encoding="utf-8"))))
-
-
-def row_reports(row: str, reports: list[Path]) -> list[Path]:
-    """The reports of a table row: those with a folder or a file name (below benchmarks/results/)
-    that the row's first cell contains, else all."""
-    name = row.strip().strip("|").split("|")[0].lower()
-    results = ROOT / "benchmarks" / "results"
-    own = [r for r in reports if any(part.lower() in name for part in r.with_suffix("").relative_to(results).parts)]
-    return own or reports
+    plain = name.replace("`", "").replace("*", "").strip()
+    pool = []
+    for report in reports:
+        data = json.loads(report.read_text(encoding="utf-8"))
+        records = list(_records(data, plain)) if plain else []
+        pool += [v for record in (records or [data]) for v in _leaves(record)]
+    return pool
 
 
 def standalone_numbers(text: str) -> list[tuple[float, int]]:
@@ -255,11 +287,19 @@ def standalone_numbers(text: str) -> list[tuple[float, int]]:
     return found
 
 
-def reads_as_reports(row: str, reports: list[Path]) -> bool:
-    """Every number standing alone in ``row`` after its first cell rounds from a number of the row's reports."""
+def report_row_problem(row: str, name: str, reports: list[Path], scoped: bool) -> str | None:
+    """Why ``row`` (named ``name``) does not read from its reports, or None. ``scoped``: other rows
+    of the table have reports of their own, so this one must too."""
+    own = row_reports(name, reports)
+    if scoped and not own:
+        return f"no report of the mark is named in {name!r}"
     cells = row.strip().strip("|").split("|")
-    leaves = [v for r in row_reports(row, reports) for v in json_numbers(r)]
-    return all(any(rounds_to(shown, v) for v in leaves) for shown in standalone_numbers("|".join(cells[1:])))
+    shown = standalone_numbers("|".join(cells[1:]))
+    if not shown and numbers("|".join(cells[1:])):
+        return "none of its numbers stands alone to compare"
+    pool = report_numbers(name, own or reports)
+    wrong = [f"{v:.{d}f}" for v, d in shown if not any(rounds_to((v, d), x) for x in pool)]
+    return f"{', '.join(wrong)} in no number of its reports" if wrong else None
 
 
 def result_sources(paths: str) -> tuple[list[Path], list[str]]:
@@ -299,10 +339,15 @@ def test_result_tables_read_as_rows_of_their_results_files():
             reports = [p for p in paths if p.suffix == ".json"]
             source = [[v for v, _ in numbers(r)] for p in paths if p.suffix != ".json"
                       for _, body in tables(p.read_text(encoding="utf-8")) for r in body]
-            for offset, row in enumerate(rows, 1):
+            names = row_names(rows)
+            scoped = len(reports) > 1 and any(row_reports(n, reports) for n in names)
+            for offset, (row, name) in enumerate(zip(rows, names), 1):
                 checked += 1
-                if not (any(reads_as(numbers(row), s) for s in source) or (reports and reads_as_reports(row, reports))):
-                    problems.append(f"{where}:{header + 1 + offset}: no row of {mark['paths'].strip()} gives {row}")
+                if source and any(reads_as(numbers(row), s) for s in source):
+                    continue
+                problem = report_row_problem(row, name, reports, scoped) if reports else "no row of the file has its numbers"
+                if problem:
+                    problems.append(f"{where}:{header + 1 + offset}: {problem} ({mark['paths'].strip()}): {row}")
     assert not problems, "result tables that differ from the results they quote:\n" + "\n".join(problems)
     assert checked, "no page names the results file of a table"
 
@@ -321,3 +366,18 @@ def test_result_rows_are_matched_by_value_order_and_rounding():
     mark = RESULTS_MARK.match("<!-- results: derived from a.md, b.md: sums -->")
     assert mark["derived"] and mark["paths"] == "a.md, b.md"
     assert RESULTS_MARK.match("<!-- results: benchmarks/results/x.md -->")["paths"] == "benchmarks/results/x.md"
+
+
+@pytest.mark.parametrize("tables, args", [
+    ("benchmarks/results/zoo-eval/tables.md", ["benchmarks/results/zoo-eval"]),
+    ("benchmarks/results/protocol-paper/tables.md", ["--protocol", "benchmarks/results/protocol-paper"]),
+])
+def test_collected_tables_are_what_collect_reports_writes(tables, args):
+    """The tables the benchmark page's marks name are `collect_reports.py`'s output on the committed
+    reports (its first line names the command), not a hand-edited copy."""
+    run = subprocess.run([sys.executable, "benchmarks/collect_reports.py", *args], cwd=ROOT, capture_output=True, text=True,
+                         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert run.returncode == 0, run.stderr[-2000:]
+    written = (ROOT / tables).read_text(encoding="utf-8")
+    assert written.splitlines()[0] == f"<!-- written by: python benchmarks/collect_reports.py {' '.join(args)} -->"
+    assert written.split("\n", 2)[2] == run.stdout

@@ -21,7 +21,7 @@ from pathlib import Path
 import typer.main
 
 from gsal_cli.main import app
-from test_docs import ROOT, pages
+from test_docs import ROOT, pages, without_fences
 
 #: Pages whose command lines describe the current CLI (CHANGELOG.md and its docs copy are history).
 PAGES = [*pages(), ROOT / "CONTRIBUTING.md", ROOT / "benchmarks" / "results" / "camvid" / "README.md"]
@@ -36,8 +36,9 @@ def command_lines(text: str) -> list[tuple[int, str]]:
         block = re.sub(r"\s*\\\n\s*", " ", m.group(2))  # join continuation lines (numbers shift; fine for a report)
         for offset, line in enumerate(block.splitlines()):
             found += [(start + offset, c) for c in _commands(line)]
-    for m in re.finditer(r"(?<!`)`(gsal [^`\n]+)`(?!`)", text):
-        found += [(text.count("\n", 0, m.start()) + 1, c) for c in _commands(m.group(1))]
+    for m in re.finditer(r"(?<!`)`(gsal[ \n][^`]+?)`(?!`)", without_fences(text)):  # a span may wrap onto the next line
+        if "\n\n" not in m.group(1):
+            found += [(text.count("\n", 0, m.start()) + 1, c) for c in _commands(" ".join(m.group(1).split()))]
     return found
 
 
@@ -89,7 +90,7 @@ def test_every_documented_command_line_exists():
 
 
 def test_the_reader_finds_commands_and_the_check_catches_what_it_should():
-    text = "Run `gsal explain --demo` or\n\n```bash\ngsal stats runs/x \\\n    --html   # report\npip install . && gsal zoo list\n```\n"
+    text = "Run `gsal explain\n--demo` or\n\n```bash\ngsal stats runs/x \\\n    --html   # report\npip install . && gsal zoo list\n```\n"
     assert [c for _, c in command_lines(text)] == ["gsal stats runs/x --html", "gsal zoo list", "gsal explain --demo"]
     root = typer.main.get_command(app)
     assert check("gsal explain --demo", root) is None

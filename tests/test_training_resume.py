@@ -11,10 +11,11 @@ from gsal_tf.benchmark.training import TrainConfig, epoch_order, train
 
 @pytest.fixture(autouse=True)
 def small_network(monkeypatch):
-    """Resuming does not depend on the network: train() builds a two-convolution net with batch
-    norm and dropout here (trainable weights, moving statistics, AdamW's moments and the dropout
-    seed all carried across a kill), which traces in seconds where the MobileNetV2 of TINY_DEEPLAB takes about a minute per
-    train() call. tests/test_training_and_evaluation.py trains the real architecture."""
+    """Resuming does not depend on the network: train() builds a three-convolution net with batch
+    norm and two dropouts here (trainable weights, moving statistics, AdamW's moments and two
+    dropout seeds, restored by position, all carried across a kill). It traces in seconds where
+    the MobileNetV2 of TINY_DEEPLAB takes about a minute per train() call;
+    tests/test_training_and_evaluation.py trains the real architecture."""
     import keras
 
     from gsal_tf.benchmark import training
@@ -23,6 +24,7 @@ def small_network(monkeypatch):
         inputs = keras.Input(input_shape)
         x = keras.layers.Conv2D(8, 3, padding="same", use_bias=False)(inputs)
         x = keras.layers.Dropout(0.1)(keras.layers.ReLU()(keras.layers.BatchNormalization()(x)))
+        x = keras.layers.Dropout(0.2)(keras.layers.Conv2D(8, 3, padding="same", activation="relu")(x))
         outputs = keras.layers.Conv2D(num_classes, 1, activation="softmax")(x)
         return keras.Model(inputs, outputs)
 
