@@ -90,3 +90,23 @@ def test_every_shipped_config_loads_with_its_reader():
         folder = path.relative_to(ROOT / "configs").parts[0]
         assert folder in readers, f"{path}: no reader known for configs/{folder}/"
         assert readers[folder](path), path
+
+
+def test_every_benchmark_settings_file_names_explainer_options_that_exist():
+    """benchmarks/settings/: each ``[[setting]]`` of the defaults studies is a set of GridSaliency
+    keywords (``name`` aside), and the error-analysis mapping loads as a label mapping."""
+    import inspect
+    import tomllib
+
+    from gsal_tf.datasets.mapping import load_mapping
+
+    keywords = set(inspect.signature(gs.GridSaliency.__init__).parameters) - {"self", "model"}
+    folder = ROOT / "benchmarks" / "settings"
+    studies = sorted(folder.glob("defaults-*.toml"))
+    assert studies
+    for path in studies:
+        settings = tomllib.loads(path.read_text())["setting"]
+        for setting in settings:
+            unknown = set(setting) - keywords - {"name"}
+            assert not unknown, f"{path.name}: {setting['name']!r} has {sorted(unknown)}, not GridSaliency keywords"
+    assert load_mapping(folder / "cityscapes-camvid-errors.toml").network_classes
