@@ -1,6 +1,7 @@
 """The documentation: the site builds with warnings as errors, the README stays a front page, every
 relative link resolves, and no page reads as a development diary."""
 
+import functools
 import importlib.util
 import os
 import re
@@ -259,15 +260,21 @@ def _records(node, name: str):
             yield from _records(item, name)
 
 
+@functools.lru_cache(maxsize=None)
+def _report(path: Path):
+    """A JSON report, read once however many rows quote it."""
+    import json
+
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
 def report_numbers(name: str, reports: list[Path]) -> list[float]:
     """The numbers a row named ``name`` may show: those of the records of ``reports`` that hold its
     name as a value (``"model": "tmnist-mobilenetv2-strong"``), else of the whole reports."""
-    import json
-
     plain = name.replace("`", "").replace("*", "").strip()
     pool = []
     for report in reports:
-        data = json.loads(report.read_text(encoding="utf-8"))
+        data = _report(report)
         records = list(_records(data, plain)) if plain else []
         pool += [v for record in (records or [data]) for v in _leaves(record)]
     return pool
