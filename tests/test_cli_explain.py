@@ -91,6 +91,12 @@ def test_help_keeps_every_word_and_reflows_paragraphs(monkeypatch):
         for param in command.params:
             text = " ".join((getattr(param, "help", None) or "").replace("`", "").replace("\\[", "[").split())
             assert text in shown, (path, param.name, text)
+        # Arguments are named as the docstrings name them (``Export MODEL``), in the usage line and
+        # in the errors for a missing one, not by the Python parameter (``{model}``).
+        for param in command.params:
+            if param.param_type_name == "argument":
+                assert param.metavar == param.name.upper(), (path, param.name)
+                assert param.metavar in res.output.split("Usage:")[1].splitlines()[0], (path, param.name)
 
 
 def test_explain_writes_saliency_overlay_and_summary(files, tmp_path, saved_figures):

@@ -26,7 +26,7 @@ from gsal_cli.options import (Baseline, PixelScale, pixel_scale_of, CustomModule
 
 
 def compare_backbones(
-    image: Optional[Path] = typer.Argument(None, help="Image file (PNG/JPEG/… or .npy). Omit with --demo."),
+    image: Optional[Path] = typer.Argument(None, metavar="IMAGE", help="Image file (PNG/JPEG/… or .npy). Omit with --demo."),
     models: Optional[str] = typer.Option(None, "--models", help="Comma-separated zoo names or model paths (default with --demo: the zoo's strongly biased MobileNetV2 and Xception)."),
     request: Optional[Path] = typer.Option(None, "--request", help="Request mask image: pixels > 127 are explained."),
     request_class: Optional[str] = typer.Option(None, "--request-class", help="Request = pixels the first model predicts as this class (id, or name for a zoo model)."),

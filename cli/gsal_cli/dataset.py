@@ -22,7 +22,7 @@ from gsal_cli.options import Baseline, PixelScale, pixel_scale_of, Mode, OutputK
 
 
 def explain_dataset(
-    data: Path = typer.Argument(..., help="A folder: images (with --labels), a Cityscapes tree, a CamVid tree (SegNet version) or a TextureMNIST folder."),
+    data: Path = typer.Argument(..., metavar="DATA", help="A folder: images (with --labels), a Cityscapes tree, a CamVid tree (SegNet version) or a TextureMNIST folder."),
     model: str = typer.Option(..., "--model", "-m", help="A .keras or .tflite file, a SavedModel folder or a zoo model name (gsal zoo list)."),
     out: Path = typer.Option(..., "--out", "-o", help="Results folder (resumed when it holds a run of the same settings)."),
     layout: str = typer.Option("auto", "--layout", callback=choice(tuple(lay for lay in LAYOUTS if lay != "tf.data")), help="auto | folder | cityscapes | camvid | texture-mnist."),
@@ -116,7 +116,7 @@ def explain_dataset(
 
 
 def stats(
-    results: list[Path] = typer.Argument(..., help="A results folder of `gsal explain-dataset`; two or more: the runs side by side (same data, e.g. two networks)."),
+    results: list[Path] = typer.Argument(..., metavar="RESULTS", help="A results folder of `gsal explain-dataset`; two or more: the runs side by side (same data, e.g. two networks)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Where the figures go (default: RESULTS/stats; with several runs FIRST/stats/compare)."),
     top: int = typer.Option(5, "--top", help="Context classes listed per request class."),
     figure_format: FigureFormat = figure_format_option(),

@@ -20,7 +20,7 @@ from gsal_cli.options import (OutputKind, PixelScale, pixel_scale_of, Baseline, 
 
 
 def explain(
-    image: Optional[Path] = typer.Argument(None, help="Image file (PNG/JPEG/… or .npy). With --demo: a demo name (textures, cyclists) or nothing."),
+    image: Optional[Path] = typer.Argument(None, metavar="IMAGE", help="Image file (PNG/JPEG/… or .npy). With --demo: a demo name (textures, cyclists) or nothing."),
     model: Optional[str] = typer.Option(None, "--model", "-m", help="A .keras or .tflite file, a SavedModel folder or a zoo model name (gsal zoo list)."),
     request: Optional[Path] = typer.Option(None, "--request", help="Request mask image: pixels > 127 are explained. Give exactly one of --request, --request-class, --request-point."),
     request_class: Optional[str] = typer.Option(None, "--request-class", help="Request = all pixels the model predicts as this class (id, or name for a zoo model)."),

@@ -13,8 +13,8 @@ from gsal_cli.options import OUTPUT_KINDS, choice, Baseline, Grid, baseline_opti
 
 
 def export(
-    model: str = typer.Argument(..., help="A .keras file, a SavedModel folder or a zoo model name."),
-    out_dir: Path = typer.Argument(..., help="Folder to write segmentation/ and explainer/ into."),
+    model: str = typer.Argument(..., metavar="MODEL", help="A .keras file, a SavedModel folder or a zoo model name."),
+    out_dir: Path = typer.Argument(..., metavar="OUT_DIR", help="Folder to write segmentation/ and explainer/ into."),
     image_shape: Optional[str] = typer.Option(None, "--image-shape", help="H,W,C of the explainer's inputs (default: the model's input shape)."),
     grid: Grid = None,
     iterations: Iterations = None,

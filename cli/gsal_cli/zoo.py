@@ -59,7 +59,7 @@ def list_models() -> None:
 
 
 @app.command("info")
-def info(name: str = typer.Argument(..., help="Zoo model name (see `gsal zoo list`).")) -> None:
+def info(name: str = typer.Argument(..., metavar="NAME", help="Zoo model name (see `gsal zoo list`).")) -> None:
     """Show everything the manifest records about one model."""
     import gsal_tf as gs
 
