@@ -829,7 +829,7 @@ def stage_architectures(a: Analysis) -> dict:
         policy = gs.scale.RequestPolicy(zone="class", zones_from="labels", classes=classes, mapping=mapping,
                                         **({"min_pixels": 16} if classes is None else {}))
         runs[name] = a.run(name, key, policy)
-    header = ["CamVid class", "network", "explained class", "requests", "f_c(x)", "median no-context", "salient fraction",
+    header = ["CamVid class", "network", "explained class", "requests", "with context", "f_c(x)", "median no-context", "salient fraction",
               "top-3 context: share (inflation)"]
     for left, right, classes in pairs:
         if left not in runs or right not in runs:
@@ -842,19 +842,20 @@ def stage_architectures(a: Analysis) -> dict:
             if zone not in wanted:
                 continue
             for r, run in enumerate(cmp.runs):
-                rows.append([zone, run, cmp.explained[r][z], int(cmp.count[r, z]), _fmt(cmp.original[r, z]), _fmt(cmp.no_context[r, z]),
+                rows.append([zone, run, cmp.explained[r][z], int(cmp.count[r, z]), int(cmp.with_context[r, z]), _fmt(cmp.original[r, z]), _fmt(cmp.no_context[r, z]),
                              _fmt(cmp.salient_fraction[r, z]),
                              "; ".join(f"{name} {_fmt(share, 2)} ({_fmt(infl, 2)})" for name, share, infl in cmp.top(r, z))])
-        keep = [z for z, zone in enumerate(cmp.zone_classes) if zone in wanted]
-        difference = (cmp.share[1] - cmp.share[0])[keep]
-        figure = viz.matrix_figure(difference, [cmp.zone_classes[z] for z in keep], cmp.context_classes, f"{cmp.runs[1]} − {cmp.runs[0]}",
-                                   colorbar_label="difference of shares", xlabel="CamVid context class", ylabel="CamVid class (request)",
-                                   diverging=True, subtitle=f"share of the salient context, the same requests ({a.frames()})")
+        # rows where either network kept context in fewer than FIGURE_MIN_REQUESTS requests are grey
+        figure = comparison.difference_figure(cmp, 1, [zone for zone in cmp.zone_classes if zone in wanted], min_requests=FIGURE_MIN_REQUESTS,
+                                              subtitle=f"share of the salient context, the same requests ({a.frames()})",
+                                              xlabel="CamVid context class", ylabel="CamVid class (request)")
         png = viz.save_figure(figure, a.out / f"architectures-{left}-vs-{right}.png")
         comparison.write_csv(cmp, a.out / f"architectures-{left}-vs-{right}.csv")
         frames = cmp.shared_samples
         sections.append(f"## {cmp.runs[0]} vs {cmp.runs[1]}\n\n{frames} frames both runs explained; "
-                        f"difference of the shares: `{png.name}`.\n\n" + _markdown(header, rows))
+                        f"difference of the shares: `{png.name}` (grey: rows where either network kept context in fewer than "
+                        f"{FIGURE_MIN_REQUESTS} requests). *with context*: the requests that kept salient context, the ones the "
+                        "shares are means over.\n\n" + _markdown(header, rows))
         pair_records.append({"runs": [left, right], "frames": frames, "requests": [int(v) for v in cmp.count.sum(axis=1)],
                              "figure": png.name})
     (a.out / "architectures.md").write_text(f"# Architecture comparison on {a.frames()}\n\n"

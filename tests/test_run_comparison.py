@@ -36,6 +36,7 @@ def test_unpaired_sides_are_each_runs_own_statistics(two_runs):
     for r, folder in enumerate(two_runs):
         stats, _ = load_stats(folder)  # zones from labels without a mapping: zone class = explained class
         np.testing.assert_array_equal(cmp.count[r], stats.count)
+        np.testing.assert_array_equal(cmp.with_context[r], stats.with_context)
         np.testing.assert_allclose(cmp.share[r], stats.share)
         np.testing.assert_allclose(cmp.inflation[r], stats.inflation_share)
         np.testing.assert_allclose(cmp.salient_fraction[r], stats.mean_fraction)
@@ -73,7 +74,45 @@ def test_cli_prints_and_writes_the_comparison(two_runs, tmp_path):
     cmp = gs.scale.compare_runs(two_runs)
     assert [(r["zone_class"], r["run"]) for r in rows] == [(z, run) for z in cmp.zone_classes for run in cmp.runs]
     assert float(rows[0]["share_1"]) == pytest.approx(cmp.top(0, 0, 2)[0][1])
+    assert [int(r["with_context"]) for r in rows] == [int(cmp.with_context[r, z]) for z in range(len(cmp.zone_classes)) for r in range(2)]
     assert sorted(p.name for p in out.iterdir()) == ["comparison.csv", "share-1.png", "share-2.png", "share-minus-1-2.png"]
+    # the printed table counts the requests that kept context, the ones the shares are means over
+    assert "ctx" in result.output and "requests that kept salient context" in " ".join(result.output.split())
+
+
+def _shown(fig):
+    """(row labels, values with grey cells as NaN) of a matrix figure."""
+    axes = fig.axes[0]
+    return [t.get_text() for t in axes.get_yticklabels()], np.ma.filled(axes.get_images()[0].get_array().astype(float), np.nan)
+
+
+def test_figures_count_requests_with_context_and_grey_too_few(two_runs):
+    """Rows read ``zone (k/n)``; a share over fewer than ``min_requests`` masks that kept context is
+    no statistic: its row is grey (NaN), in a difference when either run falls short."""
+    from gsal_tf.scale import comparison
+
+    cmp = gs.scale.compare_runs(two_runs)
+    assert (cmp.with_context <= cmp.count).all() and cmp.with_context.sum() > 0
+    cut = int(cmp.with_context.max())  # some row falls short of it in some run, some row reaches it
+    readable = cmp.readable(cut)
+    assert readable.any() and not readable.all()
+    figures = comparison.comparison_figures(cmp, min_requests=cut)
+    for r in range(2):
+        labels, shown = _shown(figures[f"share-{r + 1}"])
+        assert labels == [f"{z} ({k}/{n})" for z, k, n in zip(cmp.zone_classes, cmp.with_context[r], cmp.count[r])]
+        assert np.isnan(shown[~readable[r]]).all()
+        np.testing.assert_allclose(shown[readable[r]], cmp.share[r][readable[r]])
+    both = readable.all(axis=0)
+    labels, shown = _shown(figures["share-minus-1-2"])
+    assert labels == [f"{z} ({a} · {b}/{n})" for z, a, b, n in zip(cmp.zone_classes, *cmp.with_context, cmp.count[1])]
+    assert np.isnan(shown[~both]).all()
+    np.testing.assert_allclose(shown[both], (cmp.share[1] - cmp.share[0])[both])
+    # a subset of the rows, in the order asked; min_requests 0 greys nothing
+    labels, shown = _shown(comparison.difference_figure(cmp, 1, cmp.zone_classes[::-1], min_requests=0))
+    assert [label.split(" (")[0] for label in labels] == cmp.zone_classes[::-1]
+    np.testing.assert_allclose(shown, (cmp.share[1] - cmp.share[0])[::-1])
+    with pytest.raises(GsalInputError, match="min_requests"):
+        comparison.comparison_figures(cmp, min_requests=-1)
 
 
 def test_bad_input_one_line_nothing_written(two_runs, tmp_path, conv_model_file):

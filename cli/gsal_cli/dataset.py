@@ -134,14 +134,14 @@ def stats(
     from gsal_tf import viz
     from gsal_tf.scale import report
 
-    if len(results) > 1:
-        if html_report:
-            raise fail("--html reports one run: give one results folder, or drop --html")
-        return _compare(results, out, top, figure_format, not unpaired)
-    results = results[0]
     for option, value in (("--gallery", gallery), ("--min-requests", min_requests)):
         if value < 0:
             raise fail(f"{option} {value}: give a number of requests (0 or more)")
+    if len(results) > 1:
+        if html_report:
+            raise fail("--html reports one run: give one results folder, or drop --html")
+        return _compare(results, out, top, figure_format, not unpaired, min_requests)
+    results = results[0]
     try:
         result, card = gs.scale.load_stats(results)
     except gs.GsalError as exc:
@@ -180,7 +180,7 @@ def stats(
     console.print(f"wrote {escape(', '.join(str(p) for p in written))}")
 
 
-def _compare(results: list[Path], out: Optional[Path], top: int, figure_format: FigureFormat, paired: bool) -> None:
+def _compare(results: list[Path], out: Optional[Path], top: int, figure_format: FigureFormat, paired: bool, min_requests: int) -> None:
     """``gsal stats RUN_A RUN_B ...``: :func:`gsal_tf.scale.compare_runs`, printed and written."""
     import gsal_tf as gs
     from gsal_tf import viz
@@ -192,14 +192,15 @@ def _compare(results: list[Path], out: Optional[Path], top: int, figure_format: 
     except gs.GsalError as exc:
         raise fail(str(exc)) from None
     table = compact_table(title=f"the same requests, {len(result.runs)} runs{' (paired)' if paired else ''}",
-                          caption="f_c(x): mean score in R; no ctx: median preserved score without context; salient: mean salient share "
-                                  "of the context; top context: share (inflation baseline)")
-    for column in ("zone class", "run", "explained", "n", "f_c(x)", "no ctx", "salient", f"top-{top} context"):
-        table.add_column(column, overflow="fold", justify="right" if column in ("run", "n", "f_c(x)", "no ctx", "salient") else "left")
+                          caption="ctx: requests that kept salient context (the shares are means over them); f_c(x): mean score in R; "
+                                  "no ctx: median preserved score without context; salient: mean salient share of the context; "
+                                  "top context: share (inflation baseline)")
+    for column in ("zone class", "run", "explained", "n", "ctx", "f_c(x)", "no ctx", "salient", f"top-{top} context"):
+        table.add_column(column, overflow="fold", justify="right" if column in ("run", "n", "ctx", "f_c(x)", "no ctx", "salient") else "left")
     for z, zone in enumerate(result.zone_classes):
         for r, run in enumerate(result.runs):
             tops = "\n".join(f"{escape(name)} {format_share(share)} ({format_share(infl)})" for name, share, infl in result.top(r, z, top))
-            table.add_row(escape(zone) if r == 0 else "", str(r + 1), escape(result.explained[r][z]), str(result.count[r, z]),
+            table.add_row(escape(zone) if r == 0 else "", str(r + 1), escape(result.explained[r][z]), str(result.count[r, z]), str(result.with_context[r, z]),
                           format_share(result.original[r, z]), format_share(result.no_context[r, z]), format_share(result.salient_fraction[r, z]), tops,
                           end_section=r == len(result.runs) - 1)
     console.print(table)
@@ -207,7 +208,7 @@ def _compare(results: list[Path], out: Optional[Path], top: int, figure_format: 
     try:
         folder.mkdir(parents=True, exist_ok=True)
         written = [comparison.write_csv(result, folder / "comparison.csv", top)]
-        written += [viz.save_figure(fig, folder / f"{name}.{figure_format.value}") for name, fig in comparison.comparison_figures(result).items()]
+        written += [viz.save_figure(fig, folder / f"{name}.{figure_format.value}") for name, fig in comparison.comparison_figures(result, min_requests).items()]
     except gs.GsalError as exc:
         raise fail(str(exc)) from None
     except OSError as exc:

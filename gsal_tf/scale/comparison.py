@@ -11,6 +11,10 @@ networks, not between the frames they saw.
 For each zone class z and run r (rows: the requests of z in r):
 
 - ``count[r, z]``: requests; ``explained[r][z]``: the network class(es) explained;
+- ``with_context[r, z]``: the requests that kept salient labelled context, the ones the shares
+  are means over (:attr:`gsal_tf.context_stats.ContextStats.with_context`): a share over a
+  handful of masks is no statistic (CamVid: 1 of 233 road zones keeps context for the
+  Cityscapes network), so tables print it and figures grey the rows below ``min_requests``;
 - ``original[r, z]``: mean f_c(x) over R — how confidently the network predicts it at all;
 - ``no_context[r, z]``: median preserved score without any context (``no_context_score``);
 - ``salient_fraction[r, z]``: mean share of the context pixels kept salient;
@@ -36,7 +40,7 @@ from gsal_tf import context_stats
 from gsal_tf.errors import GsalInputError
 from gsal_tf.scale import store
 
-__all__ = ["RunComparison", "compare_runs", "comparison_figures", "write_csv"]
+__all__ = ["RunComparison", "compare_runs", "comparison_figures", "difference_figure", "write_csv"]
 
 
 @dataclasses.dataclass
@@ -50,6 +54,7 @@ class RunComparison:
     context_classes: list
     explained: list
     count: np.ndarray
+    with_context: np.ndarray
     original: np.ndarray
     no_context: np.ndarray
     salient_fraction: np.ndarray
@@ -65,6 +70,11 @@ class RunComparison:
         order = [c for c in np.argsort(-np.nan_to_num(share, nan=-1.0))[:k] if share[c] > 0]
         return [(self.context_classes[c], float(share[c]), float(self.inflation[run, zone, c])) for c in order]
 
+    def readable(self, min_requests: int = 1) -> np.ndarray:
+        """(runs, zone classes) bool: the cells whose shares rest on at least ``min_requests``
+        requests that kept context."""
+        return self.with_context >= min_requests
+
     def rows(self, k: int = 3) -> list:
         """One dict per zone class and run (for a CSV or a table): the columns of the module docstring
         and the ``k`` largest context shares."""
@@ -73,6 +83,7 @@ class RunComparison:
             for r, run in enumerate(self.runs):
                 top = self.top(r, z, k)
                 out.append({"zone_class": zone, "run": run, "explained": self.explained[r][z], "requests": int(self.count[r, z]),
+                            "with_context": int(self.with_context[r, z]),
                             "original_score": _float(self.original[r, z]), "no_context_median": _float(self.no_context[r, z]),
                             "salient_fraction": _float(self.salient_fraction[r, z]),
                             **{f"context_{i + 1}": name for i, (name, _, _) in enumerate(top)},
@@ -160,6 +171,7 @@ def compare_runs(folders: Sequence, paired: bool = True) -> RunComparison:
     out = RunComparison(
         runs=[_run_name(card, folder) for card, folder in zip(cards, folders)], folders=folders, zone_classes=zones,
         context_classes=list(context), explained=[[""] * len(zones) for _ in folders], count=np.zeros(shape, np.int64),
+        with_context=np.zeros(shape, np.int64),
         original=np.full(shape, np.nan), no_context=np.full(shape, np.nan), salient_fraction=np.full(shape, np.nan),
         share=np.full((*shape, len(context)), np.nan), inflation=np.full((*shape, len(context)), np.nan), paired=paired,
         shared_samples=len(set.intersection(*({k[0] for k in run_keys} for run_keys in keys))))
@@ -177,6 +189,7 @@ def compare_runs(folders: Sequence, paired: bool = True) -> RunComparison:
         for row, z in enumerate(stats.classes):
             mine = zone_of[mask] == z
             out.count[r, z] = stats.count[row]
+            out.with_context[r, z] = stats.with_context[row]
             out.explained[r][z] = ", ".join(class_label(card, int(c)) for c in np.unique(explained[mine]))
             out.original[r, z] = float(np.mean(original[mine]))
             with np.errstate(all="ignore"):
@@ -188,22 +201,52 @@ def compare_runs(folders: Sequence, paired: bool = True) -> RunComparison:
     return out
 
 
-def comparison_figures(comparison: RunComparison) -> dict:
+def comparison_figures(comparison: RunComparison, min_requests: int = 1) -> dict:
     """{name: matplotlib Figure}: each run's share matrix (zone classes × context classes) and,
-    for every later run, its share minus the first run's (``share-minus-1-<k>``)."""
-    from gsal_tf import viz
+    for every later run, its share minus the first run's (``share-minus-1-<k>``, see
+    :func:`difference_figure`).
 
+    Rows read ``zone (k/n)``: k of the zone class's n requests kept salient context. Rows with
+    k < ``min_requests`` are grey (in a difference: in either run), as in
+    :func:`gsal_tf.scale.report.figures`.
+    """
+    from gsal_tf import viz
+    from gsal_tf.scale.report import _check_min_requests
+
+    _check_min_requests(min_requests)
+    readable = comparison.readable(min_requests)
     figures = {}
     for r, run in enumerate(comparison.runs):
+        labels = [f"{zone} ({k}/{n})" for zone, k, n in zip(comparison.zone_classes, comparison.with_context[r], comparison.count[r])]
         figures[f"share-{r + 1}"] = viz.matrix_figure(
-            comparison.share[r], comparison.zone_classes, comparison.context_classes, f"share of the salient context: {run}", vmax=1.0,
-            colorbar_label="share of salient context", xlabel="context class", ylabel="zone class")
+            np.where(readable[r][:, None], comparison.share[r], np.nan), labels, comparison.context_classes,
+            f"share of the salient context: {run}", vmax=1.0, colorbar_label="share of salient context", xlabel="context class",
+            ylabel="zone class (with salient context / all)")
     for r in range(1, len(comparison.runs)):
-        figures[f"share-minus-1-{r + 1}"] = viz.matrix_figure(
-            comparison.share[r] - comparison.share[0], comparison.zone_classes, comparison.context_classes,
-            f"{comparison.runs[r]} − {comparison.runs[0]}", colorbar_label="difference of shares", xlabel="context class",
-            ylabel="zone class", diverging=True, subtitle="share of the salient context, same requests" if comparison.paired else None)
+        figures[f"share-minus-1-{r + 1}"] = difference_figure(
+            comparison, r, min_requests=min_requests,
+            subtitle="share of the salient context, same requests" if comparison.paired else None)
     return figures
+
+
+def difference_figure(comparison: RunComparison, run: int = 1, zones: Sequence[str] | None = None, *, min_requests: int = 1,
+                      subtitle: str | None = None, xlabel: str = "context class", ylabel: str = "zone class"):
+    """Run ``run``'s share of the salient context minus the first run's, zone classes × context
+    classes (``zones``: the rows shown, default all). Rows read ``zone (k0 · k/n)``: the requests
+    that kept salient context in the first run and in ``run``, of n; a row where either has fewer
+    than ``min_requests`` is grey. Returns the Figure."""
+    from gsal_tf import viz
+    from gsal_tf.scale.report import _check_min_requests
+
+    _check_min_requests(min_requests)
+    rows = [comparison.zone_classes.index(z) for z in zones] if zones is not None else list(range(len(comparison.zone_classes)))
+    both = comparison.readable(min_requests)[[0, run]].all(axis=0)[rows]
+    k0, k, n = comparison.with_context[0, rows], comparison.with_context[run, rows], comparison.count[run, rows]
+    labels = [f"{comparison.zone_classes[z]} ({a} · {b}/{c})" for z, a, b, c in zip(rows, k0, k, n)]
+    difference = (comparison.share[run] - comparison.share[0])[rows]
+    return viz.matrix_figure(np.where(both[:, None], difference, np.nan), labels, comparison.context_classes,
+                             f"{comparison.runs[run]} − {comparison.runs[0]}", colorbar_label="difference of shares", xlabel=xlabel,
+                             ylabel=f"{ylabel} (with salient context: run 1 · run {run + 1} / all)", diverging=True, subtitle=subtitle)
 
 
 def write_csv(comparison: RunComparison, path, k: int = 3) -> Path:
@@ -212,7 +255,7 @@ def write_csv(comparison: RunComparison, path, k: int = 3) -> Path:
     import io
 
     rows = comparison.rows(k)
-    header = ["zone_class", "run", "explained", "requests", "original_score", "no_context_median", "salient_fraction"]
+    header = ["zone_class", "run", "explained", "requests", "with_context", "original_score", "no_context_median", "salient_fraction"]
     header += [f"{name}_{i + 1}" for i in range(k) for name in ("context", "share", "inflation")]
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, header, extrasaction="ignore")
