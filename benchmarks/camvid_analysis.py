@@ -253,9 +253,7 @@ class Analysis:
                                      progress=_progress(name))
         # a finished run read back keeps its card, and so the wall time of the invocation that explained it
         self.worked = self.worked or summary.card.get("finished") != before or bool(summary.redone)
-        return _rates({**_record(folder, key), "requests": summary.requests, "samples": summary.samples,
-                       "wall_seconds_this_session": summary.card.get("seconds_this_session"),
-                       "folder_bytes": sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())})
+        return _rates({**_record(folder, key), "requests": summary.requests, "samples": summary.samples})
 
     def read_run(self, name: str, key: str) -> dict:
         """The run OUT/runs/<name> as far as its committed shards go, explaining nothing."""
@@ -271,7 +269,10 @@ def _record(folder: Path, key: str) -> dict:
     shards = sorted((folder / "requests").glob("part-*.parquet"))
     return {"run": str(folder), "network": NETWORKS[key][2], "status": card.get("status"),
             "explainer_seconds_all_sessions": round(float(sum(gs.scale.store.shard_meta(p)["seconds"] for p in shards)), 2),
-            "explainer": card["settings"]["explainer"], "policy": _policy_summary(card["settings"]["policy"])}
+            "explainer": card["settings"]["explainer"], "policy": _policy_summary(card["settings"]["policy"]),
+            # the wall time of the last invocation that explained something in it (a read-back keeps it)
+            "wall_seconds_this_session": card.get("seconds_this_session"),
+            "folder_bytes": sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())}
 
 
 def _rates(run: dict) -> dict:

@@ -102,3 +102,14 @@ def test_moments_stage_needs_a_limit(tmp_path):
     with pytest.raises(SystemExit, match="give --limit N"):
         ca.stage_moments(ca.Analysis(ca.parse_args(["--out", str(tmp_path), "--stage", "moments"])))
     assert not any(tmp_path.iterdir())
+
+
+def test_a_read_back_records_the_wall_time_of_the_invocation_that_explained(out):
+    """--report-only and a rerun of a finished run record the run's time from its card (the
+    invocation that explained it), not the seconds it took to read it back."""
+    ca = load_benchmark_script("camvid_analysis")
+    folder = out / "runs" / "cityscapes-class"
+    explained = gs.scale.store.read_card(folder)["seconds_this_session"]
+    read = _analysis(ca, out, "--report-only").read_run("cityscapes-class", "cityscapes")
+    assert read["wall_seconds_this_session"] == explained and read["requests"] == gs.scale.read_results(folder).num_rows
+    assert read["folder_bytes"] == sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
