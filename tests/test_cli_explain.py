@@ -91,8 +91,8 @@ def test_help_keeps_every_word_and_reflows_paragraphs(monkeypatch):
         for param in command.params:
             text = " ".join((getattr(param, "help", None) or "").replace("`", "").replace("\\[", "[").split())
             assert text in shown, (path, param.name, text)
-        # Arguments are named as the docstrings name them (``Export MODEL``), in the usage line and
-        # in the errors for a missing one, not by the Python parameter (``{model}``).
+        # Arguments are named as the docstrings name them (``Export MODEL``) in the usage line (and so
+        # in click's error for a missing one), not by the Python parameter (``{model}``).
         for param in command.params:
             if param.param_type_name == "argument":
                 assert param.metavar == param.name.upper(), (path, param.name)

@@ -4,6 +4,7 @@ statistics of each side against the run's own, and bad input."""
 from __future__ import annotations
 
 import csv
+import re
 
 import numpy as np
 import pytest
@@ -77,7 +78,34 @@ def test_cli_prints_and_writes_the_comparison(two_runs, tmp_path):
     assert [int(r["with_context"]) for r in rows] == [int(cmp.with_context[r, z]) for z in range(len(cmp.zone_classes)) for r in range(2)]
     assert sorted(p.name for p in out.iterdir()) == ["comparison.csv", "share-1.png", "share-2.png", "share-minus-1-2.png"]
     # the printed table counts the requests that kept context, the ones the shares are means over
-    assert "ctx" in result.output and "requests that kept salient context" in " ".join(result.output.split())
+    assert "requests that kept salient labelled context" in " ".join(result.output.split())
+
+
+def test_cli_prints_the_requests_that_kept_context(two_runs, tmp_path, monkeypatch):
+    """The ``ctx`` column is ``with_context`` (here every request kept context, so one run's counts
+    are lowered to tell the columns apart)."""
+    cmp = gs.scale.compare_runs(two_runs)
+    cmp.with_context = cmp.with_context.copy()
+    cmp.with_context[0] = [1, 0, 2]
+    monkeypatch.setattr(gs.scale, "compare_runs", lambda folders, paired=True: cmp)
+    result = cli("stats", *two_runs, "--out", tmp_path / "cmp", "--min-requests", 2)
+    assert result.exit_code == 0, result.output
+    for z, zone in enumerate(cmp.zone_classes):
+        rows = [re.split(r"\s{2,}", line.strip()) for line in result.output.splitlines() if line.strip().startswith(zone)]
+        cells = next(cells for cells in rows if len(cells) > 4)  # zone class, run, explained, n, ctx, ...
+        assert cells[1:5] == ["1", cmp.explained[0][z], str(cmp.count[0, z]), str(cmp.with_context[0, z])], cells
+
+
+def test_cli_min_requests_greys_the_comparison_figures(two_runs, tmp_path, saved_figures):
+    cmp = gs.scale.compare_runs(two_runs)
+    cut = int(cmp.with_context.max())
+    result = cli("stats", *two_runs, "--out", tmp_path / "cmp", "--min-requests", cut)
+    assert result.exit_code == 0, result.output
+    figures = {path.stem: fig for fig, path in saved_figures}
+    _, shown = _shown(figures["share-minus-1-2"])
+    np.testing.assert_array_equal(np.isnan(shown).all(axis=1), ~cmp.readable(cut).all(axis=0))
+    one_error(cli("stats", *two_runs, "--out", tmp_path / "neg", "--min-requests", -1), "--min-requests -1")
+    assert not (tmp_path / "neg").exists()
 
 
 def _shown(fig):
@@ -104,15 +132,30 @@ def test_figures_count_requests_with_context_and_grey_too_few(two_runs):
         np.testing.assert_allclose(shown[readable[r]], cmp.share[r][readable[r]])
     both = readable.all(axis=0)
     labels, shown = _shown(figures["share-minus-1-2"])
-    assert labels == [f"{z} ({a} · {b}/{n})" for z, a, b, n in zip(cmp.zone_classes, *cmp.with_context, cmp.count[1])]
+    assert labels == [f"{z} ({a}/{n} · {b}/{n})" for z, a, b, n in zip(cmp.zone_classes, *cmp.with_context, cmp.count[1])]
     assert np.isnan(shown[~both]).all()
     np.testing.assert_allclose(shown[both], (cmp.share[1] - cmp.share[0])[both])
-    # a subset of the rows, in the order asked; min_requests 0 greys nothing
-    labels, shown = _shown(comparison.difference_figure(cmp, 1, cmp.zone_classes[::-1], min_requests=0))
+    # a subset of the rows, in the order asked, greyed as their own rows; min_requests 0 greys nothing
+    labels, shown = _shown(comparison.difference_figure(cmp, 1, cmp.zone_classes[::-1], min_requests=cut))
     assert [label.split(" (")[0] for label in labels] == cmp.zone_classes[::-1]
-    np.testing.assert_allclose(shown, (cmp.share[1] - cmp.share[0])[::-1])
+    assert np.isnan(shown[~both[::-1]]).all()
+    np.testing.assert_allclose(shown[both[::-1]], (cmp.share[1] - cmp.share[0])[::-1][both[::-1]])
+    np.testing.assert_allclose(_shown(comparison.difference_figure(cmp, 1, min_requests=0))[1], cmp.share[1] - cmp.share[0])
+    for bad in ({"min_requests": -1}, {"run": 0}, {"run": 2}, {"zones": ["sky"]}):
+        with pytest.raises(GsalInputError, match=next(iter(bad)) if "zones" not in bad else "no zone class 'sky'"):
+            comparison.difference_figure(cmp, **{"run": 1, **bad})
     with pytest.raises(GsalInputError, match="min_requests"):
-        comparison.comparison_figures(cmp, min_requests=-1)
+        cmp.readable(-1)
+
+
+def test_unpaired_difference_labels_count_each_run_over_its_own_requests(two_runs):
+    from gsal_tf.scale import comparison
+
+    cmp = gs.scale.compare_runs(two_runs, paired=False)
+    assert (cmp.count[0] != cmp.count[1]).any()  # run 2 saw 4 of the 7 samples
+    labels, _ = _shown(comparison.difference_figure(cmp, 1))
+    assert labels == [f"{z} ({a}/{b} · {c}/{d})" for z, a, b, c, d in zip(cmp.zone_classes, cmp.with_context[0], cmp.count[0],
+                                                                          cmp.with_context[1], cmp.count[1])]
 
 
 def test_bad_input_one_line_nothing_written(two_runs, tmp_path, conv_model_file):

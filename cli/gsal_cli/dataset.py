@@ -122,7 +122,7 @@ def stats(
     figure_format: FigureFormat = figure_format_option(),
     html_report: bool = typer.Option(False, "--html", help="Also write one self-contained HTML report (tables, heat maps, a gallery of the most and least context-dependent requests) to OUT/report.html."),
     gallery: int = typer.Option(6, "--gallery", help="Requests shown at each end of the context-dependence ranking in the HTML report."),
-    min_requests: int = typer.Option(1, "--min-requests", help="Grey the heat-map rows of request classes with fewer requests that kept salient context (their shares rest on too few masks)."),
+    min_requests: int = typer.Option(1, "--min-requests", help="Grey the heat-map rows of request classes (with several runs: zone classes) with fewer requests that kept salient context (their shares rest on too few masks)."),
     unpaired: bool = typer.Option(False, "--unpaired", help="With several runs: every request of each run, not only the requests all runs hold."),
 ) -> None:
     """Context statistics of a run: tables, heat maps and an optional HTML report.
@@ -192,7 +192,8 @@ def _compare(results: list[Path], out: Optional[Path], top: int, figure_format: 
     except gs.GsalError as exc:
         raise fail(str(exc)) from None
     table = compact_table(title=f"the same requests, {len(result.runs)} runs{' (paired)' if paired else ''}",
-                          caption="ctx: requests that kept salient context (the shares are means over them); f_c(x): mean score in R; "
+                          caption="ctx: requests that kept salient labelled context (the shares are means over them; dim: fewer than "
+                                  "--min-requests); f_c(x): mean score in R; "
                                   "no ctx: median preserved score without context; salient: mean salient share of the context; "
                                   "top context: share (inflation baseline)")
     for column in ("zone class", "run", "explained", "n", "ctx", "f_c(x)", "no ctx", "salient", f"top-{top} context"):
@@ -202,7 +203,7 @@ def _compare(results: list[Path], out: Optional[Path], top: int, figure_format: 
             tops = "\n".join(f"{escape(name)} {format_share(share)} ({format_share(infl)})" for name, share, infl in result.top(r, z, top))
             table.add_row(escape(zone) if r == 0 else "", str(r + 1), escape(result.explained[r][z]), str(result.count[r, z]), str(result.with_context[r, z]),
                           format_share(result.original[r, z]), format_share(result.no_context[r, z]), format_share(result.salient_fraction[r, z]), tops,
-                          end_section=r == len(result.runs) - 1)
+                          end_section=r == len(result.runs) - 1, style="dim" if result.with_context[r, z] < min_requests else None)
     console.print(table)
     folder = out or Path(results[0]) / "stats" / "compare"
     try:

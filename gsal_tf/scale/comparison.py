@@ -73,6 +73,9 @@ class RunComparison:
     def readable(self, min_requests: int = 1) -> np.ndarray:
         """(runs, zone classes) bool: the cells whose shares rest on at least ``min_requests``
         requests that kept context."""
+        from gsal_tf.scale.report import _check_min_requests
+
+        _check_min_requests(min_requests)
         return self.with_context >= min_requests
 
     def rows(self, k: int = 3) -> list:
@@ -206,14 +209,12 @@ def comparison_figures(comparison: RunComparison, min_requests: int = 1) -> dict
     for every later run, its share minus the first run's (``share-minus-1-<k>``, see
     :func:`difference_figure`).
 
-    Rows read ``zone (k/n)``: k of the zone class's n requests kept salient context. Rows with
-    k < ``min_requests`` are grey (in a difference: in either run), as in
-    :func:`gsal_tf.scale.report.figures`.
+    Rows of a run's shares read ``zone (k/n)``: k of the zone class's n requests kept salient
+    labelled context; rows with k < ``min_requests`` are grey, as in
+    :func:`gsal_tf.scale.report.figures` (a difference: see :func:`difference_figure`).
     """
     from gsal_tf import viz
-    from gsal_tf.scale.report import _check_min_requests
 
-    _check_min_requests(min_requests)
     readable = comparison.readable(min_requests)
     figures = {}
     for r, run in enumerate(comparison.runs):
@@ -232,21 +233,25 @@ def comparison_figures(comparison: RunComparison, min_requests: int = 1) -> dict
 def difference_figure(comparison: RunComparison, run: int = 1, zones: Sequence[str] | None = None, *, min_requests: int = 1,
                       subtitle: str | None = None, xlabel: str = "context class", ylabel: str = "zone class"):
     """Run ``run``'s share of the salient context minus the first run's, zone classes × context
-    classes (``zones``: the rows shown, default all). Rows read ``zone (k0 · k/n)``: the requests
-    that kept salient context in the first run and in ``run``, of n; a row where either has fewer
-    than ``min_requests`` is grey. Returns the Figure."""
+    classes (``zones``: the rows shown, in that order; default all). Rows read
+    ``zone (k1/n1 · k/n)``: the requests that kept salient labelled context of all, in the first
+    run and in ``run``; a row where either has fewer than ``min_requests`` is grey. Returns the
+    Figure. Raises GsalInputError for a ``run`` that is not a later run or an unknown zone class."""
     from gsal_tf import viz
-    from gsal_tf.scale.report import _check_min_requests
 
-    _check_min_requests(min_requests)
+    if isinstance(run, bool) or not isinstance(run, (int, np.integer)) or not 1 <= run < len(comparison.runs):
+        raise GsalInputError(f"run must be a later run, 1 to {len(comparison.runs) - 1}, got {run!r}")
+    unknown = [z for z in (zones or ()) if z not in comparison.zone_classes]
+    if unknown:
+        raise GsalInputError(f"no zone class {', '.join(map(repr, unknown))} in the comparison; it has {', '.join(comparison.zone_classes)}")
     rows = [comparison.zone_classes.index(z) for z in zones] if zones is not None else list(range(len(comparison.zone_classes)))
     both = comparison.readable(min_requests)[[0, run]].all(axis=0)[rows]
-    k0, k, n = comparison.with_context[0, rows], comparison.with_context[run, rows], comparison.count[run, rows]
-    labels = [f"{comparison.zone_classes[z]} ({a} · {b}/{c})" for z, a, b, c in zip(rows, k0, k, n)]
+    (k1, k), (n1, n) = comparison.with_context[[0, run]][:, rows], comparison.count[[0, run]][:, rows]
+    labels = [f"{comparison.zone_classes[z]} ({a}/{b} · {c}/{d})" for z, a, b, c, d in zip(rows, k1, n1, k, n)]
     difference = (comparison.share[run] - comparison.share[0])[rows]
     return viz.matrix_figure(np.where(both[:, None], difference, np.nan), labels, comparison.context_classes,
                              f"{comparison.runs[run]} − {comparison.runs[0]}", colorbar_label="difference of shares", xlabel=xlabel,
-                             ylabel=f"{ylabel} (with salient context: run 1 · run {run + 1} / all)", diverging=True, subtitle=subtitle)
+                             ylabel=f"{ylabel} (with salient context / all: run 1 · run {run + 1})", diverging=True, subtitle=subtitle)
 
 
 def write_csv(comparison: RunComparison, path, k: int = 3) -> Path:
