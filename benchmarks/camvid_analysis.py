@@ -848,16 +848,20 @@ def stage_architectures(a: Analysis) -> dict:
                              "; ".join(f"{name} {_fmt(share, 2)} ({_fmt(infl, 2)})" for name, share, infl in cmp.top(r, z))])
         # rows where either network kept context in fewer than FIGURE_MIN_REQUESTS requests are grey
         figure = comparison.difference_figure(cmp, 1, [zone for zone in cmp.zone_classes if zone in wanted], min_requests=FIGURE_MIN_REQUESTS,
-                                              subtitle=f"share of the salient context, the same requests ({a.frames()})",
+                                              subtitle=f"share of the salient context, the same requests ({a.frames()}; "
+                                                       f"{cmp.shared_samples} explained by both)",
                                               xlabel="CamVid context class", ylabel="CamVid class (request)")
         png = viz.save_figure(figure, a.out / f"architectures-{left}-vs-{right}.png")
         comparison.write_csv(cmp, a.out / f"architectures-{left}-vs-{right}.csv")
         frames = cmp.shared_samples
-        sections.append(f"## {cmp.runs[0]} vs {cmp.runs[1]}\n\n{frames} frames both runs explained; "
-                        f"difference of the shares: `{png.name}` (grey: rows where either network kept context in fewer than "
+        part_way = [name for name in (left, right) if runs[name].get("status") != "complete"]
+        stopped = "".join(f" The run `{name}` stopped part-way ({runs[name]['samples']} frames, {runs[name]['requests']} requests; "
+                          "the same command without --report-only continues it)." for name in part_way)
+        sections.append(f"## {cmp.runs[0]} vs {cmp.runs[1]}\n\n{frames} frames both runs explained.{stopped} "
+                        f"Difference of the shares: `{png.name}` (grey: rows where either network kept context in fewer than "
                         f"{FIGURE_MIN_REQUESTS} requests). *with context*: the requests that kept salient context, the ones the "
                         "shares are means over.\n\n" + _markdown(header, rows))
-        pair_records.append({"runs": [left, right], "frames": frames, "requests": [int(v) for v in cmp.count.sum(axis=1)],
+        pair_records.append({"runs": [left, right], "frames": frames, "part_way": part_way, "requests": [int(v) for v in cmp.count.sum(axis=1)],
                              "figure": png.name})
     (a.out / "architectures.md").write_text(f"# Architecture comparison on {a.frames()}\n\n"
                                             "The same requests (class zones from the CamVid labels, on the frames both networks explained) "
