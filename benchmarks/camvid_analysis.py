@@ -846,14 +846,13 @@ def stage_architectures(a: Analysis) -> dict:
                 rows.append([zone, run, cmp.explained[r][z], int(cmp.count[r, z]), int(cmp.with_context[r, z]), _fmt(cmp.original[r, z]), _fmt(cmp.no_context[r, z]),
                              _fmt(cmp.salient_fraction[r, z]),
                              "; ".join(f"{name} {_fmt(share, 2)} ({_fmt(infl, 2)})" for name, share, infl in cmp.top(r, z))])
+        frames = cmp.shared_samples
         # rows where either network kept context in fewer than FIGURE_MIN_REQUESTS requests are grey
         figure = comparison.difference_figure(cmp, 1, [zone for zone in cmp.zone_classes if zone in wanted], min_requests=FIGURE_MIN_REQUESTS,
-                                              subtitle=f"share of the salient context, the same requests ({a.frames()}; "
-                                                       f"{cmp.shared_samples} explained by both)",
+                                              subtitle=f"share of the salient context, the same requests ({a.frames()}; {frames} explained by both)",
                                               xlabel="CamVid context class", ylabel="CamVid class (request)")
         png = viz.save_figure(figure, a.out / f"architectures-{left}-vs-{right}.png")
         comparison.write_csv(cmp, a.out / f"architectures-{left}-vs-{right}.csv")
-        frames = cmp.shared_samples
         part_way = [name for name in (left, right) if runs[name].get("status") != "complete"]
         stopped = "".join(f" The run `{name}` stopped part-way ({runs[name]['samples']} frames, {runs[name]['requests']} requests; "
                           "the same command without --report-only continues it)." for name in part_way)
